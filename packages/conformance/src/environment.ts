@@ -1,0 +1,67 @@
+import { existsSync } from 'node:fs';
+
+/**
+ * Finding a WebGPU adapter or a Chromium for tests. Tests that need one skip with a visible
+ * notice when there is none, unless ACCSGD_REQUIRE_WEBGPU=1, in which case they must fail.
+ */
+
+/** Debian's chromium package ships SwiftShader's Vulkan driver here. */
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+export const CHROMIUM_CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
+
+export function webgpuRequired(): boolean {
+  return process.env.ACCSGD_REQUIRE_WEBGPU === '1';
+}
+
+export type Found<T> = ({ available: true } & T) | { available: false; reason: string };
+
+export interface NodeWebGPU {
+  gpu: GPU;
+  adapter: GPUAdapter;
+  /** e.g. "google / swiftshader". */
+  description: string;
+}
+
+let nodeWebGPU: Promise<Found<NodeWebGPU>> | undefined;
+
+/**
+ * A WebGPU adapter in Node through the `webgpu` package (Dawn). Installs the WebGPU globals
+ * (GPUBufferUsage, ...) and `navigator.gpu` when Node has none, which is what
+ * @tensorflow/tfjs-backend-webgpu looks for. Without a Vulkan driver of its own, points the Vulkan
+ * loader at Chromium's SwiftShader when it is installed. Cached per process.
+ */
+export function findNodeWebGPU(): Promise<Found<NodeWebGPU>> {
+  nodeWebGPU ??= (async (): Promise<Found<NodeWebGPU>> => {
+    if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    process.env.XDG_RUNTIME_DIR ??= '/tmp';
+    let dawn: { create: (options: string[]) => GPU; globals: Record<string, unknown> };
+    try {
+      dawn = (await import('webgpu')) as unknown as typeof dawn;
+    } catch (error) {
+      return { available: false, reason: `the "webgpu" package cannot be loaded (${(error as Error).message})` };
+    }
+    Object.assign(globalThis, dawn.globals);
+    const gpu = dawn.create([]);
+    const g = globalThis as { navigator?: { gpu?: GPU } };
+    if (!g.navigator) Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+    else if (!g.navigator.gpu) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) {
+      return {
+        available: false,
+        reason: `no WebGPU adapter (install Debian's chromium and libvulkan1 for SwiftShader; VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? 'unset'})`,
+      };
+    }
+    const info = adapter.info;
+    return { available: true, gpu, adapter, description: `${info.vendor || '?'} / ${info.architecture || info.device || '?'}` };
+  })();
+  return nodeWebGPU;
+}
+
+export function findChromium(): Found<{ executablePath: string }> {
+  const fromEnv = process.env.ACCSGD_CHROMIUM;
+  const executablePath = [fromEnv, ...CHROMIUM_CANDIDATES].find((p): p is string => !!p && existsSync(p));
+  return executablePath
+    ? { available: true, executablePath }
+    : { available: false, reason: `no Chromium found (looked at ${CHROMIUM_CANDIDATES.join(', ')}; set ACCSGD_CHROMIUM or apt-get install chromium)` };
+}

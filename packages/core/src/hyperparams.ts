@@ -1,0 +1,160 @@
+import { AccSGDConfigError } from './errors.js';
+
+/** The five hyperparameters of one parameter group, all resolved. Names follow the reference (camelCase). */
+export interface Hyperparams {
+  /** Short step, as for plain SGD. */
+  lr: number;
+  /** Long step (condition number estimate). */
+  kappa: number;
+  /** Statistical advantage parameter. */
+  xi: number;
+  /** Constant in (0, 1] that trades the long step against the short one. */
+  smallConst: number;
+  /** L2 penalty added to the gradient as `weightDecay * p`. */
+  weightDecay: number;
+}
+
+/** What a user passes: `lr` plus any of the others; omitted ones take their defaults. */
+export type HyperparamsInput = { lr: number } & Partial<Omit<Hyperparams, 'lr'>>;
+
+export const HYPERPARAM_DEFAULTS: Readonly<Omit<Hyperparams, 'lr'>> = Object.freeze({
+  kappa: 1000,
+  xi: 10,
+  smallConst: 0.7,
+  weightDecay: 0,
+});
+
+export const HYPERPARAM_NAMES = ['lr', 'kappa', 'xi', 'smallConst', 'weightDecay'] as const;
+
+const RANGES: Record<keyof Hyperparams, { expected: string; ok: (v: number) => boolean }> = {
+  lr: { expected: 'a finite number >= 0', ok: (v) => v >= 0 },
+  kappa: { expected: 'a finite number > 0', ok: (v) => v > 0 },
+  xi: { expected: 'a finite number > 0', ok: (v) => v > 0 },
+  smallConst: { expected: 'a finite number in (0, 1]', ok: (v) => v > 0 && v <= 1 },
+  weightDecay: { expected: 'a finite number >= 0', ok: (v) => v >= 0 },
+};
+
+/**
+ * Fills defaults (from `inherited`, then the spec's defaults) and validates every field.
+ * Throws AccSGDConfigError naming the first bad field, its value and the allowed range.
+ * Unknown keys are rejected too, so a typo such as `learningRate` cannot be silently ignored.
+ */
+export function resolveHyperparams(
+  input: Partial<Hyperparams> | undefined,
+  inherited?: Partial<Hyperparams>,
+  allowedExtraKeys: readonly string[] = [],
+): Hyperparams {
+  const source = (input ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(source)) {
+    if (!(HYPERPARAM_NAMES as readonly string[]).includes(key) && !allowedExtraKeys.includes(key)) {
+      throw new AccSGDConfigError(
+        key,
+        source[key],
+        `one of ${HYPERPARAM_NAMES.join(', ')}`,
+        `is not an AccSGD hyperparameter (expected one of ${HYPERPARAM_NAMES.join(', ')})`,
+      );
+    }
+  }
+  const pick = (name: keyof Hyperparams): unknown =>
+    source[name] !== undefined
+      ? source[name]
+      : inherited?.[name] !== undefined
+        ? inherited[name]
+        : (HYPERPARAM_DEFAULTS as Partial<Hyperparams>)[name];
+  const resolved = {} as Hyperparams;
+  for (const name of HYPERPARAM_NAMES) {
+    resolved[name] = pick(name) as number;
+  }
+  return validateHyperparams(resolved);
+}
+
+/** Validates a complete set of hyperparameters and returns it unchanged. */
+export function validateHyperparams(h: Hyperparams): Hyperparams {
+  for (const name of HYPERPARAM_NAMES) {
+    const value = h[name];
+    const range = RANGES[name];
+    if (value === undefined && name === 'lr') {
+      throw new AccSGDConfigError('lr', value, range.expected, 'is required (AccSGD has no default learning rate)');
+    }
+    if (typeof value !== 'number' || !Number.isFinite(value) || !range.ok(value)) {
+      throw new AccSGDConfigError(name, value, range.expected);
+    }
+  }
+  // beta = smallConst^2 * xi / kappa must lie in (0, 1]: beyond 1 the buffer update extrapolates
+  // and the method diverges; at 0 (underflow) the coefficient 1/beta is infinite.
+  const beta = (h.smallConst * h.smallConst * h.xi) / h.kappa;
+  if (!(beta > 0 && beta <= 1)) {
+    const maxXi = h.kappa / (h.smallConst * h.smallConst);
+    throw new AccSGDConfigError(
+      'xi',
+      h.xi,
+      `<= kappa / smallConst^2 = ${maxXi}`,
+      `is out of range for kappa = ${h.kappa} and smallConst = ${h.smallConst}: beta = smallConst^2 * xi / kappa = ${beta} must be in (0, 1], so xi must be <= kappa / smallConst^2 = ${maxXi}`,
+    );
+  }
+  const largeLr = (h.lr * h.kappa) / h.smallConst;
+  if (!Number.isFinite(largeLr)) {
+    throw new AccSGDConfigError(
+      'lr',
+      h.lr,
+      'small enough that lr * kappa / smallConst is finite',
+      `is too large: lr * kappa / smallConst = ${largeLr} overflows`,
+    );
+  }
+  return h;
+}
+
+export interface Advice {
+  /** Which setting the advice is about. */
+  field: keyof Hyperparams;
+  message: string;
+}
+
+/**
+ * The reference authors' tuning guidance, returned as messages for settings outside the
+ * advised ranges. Library code never prints these; an application may.
+ * `batchSize` (optional) lets the advice mention how xi should scale with the batch.
+ */
+export function adviseHyperparams(h: Hyperparams, context: { batchSize?: number } = {}): Advice[] {
+  const advice: Advice[] = [];
+  const sqrtKappa = Math.sqrt(h.kappa);
+  if (h.xi < 1) {
+    advice.push({
+      field: 'xi',
+      message: `xi = ${h.xi} is below 1; the authors advise xi between 1 and sqrt(kappa) = ${sqrtKappa.toPrecision(4)}. Too small a xi slows convergence.`,
+    });
+  } else if (h.xi > sqrtKappa) {
+    advice.push({
+      field: 'xi',
+      message: `xi = ${h.xi} is above sqrt(kappa) = ${sqrtKappa.toPrecision(4)}; the authors advise xi between 1 and sqrt(kappa). Too large a xi causes oscillation or divergence.`,
+    });
+  }
+  if (h.kappa < 100) {
+    advice.push({
+      field: 'kappa',
+      message: `kappa = ${h.kappa} is below the advised range: use 1e2..1e3 for shallow nets and easy data, 1e4 or more for deep nets (ResNets on CIFAR/ImageNet).`,
+    });
+  }
+  if (context.batchSize !== undefined && context.batchSize >= 512 && h.xi < sqrtKappa / 2) {
+    advice.push({
+      field: 'xi',
+      message: `batch size ${context.batchSize} is large: the authors advise xi closer to sqrt(kappa) = ${sqrtKappa.toPrecision(4)} for large batches (raise xi by sqrt(k) when the batch grows k-fold).`,
+    });
+  }
+  if (h.lr === 0) {
+    advice.push({ field: 'lr', message: 'lr = 0: parameters will only move towards the momentum buffer, never along the gradient.' });
+  }
+  return advice;
+}
+
+/**
+ * The authors' debugging guide, for applications that show hints next to a loss curve.
+ */
+export const TUNING_GUIDE: readonly string[] = Object.freeze([
+  'Slow convergence: lr too low, kappa too high, or xi too small.',
+  'Oscillation or divergence: lr too high or xi too large.',
+  'Sigmoid networks: slow convergence after a rapid initial drop means the settings are over-aggressive.',
+  'Set lr as you would for SGD, heavy ball or Nesterov momentum.',
+  'xi between 1 and sqrt(kappa); closer to sqrt(kappa) for large batches (raise xi by sqrt(k) when the batch grows k-fold).',
+  'kappa 1e2..1e3 for shallow nets and easy data; 1e4 or more for deep nets (ResNets, CIFAR/ImageNet).',
+]);

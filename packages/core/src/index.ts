@@ -1,0 +1,46 @@
+export { type Coefficients, deriveCoefficients, type FusedCoefficients, fusedCoefficientArray, fusedCoefficients } from './coefficients.js';
+export * from './contract.js';
+export { AccSGDConfigError, AccSGDError, AccSGDGradientError, AccSGDStateError } from './errors.js';
+export { type FloatArray, firstNonFinite, fusedUpdate } from './fused-update.js';
+export {
+  type Advice,
+  adviseHyperparams,
+  HYPERPARAM_DEFAULTS,
+  HYPERPARAM_NAMES,
+  type Hyperparams,
+  type HyperparamsInput,
+  resolveHyperparams,
+  TUNING_GUIDE,
+  validateHyperparams,
+} from './hyperparams.js';
+export {
+  AccSGD,
+  type AccSGDOptions,
+  type Gradients,
+  type NonFinitePolicy,
+  type ParamGroupInput,
+  type StepResult,
+} from './optimizer.js';
+export { referenceStep } from './reference.js';
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type SafetensorsDType,
+  type SafetensorsFile,
+  type SafetensorsLimits,
+  type SafetensorsTensor,
+} from './safetensors.js';
+export {
+  assertStateFits,
+  BUFFER_SUFFIX,
+  decodeState,
+  encodeState,
+  type OptimizerState,
+  STATE_FORMAT,
+  STATE_FORMAT_VERSION,
+  type StateBuffer,
+  type StateGroup,
+  type StateLayout,
+} from './state-file.js';
+/** Version of SPEC.md this package implements. */
+export const SPEC_VERSION = '1.0.0';

@@ -1,0 +1,246 @@
+import { fusedCoefficients } from './coefficients.js';
+import { AccSGDConfigError, AccSGDGradientError } from './errors.js';
+import { type FloatArray, firstNonFinite, fusedUpdate } from './fused-update.js';
+import { type Hyperparams, type HyperparamsInput, resolveHyperparams, validateHyperparams } from './hyperparams.js';
+import { product } from './safetensors.js';
+import { assertStateFits, decodeState, encodeState, type OptimizerState } from './state-file.js';
+
+/**
+ * What to do when a gradient holds NaN or infinity:
+ * 'error' rejects the step with AccSGDGradientError; 'skip-step' leaves everything unchanged and
+ * reports the step as skipped (as mixed-precision loss scalers do); 'allow' applies it.
+ */
+export type NonFinitePolicy = 'error' | 'skip-step' | 'allow';
+
+export interface ParamGroupInput extends Partial<Hyperparams> {
+  params: FloatArray[];
+  /** Names for the state file; default: the parameter's index over all groups ("0", "1", ...), as in PyTorch. */
+  names?: string[];
+  /** Shapes, checked against state files; default: [length]. */
+  shapes?: number[][];
+}
+
+export interface AccSGDOptions {
+  nonFinite?: NonFinitePolicy;
+}
+
+export type Gradients = readonly (FloatArray | null | undefined)[] | Readonly<Record<string, FloatArray | null | undefined>>;
+
+export type StepResult = { applied: true } | { applied: false; reason: string };
+
+interface Slot {
+  name: string;
+  shape: number[];
+  param: FloatArray;
+  buffer: FloatArray | null;
+  group: number;
+}
+
+interface Group {
+  hyperparams: Hyperparams;
+  slots: Slot[];
+  step: number;
+}
+
+const GROUP_EXTRA_KEYS = ['params', 'names', 'shapes'];
+
+/**
+ * AccSGD on the CPU, over Float32Array / Float64Array parameters updated in place.
+ *
+ *   const opt = new AccSGD(params, { lr: 0.1, kappa: 1000, xi: 10 });
+ *   opt.step(grads);            // grads aligned with params; null = no gradient this step
+ *
+ * Per group, with largeLr = lr*kappa/smallConst, alpha = 1 - smallConst^2*xi/kappa, beta = 1 - alpha,
+ * zeta = smallConst/(smallConst + beta), and for each parameter p with gradient g:
+ *   g   <- g + weightDecay * p
+ *   buf <- p                                 (first step of p only)
+ *   buf <- beta * ((1/beta - 1) * buf - largeLr * g + p)
+ *   p   <- zeta * (p - lr * g) + (1 - zeta) * buf
+ * computed as one fused pass per tensor. A step is atomic: every gradient is checked before any
+ * parameter changes.
+ */
+export class AccSGD {
+  readonly nonFinite: NonFinitePolicy;
+  private readonly groups: Group[];
+  private readonly slots: Slot[];
+  private readonly byName: Map<string, Slot>;
+
+  constructor(params: FloatArray[] | ParamGroupInput[], defaults: HyperparamsInput, options: AccSGDOptions = {}) {
+    const nonFinite = options.nonFinite ?? 'error';
+    if (!['error', 'skip-step', 'allow'].includes(nonFinite)) {
+      throw new AccSGDConfigError('nonFinite', nonFinite, '"error", "skip-step" or "allow"');
+    }
+    this.nonFinite = nonFinite;
+    const base = resolveHyperparams(defaults);
+    if (!Array.isArray(params) || params.length === 0) {
+      throw new AccSGDConfigError('params', params, 'a non-empty array of Float32Array/Float64Array or of parameter groups');
+    }
+    const groupInputs: ParamGroupInput[] = isFloatArray(params[0])
+      ? [{ params: params as FloatArray[] }]
+      : (params as ParamGroupInput[]);
+    this.groups = [];
+    this.slots = [];
+    this.byName = new Map();
+    const seen = new Set<FloatArray>();
+    groupInputs.forEach((input, g) => {
+      if (typeof input !== 'object' || input === null || !Array.isArray(input.params)) {
+        throw new AccSGDConfigError(`params[${g}]`, input, 'a Float32Array/Float64Array or a group { params: [...] }');
+      }
+      const { params: members, names, shapes, ...hyper } = input;
+      const hyperparams = resolveHyperparams(hyper, base, GROUP_EXTRA_KEYS);
+      const group: Group = { hyperparams, slots: [], step: 0 };
+      members.forEach((param, k) => {
+        if (!isFloatArray(param)) {
+          throw new AccSGDConfigError(`params[${g}].params[${k}]`, param, 'a Float32Array or Float64Array');
+        }
+        if (seen.has(param)) throw new AccSGDConfigError(`params[${g}].params[${k}]`, 'the same array', 'each parameter once', 'appears in more than one place');
+        seen.add(param);
+        const name = names?.[k] ?? String(this.slots.length);
+        if (this.byName.has(name)) throw new AccSGDConfigError(`params[${g}].names[${k}]`, name, 'a unique name');
+        const shape = shapes?.[k] ?? [param.length];
+        if (product(shape) !== param.length) {
+          throw new AccSGDConfigError(`params[${g}].shapes[${k}]`, shape, `a shape of ${param.length} elements`);
+        }
+        const slot: Slot = { name, shape: [...shape], param, buffer: null, group: g };
+        group.slots.push(slot);
+        this.slots.push(slot);
+        this.byName.set(name, slot);
+      });
+      this.groups.push(group);
+    });
+  }
+
+  /** The groups' resolved hyperparameters, member names and step counts (copies). */
+  get paramGroups(): { hyperparams: Hyperparams; params: string[]; step: number }[] {
+    return this.groups.map((g) => ({ hyperparams: { ...g.hyperparams }, params: g.slots.map((s) => s.name), step: g.step }));
+  }
+
+  /** Parameter names in step order (the order gradients are aligned to). */
+  get paramNames(): string[] {
+    return this.slots.map((s) => s.name);
+  }
+
+  /** Sets the learning rate of one group, or of every group when `group` is omitted. Takes effect next step. */
+  setLearningRate(lr: number, group?: number): void {
+    const targets = group === undefined ? this.groups : [this.groupAt(group)];
+    const updated = targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }));
+    targets.forEach((g, i) => {
+      g.hyperparams = updated[i]!;
+    });
+  }
+
+  /** The momentum buffer of a parameter (by index or name): a live view, or null before its first step. */
+  buffer(param: number | string): FloatArray | null {
+    return this.slotAt(param).buffer;
+  }
+
+  /**
+   * One optimizer step. `grads` is aligned with the parameters (array) or keyed by name (record);
+   * a null or missing gradient skips that parameter, leaving its buffer untouched.
+   */
+  step(grads: Gradients): StepResult {
+    const work: { slot: Slot; grad: FloatArray }[] = [];
+    if (Array.isArray(grads)) {
+      if (grads.length !== this.slots.length) {
+        throw new AccSGDGradientError(undefined, `expected ${this.slots.length} gradients (one per parameter, null for none), got ${grads.length}`);
+      }
+      grads.forEach((grad, i) => {
+        if (grad != null) work.push({ slot: this.slots[i]!, grad });
+      });
+    } else if (typeof grads === 'object' && grads !== null) {
+      for (const [name, grad] of Object.entries(grads as Record<string, FloatArray | null | undefined>)) {
+        const slot = this.byName.get(name);
+        if (!slot) throw new AccSGDGradientError(name, `no parameter has this name (parameters: ${this.paramNames.join(', ')})`);
+        if (grad != null) work.push({ slot, grad });
+      }
+    } else {
+      throw new AccSGDGradientError(undefined, `expected an array or a record of gradients, got ${typeof grads}`);
+    }
+    for (const { slot, grad } of work) {
+      if (!isFloatArray(grad)) throw new AccSGDGradientError(slot.name, `expected a Float32Array or Float64Array, got ${describe(grad)}`);
+      if (grad.length !== slot.param.length) {
+        throw new AccSGDGradientError(slot.name, `has ${grad.length} elements; the parameter has ${slot.param.length}`);
+      }
+    }
+    if (this.nonFinite !== 'allow') {
+      for (const { slot, grad } of work) {
+        const bad = firstNonFinite(grad);
+        if (bad < 0) continue;
+        const message = `element ${bad} is ${grad[bad]} (non-finite gradients are rejected; see the nonFinite option)`;
+        if (this.nonFinite === 'error') throw new AccSGDGradientError(slot.name, message);
+        return { applied: false, reason: `gradient for parameter "${slot.name}": ${message}` };
+      }
+    }
+    const coefficients = this.groups.map((g) => fusedCoefficients(g.hyperparams));
+    const touched = new Set<number>();
+    for (const { slot, grad } of work) {
+      const initialise = slot.buffer === null;
+      if (initialise) slot.buffer = slot.param instanceof Float64Array ? new Float64Array(slot.param.length) : new Float32Array(slot.param.length);
+      fusedUpdate(slot.param, grad, slot.buffer!, coefficients[slot.group]!, initialise);
+      touched.add(slot.group);
+    }
+    for (const g of touched) this.groups[g]!.step++;
+    return { applied: true };
+  }
+
+  /** The state file (safetensors): buffers in their own precision, groups in the metadata. */
+  exportState(): Uint8Array {
+    return encodeState(this.snapshot());
+  }
+
+  /** Replaces buffers, hyperparameters and step counts from a state file, or changes nothing and throws. */
+  importState(bytes: Uint8Array): void {
+    const state = decodeState(bytes);
+    this.applyState(state);
+  }
+
+  /** The state as a record, for adapters that build on this class. */
+  snapshot(): OptimizerState {
+    const buffers = new Map<string, { shape: number[]; data: FloatArray }>();
+    for (const slot of this.slots) if (slot.buffer) buffers.set(slot.name, { shape: [...slot.shape], data: slot.buffer });
+    return {
+      groups: this.groups.map((g) => ({ hyperparams: { ...g.hyperparams }, params: g.slots.map((s) => s.name), step: g.step })),
+      buffers,
+    };
+  }
+
+  applyState(state: OptimizerState): void {
+    assertStateFits(state, {
+      groups: this.groups.map((g) => ({ params: g.slots.map((s) => s.name) })),
+      shapes: new Map(this.slots.map((s) => [s.name, s.shape])),
+    });
+    // Everything is checked; from here on nothing can fail, so the import is all-or-nothing.
+    const converted = new Map<string, FloatArray>();
+    for (const [name, buffer] of state.buffers) {
+      const slot = this.byName.get(name)!;
+      converted.set(name, slot.param instanceof Float64Array ? Float64Array.from(buffer.data) : Float32Array.from(buffer.data));
+    }
+    state.groups.forEach((g, i) => {
+      this.groups[i]!.hyperparams = { ...g.hyperparams };
+      this.groups[i]!.step = g.step;
+    });
+    for (const slot of this.slots) slot.buffer = converted.get(slot.name) ?? null;
+  }
+
+  private groupAt(index: number): Group {
+    const group = Number.isInteger(index) ? this.groups[index] : undefined;
+    if (!group) throw new AccSGDConfigError('group', index, `an integer in [0, ${this.groups.length - 1}]`);
+    return group;
+  }
+
+  private slotAt(param: number | string): Slot {
+    const slot = typeof param === 'string' ? this.byName.get(param) : Number.isInteger(param) ? this.slots[param] : undefined;
+    if (!slot) throw new AccSGDConfigError("param", param, `an index in [0, ${this.slots.length - 1}] or one of the names ${this.paramNames.join(", ")}`);
+    return slot;
+  }
+}
+
+function isFloatArray(value: unknown): value is FloatArray {
+  return value instanceof Float32Array || value instanceof Float64Array;
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
+  return typeof value;
+}
