@@ -7,7 +7,11 @@ import { existsSync } from 'node:fs';
 
 /** Debian's chromium package ships SwiftShader's Vulkan driver here. */
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
-export const CHROMIUM_CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
+export const CHROMIUM_CANDIDATES = [
+  '/usr/bin/chromium',
+  '/usr/bin/chromium-browser',
+  '/usr/bin/google-chrome',
+];
 
 export function webgpuRequired(): boolean {
   return process.env.ACCSGD_REQUIRE_WEBGPU === '1';
@@ -32,18 +36,23 @@ let nodeWebGPU: Promise<Found<NodeWebGPU>> | undefined;
  */
 export function findNodeWebGPU(): Promise<Found<NodeWebGPU>> {
   nodeWebGPU ??= (async (): Promise<Found<NodeWebGPU>> => {
-    if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD))
+      process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
     process.env.XDG_RUNTIME_DIR ??= '/tmp';
     let dawn: { create: (options: string[]) => GPU; globals: Record<string, unknown> };
     try {
       dawn = (await import('webgpu')) as unknown as typeof dawn;
     } catch (error) {
-      return { available: false, reason: `the "webgpu" package cannot be loaded (${(error as Error).message})` };
+      return {
+        available: false,
+        reason: `the "webgpu" package cannot be loaded (${(error as Error).message})`,
+      };
     }
     Object.assign(globalThis, dawn.globals);
     const gpu = dawn.create([]);
     const g = globalThis as { navigator?: { gpu?: GPU } };
-    if (!g.navigator) Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+    if (!g.navigator)
+      Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
     else if (!g.navigator.gpu) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
     const adapter = await gpu.requestAdapter();
     if (!adapter) {
@@ -53,7 +62,12 @@ export function findNodeWebGPU(): Promise<Found<NodeWebGPU>> {
       };
     }
     const info = adapter.info;
-    return { available: true, gpu, adapter, description: `${info.vendor || '?'} / ${info.architecture || info.device || '?'}` };
+    return {
+      available: true,
+      gpu,
+      adapter,
+      description: `${info.vendor || '?'} / ${info.architecture || info.device || '?'}`,
+    };
   })();
   return nodeWebGPU;
 }
@@ -63,5 +77,8 @@ export function findChromium(): Found<{ executablePath: string }> {
   const executablePath = [fromEnv, ...CHROMIUM_CANDIDATES].find((p): p is string => !!p && existsSync(p));
   return executablePath
     ? { available: true, executablePath }
-    : { available: false, reason: `no Chromium found (looked at ${CHROMIUM_CANDIDATES.join(', ')}; set ACCSGD_CHROMIUM or apt-get install chromium)` };
+    : {
+        available: false,
+        reason: `no Chromium found (looked at ${CHROMIUM_CANDIDATES.join(', ')}; set ACCSGD_CHROMIUM or apt-get install chromium)`,
+      };
 }

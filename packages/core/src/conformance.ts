@@ -1,4 +1,9 @@
-import type { ConformanceAdapter, ConformanceDType, ConformanceProblem, ConformanceSession } from './contract.js';
+import type {
+  ConformanceAdapter,
+  ConformanceDType,
+  ConformanceProblem,
+  ConformanceSession,
+} from './contract.js';
 import { AccSGDConfigError } from './errors.js';
 import type { FloatArray } from './fused-update.js';
 import { AccSGD } from './optimizer.js';
@@ -8,7 +13,8 @@ import { AccSGD } from './optimizer.js';
  */
 export function conformanceAdapter(options: { dtype?: ConformanceDType } = {}): ConformanceAdapter {
   const dtype = options.dtype ?? 'float32';
-  if (dtype !== 'float32' && dtype !== 'float64') throw new AccSGDConfigError('dtype', dtype, '"float32" or "float64"');
+  if (dtype !== 'float32' && dtype !== 'float64')
+    throw new AccSGDConfigError('dtype', dtype, '"float32" or "float64"');
   const Array_ = dtype === 'float64' ? Float64Array : Float32Array;
   return {
     name: `core/${dtype}`,
@@ -35,7 +41,10 @@ export function conformanceAdapter(options: { dtype?: ConformanceDType } = {}): 
           optimizer.setLearningRate(lr, group);
         },
         async read() {
-          const out = { params: {} as Record<string, Float64Array>, buffers: {} as Record<string, Float64Array | null> };
+          const out = {
+            params: {} as Record<string, Float64Array>,
+            buffers: {} as Record<string, Float64Array | null>,
+          };
           for (const [name, param] of params) {
             out.params[name] = Float64Array.from(param);
             const buffer = optimizer.buffer(name);

@@ -40,7 +40,9 @@ export interface ConformanceAdapter {
   open(problem: ConformanceProblem): Promise<ConformanceSession>;
 }
 
-export type ConformanceAdapterFactory = (options?: Record<string, unknown>) => ConformanceAdapter | Promise<ConformanceAdapter>;
+export type ConformanceAdapterFactory = (
+  options?: Record<string, unknown>,
+) => ConformanceAdapter | Promise<ConformanceAdapter>;
 
 /** Unit roundoff of float32 (2^-24). */
 export const FLOAT32_UNIT_ROUNDOFF = 2 ** -24;
@@ -56,11 +58,13 @@ export const FLOAT32_UNIT_ROUNDOFF = 2 ** -24;
  * float64: a flat 1e-12, about 4,500 float64 roundings of slack over the longest golden trajectory.
  */
 export const FLOAT32_BASE = 32;
-export const FLOAT32_PER_STEP = 1;
+export const FLOAT32_PER_STEP = 4;
 export const FLOAT64_BOUND = 1e-12;
 
 export function accuracyBound(dtype: ConformanceDType, step: number): number {
-  return dtype === 'float64' ? FLOAT64_BOUND : FLOAT32_UNIT_ROUNDOFF * (FLOAT32_BASE + FLOAT32_PER_STEP * step);
+  return dtype === 'float64'
+    ? FLOAT64_BOUND
+    : FLOAT32_UNIT_ROUNDOFF * (FLOAT32_BASE + FLOAT32_PER_STEP * step);
 }
 
 /**

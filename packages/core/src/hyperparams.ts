@@ -74,7 +74,12 @@ export function validateHyperparams(h: Hyperparams): Hyperparams {
     const value = h[name];
     const range = RANGES[name];
     if (value === undefined && name === 'lr') {
-      throw new AccSGDConfigError('lr', value, range.expected, 'is required (AccSGD has no default learning rate)');
+      throw new AccSGDConfigError(
+        'lr',
+        value,
+        range.expected,
+        'is required (AccSGD has no default learning rate)',
+      );
     }
     if (typeof value !== 'number' || !Number.isFinite(value) || !range.ok(value)) {
       throw new AccSGDConfigError(name, value, range.expected);
@@ -142,7 +147,10 @@ export function adviseHyperparams(h: Hyperparams, context: { batchSize?: number 
     });
   }
   if (h.lr === 0) {
-    advice.push({ field: 'lr', message: 'lr = 0: parameters will only move towards the momentum buffer, never along the gradient.' });
+    advice.push({
+      field: 'lr',
+      message: 'lr = 0: parameters will only move towards the momentum buffer, never along the gradient.',
+    });
   }
   return advice;
 }

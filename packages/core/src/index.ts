@@ -1,4 +1,10 @@
-export { type Coefficients, deriveCoefficients, type FusedCoefficients, fusedCoefficientArray, fusedCoefficients } from './coefficients.js';
+export {
+  type Coefficients,
+  deriveCoefficients,
+  type FusedCoefficients,
+  fusedCoefficientArray,
+  fusedCoefficients,
+} from './coefficients.js';
 export * from './contract.js';
 export { AccSGDConfigError, AccSGDError, AccSGDGradientError, AccSGDStateError } from './errors.js';
 export { type FloatArray, firstNonFinite, fusedUpdate } from './fused-update.js';

@@ -1,7 +1,12 @@
 import { fusedCoefficients } from './coefficients.js';
 import { AccSGDConfigError, AccSGDGradientError } from './errors.js';
 import { type FloatArray, firstNonFinite, fusedUpdate } from './fused-update.js';
-import { type Hyperparams, type HyperparamsInput, resolveHyperparams, validateHyperparams } from './hyperparams.js';
+import {
+  type Hyperparams,
+  type HyperparamsInput,
+  resolveHyperparams,
+  validateHyperparams,
+} from './hyperparams.js';
 import { product } from './safetensors.js';
 import { assertStateFits, decodeState, encodeState, type OptimizerState } from './state-file.js';
 
@@ -24,7 +29,9 @@ export interface AccSGDOptions {
   nonFinite?: NonFinitePolicy;
 }
 
-export type Gradients = readonly (FloatArray | null | undefined)[] | Readonly<Record<string, FloatArray | null | undefined>>;
+export type Gradients =
+  | readonly (FloatArray | null | undefined)[]
+  | Readonly<Record<string, FloatArray | null | undefined>>;
 
 export type StepResult = { applied: true } | { applied: false; reason: string };
 
@@ -65,7 +72,11 @@ export class AccSGD {
   private readonly slots: Slot[];
   private readonly byName: Map<string, Slot>;
 
-  constructor(params: FloatArray[] | ParamGroupInput[], defaults: HyperparamsInput, options: AccSGDOptions = {}) {
+  constructor(
+    params: FloatArray[] | ParamGroupInput[],
+    defaults: HyperparamsInput,
+    options: AccSGDOptions = {},
+  ) {
     const nonFinite = options.nonFinite ?? 'error';
     if (!['error', 'skip-step', 'allow'].includes(nonFinite)) {
       throw new AccSGDConfigError('nonFinite', nonFinite, '"error", "skip-step" or "allow"');
@@ -73,7 +84,11 @@ export class AccSGD {
     this.nonFinite = nonFinite;
     const base = resolveHyperparams(defaults);
     if (!Array.isArray(params) || params.length === 0) {
-      throw new AccSGDConfigError('params', params, 'a non-empty array of Float32Array/Float64Array or of parameter groups');
+      throw new AccSGDConfigError(
+        'params',
+        params,
+        'a non-empty array of Float32Array/Float64Array or of parameter groups',
+      );
     }
     const groupInputs: ParamGroupInput[] = isFloatArray(params[0])
       ? [{ params: params as FloatArray[] }]
@@ -84,7 +99,11 @@ export class AccSGD {
     const seen = new Set<FloatArray>();
     groupInputs.forEach((input, g) => {
       if (typeof input !== 'object' || input === null || !Array.isArray(input.params)) {
-        throw new AccSGDConfigError(`params[${g}]`, input, 'a Float32Array/Float64Array or a group { params: [...] }');
+        throw new AccSGDConfigError(
+          `params[${g}]`,
+          input,
+          'a Float32Array/Float64Array or a group { params: [...] }',
+        );
       }
       const { params: members, names, shapes, ...hyper } = input;
       const hyperparams = resolveHyperparams(hyper, base, GROUP_EXTRA_KEYS);
@@ -93,13 +112,24 @@ export class AccSGD {
         if (!isFloatArray(param)) {
           throw new AccSGDConfigError(`params[${g}].params[${k}]`, param, 'a Float32Array or Float64Array');
         }
-        if (seen.has(param)) throw new AccSGDConfigError(`params[${g}].params[${k}]`, 'the same array', 'each parameter once', 'appears in more than one place');
+        if (seen.has(param))
+          throw new AccSGDConfigError(
+            `params[${g}].params[${k}]`,
+            'the same array',
+            'each parameter once',
+            'appears in more than one place',
+          );
         seen.add(param);
         const name = names?.[k] ?? String(this.slots.length);
-        if (this.byName.has(name)) throw new AccSGDConfigError(`params[${g}].names[${k}]`, name, 'a unique name');
+        if (this.byName.has(name))
+          throw new AccSGDConfigError(`params[${g}].names[${k}]`, name, 'a unique name');
         const shape = shapes?.[k] ?? [param.length];
         if (product(shape) !== param.length) {
-          throw new AccSGDConfigError(`params[${g}].shapes[${k}]`, shape, `a shape of ${param.length} elements`);
+          throw new AccSGDConfigError(
+            `params[${g}].shapes[${k}]`,
+            shape,
+            `a shape of ${param.length} elements`,
+          );
         }
         const slot: Slot = { name, shape: [...shape], param, buffer: null, group: g };
         group.slots.push(slot);
@@ -112,7 +142,11 @@ export class AccSGD {
 
   /** The groups' resolved hyperparameters, member names and step counts (copies). */
   get paramGroups(): { hyperparams: Hyperparams; params: string[]; step: number }[] {
-    return this.groups.map((g) => ({ hyperparams: { ...g.hyperparams }, params: g.slots.map((s) => s.name), step: g.step }));
+    return this.groups.map((g) => ({
+      hyperparams: { ...g.hyperparams },
+      params: g.slots.map((s) => s.name),
+      step: g.step,
+    }));
   }
 
   /** Parameter names in step order (the order gradients are aligned to). */
@@ -142,7 +176,10 @@ export class AccSGD {
     const work: { slot: Slot; grad: FloatArray }[] = [];
     if (Array.isArray(grads)) {
       if (grads.length !== this.slots.length) {
-        throw new AccSGDGradientError(undefined, `expected ${this.slots.length} gradients (one per parameter, null for none), got ${grads.length}`);
+        throw new AccSGDGradientError(
+          undefined,
+          `expected ${this.slots.length} gradients (one per parameter, null for none), got ${grads.length}`,
+        );
       }
       grads.forEach((grad, i) => {
         if (grad != null) work.push({ slot: this.slots[i]!, grad });
@@ -150,16 +187,30 @@ export class AccSGD {
     } else if (typeof grads === 'object' && grads !== null) {
       for (const [name, grad] of Object.entries(grads as Record<string, FloatArray | null | undefined>)) {
         const slot = this.byName.get(name);
-        if (!slot) throw new AccSGDGradientError(name, `no parameter has this name (parameters: ${this.paramNames.join(', ')})`);
+        if (!slot)
+          throw new AccSGDGradientError(
+            name,
+            `no parameter has this name (parameters: ${this.paramNames.join(', ')})`,
+          );
         if (grad != null) work.push({ slot, grad });
       }
     } else {
-      throw new AccSGDGradientError(undefined, `expected an array or a record of gradients, got ${typeof grads}`);
+      throw new AccSGDGradientError(
+        undefined,
+        `expected an array or a record of gradients, got ${typeof grads}`,
+      );
     }
     for (const { slot, grad } of work) {
-      if (!isFloatArray(grad)) throw new AccSGDGradientError(slot.name, `expected a Float32Array or Float64Array, got ${describe(grad)}`);
+      if (!isFloatArray(grad))
+        throw new AccSGDGradientError(
+          slot.name,
+          `expected a Float32Array or Float64Array, got ${describe(grad)}`,
+        );
       if (grad.length !== slot.param.length) {
-        throw new AccSGDGradientError(slot.name, `has ${grad.length} elements; the parameter has ${slot.param.length}`);
+        throw new AccSGDGradientError(
+          slot.name,
+          `has ${grad.length} elements; the parameter has ${slot.param.length}`,
+        );
       }
     }
     if (this.nonFinite !== 'allow') {
@@ -175,7 +226,11 @@ export class AccSGD {
     const touched = new Set<number>();
     for (const { slot, grad } of work) {
       const initialise = slot.buffer === null;
-      if (initialise) slot.buffer = slot.param instanceof Float64Array ? new Float64Array(slot.param.length) : new Float32Array(slot.param.length);
+      if (initialise)
+        slot.buffer =
+          slot.param instanceof Float64Array
+            ? new Float64Array(slot.param.length)
+            : new Float32Array(slot.param.length);
       fusedUpdate(slot.param, grad, slot.buffer!, coefficients[slot.group]!, initialise);
       touched.add(slot.group);
     }
@@ -197,9 +252,14 @@ export class AccSGD {
   /** The state as a record, for adapters that build on this class. */
   snapshot(): OptimizerState {
     const buffers = new Map<string, { shape: number[]; data: FloatArray }>();
-    for (const slot of this.slots) if (slot.buffer) buffers.set(slot.name, { shape: [...slot.shape], data: slot.buffer });
+    for (const slot of this.slots)
+      if (slot.buffer) buffers.set(slot.name, { shape: [...slot.shape], data: slot.buffer });
     return {
-      groups: this.groups.map((g) => ({ hyperparams: { ...g.hyperparams }, params: g.slots.map((s) => s.name), step: g.step })),
+      groups: this.groups.map((g) => ({
+        hyperparams: { ...g.hyperparams },
+        params: g.slots.map((s) => s.name),
+        step: g.step,
+      })),
       buffers,
     };
   }
@@ -213,7 +273,10 @@ export class AccSGD {
     const converted = new Map<string, FloatArray>();
     for (const [name, buffer] of state.buffers) {
       const slot = this.byName.get(name)!;
-      converted.set(name, slot.param instanceof Float64Array ? Float64Array.from(buffer.data) : Float32Array.from(buffer.data));
+      converted.set(
+        name,
+        slot.param instanceof Float64Array ? Float64Array.from(buffer.data) : Float32Array.from(buffer.data),
+      );
     }
     state.groups.forEach((g, i) => {
       this.groups[i]!.hyperparams = { ...g.hyperparams };
@@ -229,8 +292,18 @@ export class AccSGD {
   }
 
   private slotAt(param: number | string): Slot {
-    const slot = typeof param === 'string' ? this.byName.get(param) : Number.isInteger(param) ? this.slots[param] : undefined;
-    if (!slot) throw new AccSGDConfigError("param", param, `an index in [0, ${this.slots.length - 1}] or one of the names ${this.paramNames.join(", ")}`);
+    const slot =
+      typeof param === 'string'
+        ? this.byName.get(param)
+        : Number.isInteger(param)
+          ? this.slots[param]
+          : undefined;
+    if (!slot)
+      throw new AccSGDConfigError(
+        'param',
+        param,
+        `an index in [0, ${this.slots.length - 1}] or one of the names ${this.paramNames.join(', ')}`,
+      );
     return slot;
   }
 }

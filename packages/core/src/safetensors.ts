@@ -51,7 +51,9 @@ export function encodeSafetensors(
   for (const [name, tensor] of entries) {
     const byteLength = tensor.data.length * BYTES_PER_ELEMENT[tensor.dtype];
     if (tensor.data.BYTES_PER_ELEMENT !== BYTES_PER_ELEMENT[tensor.dtype]) {
-      throw new AccSGDStateError(`tensor "${name}": data is ${tensor.data.constructor.name}, dtype is ${tensor.dtype}`);
+      throw new AccSGDStateError(
+        `tensor "${name}": data is ${tensor.data.constructor.name}, dtype is ${tensor.dtype}`,
+      );
     }
     if (product(tensor.shape) !== tensor.data.length) {
       throw new AccSGDStateError(
@@ -88,9 +90,11 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   const maxTensors = limits.maxTensors ?? DEFAULT_MAX_TENSORS;
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLength > BigInt(maxHeaderBytes)) fail(`header length ${headerLength} exceeds the limit of ${maxHeaderBytes} bytes`);
+  if (headerLength > BigInt(maxHeaderBytes))
+    fail(`header length ${headerLength} exceeds the limit of ${maxHeaderBytes} bytes`);
   const headerBytes = Number(headerLength);
-  if (8 + headerBytes > bytes.length) fail(`header length ${headerBytes} runs past the end of the ${bytes.length}-byte file`);
+  if (8 + headerBytes > bytes.length)
+    fail(`header length ${headerBytes} runs past the end of the ${bytes.length}-byte file`);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerBytes));
@@ -104,7 +108,8 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   } catch (error) {
     fail(`header is not JSON (${(error as Error).message})`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+  if (typeof header !== 'object' || header === null || Array.isArray(header))
+    fail('header is not a JSON object');
   const duplicate = firstDuplicateTopLevelKey(text);
   if (duplicate !== undefined) fail(`name ${JSON.stringify(duplicate)} appears more than once in the header`);
 
@@ -114,7 +119,8 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   if (names.length > maxTensors) fail(`${names.length} tensors exceed the limit of ${maxTensors}`);
   if (METADATA_KEY in raw) {
     const meta = raw[METADATA_KEY];
-    if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) fail('__metadata__ is not an object');
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta))
+      fail('__metadata__ is not an object');
     for (const [key, value] of Object.entries(meta as Record<string, unknown>)) {
       if (typeof value !== 'string') fail(`__metadata__.${key} is not a string`);
       metadata[key] = value;
@@ -126,11 +132,13 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   const layout: { name: string; dtype: SafetensorsDType; shape: number[]; begin: number; end: number }[] = [];
   for (const name of names) {
     const entry = raw[name];
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(`tensor "${name}" is not an object`);
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+      fail(`tensor "${name}" is not an object`);
     const { dtype, shape, data_offsets: offsets, ...rest } = entry as Record<string, unknown>;
     const extra = Object.keys(rest);
     if (extra.length > 0) fail(`tensor "${name}" has unknown field "${extra[0]}"`);
-    if (dtype !== 'F32' && dtype !== 'F64') fail(`tensor "${name}" has dtype ${JSON.stringify(dtype)}; expected "F32" or "F64"`);
+    if (dtype !== 'F32' && dtype !== 'F64')
+      fail(`tensor "${name}" has dtype ${JSON.stringify(dtype)}; expected "F32" or "F64"`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail(`tensor "${name}" has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
     }
@@ -140,10 +148,13 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
       !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
       offsets[0] > offsets[1]
     ) {
-      fail(`tensor "${name}" has data_offsets ${JSON.stringify(offsets)}; expected [begin, end] with 0 <= begin <= end`);
+      fail(
+        `tensor "${name}" has data_offsets ${JSON.stringify(offsets)}; expected [begin, end] with 0 <= begin <= end`,
+      );
     }
     const [begin, end] = offsets as [number, number];
-    if (end > dataLength) fail(`tensor "${name}" ends at byte ${end}, past the ${dataLength}-byte data section`);
+    if (end > dataLength)
+      fail(`tensor "${name}" ends at byte ${end}, past the ${dataLength}-byte data section`);
     const elements = product(shape as number[]);
     if (elements * BYTES_PER_ELEMENT[dtype] !== end - begin) {
       fail(
@@ -156,7 +167,10 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   layout.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let expected = 0;
   for (const t of layout) {
-    if (t.begin < expected) fail(`tensor "${t.name}" overlaps the tensor before it (starts at ${t.begin}, previous ends at ${expected})`);
+    if (t.begin < expected)
+      fail(
+        `tensor "${t.name}" overlaps the tensor before it (starts at ${t.begin}, previous ends at ${expected})`,
+      );
     if (t.begin > expected) fail(`gap of ${t.begin - expected} bytes before tensor "${t.name}"`);
     expected = t.end;
   }

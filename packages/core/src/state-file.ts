@@ -1,6 +1,11 @@
 import { AccSGDConfigError, AccSGDStateError } from './errors.js';
 import { type Hyperparams, validateHyperparams } from './hyperparams.js';
-import { decodeSafetensors, encodeSafetensors, type SafetensorsLimits, type SafetensorsTensor } from './safetensors.js';
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  type SafetensorsLimits,
+  type SafetensorsTensor,
+} from './safetensors.js';
 
 /**
  * The portable optimizer state: a safetensors file whose tensors are the momentum buffers,
@@ -81,9 +86,12 @@ function fail(message: string): never {
 export function decodeState(bytes: Uint8Array, limits?: SafetensorsLimits): OptimizerState {
   const file = decodeSafetensors(bytes, limits);
   const { format, format_version: version, param_groups: groupsJson, ...extra } = file.metadata;
-  if (format !== STATE_FORMAT) fail(`metadata "format" is ${JSON.stringify(format)}; expected "${STATE_FORMAT}"`);
+  if (format !== STATE_FORMAT)
+    fail(`metadata "format" is ${JSON.stringify(format)}; expected "${STATE_FORMAT}"`);
   if (version !== STATE_FORMAT_VERSION) {
-    fail(`metadata "format_version" is ${JSON.stringify(version)}; this library reads version ${STATE_FORMAT_VERSION}`);
+    fail(
+      `metadata "format_version" is ${JSON.stringify(version)}; this library reads version ${STATE_FORMAT_VERSION}`,
+    );
   }
   const unknown = Object.keys(extra);
   if (unknown.length > 0) fail(`unknown metadata key "${unknown[0]}"`);
@@ -98,7 +106,8 @@ export function decodeState(bytes: Uint8Array, limits?: SafetensorsLimits): Opti
 
   const owner = new Map<string, number>();
   const groups: StateGroup[] = parsed.map((raw: unknown, index: number) => {
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(`param_groups[${index}] is not an object`);
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      fail(`param_groups[${index}] is not an object`);
     const record = raw as Record<string, unknown>;
     for (const key of Object.keys(record)) {
       if (!GROUP_KEYS.includes(key)) fail(`param_groups[${index}] has unknown key "${key}"`);
@@ -109,10 +118,12 @@ export function decodeState(bytes: Uint8Array, limits?: SafetensorsLimits): Opti
       fail(`param_groups[${index}].params is not an array of names`);
     }
     for (const name of params) {
-      if (owner.has(name)) fail(`parameter "${name}" is listed twice (groups ${owner.get(name)} and ${index})`);
+      if (owner.has(name))
+        fail(`parameter "${name}" is listed twice (groups ${owner.get(name)} and ${index})`);
       owner.set(name, index);
     }
-    if (!Number.isSafeInteger(step) || step < 0) fail(`param_groups[${index}].step is ${JSON.stringify(step)}; expected an integer >= 0`);
+    if (!Number.isSafeInteger(step) || step < 0)
+      fail(`param_groups[${index}].step is ${JSON.stringify(step)}; expected an integer >= 0`);
     let hyperparams: Hyperparams;
     try {
       hyperparams = validateHyperparams({
@@ -131,7 +142,8 @@ export function decodeState(bytes: Uint8Array, limits?: SafetensorsLimits): Opti
 
   const buffers = new Map<string, StateBuffer>();
   for (const [tensorName, tensor] of file.tensors) {
-    if (!tensorName.endsWith(BUFFER_SUFFIX)) fail(`tensor "${tensorName}" is not named "<param>${BUFFER_SUFFIX}"`);
+    if (!tensorName.endsWith(BUFFER_SUFFIX))
+      fail(`tensor "${tensorName}" is not named "<param>${BUFFER_SUFFIX}"`);
     const name = tensorName.slice(0, -BUFFER_SUFFIX.length);
     if (!owner.has(name)) fail(`tensor "${tensorName}" belongs to no parameter group`);
     buffers.set(name, { shape: tensor.shape, data: tensor.data });

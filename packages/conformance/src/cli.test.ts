@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { MUTANT_EXPORTS } from './mutants/index.js';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+
+async function conformanceCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
+      cwd: packageRoot,
+      maxBuffer: 64 << 20,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('accsgd-conformance CLI', () => {
+  for (const dtype of ['float32', 'float64']) {
+    it(`passes the core adapter in ${dtype} (package specifier)`, async () => {
+      const { code, stdout } = await conformanceCli(
+        '--adapter',
+        '@accsgd/core/conformance',
+        '--options',
+        JSON.stringify({ dtype }),
+      );
+      expect(stdout).toMatch(new RegExp(`core/${dtype} \\(${dtype}\\): 39 passed, 0 failed`));
+      expect(stdout).toContain('golden: long-trajectory');
+      expect(code).toBe(0);
+    }, 60_000);
+  }
+
+  it('fails every mutant with exit code 1 (file path relative to the current directory)', async () => {
+    for (const exportName of Object.values(MUTANT_EXPORTS)) {
+      const { code, stdout } = await conformanceCli(
+        '--adapter',
+        './dist/mutants/index.js',
+        '--export',
+        exportName,
+        '--json',
+      );
+      const [report] = JSON.parse(stdout) as { passed: boolean; results: { passed: boolean }[] }[];
+      expect(report!.passed, exportName).toBe(false);
+      expect(code, exportName).toBe(1);
+    }
+  }, 120_000);
+
+  it('checks portability between two adapters', async () => {
+    const { code, stdout } = await conformanceCli(
+      '--adapter',
+      '@accsgd/core/conformance',
+      '--options',
+      '{"dtype":"float64"}',
+      '--portability',
+      '@accsgd/core/conformance',
+      '--portability-options',
+      '{"dtype":"float32"}',
+      '--only',
+      'long-trajectory',
+    );
+    expect(stdout).toContain('core/float64 -> core/float32 (float32): 1 passed, 0 failed');
+    expect(stdout).toContain('core/float32 -> core/float64 (float32): 1 passed, 0 failed');
+    expect(code).toBe(0);
+  }, 60_000);
+
+  it('exits 2 with a clear message for a bad export name or bad options', async () => {
+    const missing = await conformanceCli('--adapter', '@accsgd/core/conformance', '--export', 'nope');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(
+      'has no export "nope" that is a function (functions exported: conformanceAdapter)',
+    );
+    const badJson = await conformanceCli('--adapter', '@accsgd/core/conformance', '--options', '{dtype');
+    expect(badJson.code).not.toBe(0);
+    expect(badJson.stderr).toContain('expected a JSON object');
+    const badDtype = await conformanceCli(
+      '--adapter',
+      '@accsgd/core/conformance',
+      '--options',
+      '{"dtype":"float16"}',
+    );
+    expect(badDtype.code).toBe(2);
+    expect(badDtype.stderr).toContain('dtype must be "float32" or "float64"; got "float16"');
+  }, 60_000);
+});

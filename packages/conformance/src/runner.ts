@@ -1,0 +1,558 @@
+import {
+  accuracyBound,
+  type ConformanceAdapter,
+  type ConformanceDType,
+  type ConformanceProblem,
+  type ConformanceSession,
+  type ConformanceSnapshot,
+  decodeState,
+  encodeState,
+  relativeError,
+} from '@accsgd/core';
+import { type GoldenCase, listGoldenCases, loadGoldenCase } from './vectors.js';
+
+/** One row of a conformance report. */
+export interface CheckResult {
+  check: string;
+  passed: boolean;
+  /** Largest relative error seen, for numeric checks. */
+  maxError?: number;
+  /** The bound it was held to at the step where the error was largest relative to its bound. */
+  bound?: number;
+  /** What failed, or what was checked. */
+  detail: string;
+  ms: number;
+}
+
+export interface ConformanceReport {
+  adapter: string;
+  dtype: ConformanceDType;
+  passed: boolean;
+  results: CheckResult[];
+}
+
+export interface RunOptions {
+  /** Only checks whose name contains one of these strings. */
+  only?: string[];
+  /** Called after each check, e.g. for progress output. */
+  onResult?: (result: CheckResult) => void;
+}
+
+/** A check: a name and a body that throws ConformanceFailure (or anything) to fail. */
+export interface ConformanceCheck {
+  name: string;
+  run(adapter: ConformanceAdapter): Promise<{ maxError?: number; bound?: number; detail: string }>;
+}
+
+export class ConformanceFailure extends Error {
+  override readonly name = 'ConformanceFailure';
+  constructor(
+    message: string,
+    readonly maxError?: number,
+    readonly bound?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Tracks the worst error relative to its bound across a trajectory. */
+class ErrorTracker {
+  maxError = 0;
+  bound = 0;
+  private worstRatio = -1;
+  constructor(private readonly dtype: ConformanceDType) {}
+
+  /** Compares a snapshot with the truth after `step`; throws on the first violation. */
+  compare(got: ConformanceSnapshot, truth: ConformanceSnapshot, step: number, context: string): void {
+    const bound = accuracyBound(this.dtype, step);
+    for (const [name, expected] of Object.entries(truth.params)) {
+      this.check(got.params[name], expected, bound, `${context}, step ${step}, param "${name}"`);
+      const expectedBuffer = truth.buffers[name] ?? null;
+      const gotBuffer = got.buffers[name] ?? null;
+      if ((expectedBuffer === null) !== (gotBuffer === null)) {
+        throw new ConformanceFailure(
+          `${context}, step ${step}: buffer of "${name}" is ${gotBuffer ? 'present' : 'absent'}, expected ${expectedBuffer ? 'present' : 'absent (no gradient yet)'}`,
+        );
+      }
+      if (expectedBuffer && gotBuffer)
+        this.check(gotBuffer, expectedBuffer, bound, `${context}, step ${step}, buffer of "${name}"`);
+    }
+  }
+
+  private check(got: Float64Array | undefined, truth: Float64Array, bound: number, where: string): void {
+    if (!got) throw new ConformanceFailure(`${where}: missing from read()`);
+    const error = relativeError(got, truth);
+    if (error / bound > this.worstRatio) {
+      this.worstRatio = error / bound;
+      this.maxError = error;
+      this.bound = bound;
+    }
+    if (!(error <= bound)) {
+      throw new ConformanceFailure(
+        `${where}: relative error ${error.toExponential(3)} exceeds the bound ${bound.toExponential(3)} (${describeWorst(got, truth)})`,
+        error,
+        bound,
+      );
+    }
+  }
+}
+
+function describeWorst(got: Float64Array, truth: Float64Array): string {
+  let worst = 0;
+  for (let i = 1; i < truth.length; i++) {
+    if (!(Math.abs(got[worst]! - truth[worst]!) >= Math.abs(got[i]! - truth[i]!))) worst = i;
+  }
+  return `worst at index ${worst}: got ${got[worst]}, expected ${truth[worst]}`;
+}
+
+async function withSession<T>(
+  adapter: ConformanceAdapter,
+  problem: ConformanceProblem,
+  body: (s: ConformanceSession) => Promise<T>,
+): Promise<T> {
+  const session = await adapter.open(problem);
+  try {
+    return await body(session);
+  } finally {
+    await session.close();
+  }
+}
+
+async function applyStep(session: ConformanceSession, step: GoldenCase['steps'][number]): Promise<void> {
+  for (const { group, lr } of step.learningRates) await session.setLearningRate(group, lr);
+  await session.step(step.grads);
+}
+
+/** Runs steps [from, to) of a golden case, comparing after each. */
+async function follow(
+  session: ConformanceSession,
+  c: GoldenCase,
+  from: number,
+  to: number,
+  tracker: ErrorTracker,
+  context: string,
+) {
+  for (let i = from; i < to; i++) {
+    await applyStep(session, c.steps[i]!);
+    tracker.compare(await session.read(), c.steps[i]!.expected, i + 1, context);
+  }
+}
+
+function goldenCheck(c: GoldenCase): ConformanceCheck {
+  return {
+    name: `golden: ${c.name}`,
+    async run(adapter) {
+      const tracker = new ErrorTracker(adapter.dtype);
+      await withSession(adapter, c.problem, (s) => follow(s, c, 0, c.steps.length, tracker, c.name));
+      return {
+        maxError: tracker.maxError,
+        bound: tracker.bound,
+        detail: `${c.steps.length} steps: ${c.description}`,
+      };
+    },
+  };
+}
+
+/** Export mid-run, close, reopen on the current params, import, continue: same bound as uninterrupted. */
+function resumeCheck(c: GoldenCase): ConformanceCheck {
+  return {
+    name: `resume: ${c.name}`,
+    async run(adapter) {
+      const tracker = new ErrorTracker(adapter.dtype);
+      const split = Math.max(1, Math.floor(c.steps.length / 2));
+      const { state, params } = await withSession(adapter, c.problem, async (s) => {
+        await follow(s, c, 0, split, tracker, `${c.name} before export`);
+        return { state: await s.exportState(), params: (await s.read()).params };
+      });
+      const reopened: ConformanceProblem = {
+        groups: c.problem.groups,
+        params: Object.fromEntries(
+          Object.entries(c.problem.params).map(([n, p]) => [n, { shape: p.shape, init: params[n]! }]),
+        ),
+      };
+      await withSession(adapter, reopened, async (s) => {
+        await s.importState(state);
+        await follow(s, c, split, c.steps.length, tracker, `${c.name} after import`);
+      });
+      return {
+        maxError: tracker.maxError,
+        bound: tracker.bound,
+        detail: `exported after step ${split} of ${c.steps.length}, resumed in a new session`,
+      };
+    },
+  };
+}
+
+function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
+
+function assertSnapshotsEqual(
+  got: ConformanceSnapshot,
+  expected: ConformanceSnapshot,
+  context: string,
+): void {
+  for (const [name, value] of Object.entries(expected.params)) {
+    if (!got.params[name] || !sameValues(got.params[name]!, value))
+      throw new ConformanceFailure(`${context}: param "${name}" changed`);
+    const buffer = expected.buffers[name] ?? null;
+    const gotBuffer = got.buffers[name] ?? null;
+    if (
+      (buffer === null) !== (gotBuffer === null) ||
+      (buffer && gotBuffer && !sameValues(buffer, gotBuffer))
+    ) {
+      throw new ConformanceFailure(`${context}: buffer of "${name}" changed`);
+    }
+  }
+}
+
+/** The state file holds exactly the session's buffers and groups, and survives import into a fresh session. */
+function stateRoundTripCheck(c: GoldenCase): ConformanceCheck {
+  return {
+    name: 'state file: round trip',
+    async run(adapter) {
+      const steps = Math.min(c.steps.length, 6);
+      const { bytes, snapshot } = await withSession(adapter, c.problem, async (s) => {
+        for (let i = 0; i < steps; i++) await applyStep(s, c.steps[i]!);
+        return { bytes: await s.exportState(), snapshot: await s.read() };
+      });
+      const state = decodeState(bytes);
+      const expectedLrs = lrsAfter(c, steps);
+      state.groups.forEach((g, i) => {
+        const wanted = c.problem.groups[i]!;
+        if (
+          !sameValues(
+            g.params.slice().sort() as unknown as number[],
+            wanted.params.slice().sort() as unknown as number[],
+          )
+        ) {
+          throw new ConformanceFailure(`group ${i} lists [${g.params}], expected [${wanted.params}]`);
+        }
+        if (g.hyperparams.lr !== expectedLrs[i])
+          throw new ConformanceFailure(`group ${i} has lr ${g.hyperparams.lr}, expected ${expectedLrs[i]}`);
+        const stepsTaken = c.steps
+          .slice(0, steps)
+          .filter((st) => wanted.params.some((n) => st.grads[n])).length;
+        if (g.step !== stepsTaken)
+          throw new ConformanceFailure(`group ${i} has step ${g.step}, expected ${stepsTaken}`);
+      });
+      for (const [name, buffer] of Object.entries(snapshot.buffers)) {
+        const stored = state.buffers.get(name);
+        if ((buffer === null) !== (stored === undefined)) {
+          throw new ConformanceFailure(
+            `state file ${stored ? 'has' : 'lacks'} a buffer for "${name}", read() says ${buffer ? 'present' : 'absent'}`,
+          );
+        }
+        if (buffer && stored && !sameValues(stored.data, buffer))
+          throw new ConformanceFailure(`stored buffer of "${name}" differs from read()`);
+        if (stored && !sameValues(stored.shape, c.problem.params[name]!.shape)) {
+          throw new ConformanceFailure(
+            `stored buffer of "${name}" has shape [${stored.shape}], expected [${c.problem.params[name]!.shape}]`,
+          );
+        }
+      }
+      const reopened = { groups: c.problem.groups, params: mapParams(c.problem, snapshot.params) };
+      await withSession(adapter, reopened, async (s) => {
+        await s.importState(bytes);
+        assertSnapshotsEqual(await s.read(), snapshot, 'after import into a fresh session');
+        const again = decodeState(await s.exportState());
+        for (const [name, b] of state.buffers) {
+          if (!sameValues(again.buffers.get(name)?.data ?? [], b.data))
+            throw new ConformanceFailure(`re-exported buffer of "${name}" differs`);
+        }
+      });
+      return {
+        detail: `${state.buffers.size} buffers, ${state.groups.length} groups, ${bytes.length} bytes; decoded by the core's strict parser and re-imported exactly`,
+      };
+    },
+  };
+}
+
+function mapParams(
+  problem: ConformanceProblem,
+  values: Record<string, Float64Array>,
+): ConformanceProblem['params'] {
+  return Object.fromEntries(
+    Object.entries(problem.params).map(([n, p]) => [n, { shape: p.shape, init: values[n]! }]),
+  );
+}
+
+function lrsAfter(c: GoldenCase, steps: number): number[] {
+  const lrs = c.problem.groups.map((g) => g.hyperparams.lr);
+  for (const st of c.steps.slice(0, steps)) for (const { group, lr } of st.learningRates) lrs[group] = lr;
+  return lrs;
+}
+
+/**
+ * Runs `attempt`, which must reject with an AccSGD error whose name matches `expectedName`, and
+ * checks that the session's params and buffers are byte-identical afterwards.
+ */
+async function expectRejected(
+  session: ConformanceSession,
+  what: string,
+  expectedName: RegExp,
+  attempt: () => Promise<unknown>,
+): Promise<string> {
+  const before = await session.read();
+  let error: unknown;
+  try {
+    await attempt();
+  } catch (e) {
+    error = e;
+  }
+  if (error === undefined) throw new ConformanceFailure(`${what} was accepted; expected a rejection`);
+  const name = (error as Error)?.name ?? '';
+  if (!expectedName.test(name)) {
+    throw new ConformanceFailure(
+      `${what} was rejected with ${name || typeof error} (${(error as Error)?.message}); expected ${expectedName.source}`,
+    );
+  }
+  assertSnapshotsEqual(await session.read(), before, `after ${what}`);
+  return `${name}: ${(error as Error).message}`;
+}
+
+interface BadInput {
+  name: string;
+  expected: RegExp;
+  /** Steps of the base case run before the bad input, so buffers exist. */
+  attempt(session: ConformanceSession, c: GoldenCase): Promise<unknown>;
+}
+
+const BAD_INPUTS: BadInput[] = [
+  {
+    name: 'gradient of the wrong length',
+    expected: /^AccSGDGradientError$/,
+    attempt: (s, c) =>
+      s.step({ ...c.steps[2]!.grads, w: new Float64Array(c.problem.params.w!.init.length + 1) }),
+  },
+  {
+    name: 'gradient for an unknown parameter',
+    expected: /^AccSGDGradientError$/,
+    attempt: (s, c) => s.step({ ...c.steps[2]!.grads, nonexistent: new Float64Array(3) }),
+  },
+  {
+    name: 'non-finite gradient (NaN in the last tensor)',
+    expected: /^AccSGDGradientError$/,
+    attempt: (s, c) => {
+      const grad = Float64Array.from(c.steps[2]!.grads.b!);
+      grad[grad.length - 1] = Number.NaN;
+      return s.step({ ...c.steps[2]!.grads, b: grad });
+    },
+  },
+  {
+    name: 'infinite gradient',
+    expected: /^AccSGDGradientError$/,
+    attempt: (s, c) => {
+      const grad = Float64Array.from(c.steps[2]!.grads.w!);
+      grad[0] = Number.NEGATIVE_INFINITY;
+      return s.step({ ...c.steps[2]!.grads, w: grad });
+    },
+  },
+  {
+    name: 'negative learning rate',
+    expected: /^AccSGDConfigError$/,
+    attempt: (s) => s.setLearningRate(0, -0.1),
+  },
+  {
+    name: 'NaN learning rate',
+    expected: /^AccSGDConfigError$/,
+    attempt: (s) => s.setLearningRate(0, Number.NaN),
+  },
+  {
+    name: 'learning rate for a group that does not exist',
+    expected: /^AccSGDConfigError$/,
+    attempt: (s) => s.setLearningRate(7, 0.1),
+  },
+  {
+    name: 'state file that is not a state file',
+    expected: /^AccSGDStateError$/,
+    attempt: (s) => s.importState(new TextEncoder().encode('not a state file')),
+  },
+  {
+    name: 'state file for other parameter names',
+    expected: /^AccSGDStateError$/,
+    attempt: (s, c) =>
+      s.importState(
+        encodeState({
+          groups: [
+            {
+              hyperparams: { lr: 0.1, kappa: 1000, xi: 10, smallConst: 0.7, weightDecay: 0 },
+              params: ['x', 'y'],
+              step: 1,
+            },
+          ],
+          buffers: new Map([
+            [
+              'x',
+              { shape: c.problem.params.w!.shape, data: new Float32Array(c.problem.params.w!.init.length) },
+            ],
+          ]),
+        }),
+      ),
+  },
+  {
+    name: 'state file with a buffer of the wrong shape',
+    expected: /^AccSGDStateError$/,
+    attempt: (s) =>
+      s.importState(
+        encodeState({
+          groups: [
+            {
+              hyperparams: { lr: 0.1, kappa: 1000, xi: 10, smallConst: 0.7, weightDecay: 0 },
+              params: ['w', 'b'],
+              step: 1,
+            },
+          ],
+          buffers: new Map([['w', { shape: [3, 4], data: new Float32Array(12) }]]),
+        }),
+      ),
+  },
+];
+
+function badInputChecks(base: GoldenCase): ConformanceCheck[] {
+  const checks: ConformanceCheck[] = BAD_INPUTS.map((bad) => ({
+    name: `bad input: ${bad.name}`,
+    async run(adapter) {
+      const tracker = new ErrorTracker(adapter.dtype);
+      // The rejection happens after step 2; steps 3.. then still follow the truth, which proves
+      // that nothing (lr, buffers, step counts) changed.
+      const detail = await withSession(adapter, base.problem, async (s) => {
+        await follow(s, base, 0, 2, tracker, base.name);
+        const message = await expectRejected(s, bad.name, bad.expected, () => bad.attempt(s, base));
+        await follow(s, base, 2, 5, tracker, `${base.name} after the rejected input`);
+        return message;
+      });
+      return { maxError: tracker.maxError, bound: tracker.bound, detail };
+    },
+  }));
+  const invalidProblems: [string, ConformanceProblem['groups'][number]['hyperparams']][] = [
+    ['lr < 0', { lr: -1 }],
+    ['smallConst > 1', { lr: 0.1, smallConst: 1.5 }],
+    ['kappa = 0', { lr: 0.1, kappa: 0 }],
+    ['xi > kappa / smallConst^2 (beta > 1)', { lr: 0.1, kappa: 10, xi: 100 }],
+    ['weightDecay < 0', { lr: 0.1, weightDecay: -0.01 }],
+    ['lr = Infinity', { lr: Number.POSITIVE_INFINITY }],
+  ];
+  for (const [label, hyperparams] of invalidProblems) {
+    checks.push({
+      name: `bad input: open with ${label}`,
+      async run(adapter) {
+        const problem = { ...base.problem, groups: [{ ...base.problem.groups[0]!, hyperparams }] };
+        let error: unknown;
+        try {
+          const session = await adapter.open(problem);
+          await session.close();
+        } catch (e) {
+          error = e;
+        }
+        if (!error) throw new ConformanceFailure(`open() accepted ${label}`);
+        if ((error as Error).name !== 'AccSGDConfigError') {
+          throw new ConformanceFailure(
+            `open() rejected ${label} with ${(error as Error).name}, expected AccSGDConfigError`,
+          );
+        }
+        return { detail: `AccSGDConfigError: ${(error as Error).message}` };
+      },
+    });
+  }
+  return checks;
+}
+
+/** Every check of the suite, in order. Loads the committed golden vectors. */
+export async function conformanceChecks(): Promise<ConformanceCheck[]> {
+  const cases = await Promise.all((await listGoldenCases()).map((n) => loadGoldenCase(n)));
+  const byName = new Map(cases.map((c) => [c.name, c]));
+  return [
+    ...cases.map(goldenCheck),
+    ...cases.filter((c) => c.steps.length >= 2).map(resumeCheck),
+    stateRoundTripCheck(byName.get('missing-gradients')!),
+    ...badInputChecks(byName.get('defaults')!),
+  ];
+}
+
+export async function runChecks(
+  adapter: ConformanceAdapter,
+  checks: ConformanceCheck[],
+  options: RunOptions = {},
+): Promise<ConformanceReport> {
+  const selected = options.only
+    ? checks.filter((c) => options.only!.some((o) => c.name.includes(o)))
+    : checks;
+  const results: CheckResult[] = [];
+  for (const check of selected) {
+    const started = performance.now();
+    let result: CheckResult;
+    try {
+      const outcome = await check.run(adapter);
+      result = { check: check.name, passed: true, ...outcome, ms: performance.now() - started };
+    } catch (error) {
+      const failure = error instanceof ConformanceFailure ? error : undefined;
+      result = {
+        check: check.name,
+        passed: false,
+        maxError: failure?.maxError,
+        bound: failure?.bound,
+        detail: failure
+          ? failure.message
+          : `threw ${(error as Error)?.name ?? typeof error}: ${(error as Error)?.message ?? String(error)}`,
+        ms: performance.now() - started,
+      };
+    }
+    results.push(result);
+    options.onResult?.(result);
+  }
+  return { adapter: adapter.name, dtype: adapter.dtype, passed: results.every((r) => r.passed), results };
+}
+
+/** Runs the whole suite against one adapter. */
+export async function runConformance(
+  adapter: ConformanceAdapter,
+  options: RunOptions = {},
+): Promise<ConformanceReport> {
+  return runChecks(adapter, await conformanceChecks(), options);
+}
+
+/**
+ * Portability: state exported by `from` after half of each case continues in `to`, and the rest of
+ * the trajectory stays within the looser of the two adapters' bounds.
+ */
+export async function runPortability(
+  from: ConformanceAdapter,
+  to: ConformanceAdapter,
+  options: RunOptions = {},
+): Promise<ConformanceReport> {
+  const cases = await Promise.all((await listGoldenCases()).map((n) => loadGoldenCase(n)));
+  const dtype: ConformanceDType = from.dtype === 'float32' || to.dtype === 'float32' ? 'float32' : 'float64';
+  const checks = cases
+    .filter((c) => c.steps.length >= 2)
+    .map(
+      (c): ConformanceCheck => ({
+        name: `portability: ${c.name}`,
+        async run() {
+          const tracker = new ErrorTracker(dtype);
+          const split = Math.max(1, Math.floor(c.steps.length / 2));
+          const { state, params } = await withSession(from, c.problem, async (s) => {
+            await follow(s, c, 0, split, tracker, `${c.name} in ${from.name}`);
+            return { state: await s.exportState(), params: (await s.read()).params };
+          });
+          await withSession(
+            to,
+            { groups: c.problem.groups, params: mapParams(c.problem, params) },
+            async (s) => {
+              await s.importState(state);
+              await follow(s, c, split, c.steps.length, tracker, `${c.name} in ${to.name}`);
+            },
+          );
+          return {
+            maxError: tracker.maxError,
+            bound: tracker.bound,
+            detail: `${from.name} -> ${to.name} after step ${split}`,
+          };
+        },
+      }),
+    );
+  const report = await runChecks(from, checks, options);
+  return { ...report, adapter: `${from.name} -> ${to.name}`, dtype };
+}

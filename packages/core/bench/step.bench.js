@@ -1,0 +1,92 @@
+// One AccSGD step over 16,777,216 float32 parameters on the CPU, beside the memory floor measured
+// in the same process: 2.5x a Float32Array.prototype.set copy of the same length (a step moves 20
+// bytes per element, a copy 8). Prints ratios; never asserts on time.
+import { AccSGD, fusedCoefficients, fusedUpdate, resolveHyperparams } from '../dist/index.js';
+
+const N = 16_777_216;
+const REPEATS = Number(process.env.ACCSGD_BENCH_REPEATS ?? 15);
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function time(fn) {
+  fn(); // warm-up: JIT and first-touch page faults
+  const samples = [];
+  for (let r = 0; r < REPEATS; r++) {
+    const t0 = performance.now();
+    fn();
+    samples.push(performance.now() - t0);
+  }
+  return median(samples);
+}
+
+function filled(n, seed) {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.sin(i * 0.001 + seed);
+  return a;
+}
+
+const src = filled(N, 1);
+const dst = new Float32Array(N);
+const copyMs = time(() => dst.set(src));
+const floorMs = 2.5 * copyMs;
+
+const rows = [];
+function row(label, ms) {
+  rows.push({ label, ms, ratio: ms / floorMs });
+}
+
+for (const [label, tensors] of [
+  ['1 tensor of 16,777,216', 1],
+  ['1024 tensors of 16,384', 1024],
+]) {
+  const size = N / tensors;
+  const params = Array.from({ length: tensors }, (_, t) => filled(size, t));
+  const grads = Array.from({ length: tensors }, (_, t) => filled(size, t + 0.5).map((x) => x * 1e-3));
+  for (const nonFinite of ['error', 'allow']) {
+    const opt = new AccSGD(params, { lr: 1e-3 }, { nonFinite });
+    opt.step(grads); // allocates the buffers
+    row(
+      `core AccSGD.step, ${label}, nonFinite '${nonFinite}'`,
+      time(() => opt.step(grads)),
+    );
+  }
+}
+
+// Just the fused kernel, and the reference's seven passes, for scale.
+{
+  const p = filled(N, 2);
+  const g = filled(N, 3);
+  const b = filled(N, 4);
+  const c = fusedCoefficients(resolveHyperparams({ lr: 1e-3 }));
+  row(
+    'fusedUpdate kernel alone, 1 tensor',
+    time(() => fusedUpdate(p, g, b, c, false)),
+  );
+  row(
+    "seven separate passes (the reference's shape)",
+    time(() => {
+      for (let i = 0; i < N; i++) b[i] *= 203.08;
+      for (let i = 0; i < N; i++) b[i] += -142.8 * g[i];
+      for (let i = 0; i < N; i++) b[i] += p[i];
+      for (let i = 0; i < N; i++) b[i] *= 0.0049;
+      for (let i = 0; i < N; i++) p[i] += -0.001 * g[i];
+      for (let i = 0; i < N; i++) p[i] *= 0.993;
+      for (let i = 0; i < N; i++) p[i] += 0.007 * b[i];
+    }),
+  );
+}
+
+console.log(
+  `\n@accsgd/core CPU benchmark: ${N.toLocaleString('en-US')} float32 parameters, median of ${REPEATS}`,
+);
+console.log(
+  `Float32Array.set copy: ${copyMs.toFixed(1)} ms -> memory floor (2.5x copy): ${floorMs.toFixed(1)} ms\n`,
+);
+const width = Math.max(...rows.map((r) => r.label.length));
+console.log(`${'case'.padEnd(width)}  ${'ms'.padStart(8)}  ${'x floor'.padStart(8)}`);
+for (const r of rows)
+  console.log(`${r.label.padEnd(width)}  ${r.ms.toFixed(1).padStart(8)}  ${r.ratio.toFixed(2).padStart(8)}`);
+console.log('\ntarget: core float32 step <= 1.20x floor');

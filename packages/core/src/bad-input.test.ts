@@ -1,0 +1,241 @@
+import { describe, expect, it } from 'vitest';
+import { AccSGDConfigError, AccSGDGradientError, AccSGDStateError } from './errors.js';
+import { AccSGD } from './optimizer.js';
+import { encodeSafetensors } from './safetensors.js';
+import { encodeState } from './state-file.js';
+
+/**
+ * The bad-input catalogue. Each row: what is done, the typed error, the message it must contain,
+ * and (checked for every row) that params, buffers, hyperparameters and step counts are unchanged.
+ * Add a row to cover a new kind of bad input.
+ */
+
+function fixture() {
+  const w = new Float32Array([0.5, -1, 2, 0.25]);
+  const b = new Float64Array([1, 2, 3]);
+  const opt = new AccSGD(
+    [
+      { params: [w], names: ['w'], shapes: [[2, 2]] },
+      { params: [b], names: ['b'], lr: 0.01 },
+    ],
+    { lr: 0.1 },
+  );
+  opt.step([new Float32Array([0.1, 0.2, -0.3, 0.4]), null]);
+  return { opt, w, b };
+}
+
+function fingerprint(opt: AccSGD, w: Float32Array, b: Float64Array) {
+  return JSON.stringify({
+    w: [...w],
+    b: [...b],
+    buffers: opt.paramNames.map((n) => opt.buffer(n) && [...opt.buffer(n)!]),
+    groups: opt.paramGroups,
+  });
+}
+
+const good = { lr: 0.1, kappa: 1000, xi: 10, smallConst: 0.7, weightDecay: 0 };
+const stateWith = (overrides: Partial<Parameters<typeof encodeState>[0]>) =>
+  encodeState({
+    groups: [
+      { hyperparams: good, params: ['w'], step: 1 },
+      { hyperparams: { ...good, lr: 0.01 }, params: ['b'], step: 0 },
+    ],
+    buffers: new Map([['w', { shape: [2, 2], data: new Float32Array(4) }]]),
+    ...overrides,
+  });
+
+type Row = [string, (ctx: ReturnType<typeof fixture>) => unknown, new (...args: never[]) => Error, string];
+
+const catalogue: Row[] = [
+  // hyperparameters
+  [
+    'lr < 0',
+    ({ opt }) => opt.setLearningRate(-0.1),
+    AccSGDConfigError,
+    'lr must be a finite number >= 0; got -0.1',
+  ],
+  [
+    'lr NaN',
+    ({ opt }) => opt.setLearningRate(Number.NaN, 0),
+    AccSGDConfigError,
+    'lr must be a finite number >= 0; got NaN',
+  ],
+  [
+    'lr for a missing group',
+    ({ opt }) => opt.setLearningRate(0.1, 2),
+    AccSGDConfigError,
+    'group must be an integer in [0, 1]; got 2',
+  ],
+  [
+    'lr too large to derive largeLr',
+    ({ opt }) => opt.setLearningRate(1e306),
+    AccSGDConfigError,
+    'lr is too large: lr * kappa / smallConst = Infinity overflows',
+  ],
+  // gradients
+  [
+    'too few gradients',
+    ({ opt }) => opt.step([null]),
+    AccSGDGradientError,
+    'expected 2 gradients (one per parameter, null for none), got 1',
+  ],
+  [
+    'gradient of the wrong length',
+    ({ opt }) => opt.step([new Float32Array(3), null]),
+    AccSGDGradientError,
+    'gradient for parameter "w": has 3 elements; the parameter has 4',
+  ],
+  [
+    'gradient of the wrong type',
+    ({ opt }) => opt.step([[1, 2, 3, 4] as unknown as Float32Array, null]),
+    AccSGDGradientError,
+    'gradient for parameter "w": expected a Float32Array or Float64Array, got Array',
+  ],
+  [
+    'gradient for an unknown name',
+    ({ opt }) => opt.step({ v: new Float32Array(4) }),
+    AccSGDGradientError,
+    'gradient for parameter "v": no parameter has this name (parameters: w, b)',
+  ],
+  [
+    'NaN in the second gradient (first one valid)',
+    ({ opt }) => opt.step([new Float32Array(4), new Float64Array([0, Number.NaN, 0])]),
+    AccSGDGradientError,
+    'gradient for parameter "b": element 1 is NaN (non-finite gradients are rejected; see the nonFinite option)',
+  ],
+  [
+    'infinite gradient',
+    ({ opt }) => opt.step({ w: new Float32Array([0, 0, 0, Number.POSITIVE_INFINITY]) }),
+    AccSGDGradientError,
+    'element 3 is Infinity',
+  ],
+  // state files
+  [
+    'empty file',
+    ({ opt }) => opt.importState(new Uint8Array()),
+    AccSGDStateError,
+    'file is 0 bytes, shorter than the 8-byte header length',
+  ],
+  [
+    'not a state file',
+    ({ opt }) => opt.importState(encodeSafetensors([], { format: 'other' })),
+    AccSGDStateError,
+    'metadata "format" is "other"; expected "accsgd-state"',
+  ],
+  [
+    'unknown version',
+    ({ opt }) =>
+      opt.importState(
+        encodeSafetensors([], { format: 'accsgd-state', format_version: '2', param_groups: '[]' }),
+      ),
+    AccSGDStateError,
+    'metadata "format_version" is "2"; this library reads version 1',
+  ],
+  [
+    'wrong group count',
+    ({ opt }) => opt.importState(stateWith({ groups: [{ hyperparams: good, params: ['w', 'b'], step: 1 }] })),
+    AccSGDStateError,
+    'state has 1 parameter group(s); the optimizer has 2',
+  ],
+  [
+    'wrong names',
+    ({ opt }) =>
+      opt.importState(
+        stateWith({
+          groups: [
+            { hyperparams: good, params: ['x'], step: 1 },
+            { hyperparams: good, params: ['b'], step: 0 },
+          ],
+          buffers: new Map(),
+        }),
+      ),
+    AccSGDStateError,
+    "group 0 of the state has parameters [x]; the optimizer's group 0 has [w] (missing: w) (unknown: x)",
+  ],
+  [
+    'buffer of the wrong shape',
+    ({ opt }) =>
+      opt.importState(stateWith({ buffers: new Map([['w', { shape: [4], data: new Float32Array(4) }]]) })),
+    AccSGDStateError,
+    'buffer "w.momentum_buffer" has shape [4]; parameter "w" has shape [2, 2]',
+  ],
+  [
+    'invalid hyperparameters in the file',
+    ({ opt }) =>
+      opt.importState(
+        stateWith({
+          groups: [
+            { hyperparams: { ...good, xi: 1e6 }, params: ['w'], step: 1 },
+            { hyperparams: good, params: ['b'], step: 0 },
+          ],
+        }),
+      ),
+    AccSGDStateError,
+    'param_groups[0]: xi is out of range for kappa = 1000 and smallConst = 0.7',
+  ],
+];
+
+describe('bad input is rejected with a typed error and changes nothing', () => {
+  it.each(catalogue)('%s', (_label, action, ErrorClass, message) => {
+    const ctx = fixture();
+    const before = fingerprint(ctx.opt, ctx.w, ctx.b);
+    let thrown: unknown;
+    try {
+      action(ctx);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ErrorClass);
+    expect((thrown as Error).message).toContain(message);
+    expect(fingerprint(ctx.opt, ctx.w, ctx.b)).toBe(before);
+  });
+});
+
+describe('bad construction', () => {
+  it.each([
+    ['no params', () => new AccSGD([], { lr: 0.1 }), 'params must be a non-empty array'],
+    ['missing lr', () => new AccSGD([new Float32Array(1)], {} as { lr: number }), 'lr is required'],
+    [
+      'typo in a hyperparameter',
+      () => new AccSGD([new Float32Array(1)], { lr: 0.1, learningRate: 1 } as { lr: number }),
+      'learningRate is not an AccSGD hyperparameter',
+    ],
+    [
+      'the same array twice',
+      () => {
+        const p = new Float32Array(2);
+        return new AccSGD([p, p], { lr: 0.1 });
+      },
+      'params[0].params[1] appears in more than one place',
+    ],
+    [
+      'a plain array as a parameter',
+      () => new AccSGD([{ params: [[1, 2] as unknown as Float32Array] }], { lr: 0.1 }),
+      'params[0].params[0] must be a Float32Array or Float64Array',
+    ],
+    [
+      'a shape that does not fit',
+      () => new AccSGD([{ params: [new Float32Array(6)], shapes: [[4, 2]] }], { lr: 0.1 }),
+      'params[0].shapes[0] must be a shape of 6 elements; got [4, 2]',
+    ],
+    [
+      'duplicate names',
+      () =>
+        new AccSGD([{ params: [new Float32Array(1), new Float32Array(1)], names: ['a', 'a'] }], { lr: 0.1 }),
+      'params[0].names[1] must be a unique name; got "a"',
+    ],
+    [
+      'beta > 1 in a group',
+      () => new AccSGD([{ params: [new Float32Array(1)], kappa: 1, xi: 5 }], { lr: 0.1 }),
+      'xi must be <= kappa / smallConst^2',
+    ],
+    [
+      'unknown nonFinite policy',
+      () => new AccSGD([new Float32Array(1)], { lr: 0.1 }, { nonFinite: 'ignore' as 'allow' }),
+      'nonFinite must be "error", "skip-step" or "allow"; got "ignore"',
+    ],
+  ])('%s', (_label, construct, message) => {
+    expect(construct).toThrow(AccSGDConfigError);
+    expect(construct).toThrow(message);
+  });
+});
