@@ -1,17 +1,86 @@
 import type { FusedCoefficients } from './coefficients.js';
+import { WasmKernel } from './kernels/wasm-kernel.js';
 
 export type FloatArray = Float32Array | Float64Array;
 
+/** Below this many elements the JavaScript loop beats the call and copies of the wasm kernel. */
+const WASM_MIN_ELEMENTS = 1024;
+let wasm: WasmKernel | null | undefined;
+function wasmKernel(): WasmKernel | null {
+  if (wasm === undefined) wasm = WasmKernel.create();
+  return wasm;
+}
+
 /**
  * One pass over a tensor: reads p, g and buf once and writes p and buf once (20 bytes per
- * float32 element), the memory floor of AccSGD. Arithmetic is in float64 (JS numbers) and
- * rounded once on store. When `initialiseBuffer` is true the buffer is taken to be a copy of p,
- * without a separate copy pass.
+ * float32 element), the memory floor of AccSGD. When `initialiseBuffer` is true the buffer is
+ * taken to be a copy of p, without a separate copy pass.
+ *
+ * Float32 parameters are computed in float32 arithmetic, as a GPU would: the six multipliers are
+ * rounded to float32 once, every multiply and add is rounded to float32, in a fixed order, so the
+ * WebAssembly SIMD kernel and the JavaScript loop give bit-identical results. Float64 parameters
+ * are computed in float64.
  */
 export function fusedUpdate(
   param: FloatArray,
   grad: FloatArray,
   buffer: FloatArray,
+  c: FusedCoefficients,
+  initialiseBuffer: boolean,
+): void {
+  if (param instanceof Float64Array)
+    return fusedUpdateFloat64(param, grad, buffer as Float64Array, c, initialiseBuffer);
+  const f32Buffer = buffer as Float32Array;
+  if (param.length >= WASM_MIN_ELEMENTS && grad instanceof Float32Array) {
+    const kernel = wasmKernel();
+    if (kernel) return kernel.update(param, grad, f32Buffer, c, initialiseBuffer);
+  }
+  fusedUpdateFloat32(param, grad, f32Buffer, c, initialiseBuffer);
+}
+
+/** The float32 multipliers: [c0, c1, c2, c3, c4, c5]; on a first step c0 = 0 and c1 = bufFromBuf + bufFromParam. */
+export function float32Multipliers(c: FusedCoefficients, initialiseBuffer: boolean): number[] {
+  return [
+    initialiseBuffer ? 0 : c.bufFromBuf,
+    initialiseBuffer ? c.bufFromBuf + c.bufFromParam : c.bufFromParam,
+    c.bufFromGrad,
+    c.paramFromParam,
+    c.paramFromGrad,
+    c.paramFromBuf,
+  ].map(Math.fround);
+}
+
+export function fusedUpdateFloat32(
+  param: Float32Array,
+  grad: FloatArray,
+  buffer: Float32Array,
+  c: FusedCoefficients,
+  initialiseBuffer: boolean,
+): void {
+  const f = Math.fround;
+  const [c0, c1, c2, c3, c4, c5] = float32Multipliers(c, initialiseBuffer) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const n = param.length;
+  for (let i = 0; i < n; i++) {
+    const p = param[i]!;
+    const g = f(grad[i]!);
+    const head = initialiseBuffer ? f(c1 * p) : f(f(c0 * buffer[i]!) + f(c1 * p));
+    const b = f(head + f(c2 * g));
+    buffer[i] = b;
+    param[i] = f(f(f(c3 * p) + f(c4 * g)) + f(c5 * b));
+  }
+}
+
+function fusedUpdateFloat64(
+  param: Float64Array,
+  grad: FloatArray,
+  buffer: Float64Array,
   c: FusedCoefficients,
   initialiseBuffer: boolean,
 ): void {
@@ -37,12 +106,16 @@ export function fusedUpdate(
   }
 }
 
-/** Index of the first NaN or infinity, or -1. `x - x` is 0 for finite x and NaN otherwise. */
+/** Index of the first NaN or infinity, or -1. */
 export function firstNonFinite(values: FloatArray): number {
+  if (values.length >= WASM_MIN_ELEMENTS && values instanceof Float32Array) {
+    const kernel = wasmKernel();
+    if (kernel) return kernel.firstNonFinite(values);
+  }
   const n = values.length;
   for (let i = 0; i < n; i++) {
-    const v = values[i]!;
-    if (v - v !== 0) return i;
+    // x - x is 0 for finite x and NaN otherwise.
+    if (values[i]! - values[i]! !== 0) return i;
   }
   return -1;
 }

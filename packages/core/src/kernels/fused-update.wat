@@ -1,0 +1,60 @@
+;; The fused AccSGD update in float32 SIMD arithmetic, in the same operation order as the
+;; JavaScript float32 kernel (each multiply and add rounded to float32, no fused multiply-add), so
+;; both give bit-identical results. Offsets are byte offsets into this module's memory; n is a
+;; multiple of 4 (callers pad the chunk).
+(module
+  (memory (export "memory") 1)
+
+  ;; buf' = (c0*buf + c1*p) + c2*g ; p' = (c3*p + c4*g) + c5*buf'
+  ;; $init = 1: the buffer does not exist yet and is taken to be p (callers pass c0 = 0 and
+  ;; c1 = bufFromBuf + bufFromParam), so buf is not read.
+  (func (export "update") (param $p i32) (param $g i32) (param $b i32) (param $n i32) (param $init i32)
+        (param $k0 f32) (param $k1 f32) (param $k2 f32) (param $k3 f32) (param $k4 f32) (param $k5 f32)
+    (local $i i32) (local $end i32)
+    (local $c0 v128) (local $c1 v128) (local $c2 v128) (local $c3 v128) (local $c4 v128) (local $c5 v128)
+    (local $pv v128) (local $gv v128) (local $bv v128)
+    (local.set $c0 (f32x4.splat (local.get $k0)))
+    (local.set $c1 (f32x4.splat (local.get $k1)))
+    (local.set $c2 (f32x4.splat (local.get $k2)))
+    (local.set $c3 (f32x4.splat (local.get $k3)))
+    (local.set $c4 (f32x4.splat (local.get $k4)))
+    (local.set $c5 (f32x4.splat (local.get $k5)))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $pv (v128.load (i32.add (local.get $p) (local.get $i))))
+        (local.set $gv (v128.load (i32.add (local.get $g) (local.get $i))))
+        (local.set $bv
+          (f32x4.add
+            (if (result v128) (local.get $init)
+              (then (f32x4.mul (local.get $c1) (local.get $pv)))
+              (else
+                (f32x4.add
+                  (f32x4.mul (local.get $c0) (v128.load (i32.add (local.get $b) (local.get $i))))
+                  (f32x4.mul (local.get $c1) (local.get $pv)))))
+            (f32x4.mul (local.get $c2) (local.get $gv))))
+        (v128.store (i32.add (local.get $b) (local.get $i)) (local.get $bv))
+        (v128.store (i32.add (local.get $p) (local.get $i))
+          (f32x4.add
+            (f32x4.add (f32x4.mul (local.get $c3) (local.get $pv)) (f32x4.mul (local.get $c4) (local.get $gv)))
+            (f32x4.mul (local.get $c5) (local.get $bv))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $next))))
+
+  ;; 1 when n float32 values at $g (n a multiple of 4) are all finite, else 0. x - x is 0 for finite
+  ;; x and NaN for infinities and NaN; NaN is the only value unequal to itself.
+  (func (export "allFinite") (param $g i32) (param $n i32) (result i32)
+    (local $i i32) (local $end i32) (local $ok v128) (local $v v128) (local $d v128)
+    (local.set $ok (v128.const i32x4 -1 -1 -1 -1))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $v (v128.load (i32.add (local.get $g) (local.get $i))))
+        (local.set $d (f32x4.sub (local.get $v) (local.get $v)))
+        (local.set $ok (v128.and (local.get $ok) (f32x4.eq (local.get $d) (local.get $d))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $next)))
+    (i32x4.all_true (local.get $ok)))
+)

@@ -1,0 +1,60 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { fusedCoefficients } from '../coefficients.js';
+import { fusedUpdateFloat32 } from '../fused-update.js';
+import { resolveHyperparams } from '../hyperparams.js';
+import { WasmKernel } from './wasm-kernel.js';
+
+function random(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return (s / 2147483648 - 0.5) * 2 * scale;
+  });
+}
+
+const kernel = WasmKernel.create();
+
+describe('WebAssembly SIMD kernel', () => {
+  it('is available in Node 20', () => {
+    expect(kernel).not.toBeNull();
+  });
+
+  // 70,001 elements: two full 32,768-element chunks, a partial one, and a tail that is not a multiple of 4.
+  for (const initialise of [true, false]) {
+    it(`is bit-identical to the JavaScript float32 loop (${initialise ? 'first step' : 'later step'}, weight decay)`, () => {
+      const c = fusedCoefficients(resolveHyperparams({ lr: 0.05, kappa: 3000, xi: 20, weightDecay: 1e-3 }));
+      const n = 70_001;
+      const [p0, g, b1] = [random(n, 1), random(n, 2, 1e-2), random(n, 3)];
+      const p1 = p0.slice();
+      const [p2, b2] = [p1.slice(), b1.slice()];
+      kernel!.update(p1, g, b1, c, initialise);
+      fusedUpdateFloat32(p2, g, b2, c, initialise);
+      expect(Buffer.compare(Buffer.from(p1.buffer), Buffer.from(p2.buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(b1.buffer), Buffer.from(b2.buffer))).toBe(0);
+      // and it did update: with g != 0 almost every element moves
+      expect(p1.filter((v, i) => v !== p0[i]).length).toBeGreaterThan(n * 0.99);
+    });
+  }
+
+  it('finds the first non-finite value in any chunk', () => {
+    const values = random(70_001, 4);
+    expect(kernel!.firstNonFinite(values)).toBe(-1);
+    values[69_999] = Number.NaN;
+    expect(kernel!.firstNonFinite(values)).toBe(69_999);
+    values[40_000] = Number.NEGATIVE_INFINITY;
+    expect(kernel!.firstNonFinite(values)).toBe(40_000);
+    values[3] = Number.POSITIVE_INFINITY;
+    expect(kernel!.firstNonFinite(values)).toBe(3);
+  });
+
+  it('ships bytes compiled from the committed .wat source', () => {
+    const script = fileURLToPath(new URL('../../scripts/build-wasm.mjs', import.meta.url));
+    expect(() => execFileSync(process.execPath, [script, '--check'], { stdio: 'pipe' })).not.toThrow();
+    expect(readFileSync(new URL('./fused-update.wat', import.meta.url), 'utf8')).toContain(
+      '(func (export "update")',
+    );
+  });
+});
