@@ -28,14 +28,14 @@ export function fusedUpdate(
   c: FusedCoefficients,
   initialiseBuffer: boolean,
 ): void {
-  if (param instanceof Float64Array)
-    return fusedUpdateFloat64(param, grad, buffer as Float64Array, c, initialiseBuffer);
-  const f32Buffer = buffer as Float32Array;
-  if (param.length >= WASM_MIN_ELEMENTS && grad instanceof Float32Array) {
-    const kernel = wasmKernel();
-    if (kernel) return kernel.update(param, grad, f32Buffer, c, initialiseBuffer);
+  if (param instanceof Float64Array) {
+    fusedUpdateFloat64(param, grad, buffer as Float64Array, c, initialiseBuffer);
+    return;
   }
-  fusedUpdateFloat32(param, grad, f32Buffer, c, initialiseBuffer);
+  const f32Buffer = buffer as Float32Array;
+  const kernel = param.length >= WASM_MIN_ELEMENTS && grad instanceof Float32Array ? wasmKernel() : null;
+  if (kernel) kernel.update(param, grad as Float32Array, f32Buffer, c, initialiseBuffer);
+  else fusedUpdateFloat32(param, grad, f32Buffer, c, initialiseBuffer);
 }
 
 /** The float32 multipliers: [c0, c1, c2, c3, c4, c5]; on a first step c0 = 0 and c1 = bufFromBuf + bufFromParam. */
