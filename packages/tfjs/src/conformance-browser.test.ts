@@ -1,0 +1,25 @@
+import { fileURLToPath } from 'node:url';
+import { findChromium } from '@accsgd/conformance';
+import { openBrowserAdapter } from '@accsgd/conformance/browser';
+import { describeConformance } from '@accsgd/conformance/vitest';
+
+// The adapter module bundled by esbuild and run in headless Chromium (WebGL and WebGPU both on
+// SwiftShader when there is no GPU). Skipped with a notice without a Chromium, failed instead
+// when ACCSGD_REQUIRE_WEBGPU=1.
+const chromium = findChromium();
+const module = fileURLToPath(new URL('./conformance.ts', import.meta.url));
+
+for (const backend of ['webgl', 'webgpu'] as const) {
+  let adapter: Awaited<ReturnType<typeof openBrowserAdapter>> | undefined;
+  describeConformance(
+    async () => {
+      adapter = await openBrowserAdapter({ module, options: { backend } });
+      return adapter;
+    },
+    {
+      title: `tfjs/${backend} in headless Chromium`,
+      unavailable: chromium.available ? undefined : chromium.reason,
+      dispose: () => adapter?.dispose(),
+    },
+  );
+}

@@ -1,0 +1,12 @@
+import { findNodeWebGPU } from '@accsgd/conformance';
+import { describeConformance } from '@accsgd/conformance/vitest';
+import { conformanceAdapter } from './conformance.js';
+
+// tfjs-backend-webgpu in Node, on the `webgpu` package (Dawn); on a machine without a GPU, on
+// Chromium's SwiftShader Vulkan driver. Skipped with a notice when there is no adapter, failed
+// instead when ACCSGD_REQUIRE_WEBGPU=1.
+const found = await findNodeWebGPU();
+describeConformance(() => conformanceAdapter({ backend: 'webgpu' }), {
+  title: `tfjs/webgpu in Node (${found.available ? found.description : 'no adapter'})`,
+  unavailable: found.available ? undefined : found.reason,
+});

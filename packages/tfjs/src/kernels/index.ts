@@ -1,0 +1,44 @@
+import { getKernel, type TensorInfo } from '@tensorflow/tfjs-core';
+import { cpuFirstNonFinite, cpuUpdateKernel } from './cpu.js';
+import { ACCSGD_UPDATE, registerOnce } from './registry.js';
+import { wasmFirstNonFinite, wasmUpdateKernel } from './wasm.js';
+import { webglUpdateKernel } from './webgl.js';
+import { webgpuUpdateKernel } from './webgpu.js';
+
+export {
+  compositeFirstNonFinite,
+  compositeFirstNonFiniteAsync,
+  compositeUpdate,
+  type NonFiniteLocation,
+} from './composite.js';
+export { ACCSGD_UPDATE, type AccSGDUpdateAttrs, type CoefficientArray } from './registry.js';
+
+/** The backends with a fused AccSGDUpdate kernel in this package. */
+export const FUSED_BACKENDS = ['cpu', 'wasm', 'webgl', 'webgpu'] as const;
+
+let registered = false;
+
+/**
+ * Registers the fused kernel for every backend this package knows. Registering for a backend that
+ * is not loaded only adds a registry entry; the kernels import nothing from the backends. Called by
+ * the optimizer's constructor (not at import, so the package stays free of side effects); an
+ * application that registered its own 'AccSGDUpdate' kernel for a backend keeps it.
+ */
+export function registerAccSGDKernels(): void {
+  if (registered) return;
+  for (const kernel of [cpuUpdateKernel, wasmUpdateKernel, webglUpdateKernel, webgpuUpdateKernel])
+    registerOnce(kernel);
+  registered = true;
+}
+
+/** Whether the backend has a fused update kernel registered. */
+export function hasFusedKernel(backendName: string): boolean {
+  return getKernel(ACCSGD_UPDATE, backendName) !== undefined;
+}
+
+/** Direct scans of backend memory for the non-finite check, where JS can read it without a copy. */
+export const memoryScanners: Readonly<Record<string, (backend: object, info: TensorInfo) => number | null>> =
+  {
+    cpu: cpuFirstNonFinite,
+    wasm: wasmFirstNonFinite,
+  };

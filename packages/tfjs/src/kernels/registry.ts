@@ -1,0 +1,76 @@
+import {
+  getKernel,
+  type KernelConfig,
+  type KernelFunc,
+  registerKernel,
+  type TensorInfo,
+} from '@tensorflow/tfjs-core';
+
+/**
+ * The fused AccSGD update as a tfjs kernel.
+ *
+ * Inputs: `param`, `grad` and `buffer`, float32 and of one shape. On a parameter's first step the
+ * optimizer passes the parameter itself as `buffer` (the spec's "buffer starts as a copy of p").
+ * Attributes: `coefficients`, the six float64 multipliers of `fusedCoefficientArray` from
+ * @accsgd/core, in its order [bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad,
+ * paramFromBuf]; `inPlace`, whether the kernel may overwrite `param` and `buffer` when no other
+ * tensor shares their storage.
+ * Outputs: [param', buffer'].
+ *
+ *   buffer' = bufFromBuf * buffer + bufFromParam * param + bufFromGrad * grad
+ *   param'  = paramFromParam * param + paramFromGrad * grad + paramFromBuf * buffer'
+ */
+export const ACCSGD_UPDATE = 'AccSGDUpdate';
+
+export type CoefficientArray = readonly [number, number, number, number, number, number];
+
+export interface AccSGDUpdateAttrs {
+  coefficients: number[];
+  inPlace: boolean;
+}
+
+export interface AccSGDUpdateInputs {
+  param: TensorInfo;
+  grad: TensorInfo;
+  buffer: TensorInfo;
+}
+
+/** Reads the kernel's inputs and attributes with the checks every backend needs. */
+export function updateArguments(params: Parameters<KernelFunc>[0]): AccSGDUpdateInputs & AccSGDUpdateAttrs {
+  const { param, grad, buffer } = params.inputs as Partial<AccSGDUpdateInputs>;
+  const attrs = (params.attrs ?? {}) as Partial<AccSGDUpdateAttrs>;
+  if (!param || !grad || !buffer) throw new Error(`${ACCSGD_UPDATE} needs the inputs param, grad and buffer`);
+  for (const [name, t] of [
+    ['grad', grad],
+    ['buffer', buffer],
+  ] as const) {
+    if (
+      t.dtype !== 'float32' ||
+      t.shape.length !== param.shape.length ||
+      t.shape.some((d, i) => d !== param.shape[i])
+    ) {
+      throw new Error(
+        `${ACCSGD_UPDATE}: ${name} is ${t.dtype}[${t.shape}]; param is ${param.dtype}[${param.shape}]`,
+      );
+    }
+  }
+  if (param.dtype !== 'float32')
+    throw new Error(`${ACCSGD_UPDATE} updates float32 tensors; param is ${param.dtype}`);
+  const coefficients = attrs.coefficients;
+  if (!Array.isArray(coefficients) || coefficients.length !== 6) {
+    throw new Error(`${ACCSGD_UPDATE} needs six coefficients (fusedCoefficientArray from @accsgd/core)`);
+  }
+  return { param, grad, buffer, coefficients, inPlace: attrs.inPlace === true };
+}
+
+/** Registers a kernel unless one is already registered under that name for that backend. */
+export function registerOnce(config: KernelConfig): void {
+  if (!getKernel(config.kernelName, config.backendName)) registerKernel(config);
+}
+
+/** Number of elements of a shape. */
+export function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}

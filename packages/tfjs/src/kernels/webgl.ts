@@ -1,0 +1,93 @@
+import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
+import { ACCSGD_UPDATE, updateArguments } from './registry.js';
+
+/** The part of tfjs-backend-webgl's MathBackendWebGL this kernel uses (no runtime import). */
+interface WebGLBackend {
+  runWebGLProgram(
+    program: WebGLProgramSpec,
+    inputs: TensorInfo[],
+    outputDtype: 'float32',
+    customUniformValues?: number[][],
+  ): TensorInfo;
+}
+
+/** tfjs-backend-webgl's GPGPUProgram, as far as these programs need it. */
+interface WebGLProgramSpec {
+  variableNames: string[];
+  outputShape: number[];
+  userCode: string;
+  customUniforms: { name: string; type: 'float' }[];
+}
+
+/*
+ * Two GLSL programs, one per output (a WebGL fragment program writes one texture). The six
+ * multipliers are uniforms, so the shader text, and with it tfjs's program cache key, does not
+ * depend on the learning rate: changing it re-uses the compiled program.
+ */
+
+/** buffer' = bufFromBuf * buffer + bufFromParam * param + bufFromGrad * grad */
+const BUFFER_SHADER = `
+  void main() {
+    float p = getParamAtOutCoords();
+    float g = getGradAtOutCoords();
+    float b = getBufferAtOutCoords();
+    setOutput(bufFromBuf * b + bufFromParam * p + bufFromGrad * g);
+  }
+`;
+
+/** param' = paramFromParam * param + paramFromGrad * grad + paramFromBuf * buffer' */
+const PARAM_SHADER = `
+  void main() {
+    float p = getParamAtOutCoords();
+    float g = getGradAtOutCoords();
+    float b = getNewBufferAtOutCoords();
+    setOutput(paramFromParam * p + paramFromGrad * g + paramFromBuf * b);
+  }
+`;
+
+function bufferProgram(shape: number[]): WebGLProgramSpec {
+  return {
+    variableNames: ['param', 'grad', 'buffer'],
+    outputShape: shape,
+    userCode: BUFFER_SHADER,
+    customUniforms: ['bufFromBuf', 'bufFromParam', 'bufFromGrad'].map((name) => ({
+      name,
+      type: 'float' as const,
+    })),
+  };
+}
+
+function paramProgram(shape: number[]): WebGLProgramSpec {
+  return {
+    variableNames: ['param', 'grad', 'newBuffer'],
+    outputShape: shape,
+    userCode: PARAM_SHADER,
+    customUniforms: ['paramFromParam', 'paramFromGrad', 'paramFromBuf'].map((name) => ({
+      name,
+      type: 'float' as const,
+    })),
+  };
+}
+
+/** webgl: two draws, buffer' first, then param' from buffer'. Coefficients are rounded to float32 once. */
+export const webglUpdateKernel: KernelConfig = {
+  kernelName: ACCSGD_UPDATE,
+  backendName: 'webgl',
+  kernelFunc: (args) => {
+    const { param, grad, buffer, coefficients } = updateArguments(args);
+    const backend = args.backend as WebGLBackend;
+    const shape = [...param.shape];
+    const [bb, bp, bg, pp, pg, pb] = coefficients;
+    const newBuffer = backend.runWebGLProgram(bufferProgram(shape), [param, grad, buffer], 'float32', [
+      [bb!],
+      [bp!],
+      [bg!],
+    ]);
+    const newParam = backend.runWebGLProgram(paramProgram(shape), [param, grad, newBuffer], 'float32', [
+      [pp!],
+      [pg!],
+      [pb!],
+    ]);
+    return [newParam, newBuffer];
+  },
+};
