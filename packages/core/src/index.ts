@@ -7,7 +7,7 @@ export {
 } from './coefficients.js';
 export * from './contract.js';
 export { AccSGDConfigError, AccSGDError, AccSGDGradientError, AccSGDStateError } from './errors.js';
-export { type FloatArray, firstNonFinite, fusedUpdate } from './fused-update.js';
+export { type FloatArray, firstNonFinite, float32Multipliers, fusedUpdate } from './fused-update.js';
 export {
   type Advice,
   adviseHyperparams,
@@ -19,6 +19,7 @@ export {
   TUNING_GUIDE,
   validateHyperparams,
 } from './hyperparams.js';
+export { HeapKernel } from './kernels/wasm-kernel.js';
 export {
   AccSGD,
   type AccSGDOptions,

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { fusedCoefficients } from '../coefficients.js';
 import { fusedUpdateFloat32 } from '../fused-update.js';
 import { resolveHyperparams } from '../hyperparams.js';
-import { WasmKernel } from './wasm-kernel.js';
+import { HeapKernel, WasmKernel } from './wasm-kernel.js';
 
 function random(n: number, seed: number, scale = 1): Float32Array {
   let s = seed;
@@ -56,5 +56,31 @@ describe('WebAssembly SIMD kernel', () => {
     expect(readFileSync(new URL('./fused-update.wat', import.meta.url), 'utf8')).toContain(
       '(func (export "update")',
     );
+  });
+});
+
+describe("HeapKernel (in place on another module's memory)", () => {
+  it('matches the JavaScript float32 loop, tail included, and finds non-finite values', () => {
+    const memory = new WebAssembly.Memory({ initial: 4 });
+    const heap = HeapKernel.create(memory)!;
+    expect(heap).not.toBeNull();
+    const n = 10_003;
+    // Deliberately unaligned-to-16 offsets (4-byte aligned, as any float32 array is).
+    const [pOff, gOff, bOff] = [4, 4 + n * 4 + 8, 4 + n * 8 + 20];
+    const view = (off: number) => new Float32Array(memory.buffer, off, n);
+    view(pOff).set(random(n, 5));
+    view(gOff).set(random(n, 6, 1e-2));
+    view(bOff).set(random(n, 7));
+    const [p2, b2] = [view(pOff).slice(), view(bOff).slice()];
+    const c = fusedCoefficients(resolveHyperparams({ lr: 0.1, weightDecay: 0.01 }));
+    heap.update(pOff, gOff, bOff, n, c, false);
+    fusedUpdateFloat32(p2, view(gOff), b2, c, false);
+    expect(Buffer.compare(Buffer.from(view(pOff).slice().buffer), Buffer.from(p2.buffer))).toBe(0);
+    expect(Buffer.compare(Buffer.from(view(bOff).slice().buffer), Buffer.from(b2.buffer))).toBe(0);
+    expect(heap.firstNonFinite(gOff, n)).toBe(-1);
+    view(gOff)[n - 1] = Number.NaN;
+    expect(heap.firstNonFinite(gOff, n)).toBe(n - 1);
+    view(gOff)[17] = Number.POSITIVE_INFINITY;
+    expect(heap.firstNonFinite(gOff, n)).toBe(17);
   });
 });

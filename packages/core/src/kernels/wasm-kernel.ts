@@ -1,6 +1,6 @@
 import type { FusedCoefficients } from '../coefficients.js';
-import { float32Multipliers } from '../fused-update.js';
-import { FUSED_UPDATE_WASM_BASE64 } from './fused-update-wasm.js';
+import { float32Multipliers, fusedUpdateFloat32 } from '../fused-update.js';
+import { FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64, FUSED_UPDATE_WASM_BASE64 } from './fused-update-wasm.js';
 
 /**
  * The fused update in WebAssembly SIMD (fused-update.wat), for float32 tensors.
@@ -40,8 +40,7 @@ export class WasmKernel {
   /** null where WebAssembly or its SIMD extension is unavailable; callers then use JavaScript. */
   static create(): WasmKernel | null {
     try {
-      const bytes = Uint8Array.from(atob(FUSED_UPDATE_WASM_BASE64), (c) => c.charCodeAt(0));
-      const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+      const instance = new WebAssembly.Instance(new WebAssembly.Module(decode(FUSED_UPDATE_WASM_BASE64)), {});
       return new WasmKernel(instance.exports as unknown as Exports);
     } catch {
       return null;
@@ -101,6 +100,84 @@ export class WasmKernel {
       if (this.exports.allFinite(this.grad.byteOffset, padded)) continue;
       for (let i = start; i < end; i++) if (values[i]! - values[i]! !== 0) return i;
     }
+    return -1;
+  }
+}
+
+function decode(base64: string): Uint8Array<ArrayBuffer> {
+  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+}
+
+/**
+ * The same kernel running in place on another module's memory (e.g. the heap of tfjs's wasm
+ * backend), with no copies: offsets are byte offsets of float32 arrays in that memory. The
+ * memory may grow between calls; views are taken afresh each call.
+ */
+export class HeapKernel {
+  private constructor(
+    private readonly memory: WebAssembly.Memory,
+    private readonly exports: Omit<Exports, 'memory'>,
+  ) {}
+
+  /** null where WebAssembly SIMD is unavailable or the memory cannot be imported (a shared memory). */
+  static create(memory: WebAssembly.Memory): HeapKernel | null {
+    if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) return null;
+    try {
+      const module = new WebAssembly.Module(decode(FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64));
+      const instance = new WebAssembly.Instance(module, { env: { memory } });
+      return new HeapKernel(memory, instance.exports as unknown as Exports);
+    } catch {
+      return null;
+    }
+  }
+
+  /** In place: p and buf at `paramOffset` and `bufferOffset` are overwritten. */
+  update(
+    paramOffset: number,
+    gradOffset: number,
+    bufferOffset: number,
+    n: number,
+    c: FusedCoefficients,
+    initialiseBuffer: boolean,
+  ): void {
+    const vectorised = n & ~3;
+    const [k0, k1, k2, k3, k4, k5] = float32Multipliers(c, initialiseBuffer) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    this.exports.update(
+      paramOffset,
+      gradOffset,
+      bufferOffset,
+      vectorised,
+      initialiseBuffer ? 1 : 0,
+      k0,
+      k1,
+      k2,
+      k3,
+      k4,
+      k5,
+    );
+    if (vectorised === n) return;
+    // The last n % 4 elements, by the bit-identical JavaScript loop.
+    const tail = (offset: number) =>
+      new Float32Array(this.memory.buffer, offset + vectorised * 4, n - vectorised);
+    fusedUpdateFloat32(tail(paramOffset), tail(gradOffset), tail(bufferOffset), c, initialiseBuffer);
+  }
+
+  /** Index of the first NaN or infinity among n float32 values at `offset`, or -1. */
+  firstNonFinite(offset: number, n: number): number {
+    const values = new Float32Array(this.memory.buffer, offset, n);
+    const vectorised = n & ~3;
+    if (this.exports.allFinite(offset, vectorised)) {
+      for (let i = vectorised; i < n; i++) if (values[i]! - values[i]! !== 0) return i;
+      return -1;
+    }
+    for (let i = 0; i < n; i++) if (values[i]! - values[i]! !== 0) return i;
     return -1;
   }
 }
