@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { findChromium, webgpuRequired } from './environment.js';
 import { MUTANT_EXPORTS } from './mutants/index.js';
 
 const run = promisify(execFile);
@@ -87,4 +88,27 @@ describe('accsgd-conformance CLI', () => {
     expect(badDtype.code).toBe(2);
     expect(badDtype.stderr).toContain('dtype must be "float32" or "float64"; got "float16"');
   }, 60_000);
+
+  const chromium = findChromium();
+  if (!chromium.available && !webgpuRequired())
+    console.warn(`\n[accsgd] SKIPPED accsgd-conformance --browser: ${chromium.reason}\n`);
+  it.skipIf(!chromium.available && !webgpuRequired())(
+    'runs an adapter in headless Chromium with --browser',
+    async () => {
+      const { code, stdout, stderr } = await conformanceCli(
+        '--adapter',
+        '@accsgd/core/conformance',
+        '--options',
+        '{"dtype":"float32"}',
+        '--browser',
+        '--only',
+        'golden: defaults',
+        'bad input: gradient of the wrong length',
+      );
+      expect(stderr).toMatch(/browser: chromium [\d.]+ \//);
+      expect(stdout).toContain('core/float32 (float32): 2 passed, 0 failed');
+      expect(code).toBe(0);
+    },
+    120_000,
+  );
 });
