@@ -1,0 +1,17 @@
+import { findNodeWebGPU } from '@accsgd/conformance';
+import { describeConformance } from '@accsgd/conformance/vitest';
+import { conformanceAdapter } from './conformance.js';
+
+// The full conformance suite in Node, on Dawn (SwiftShader when there is no GPU).
+const node = await findNodeWebGPU();
+describeConformance(() => conformanceAdapter(), {
+  title: `webgpu-kernel conformance in Node (${node.available ? node.description : 'no adapter'})`,
+  ...(node.available ? {} : { unavailable: node.reason }),
+});
+
+// Again with at most 2 workgroups per dimension: windows of 2,048 elements (2 x 2 workgroups of
+// 512), so golden cases with long tensors also run through the split-binding and 2-D folding paths.
+describeConformance(() => conformanceAdapter({ maxWorkgroupsPerDimension: 2 }), {
+  title: 'webgpu-kernel conformance in Node, split bindings and folded dispatches',
+  ...(node.available ? {} : { unavailable: node.reason }),
+});

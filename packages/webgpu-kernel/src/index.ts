@@ -1,0 +1,21 @@
+export { AccSGDDeviceError, AccSGDDeviceLostError, type DeviceFailure } from './errors.js';
+export { createFlatStorage, type FlatStorage, type FlatTensor } from './flat-storage.js';
+export {
+  accsgdUpdatePipeline,
+  accsgdUpdateWGSL,
+  dispatchSize,
+  SEGMENT_ACTIVE,
+  SEGMENT_INITIALISE,
+  type StorageType,
+  UNIFORM_BYTES,
+  WORKGROUP_SIZE,
+} from './kernels/accsgd-update.js';
+export {
+  type GradientPresence,
+  type SegmentInput,
+  type StepOptions,
+  uniformCoefficients,
+  WebGPUAccSGD,
+  type WebGPUAccSGDOptions,
+  type WebGPUParamGroup,
+} from './webgpu-optimizer.js';

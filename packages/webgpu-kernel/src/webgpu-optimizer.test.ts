@@ -1,0 +1,391 @@
+import { readFileSync } from 'node:fs';
+import {
+  AccSGD,
+  AccSGDConfigError,
+  AccSGDGradientError,
+  AccSGDStateError,
+  accuracyBound,
+  relativeError,
+} from '@accsgd/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AccSGDDeviceError, AccSGDDeviceLostError } from './errors.js';
+import { accsgdUpdateWGSL, dispatchSize } from './kernels/accsgd-update.js';
+import { GAP_FILL, pattern, twinOptimizers } from './test-support/compare.js';
+import { noGPU, noGPUReason, testDevice } from './test-support/gpu.js';
+import { WebGPUAccSGD } from './webgpu-optimizer.js';
+
+const STORAGE = 0x80;
+const COPY_SRC = 0x4;
+const COPY_DST = 0x8;
+
+describe('accsgd-update.wgsl', () => {
+  it('is the exported float32 kernel source, byte for byte', () => {
+    const file = readFileSync(new URL('./kernels/accsgd-update.wgsl', import.meta.url), 'utf8');
+    expect(file).toBe(accsgdUpdateWGSL('float32'));
+  });
+
+  it('declares float16 storage with float32 momentum and arithmetic in the float16 variant', () => {
+    const source = accsgdUpdateWGSL('float16');
+    expect(source.startsWith('enable f16;')).toBe(true);
+    expect(source).toContain('var<storage, read_write> params: array<f16>');
+    expect(source).toContain('var<storage, read> grads: array<f16>');
+    expect(source).toContain('var<storage, read_write> buffers: array<f32>');
+    expect(source).toContain('let p = f32(params[i]);');
+  });
+
+  it('folds dispatches beyond the per-dimension limit into two dimensions', () => {
+    // A workgroup covers 64 invocations x 8 elements = 512 elements.
+    expect(dispatchSize(512 * 65535, 65535)).toEqual([65535, 1]);
+    // 65,536 workgroups: two rows of 32,768.
+    expect(dispatchSize(512 * 65536, 65535)).toEqual([32768, 2]);
+    // 67,108,864 elements = 131,072 workgroups: 3 rows of 43,691 (3 * 43,691 = 131,073 >= 131,072).
+    expect(dispatchSize(67_108_864, 65535)).toEqual([43691, 3]);
+    expect(dispatchSize(1, 65535)).toEqual([1, 1]);
+  });
+});
+
+describe.skipIf(noGPU)(`WebGPUAccSGD on ${noGPU ? `no adapter: ${noGPUReason}` : 'Dawn'}`, () => {
+  let device: GPUDevice;
+  beforeAll(async () => {
+    device = await testDevice();
+  });
+  afterAll(() => device?.destroy());
+
+  it('takes the step the spec gives, in numbers', async () => {
+    // lr 0.1, kappa 1000, xi 10, smallConst 0.7: largeLr = 142.857..., alpha = 0.9951, beta = 0.0049,
+    // zeta = 0.7 / 0.7049 = 0.993048...
+    // Step 1, p = 1, g = 0.5: buf = p = 1, buf' = 0.9951 + 0.0049 - 0.7 * 0.5 = 0.65,
+    //   p' = zeta * (1 - 0.1 * 0.5) + (1 - zeta) * 0.65 = 0.947914597815...
+    // Step 2, g = -1: buf'' = 0.9951 * 0.65 + 0.0049 * 0.9479146 + 0.7 = 1.35145978...,
+    //   p'' = zeta * (0.9479146 + 0.1) + (1 - zeta) * 1.3514598 = 1.05002464...
+    const twin = await twinOptimizers(
+      device,
+      [{ hyperparams: {}, tensors: [{ name: 'w', size: 1, init: Float32Array.of(1) }] }],
+      { lr: 0.1 },
+    );
+    await twin.step({ w: Float32Array.of(0.5) });
+    expect((await twin.gpu.readBuffer('w'))![0]).toBeCloseTo(0.65, 6);
+    expect((await twin.gpu.readParam('w'))[0]).toBeCloseTo(0.947914597815293, 6);
+    await twin.step({ w: Float32Array.of(-1) });
+    expect((await twin.gpu.readBuffer('w'))![0]).toBeCloseTo(1.351459781529296, 6);
+    expect((await twin.gpu.readParam('w'))[0]).toBeCloseTo(1.0500246437795413, 6);
+    twin.gpu.destroy();
+  });
+
+  it('matches the CPU optimizer over groups, gaps, skipped tensors and a learning-rate change, in one dispatch per group', async () => {
+    const twin = await twinOptimizers(
+      device,
+      [
+        {
+          hyperparams: { lr: 0.05, weightDecay: 0.01 },
+          tensors: [
+            { name: 'a', size: 1000 },
+            { name: 'b', size: 1, offset: 1003 },
+            { name: 'c', size: 777, offset: 1100 },
+            { name: 'empty', size: 0 },
+          ],
+        },
+        {
+          hyperparams: { kappa: 100, xi: 3, smallConst: 0.5 },
+          tensors: [{ name: 'd', size: 4096, offset: 17 }],
+        },
+        { hyperparams: {}, tensors: [{ name: 'never', size: 33 }] },
+      ],
+      { lr: 0.1 },
+    );
+    const { gpu, cpu, cpuParams } = twin;
+    expect(gpu.dispatchesPerStep).toBe(3);
+    const sizes: Record<string, number> = { a: 1000, b: 1, c: 777, empty: 0, d: 4096, never: 33 };
+    const schedule: string[][] = [
+      ['a', 'b', 'd', 'empty'],
+      ['a', 'c'],
+      ['a', 'b', 'c', 'd'],
+      ['c'],
+      ['a', 'b', 'c', 'd', 'empty'],
+    ];
+    for (let t = 1; t <= schedule.length; t++) {
+      if (t === 3) {
+        gpu.setLearningRate(0.2, 0);
+        cpu.setLearningRate(0.2, 0);
+      }
+      const grads = Object.fromEntries(
+        schedule[t - 1]!.map((n) => [n, pattern(sizes[n]!, 100 * t + n.length)]),
+      );
+      await twin.step(grads);
+      const read = await gpu.read();
+      for (const name of Object.keys(sizes)) {
+        expect(
+          relativeError(read.params.get(name)!, cpuParams.get(name)!),
+          `param ${name} at step ${t}`,
+        ).toBeLessThanOrEqual(accuracyBound('float32', t));
+        const cpuBuffer = cpu.buffer(name);
+        if (cpuBuffer === null) expect(read.buffers.get(name), `buffer ${name} at step ${t}`).toBeNull();
+        else
+          expect(
+            relativeError(read.buffers.get(name)!, cpuBuffer),
+            `buffer ${name} at step ${t}`,
+          ).toBeLessThanOrEqual(accuracyBound('float32', t));
+      }
+    }
+    // 'never' had no gradient: bit-identical to its initial values, and its group never stepped.
+    expect(await gpu.readParam('never')).toEqual(twin.init.get('never'));
+    expect(gpu.paramGroups.map((g) => g.step)).toEqual([5, 3, 0]);
+    expect(cpu.paramGroups.map((g) => g.step)).toEqual([5, 3, 0]);
+    // Elements between tensors were never written.
+    const flat = await twin.readFlat(0);
+    for (const i of [1000, 1001, 1002, 1004, 1099]) expect(flat[i]).toBe(GAP_FILL);
+    const flatD = await twin.readFlat(1);
+    for (let i = 0; i < 17; i++) expect(flatD[i]).toBe(GAP_FILL);
+    gpu.destroy();
+  });
+
+  it('splits a group across binding windows and folds dispatches into 2-D, with the same results', async () => {
+    // 256-byte windows (64 elements); and at most 2 workgroups per dimension, so a 2-D dispatch
+    // reaches 2 x 2 workgroups of 512 elements: windows of 2,048 elements, each folded into 2 x 2.
+    const groups = [
+      {
+        hyperparams: {},
+        tensors: [
+          { name: 'x', size: 3000, offset: 5 },
+          { name: 'y', size: 1290, offset: 3020 },
+        ],
+      },
+    ];
+    const split = await twinOptimizers(device, groups, { lr: 0.1 }, { maxBindingBytes: 256 });
+    expect(split.gpu.dispatchesPerStep).toBe(68); // elements [0, 4310) in windows of 64
+    const folded = await twinOptimizers(device, groups, { lr: 0.1 }, { maxWorkgroupsPerDimension: 2 });
+    expect(folded.gpu.dispatchesPerStep).toBe(3); // windows of 2,048 elements
+    for (let t = 1; t <= 3; t++) {
+      const grads = { x: pattern(3000, t), y: t === 2 ? null : pattern(1290, 10 + t) };
+      await split.step(grads);
+      await folded.step(grads);
+      for (const twin of [split, folded]) {
+        const read = await twin.gpu.read();
+        for (const name of ['x', 'y']) {
+          expect(relativeError(read.params.get(name)!, twin.cpuParams.get(name)!)).toBeLessThanOrEqual(
+            accuracyBound('float32', t),
+          );
+          expect(relativeError(read.buffers.get(name)!, twin.cpu.buffer(name)!)).toBeLessThanOrEqual(
+            accuracyBound('float32', t),
+          );
+        }
+      }
+    }
+    const flat = await split.readFlat(0);
+    for (const i of [0, 4, 3005, 3019]) expect(flat[i]).toBe(GAP_FILL);
+    split.gpu.destroy();
+    folded.gpu.destroy();
+  });
+
+  it('never rebuilds the pipeline: one per device, shared by optimizers, untouched by a learning-rate change', async () => {
+    const own = await testDevice();
+    let created = 0;
+    const original = own.createComputePipeline.bind(own);
+    own.createComputePipeline = (descriptor: GPUComputePipelineDescriptor) => {
+      created++;
+      return original(descriptor);
+    };
+    const first = await twinOptimizers(own, [{ hyperparams: {}, tensors: [{ name: 'w', size: 10 }] }], {
+      lr: 0.1,
+    });
+    await first.step({ w: pattern(10, 1) });
+    first.gpu.setLearningRate(0.01);
+    first.cpu.setLearningRate(0.01);
+    await first.step({ w: pattern(10, 2) });
+    const second = await twinOptimizers(own, [{ hyperparams: {}, tensors: [{ name: 'v', size: 10 }] }], {
+      lr: 0.3,
+    });
+    await second.step({ v: pattern(10, 3) });
+    expect(created).toBe(1);
+    expect(relativeError(await first.gpu.readParam('w'), first.cpuParams.get('w')!)).toBeLessThanOrEqual(
+      accuracyBound('float32', 2),
+    );
+    own.destroy();
+  });
+
+  it('rejects mismatched buffers and bad layouts before creating anything', async () => {
+    const params = device.createBuffer({ size: 400, usage: STORAGE | COPY_SRC | COPY_DST });
+    const grads = device.createBuffer({ size: 400, usage: STORAGE | COPY_SRC | COPY_DST });
+    const small = device.createBuffer({ size: 396, usage: STORAGE });
+    const noStorage = device.createBuffer({ size: 400, usage: COPY_SRC | COPY_DST });
+    const create = (group: object) => WebGPUAccSGD.create(device, [group as never], { lr: 0.1 });
+    await expect(create({ params, grads: small, segments: [{ offset: 0, size: 100 }] })).rejects.toThrow(
+      /groups\[0\]\.grads is too small: the segments reach element 100 \(float32\), so it needs at least 400 bytes; it has 396/,
+    );
+    await expect(create({ params, grads: noStorage, segments: [{ offset: 0, size: 100 }] })).rejects.toThrow(
+      /STORAGE usage/,
+    );
+    await expect(
+      create({
+        params,
+        grads,
+        segments: [
+          { offset: 0, size: 60 },
+          { offset: 50, size: 10 },
+        ],
+      }),
+    ).rejects.toThrow(/overlap/);
+    await expect(
+      create({ params, grads, segments: [{ offset: 0, shape: [3, 4], size: 13 }] }),
+    ).rejects.toThrow(AccSGDConfigError);
+    await expect(create({ params, grads: params, segments: [{ offset: 0, size: 10 }] })).rejects.toThrow(
+      AccSGDConfigError,
+    );
+    await expect(
+      create({ params, grads, segments: [{ offset: 0, size: 10 }], learningRate: 1 }),
+    ).rejects.toThrow(/not an AccSGD hyperparameter/);
+    await expect(
+      WebGPUAccSGD.create(
+        device,
+        [{ params, grads, segments: [{ offset: 0, size: 10 }] }],
+        { lr: 0.1 },
+        { storage: 'float16' },
+      ),
+    ).rejects.toSatisfy(
+      (e: unknown) =>
+        e instanceof AccSGDDeviceError && e.reason === 'unsupported' && /shader-f16/.test(e.message),
+    );
+    for (const b of [params, grads, small, noStorage]) b.destroy();
+  });
+
+  it('rejects bad gradient flags before dispatching, leaving parameters and buffers as they were', async () => {
+    const twin = await twinOptimizers(
+      device,
+      [
+        {
+          hyperparams: {},
+          tensors: [
+            { name: 'a', size: 8 },
+            { name: 'b', size: 8 },
+          ],
+        },
+      ],
+      { lr: 0.1 },
+    );
+    await expect(twin.gpu.step([true])).rejects.toThrow(AccSGDGradientError);
+    await expect(twin.gpu.step({ a: true, typo: true })).rejects.toThrow(
+      /gradient for parameter "typo": no parameter has this name/,
+    );
+    await expect(twin.gpu.step([true, 1 as never])).rejects.toThrow(AccSGDGradientError);
+    expect(await twin.gpu.readParam('a')).toEqual(twin.init.get('a'));
+    expect(await twin.gpu.readBuffer('a')).toBeNull();
+    expect(twin.gpu.paramGroups[0]!.step).toBe(0);
+    twin.gpu.destroy();
+  });
+
+  it('raises WebGPU validation errors as AccSGDDeviceError naming the call, without committing the step', async () => {
+    const twin = await twinOptimizers(device, [{ hyperparams: {}, tensors: [{ name: 'w', size: 16 }] }], {
+      lr: 0.1,
+    });
+    twin.buffers[0]!.params.destroy(); // the caller frees a buffer the optimizer still uses
+    const error = await twin.gpu.step().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AccSGDDeviceError);
+    expect(error).toMatchObject({ call: 'step', reason: 'validation' });
+    expect((error as Error).message).toMatch(/^step: WebGPU validation error: /);
+    expect(twin.gpu.hasBuffer('w')).toBe(false);
+    expect(twin.gpu.paramGroups[0]!.step).toBe(0);
+    twin.gpu.destroy();
+  });
+
+  it('rejects pending and later calls with AccSGDDeviceLostError when the device is lost', async () => {
+    const own = await testDevice();
+    const twin = await twinOptimizers(own, [{ hyperparams: {}, tensors: [{ name: 'w', size: 1 << 16 }] }], {
+      lr: 0.1,
+    });
+    const pending = twin.gpu.step().then(() => twin.gpu.readParam('w'));
+    own.destroy();
+    await expect(pending).rejects.toBeInstanceOf(AccSGDDeviceLostError);
+    const later = await twin.gpu.step().catch((e: unknown) => e);
+    expect(later).toBeInstanceOf(AccSGDDeviceLostError);
+    expect(later).toMatchObject({ call: 'step', reason: 'device-lost', lostReason: 'destroyed' });
+    await expect(twin.gpu.exportState()).rejects.toMatchObject({
+      call: 'exportState',
+      reason: 'device-lost',
+    });
+  });
+
+  it('exports the core state file and imports it all-or-nothing', async () => {
+    const groups = [
+      {
+        hyperparams: { lr: 0.02 },
+        tensors: [
+          { name: 'a', size: 50 },
+          { name: 'b', size: 7 },
+        ],
+      },
+      { hyperparams: { weightDecay: 0.1 }, tensors: [{ name: 'c', size: 20 }] },
+    ];
+    const twin = await twinOptimizers(device, groups, { lr: 0.1 });
+    await twin.step({ a: pattern(50, 1), c: pattern(20, 2) });
+    await twin.step({ a: pattern(50, 3), c: pattern(20, 4) });
+    const bytes = await twin.gpu.exportState();
+
+    // The CPU optimizer reads it: same groups, steps and buffers; 'b' has none yet.
+    const cpu = new AccSGD(
+      [
+        { lr: 0.02, params: [new Float32Array(50), new Float32Array(7)], names: ['a', 'b'] },
+        { params: [new Float32Array(20)], names: ['c'] },
+      ],
+      { lr: 0.1 },
+    );
+    cpu.importState(bytes);
+    expect(cpu.paramGroups.map((g) => g.step)).toEqual([2, 2]);
+    expect(cpu.buffer('b')).toBeNull();
+    expect(relativeError(cpu.buffer('a')!, twin.cpu.buffer('a')!)).toBeLessThanOrEqual(
+      accuracyBound('float32', 2),
+    );
+
+    // A fresh GPU optimizer with the same parameters continues the trajectory exactly like the original.
+    const resumed = await twinOptimizers(device, groups, { lr: 0.1 });
+    resumed.gpu.setLearningRate(0.5); // overwritten by the import
+    await resumed.gpu.importState(bytes);
+    expect(resumed.gpu.paramGroups).toEqual(twin.gpu.paramGroups);
+    // Parameters belong to the caller: copy the current ones over, then step both with the same gradients.
+    const current = await twin.gpu.read();
+    groups.forEach((group, g) => {
+      for (const t of group.tensors) {
+        const segment = resumed.layouts[g]!.segments.find((s) => s.name === t.name)!;
+        device.queue.writeBuffer(
+          resumed.buffers[g]!.params,
+          segment.offset * 4,
+          current.params.get(t.name)! as Float32Array<ArrayBuffer>,
+        );
+      }
+    });
+    const grads = { a: pattern(50, 5), b: pattern(7, 6), c: null };
+    await twin.step(grads);
+    await resumed.step(grads);
+    const [original, continued] = [await twin.gpu.read(), await resumed.gpu.read()];
+    for (const name of ['a', 'b', 'c']) {
+      expect(continued.params.get(name), name).toEqual(original.params.get(name));
+      expect(continued.buffers.get(name), name).toEqual(original.buffers.get(name));
+    }
+    expect(resumed.gpu.paramGroups.map((g) => g.step)).toEqual([3, 2]);
+    twin.gpu.destroy();
+    resumed.gpu.destroy();
+  });
+
+  it('refuses a state file that does not fit, changing nothing', async () => {
+    const twin = await twinOptimizers(device, [{ hyperparams: {}, tensors: [{ name: 'a', size: 4 }] }], {
+      lr: 0.1,
+    });
+    await twin.step({ a: pattern(4, 1) });
+    const before = await twin.gpu.readBuffer('a');
+    const other = new AccSGD([{ params: [new Float32Array(5)], names: ['a'] }], { lr: 0.3 });
+    other.step([new Float32Array(5).fill(1)]);
+    await expect(twin.gpu.importState(other.exportState())).rejects.toThrow(AccSGDStateError);
+    await expect(twin.gpu.importState(new Uint8Array([1, 2, 3]))).rejects.toThrow(AccSGDStateError);
+    expect(await twin.gpu.readBuffer('a')).toEqual(before);
+    expect(twin.gpu.paramGroups[0]!.hyperparams.lr).toBe(0.1);
+    twin.gpu.destroy();
+  });
+
+  it('rejects every call after destroy()', async () => {
+    const twin = await twinOptimizers(device, [{ hyperparams: {}, tensors: [{ name: 'a', size: 4 }] }], {
+      lr: 0.1,
+    });
+    twin.gpu.destroy();
+    await expect(twin.gpu.step()).rejects.toMatchObject({ call: 'step', reason: 'destroyed' });
+    await expect(twin.gpu.read()).rejects.toMatchObject({ call: 'read', reason: 'destroyed' });
+  });
+});

@@ -1,0 +1,909 @@
+import {
+  AccSGDConfigError,
+  AccSGDGradientError,
+  assertStateFits,
+  decodeState,
+  encodeState,
+  fusedCoefficientArray,
+  type Hyperparams,
+  type HyperparamsInput,
+  type OptimizerState,
+  resolveHyperparams,
+  type StateBuffer,
+  validateHyperparams,
+} from '@accsgd/core';
+import { AccSGDDeviceError, AccSGDDeviceLostError } from './errors.js';
+import {
+  type AccSGDPipeline,
+  accsgdUpdatePipeline,
+  dispatchSize,
+  ELEMENTS_PER_WORKGROUP,
+  forgetAccsgdUpdatePipeline,
+  SEGMENT_ACTIVE,
+  SEGMENT_ENTRY_BYTES,
+  SEGMENT_ENTRY_WORDS,
+  SEGMENT_INITIALISE,
+  type StorageType,
+  UNIFORM_BYTES,
+  UNIFORM_WORDS,
+} from './kernels/accsgd-update.js';
+
+/** One tensor inside a group's flat storage. */
+export interface SegmentInput {
+  /** Name in the state file; default: the tensor's index over all groups ("0", "1", ...), as in PyTorch. */
+  name?: string;
+  /** First element of the tensor in the flat params (and grads) buffer. */
+  offset: number;
+  /** Shape, checked against state files; default: [size]. */
+  shape?: number[];
+  /** Element count; default: the product of `shape`. */
+  size?: number;
+}
+
+/**
+ * A parameter group over flat storage the caller owns: every tensor of the group sits at
+ * `segments[k].offset` (in elements) in `params`, and its gradient at the same offset in `grads`.
+ * Both need STORAGE usage; reading parameters back also needs COPY_SRC on `params`.
+ */
+export interface WebGPUParamGroup extends Partial<Hyperparams> {
+  params: GPUBuffer;
+  grads: GPUBuffer;
+  segments: readonly SegmentInput[];
+}
+
+export interface WebGPUAccSGDOptions {
+  /** Precision of parameters and gradients in storage; arithmetic and momentum buffers are float32. Default 'float32'. */
+  storage?: StorageType;
+  /** Label prefix of the GPU objects the optimizer creates. */
+  label?: string;
+  /** Caps binding windows below the device's maxStorageBufferBindingSize (for tests and tuning). */
+  maxBindingBytes?: number;
+  /** Caps workgroups per dispatch dimension below the device's limit (for tests). */
+  maxWorkgroupsPerDimension?: number;
+}
+
+/**
+ * Which tensors have a gradient this step: booleans aligned with `paramNames`, or a record keyed
+ * by name (missing or false: no gradient). Omitted: every tensor has one.
+ */
+export type GradientPresence = readonly boolean[] | Readonly<Record<string, boolean | null | undefined>>;
+
+export interface StepOptions {
+  /** Timestamp writes for the compute pass that holds the step's dispatches (benchmarks). */
+  timestampWrites?: GPUComputePassTimestampWrites;
+}
+
+interface Slot {
+  name: string;
+  shape: number[];
+  offset: number;
+  size: number;
+  group: number;
+  /** Position in `paramNames`. */
+  index: number;
+  hasBuffer: boolean;
+}
+
+interface Window {
+  /** First element (in the group's flat storage) and element count. */
+  start: number;
+  length: number;
+  /** Range of the group's non-empty slots (in offset order) that intersect the window. */
+  firstSlot: number;
+  endSlot: number;
+  /** Every element of the window belongs to some segment. */
+  covered: boolean;
+  bindGroup: GPUBindGroup;
+  dispatch: [number, number];
+}
+
+interface Group {
+  hyperparams: Hyperparams;
+  step: number;
+  slots: Slot[];
+  /** Non-empty slots sorted by offset: the rows of the segment table. */
+  table: Slot[];
+  params: GPUBuffer;
+  grads: GPUBuffer;
+  momentum: GPUBuffer;
+  segmentTable: GPUBuffer;
+  uniforms: GPUBuffer;
+  windows: Window[];
+  lastTable: Uint32Array | null;
+}
+
+const GROUP_EXTRA_KEYS = ['params', 'grads', 'segments'];
+const READBACK_CHUNK_BYTES = 64 * 1024 * 1024;
+
+/**
+ * AccSGD on WebGPU over flat parameter storage the caller owns: one dispatch per parameter group
+ * per step (one per binding window when a group exceeds maxStorageBufferBindingSize).
+ *
+ *   const opt = await WebGPUAccSGD.create(device, [{ params, grads, segments }], { lr: 0.1 });
+ *   await opt.step();                 // every tensor has a gradient in `grads`
+ *   await opt.step({ bias: false });  // "bias" has no gradient this step
+ *
+ * The update is the one of @accsgd/core (see AccSGD there): coefficients are formed per group in
+ * float64 on the host by `fusedCoefficientArray` and passed as a uniform block, rounded to float32
+ * once; the kernel reads p, g and buf once and writes p and buf once. Momentum buffers are owned by
+ * the optimizer (float32, allocated at creation) and count as absent until a tensor's first step
+ * with a gradient, which initialises the buffer from p inside the same pass.
+ *
+ * Calls are serialised: each public async method runs after the previous one has finished. Device
+ * errors are captured with error scopes and raised as AccSGDDeviceError naming the call; a lost
+ * device rejects pending and later calls with AccSGDDeviceLostError.
+ */
+export class WebGPUAccSGD {
+  readonly storage: StorageType;
+  private readonly groups: Group[];
+  private readonly slots: Slot[];
+  private readonly byName: Map<string, Slot>;
+  private readonly label: string;
+  private tail: Promise<unknown> = Promise.resolve();
+  private lostInfo: GPUDeviceLostInfo | null = null;
+  private readonly lost: Promise<GPUDeviceLostInfo>;
+  private destroyed = false;
+
+  /** Validates everything, then creates the GPU objects inside error scopes. */
+  static async create(
+    device: GPUDevice,
+    groups: WebGPUParamGroup[],
+    defaults: HyperparamsInput,
+    options: WebGPUAccSGDOptions = {},
+  ): Promise<WebGPUAccSGD> {
+    const optimizer = new WebGPUAccSGD(device, groups, defaults, options);
+    await optimizer.enqueue('create', () => optimizer.checked('create', () => optimizer.allocate()));
+    // From here on the device's loss is reported by every call.
+    return optimizer;
+  }
+
+  private pipeline!: AccSGDPipeline;
+  private readonly maxBindingBytes: number;
+  private readonly maxWorkgroups: number;
+
+  private constructor(
+    readonly device: GPUDevice,
+    groupInputs: WebGPUParamGroup[],
+    defaults: HyperparamsInput,
+    options: WebGPUAccSGDOptions,
+  ) {
+    if (!device || typeof device.createBuffer !== 'function' || !device.queue) {
+      throw new AccSGDConfigError('device', device, 'a GPUDevice');
+    }
+    const storage = options.storage ?? 'float32';
+    if (storage !== 'float32' && storage !== 'float16')
+      throw new AccSGDConfigError('storage', storage, '"float32" or "float16"');
+    if (storage === 'float16' && !device.features.has('shader-f16')) {
+      throw new AccSGDDeviceError(
+        'create',
+        'unsupported',
+        'float16 storage needs the "shader-f16" feature, which this device lacks (request it with ' +
+          "adapter.requestDevice({ requiredFeatures: ['shader-f16'] }) on an adapter that has it, or use storage: 'float32')",
+      );
+    }
+    this.storage = storage;
+    this.label = options.label ?? 'accsgd';
+    const limits = device.limits;
+    this.maxBindingBytes = limitOption(
+      'maxBindingBytes',
+      options.maxBindingBytes,
+      limits.maxStorageBufferBindingSize,
+    );
+    this.maxWorkgroups = limitOption(
+      'maxWorkgroupsPerDimension',
+      options.maxWorkgroupsPerDimension,
+      limits.maxComputeWorkgroupsPerDimension,
+    );
+    const base = resolveHyperparams(defaults);
+    if (!Array.isArray(groupInputs) || groupInputs.length === 0) {
+      throw new AccSGDConfigError(
+        'groups',
+        groupInputs,
+        'a non-empty array of { params, grads, segments } groups',
+      );
+    }
+    const elementBytes = storage === 'float16' ? 2 : 4;
+    this.groups = [];
+    this.slots = [];
+    this.byName = new Map();
+    groupInputs.forEach((input, g) => {
+      const where = `groups[${g}]`;
+      if (typeof input !== 'object' || input === null)
+        throw new AccSGDConfigError(where, input, 'a group { params, grads, segments }');
+      const { params, grads, segments, ...hyper } = input;
+      const hyperparams = resolveHyperparams(hyper, base, GROUP_EXTRA_KEYS);
+      checkBuffer(`${where}.params`, params, GPUBufferUsageFlag.STORAGE);
+      checkBuffer(`${where}.grads`, grads, GPUBufferUsageFlag.STORAGE);
+      if (params === grads)
+        throw new AccSGDConfigError(`${where}.grads`, 'the params buffer', 'a buffer other than params');
+      if (!Array.isArray(segments) || segments.length === 0) {
+        throw new AccSGDConfigError(
+          `${where}.segments`,
+          segments,
+          'a non-empty array of { offset, shape or size }',
+        );
+      }
+      const slots = segments.map((segment, k): Slot => {
+        const at = `${where}.segments[${k}]`;
+        if (typeof segment !== 'object' || segment === null)
+          throw new AccSGDConfigError(at, segment, '{ offset, shape or size }');
+        const { offset, shape, size } = segment;
+        if (!Number.isSafeInteger(offset) || offset < 0)
+          throw new AccSGDConfigError(`${at}.offset`, offset, 'an integer >= 0 (elements)');
+        if (
+          shape !== undefined &&
+          (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+        ) {
+          throw new AccSGDConfigError(`${at}.shape`, shape, 'an array of integers >= 0');
+        }
+        const count = size ?? (shape ? shape.reduce((a: number, d: number) => a * d, 1) : undefined);
+        if (count === undefined || !Number.isSafeInteger(count) || count < 0) {
+          throw new AccSGDConfigError(`${at}.size`, size, 'an integer >= 0 (or give a shape)');
+        }
+        if (shape && shape.reduce((a: number, d: number) => a * d, 1) !== count) {
+          throw new AccSGDConfigError(`${at}.shape`, shape, `a shape of ${count} elements (size)`);
+        }
+        const name = segment.name ?? String(this.slots.length + k);
+        if (
+          typeof name !== 'string' ||
+          this.byName.has(name) ||
+          segments.slice(0, k).some((s, j) => (s.name ?? String(this.slots.length + j)) === name)
+        ) {
+          throw new AccSGDConfigError(`${at}.name`, name, 'a unique name');
+        }
+        return {
+          name,
+          shape: shape ? [...shape] : [count],
+          offset,
+          size: count,
+          group: g,
+          index: this.slots.length + k,
+          hasBuffer: false,
+        };
+      });
+      const table = slots.filter((s) => s.size > 0).sort((a, b) => a.offset - b.offset);
+      for (let k = 1; k < table.length; k++) {
+        const previous = table[k - 1]!;
+        if (table[k]!.offset < previous.offset + previous.size) {
+          throw new AccSGDConfigError(
+            `${where}.segments`,
+            `"${previous.name}" [${previous.offset}, ${previous.offset + previous.size}) and "${table[k]!.name}" [${table[k]!.offset}, ${table[k]!.offset + table[k]!.size})`,
+            'disjoint element ranges',
+            'overlap',
+          );
+        }
+      }
+      const end = table.length > 0 ? table[table.length - 1]!.offset + table[table.length - 1]!.size : 0;
+      if (end >= 2 ** 32)
+        throw new AccSGDConfigError(`${where}.segments`, end, 'fewer than 2^32 elements of flat storage');
+      const needed = align(end * elementBytes, 4);
+      for (const [field, buffer] of [
+        ['params', params],
+        ['grads', grads],
+      ] as const) {
+        if (buffer.size < needed) {
+          throw new AccSGDConfigError(
+            `${where}.${field}`,
+            `a buffer of ${buffer.size} bytes`,
+            `at least ${needed} bytes`,
+            `is too small: the segments reach element ${end} (${storage}), so it needs at least ${needed} bytes; it has ${buffer.size}`,
+          );
+        }
+      }
+      const momentumBytes = Math.max(end * 4, 4);
+      if (momentumBytes > limits.maxBufferSize) {
+        throw new AccSGDDeviceError(
+          'create',
+          'unsupported',
+          `${where} needs a ${momentumBytes}-byte momentum buffer; the device's maxBufferSize is ${limits.maxBufferSize} (split the group)`,
+        );
+      }
+      for (const slot of slots) {
+        this.slots.push(slot);
+        this.byName.set(slot.name, slot);
+      }
+      this.groups.push({
+        hyperparams,
+        step: 0,
+        slots,
+        table,
+        params,
+        grads,
+        momentum: undefined as unknown as GPUBuffer,
+        segmentTable: undefined as unknown as GPUBuffer,
+        uniforms: undefined as unknown as GPUBuffer,
+        windows: [],
+        lastTable: null,
+      });
+    });
+    this.lost = device.lost.then((info) => {
+      this.lostInfo = info;
+      return info;
+    });
+  }
+
+  /** Creates the pipeline (cached per device), momentum buffers, segment tables, uniforms and bind groups. */
+  private allocate(): void {
+    const device = this.device;
+    try {
+      this.pipeline = accsgdUpdatePipeline(device, this.storage);
+    } catch (error) {
+      forgetAccsgdUpdatePipeline(device, this.storage);
+      throw error;
+    }
+    const elementBytes = this.storage === 'float16' ? 2 : 4;
+    // Window starts must be aligned for every binding: params/grads (elementBytes) and momentum (4 bytes).
+    const alignElements = Math.max(1, device.limits.minStorageBufferOffsetAlignment / elementBytes);
+    // A window is at most one binding (maxStorageBufferBindingSize) and at most what a 2-D dispatch reaches.
+    const reach = ELEMENTS_PER_WORKGROUP * this.maxWorkgroups * this.maxWorkgroups;
+    const windowElements =
+      Math.floor(Math.min(this.maxBindingBytes / 4, reach) / alignElements) * alignElements;
+    if (windowElements < alignElements) {
+      throw new AccSGDConfigError(
+        'maxBindingBytes',
+        this.maxBindingBytes,
+        `at least ${alignElements * 4} bytes`,
+      );
+    }
+    this.groups.forEach((group, g) => {
+      const label = `${this.label} group ${g}`;
+      const end =
+        group.table.length > 0
+          ? group.table[group.table.length - 1]!.offset + group.table[group.table.length - 1]!.size
+          : 0;
+      const begin =
+        group.table.length > 0 ? Math.floor(group.table[0]!.offset / alignElements) * alignElements : 0;
+      group.momentum = device.createBuffer({
+        label: `${label} momentum`,
+        size: Math.max(end * 4, 4),
+        usage: GPUBufferUsageFlag.STORAGE | GPUBufferUsageFlag.COPY_SRC | GPUBufferUsageFlag.COPY_DST,
+      });
+      group.segmentTable = device.createBuffer({
+        label: `${label} segments`,
+        size: Math.max(group.table.length, 1) * SEGMENT_ENTRY_BYTES,
+        usage: GPUBufferUsageFlag.STORAGE | GPUBufferUsageFlag.COPY_DST,
+      });
+      const starts: number[] = [];
+      for (let s = begin; s < end; s += windowElements) starts.push(s);
+      const uniformStride = align(UNIFORM_BYTES, device.limits.minUniformBufferOffsetAlignment);
+      group.uniforms = device.createBuffer({
+        label: `${label} uniforms`,
+        size: Math.max(starts.length, 1) * uniformStride,
+        usage: GPUBufferUsageFlag.UNIFORM | GPUBufferUsageFlag.COPY_DST,
+      });
+      group.windows = starts.map((start, w) => {
+        const length = Math.min(windowElements, end - start);
+        let firstSlot = 0;
+        while (
+          firstSlot < group.table.length &&
+          group.table[firstSlot]!.offset + group.table[firstSlot]!.size <= start
+        )
+          firstSlot++;
+        let endSlot = firstSlot;
+        let coveredTo = start;
+        let covered = true;
+        while (endSlot < group.table.length && group.table[endSlot]!.offset < start + length) {
+          if (group.table[endSlot]!.offset > coveredTo) covered = false;
+          coveredTo = group.table[endSlot]!.offset + group.table[endSlot]!.size;
+          endSlot++;
+        }
+        if (coveredTo < start + length) covered = false;
+        const storageBytes = align(length * elementBytes, 4);
+        const bindGroup = device.createBindGroup({
+          label: `${label} window ${w}`,
+          layout: this.pipeline.layout,
+          entries: [
+            {
+              binding: 0,
+              resource: { buffer: group.uniforms, offset: w * uniformStride, size: UNIFORM_BYTES },
+            },
+            { binding: 1, resource: { buffer: group.segmentTable } },
+            {
+              binding: 2,
+              resource: { buffer: group.params, offset: start * elementBytes, size: storageBytes },
+            },
+            {
+              binding: 3,
+              resource: { buffer: group.grads, offset: start * elementBytes, size: storageBytes },
+            },
+            { binding: 4, resource: { buffer: group.momentum, offset: start * 4, size: length * 4 } },
+          ],
+        });
+        return {
+          start,
+          length,
+          firstSlot,
+          endSlot,
+          covered,
+          bindGroup,
+          dispatch: dispatchSize(length, this.maxWorkgroups),
+        };
+      });
+    });
+  }
+
+  /** The groups' resolved hyperparameters, member names and step counts (copies). */
+  get paramGroups(): { hyperparams: Hyperparams; params: string[]; step: number }[] {
+    return this.groups.map((g) => ({
+      hyperparams: { ...g.hyperparams },
+      params: g.slots.map((s) => s.name),
+      step: g.step,
+    }));
+  }
+
+  /** Tensor names in order (the order GradientPresence arrays are aligned to). */
+  get paramNames(): string[] {
+    return this.slots.map((s) => s.name);
+  }
+
+  /** Dispatches one step issues when every tensor has a gradient (one per group, or per binding window). */
+  get dispatchesPerStep(): number {
+    return this.groups.reduce((n, g) => n + g.windows.length, 0);
+  }
+
+  /** Whether a tensor (by index or name) has a momentum buffer yet. */
+  hasBuffer(param: number | string): boolean {
+    return this.slotAt(param).hasBuffer;
+  }
+
+  /** Sets the learning rate of one group, or of every group when `group` is omitted. Applies to steps called afterwards. */
+  setLearningRate(lr: number, group?: number): void {
+    const targets = group === undefined ? this.groups : [this.groupAt(group)];
+    const updated = targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }));
+    targets.forEach((g, i) => {
+      g.hyperparams = updated[i]!;
+    });
+  }
+
+  /**
+   * One optimizer step over gradients already in each group's `grads` buffer. Everything is checked
+   * before anything is dispatched; a tensor without a gradient keeps its parameter and buffer.
+   */
+  step(present?: GradientPresence, options: StepOptions = {}): Promise<void> {
+    let active: boolean[];
+    let coefficients: Float32Array[];
+    try {
+      active = this.resolvePresence(present);
+      coefficients = this.groups.map((g) => uniformCoefficients(g.hyperparams));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.enqueue('step', async () => {
+      const commit = await this.checked('step', () => this.dispatchStep(active, coefficients, options));
+      commit();
+    });
+  }
+
+  private dispatchStep(active: boolean[], coefficients: Float32Array[], options: StepOptions): () => void {
+    const device = this.device;
+    const encoder = device.createCommandEncoder({ label: `${this.label} step` });
+    const pass = encoder.beginComputePass({
+      label: `${this.label} step`,
+      ...(options.timestampWrites ? { timestampWrites: options.timestampWrites } : {}),
+    });
+    pass.setPipeline(this.pipeline.pipeline);
+    const touched: Group[] = [];
+    const uniformStride = align(UNIFORM_BYTES, device.limits.minUniformBufferOffsetAlignment);
+    this.groups.forEach((group, g) => {
+      const flags = group.table.map((slot) => {
+        if (!active[slot.index]) return 0;
+        return SEGMENT_ACTIVE | (slot.hasBuffer ? 0 : SEGMENT_INITIALISE);
+      });
+      if (!group.slots.some((slot) => active[slot.index])) return;
+      touched.push(group);
+      if (group.table.length === 0) return;
+      const table = new Uint32Array(group.table.length * SEGMENT_ENTRY_WORDS);
+      group.table.forEach((slot, k) => {
+        table[k * SEGMENT_ENTRY_WORDS] = slot.offset;
+        table[k * SEGMENT_ENTRY_WORDS + 1] = slot.offset + slot.size;
+        table[k * SEGMENT_ENTRY_WORDS + 2] = flags[k]!;
+      });
+      if (!group.lastTable || !sameWords(group.lastTable, table)) {
+        device.queue.writeBuffer(group.segmentTable, 0, table);
+        group.lastTable = table;
+      }
+      const uniforms = new ArrayBuffer(group.windows.length * uniformStride);
+      group.windows.forEach((window, w) => {
+        const floats = new Float32Array(uniforms, w * uniformStride, UNIFORM_WORDS);
+        const words = new Uint32Array(uniforms, w * uniformStride, UNIFORM_WORDS);
+        floats.set(coefficients[g]!);
+        words[7] = window.start;
+        words[8] = window.length;
+        words[9] = group.table.length;
+        let plain = window.covered;
+        for (let k = window.firstSlot; k < window.endSlot && plain; k++) plain = flags[k] === SEGMENT_ACTIVE;
+        words[10] = plain ? 0 : 1;
+      });
+      device.queue.writeBuffer(group.uniforms, 0, uniforms);
+      for (const window of group.windows) {
+        const active_ = flags.slice(window.firstSlot, window.endSlot).some((f) => f !== 0);
+        if (!active_) continue;
+        pass.setBindGroup(0, window.bindGroup);
+        pass.dispatchWorkgroups(window.dispatch[0], window.dispatch[1]);
+      }
+    });
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    // Committed only once the device reported no error for the step.
+    return () => {
+      for (const group of touched) group.step++;
+      this.slots.forEach((slot, i) => {
+        if (active[i]) slot.hasBuffer = true;
+      });
+    };
+  }
+
+  /** The parameters of one tensor (by index or name), as float32. Needs COPY_SRC on the group's params buffer. */
+  async readParam(param: number | string): Promise<Float32Array> {
+    const slot = this.slotAt(param);
+    const group = this.groups[slot.group]!;
+    checkBuffer(
+      `groups[${slot.group}].params`,
+      group.params,
+      GPUBufferUsageFlag.COPY_SRC,
+      'to read parameters back',
+    );
+    return this.enqueue('readParam', () =>
+      this.readSlots('readParam', [slot], 'params').then(([values]) => values!),
+    );
+  }
+
+  /** The momentum buffer of one tensor (by index or name), or null before its first step. */
+  async readBuffer(param: number | string): Promise<Float32Array | null> {
+    const slot = this.slotAt(param);
+    return this.enqueue('readBuffer', async () =>
+      slot.hasBuffer ? (await this.readSlots('readBuffer', [slot], 'momentum'))[0]! : null,
+    );
+  }
+
+  /** Every tensor's parameters and momentum buffer (null: none yet), keyed by name. */
+  async read(): Promise<{ params: Map<string, Float32Array>; buffers: Map<string, Float32Array | null> }> {
+    this.groups.forEach((group, g) =>
+      checkBuffer(
+        `groups[${g}].params`,
+        group.params,
+        GPUBufferUsageFlag.COPY_SRC,
+        'to read parameters back',
+      ),
+    );
+    return this.enqueue('read', async () => {
+      const params = await this.readSlots('read', this.slots, 'params');
+      const withBuffer = this.slots.filter((s) => s.hasBuffer);
+      const buffers = await this.readSlots('read', withBuffer, 'momentum');
+      const bufferOf = new Map(withBuffer.map((s, i) => [s, buffers[i]!]));
+      return {
+        params: new Map(this.slots.map((s, i) => [s.name, params[i]!])),
+        buffers: new Map(this.slots.map((s) => [s.name, bufferOf.get(s) ?? null])),
+      };
+    });
+  }
+
+  /** The state file of @accsgd/core (safetensors; float32 buffers, groups in the metadata). */
+  async exportState(): Promise<Uint8Array> {
+    return this.enqueue('exportState', async () => {
+      const withBuffer = this.slots.filter((s) => s.hasBuffer);
+      const data = await this.readSlots('exportState', withBuffer, 'momentum');
+      const buffers = new Map<string, StateBuffer>(
+        withBuffer.map((s, i) => [s.name, { shape: [...s.shape], data: data[i]! }]),
+      );
+      return encodeState({ groups: this.paramGroups, buffers });
+    });
+  }
+
+  /**
+   * Replaces buffers, hyperparameters and step counts from a state file. The file is decoded and
+   * checked against the optimizer before anything is written, so a bad file changes nothing.
+   */
+  async importState(bytes: Uint8Array): Promise<void> {
+    const state = decodeState(bytes);
+    assertStateFits(state, {
+      groups: this.groups.map((g) => ({ params: g.slots.map((s) => s.name) })),
+      shapes: new Map(this.slots.map((s) => [s.name, s.shape])),
+    });
+    return this.enqueue('importState', async () => {
+      const commit = await this.checked('importState', () => this.writeState(state));
+      commit();
+    });
+  }
+
+  private writeState(state: OptimizerState): () => void {
+    for (const [name, buffer] of state.buffers) {
+      const slot = this.byName.get(name)!;
+      const data = Float32Array.from(buffer.data);
+      if (slot.size > 0)
+        this.device.queue.writeBuffer(this.groups[slot.group]!.momentum, slot.offset * 4, data);
+    }
+    return () => {
+      state.groups.forEach((g, i) => {
+        this.groups[i]!.hyperparams = { ...g.hyperparams };
+        this.groups[i]!.step = g.step;
+      });
+      for (const slot of this.slots) slot.hasBuffer = state.buffers.has(slot.name);
+      for (const group of this.groups) group.lastTable = null;
+    };
+  }
+
+  /**
+   * Frees the GPU objects the optimizer created (momentum buffers, segment tables, uniforms), not
+   * the caller's params and grads. Later calls reject with AccSGDDeviceError ('destroyed').
+   */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const group of this.groups) {
+      group.momentum?.destroy();
+      group.segmentTable?.destroy();
+      group.uniforms?.destroy();
+    }
+  }
+
+  // ---- internals ----
+
+  private resolvePresence(present: GradientPresence | undefined): boolean[] {
+    if (present === undefined) return this.slots.map(() => true);
+    if (Array.isArray(present)) {
+      if (present.length !== this.slots.length) {
+        throw new AccSGDGradientError(
+          undefined,
+          `expected ${this.slots.length} gradient flags (one per tensor), got ${present.length}`,
+        );
+      }
+      return present.map((flag, i) => {
+        if (typeof flag !== 'boolean')
+          throw new AccSGDGradientError(this.slots[i]!.name, `expected true or false, got ${typeof flag}`);
+        return flag;
+      });
+    }
+    if (typeof present !== 'object' || present === null) {
+      throw new AccSGDGradientError(
+        undefined,
+        `expected an array or a record of gradient flags, got ${typeof present}`,
+      );
+    }
+    const active = this.slots.map(() => false);
+    for (const [name, flag] of Object.entries(present as Record<string, boolean | null | undefined>)) {
+      const slot = this.byName.get(name);
+      if (!slot)
+        throw new AccSGDGradientError(
+          name,
+          `no parameter has this name (parameters: ${this.paramNames.join(', ')})`,
+        );
+      if (flag != null && typeof flag !== 'boolean')
+        throw new AccSGDGradientError(name, `expected true, false or null, got ${typeof flag}`);
+      active[slot.index] = flag === true;
+    }
+    return active;
+  }
+
+  /** Copies the slots' elements of `which` storage to the host: one ranged copy per group, in chunks. */
+  private async readSlots(
+    call: string,
+    slots: Slot[],
+    which: 'params' | 'momentum',
+  ): Promise<Float32Array[]> {
+    const half = which === 'params' && this.storage === 'float16';
+    const elementBytes = half ? 2 : 4;
+    const out = new Map<Slot, Float32Array>();
+    for (let g = 0; g < this.groups.length; g++) {
+      const wanted = slots.filter((s) => s.group === g && s.size > 0);
+      for (const s of slots) if (s.group === g && s.size === 0) out.set(s, new Float32Array(0));
+      if (wanted.length === 0) continue;
+      const group = this.groups[g]!;
+      const first = Math.min(...wanted.map((s) => s.offset));
+      const end = Math.max(...wanted.map((s) => s.offset + s.size));
+      const bytes = await this.readBytes(
+        call,
+        which === 'params' ? group.params : group.momentum,
+        first * elementBytes,
+        (end - first) * elementBytes,
+      );
+      for (const s of wanted) {
+        const at = (s.offset - first) * elementBytes;
+        const slice = bytes.slice(at, at + s.size * elementBytes);
+        out.set(
+          s,
+          half
+            ? halfToFloat(new Uint16Array(slice.buffer, 0, s.size))
+            : new Float32Array(slice.buffer, 0, s.size),
+        );
+      }
+    }
+    return slots.map((s) => out.get(s)!);
+  }
+
+  /** `byteLength` bytes of `source` from `byteOffset`, through MAP_READ staging buffers of at most 64 MiB. */
+  private async readBytes(
+    call: string,
+    source: GPUBuffer,
+    byteOffset: number,
+    byteLength: number,
+  ): Promise<Uint8Array> {
+    const start = byteOffset - (byteOffset % 4);
+    const skip = byteOffset - start;
+    const total = align(skip + byteLength, 4);
+    const gathered = new Uint8Array(total);
+    for (let done = 0; done < total; done += READBACK_CHUNK_BYTES) {
+      const length = Math.min(READBACK_CHUNK_BYTES, total - done);
+      const staging = await this.checked(call, () =>
+        this.device.createBuffer({
+          label: `${this.label} readback`,
+          size: length,
+          usage: GPUBufferUsageFlag.MAP_READ | GPUBufferUsageFlag.COPY_DST,
+        }),
+      );
+      try {
+        await this.checked(call, () => {
+          const encoder = this.device.createCommandEncoder({ label: `${this.label} readback` });
+          encoder.copyBufferToBuffer(source, start + done, staging, 0, length);
+          this.device.queue.submit([encoder.finish()]);
+        });
+        await this.guard(call, staging.mapAsync(GPUMapModeFlag.READ));
+        gathered.set(new Uint8Array(staging.getMappedRange()), done);
+        staging.unmap();
+      } finally {
+        staging.destroy();
+      }
+    }
+    return gathered.subarray(skip, skip + byteLength);
+  }
+
+  /** Runs `fn` after every call made before it has settled, failing fast when destroyed or lost. */
+  private enqueue<T>(call: string, fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(() => {
+      if (this.destroyed) throw new AccSGDDeviceError(call, 'destroyed', 'the optimizer was destroyed');
+      if (this.lostInfo) throw new AccSGDDeviceLostError(call, this.lostInfo.reason, this.lostInfo.message);
+      return fn();
+    });
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Runs `body` inside validation, out-of-memory and internal error scopes; raises the first error
+   * as AccSGDDeviceError naming `call`.
+   */
+  private async checked<T>(call: string, body: () => T): Promise<T> {
+    const device = this.device;
+    device.pushErrorScope('internal');
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    let result: T | undefined;
+    let thrown: unknown;
+    try {
+      result = body();
+    } catch (error) {
+      thrown = error;
+    }
+    const scopes = [device.popErrorScope(), device.popErrorScope(), device.popErrorScope()];
+    const [validation, outOfMemory, internal] = await this.guard(call, Promise.all(scopes));
+    const error = validation ?? outOfMemory ?? internal;
+    if (error) {
+      const reason = validation ? 'validation' : outOfMemory ? 'out-of-memory' : 'internal';
+      throw new AccSGDDeviceError(call, reason, `WebGPU ${reason} error: ${error.message}`);
+    }
+    if (thrown !== undefined) {
+      if (thrown instanceof AccSGDDeviceError || thrown instanceof AccSGDConfigError) throw thrown;
+      throw new AccSGDDeviceError(
+        call,
+        'validation',
+        `WebGPU call threw: ${(thrown as Error)?.message ?? String(thrown)}`,
+      );
+    }
+    return result as T;
+  }
+
+  /** Rejects with AccSGDDeviceLostError when the device is lost before `promise` settles. */
+  private guard<T>(call: string, promise: Promise<T>): Promise<T> {
+    const lost = this.lost.then((info): never => {
+      throw new AccSGDDeviceLostError(call, info.reason, info.message);
+    });
+    return Promise.race([promise, lost]).catch((error: unknown) => {
+      if (this.lostInfo && !(error instanceof AccSGDDeviceLostError)) {
+        throw new AccSGDDeviceLostError(call, this.lostInfo.reason, this.lostInfo.message);
+      }
+      if (error instanceof AccSGDDeviceError) throw error;
+      throw new AccSGDDeviceError(call, 'validation', (error as Error)?.message ?? String(error));
+    });
+  }
+
+  private groupAt(index: number): Group {
+    const group = Number.isInteger(index) ? this.groups[index] : undefined;
+    if (!group) throw new AccSGDConfigError('group', index, `an integer in [0, ${this.groups.length - 1}]`);
+    return group;
+  }
+
+  private slotAt(param: number | string): Slot {
+    const slot =
+      typeof param === 'string'
+        ? this.byName.get(param)
+        : Number.isInteger(param)
+          ? this.slots[param]
+          : undefined;
+    if (!slot)
+      throw new AccSGDConfigError(
+        'param',
+        param,
+        `an index in [0, ${this.slots.length - 1}] or one of the names ${this.paramNames.join(', ')}`,
+      );
+    return slot;
+  }
+}
+
+/** The seven float32 coefficients of the uniform block, formed in float64 and rounded once. */
+export function uniformCoefficients(h: Hyperparams): Float32Array {
+  const c = fusedCoefficientArray(h);
+  return Float32Array.of(...c, c[0] + c[1]);
+}
+
+/** GPUBufferUsage / GPUMapMode values, spelled out so the module loads before WebGPU globals exist (Node). */
+const GPUBufferUsageFlag = {
+  MAP_READ: 0x1,
+  COPY_SRC: 0x4,
+  COPY_DST: 0x8,
+  UNIFORM: 0x40,
+  STORAGE: 0x80,
+} as const;
+const GPUMapModeFlag = { READ: 0x1 } as const;
+
+function checkBuffer(
+  field: string,
+  buffer: GPUBuffer,
+  usage: number,
+  purpose = 'for the update kernel',
+): void {
+  if (
+    !buffer ||
+    typeof buffer !== 'object' ||
+    typeof buffer.size !== 'number' ||
+    typeof buffer.usage !== 'number'
+  ) {
+    throw new AccSGDConfigError(field, buffer, 'a GPUBuffer');
+  }
+  if ((buffer.usage & usage) !== usage) {
+    const names = Object.entries(GPUBufferUsageFlag)
+      .filter(([, bit]) => (usage & bit) !== 0)
+      .map(([n]) => n);
+    throw new AccSGDConfigError(
+      field,
+      `a buffer with usage 0x${buffer.usage.toString(16)}`,
+      `a buffer with ${names.join(' | ')} usage ${purpose}`,
+    );
+  }
+}
+
+function limitOption(field: string, value: number | undefined, limit: number): number {
+  if (value === undefined) return limit;
+  if (!Number.isSafeInteger(value) || value <= 0 || value > limit)
+    throw new AccSGDConfigError(field, value, `an integer in [1, ${limit}] (the device limit)`);
+  return value;
+}
+
+function align(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+function sameWords(a: Uint32Array, b: Uint32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** IEEE 754 binary16 bits to float32 values. */
+export function halfToFloat(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i]!;
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const mantissa = h & 0x3ff;
+    out[i] =
+      exponent === 0
+        ? sign * 2 ** -14 * (mantissa / 1024)
+        : exponent === 31
+          ? mantissa === 0
+            ? sign * Number.POSITIVE_INFINITY
+            : Number.NaN
+          : sign * 2 ** (exponent - 15) * (1 + mantissa / 1024);
+  }
+  return out;
+}
