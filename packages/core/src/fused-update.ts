@@ -38,16 +38,19 @@ export function fusedUpdate(
   else fusedUpdateFloat32(param, grad, f32Buffer, c, initialiseBuffer);
 }
 
-/** The float32 multipliers: [c0, c1, c2, c3, c4, c5]; on a first step c0 = 0 and c1 = bufFromBuf + bufFromParam. */
-export function float32Multipliers(c: FusedCoefficients, initialiseBuffer: boolean): number[] {
+export type Multipliers = readonly [number, number, number, number, number, number];
+
+/** The float32 multipliers [c0..c5]; on a first step c0 = 0 and c1 = bufFromBuf + bufFromParam (summed in float64). */
+export function float32Multipliers(c: FusedCoefficients, initialiseBuffer: boolean): Multipliers {
+  const f = Math.fround;
   return [
-    initialiseBuffer ? 0 : c.bufFromBuf,
-    initialiseBuffer ? c.bufFromBuf + c.bufFromParam : c.bufFromParam,
-    c.bufFromGrad,
-    c.paramFromParam,
-    c.paramFromGrad,
-    c.paramFromBuf,
-  ].map(Math.fround);
+    f(initialiseBuffer ? 0 : c.bufFromBuf),
+    f(initialiseBuffer ? c.bufFromBuf + c.bufFromParam : c.bufFromParam),
+    f(c.bufFromGrad),
+    f(c.paramFromParam),
+    f(c.paramFromGrad),
+    f(c.paramFromBuf),
+  ];
 }
 
 export function fusedUpdateFloat32(
@@ -58,14 +61,7 @@ export function fusedUpdateFloat32(
   initialiseBuffer: boolean,
 ): void {
   const f = Math.fround;
-  const [c0, c1, c2, c3, c4, c5] = float32Multipliers(c, initialiseBuffer) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [c0, c1, c2, c3, c4, c5] = float32Multipliers(c, initialiseBuffer);
   const n = param.length;
   for (let i = 0; i < n; i++) {
     const p = param[i]!;
@@ -112,8 +108,12 @@ export function firstNonFinite(values: FloatArray): number {
     const kernel = wasmKernel();
     if (kernel) return kernel.firstNonFinite(values);
   }
-  const n = values.length;
-  for (let i = 0; i < n; i++) {
+  return scanNonFinite(values, 0, values.length);
+}
+
+/** Index of the first NaN or infinity in values[from, to), or -1. */
+export function scanNonFinite(values: FloatArray, from: number, to: number): number {
+  for (let i = from; i < to; i++) {
     // x - x is 0 for finite x and NaN otherwise.
     if (values[i]! - values[i]! !== 0) return i;
   }

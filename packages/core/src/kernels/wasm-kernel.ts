@@ -1,5 +1,5 @@
 import type { FusedCoefficients } from '../coefficients.js';
-import { float32Multipliers, fusedUpdateFloat32 } from '../fused-update.js';
+import { float32Multipliers, fusedUpdateFloat32, scanNonFinite } from '../fused-update.js';
 import { FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64, FUSED_UPDATE_WASM_BASE64 } from './fused-update-wasm.js';
 
 /**
@@ -55,14 +55,7 @@ export class WasmKernel {
     initialiseBuffer: boolean,
   ): void {
     const { update } = this.exports;
-    const [k0, k1, k2, k3, k4, k5] = float32Multipliers(c, initialiseBuffer) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
+    const multipliers = float32Multipliers(c, initialiseBuffer);
     const n = param.length;
     for (let start = 0; start < n; start += CHUNK) {
       const end = Math.min(n, start + CHUNK);
@@ -76,12 +69,7 @@ export class WasmKernel {
         this.buffer.byteOffset,
         (count + 3) & ~3,
         initialiseBuffer ? 1 : 0,
-        k0,
-        k1,
-        k2,
-        k3,
-        k4,
-        k5,
+        ...multipliers,
       );
       param.set(this.param.subarray(0, count), start);
       buffer.set(this.buffer.subarray(0, count), start);
@@ -98,7 +86,7 @@ export class WasmKernel {
       this.grad.set(values.subarray(start, end));
       this.grad.fill(0, count, padded);
       if (this.exports.allFinite(this.grad.byteOffset, padded)) continue;
-      for (let i = start; i < end; i++) if (values[i]! - values[i]! !== 0) return i;
+      return scanNonFinite(values, start, end);
     }
     return -1;
   }
@@ -141,26 +129,14 @@ export class HeapKernel {
     initialiseBuffer: boolean,
   ): void {
     const vectorised = n & ~3;
-    const [k0, k1, k2, k3, k4, k5] = float32Multipliers(c, initialiseBuffer) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
+    const multipliers = float32Multipliers(c, initialiseBuffer);
     this.exports.update(
       paramOffset,
       gradOffset,
       bufferOffset,
       vectorised,
       initialiseBuffer ? 1 : 0,
-      k0,
-      k1,
-      k2,
-      k3,
-      k4,
-      k5,
+      ...multipliers,
     );
     if (vectorised === n) return;
     // The last n % 4 elements, by the bit-identical JavaScript loop.
@@ -174,10 +150,8 @@ export class HeapKernel {
     const values = new Float32Array(this.memory.buffer, offset, n);
     const vectorised = n & ~3;
     if (this.exports.allFinite(offset, vectorised)) {
-      for (let i = vectorised; i < n; i++) if (values[i]! - values[i]! !== 0) return i;
-      return -1;
+      return scanNonFinite(values, vectorised, n);
     }
-    for (let i = 0; i < n; i++) if (values[i]! - values[i]! !== 0) return i;
-    return -1;
+    return scanNonFinite(values, 0, n);
   }
 }
