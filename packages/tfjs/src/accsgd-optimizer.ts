@@ -28,7 +28,9 @@ import {
   compositeFirstNonFinite,
   compositeFirstNonFiniteAsync,
   compositeUpdate,
+  gpuScanners,
   hasFusedKernel,
+  locateNonFinite,
   memoryScanners,
   registerAccSGDKernels,
 } from './kernels/index.js';
@@ -231,7 +233,8 @@ export class AccSGDOptimizer extends Optimizer {
   /**
    * One step (tfjs's synchronous optimizer API, used by minimize() and model.fit()). With the
    * default nonFinite policy the gradients are checked for NaN/infinity first: a direct scan on
-   * cpu and wasm, tfjs ops and a synchronous read-back elsewhere. Where the platform has no
+   * cpu and wasm, one WGSL dispatch per gradient on webgpu, tfjs ops elsewhere, then one
+   * synchronous read-back. Where the platform has no
    * synchronous GPU read-back (tfjs-backend-webgpu in Node), use applyGradientsAsync() or
    * nonFinite: 'allow'.
    */
@@ -254,12 +257,7 @@ export class AccSGDOptimizer extends Optimizer {
   async applyGradientsAsync(variableGradients: NamedTensorMap | NamedTensor[]): Promise<void> {
     const plan = this.plan(variableGradients);
     const grads = plan.work.map((w) => w.grad);
-    const bad =
-      this.nonFinite === 'allow'
-        ? null
-        : memoryScanners[engine().backendName]
-          ? findNonFinite(grads)
-          : await compositeFirstNonFiniteAsync(grads);
+    const bad = this.nonFinite === 'allow' ? null : await findNonFiniteAsync(grads);
     if (bad) {
       const value = (await plan.work[bad.tensor]!.grad.data())[bad.element]!;
       this.reject(plan.work[bad.tensor]!.variable.name, bad.element, value);
@@ -681,7 +679,12 @@ const findNonFinite: FindNonFinite = (grads) => {
         'checking gradients for NaN/infinity needs a read-back, and tfjs-backend-webgpu cannot read back synchronously on this platform (no OffscreenCanvas): call applyGradientsAsync(), or pass nonFinite: "allow"',
       );
     }
-    return compositeFirstNonFinite(grads);
+    const gpuScan = gpuScanners[engine().backendName];
+    if (!gpuScan || grads.length === 0) return compositeFirstNonFinite(grads);
+    const firstBad = gpuScan(engine().backend, grads);
+    const found = locateNonFinite(firstBad.dataSync());
+    firstBad.dispose();
+    return found;
   }
   const backend = engine().backend;
   for (let t = 0; t < grads.length; t++) {
@@ -691,6 +694,21 @@ const findNonFinite: FindNonFinite = (grads) => {
   }
   return null;
 };
+
+/** The same, read back asynchronously where the backend's memory is not directly readable. */
+async function findNonFiniteAsync(grads: Tensor[]): Promise<{ tensor: number; element: number } | null> {
+  if (grads.length === 0) return null;
+  const name = engine().backendName;
+  if (memoryScanners[name]) return findNonFinite(grads);
+  const gpuScan = gpuScanners[name];
+  if (!gpuScan) return compositeFirstNonFiniteAsync(grads);
+  const firstBad = gpuScan(engine().backend, grads);
+  try {
+    return locateNonFinite(await firstBad.data());
+  } finally {
+    firstBad.dispose();
+  }
+}
 
 function makeBufferVariable(value: Tensor, stateName: string): Variable {
   const name = stateName + BUFFER_WEIGHT_SUFFIX;

@@ -1,9 +1,10 @@
-import { getKernel, type TensorInfo } from '@tensorflow/tfjs-core';
+import { getKernel, type Tensor, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { NonFiniteLocation } from './composite.js';
 import { cpuFirstNonFinite, cpuUpdateKernel } from './cpu.js';
 import { ACCSGD_UPDATE, registerOnce } from './registry.js';
 import { wasmFirstNonFinite, wasmUpdateKernel } from './wasm.js';
 import { webglUpdateKernel } from './webgl.js';
-import { webgpuUpdateKernel } from './webgpu.js';
+import { ALL_FINITE, webgpuFirstNonFiniteIndices, webgpuUpdateKernel } from './webgpu.js';
 
 export {
   compositeFirstNonFinite,
@@ -42,3 +43,23 @@ export const memoryScanners: Readonly<Record<string, (backend: object, info: Ten
     cpu: cpuFirstNonFinite,
     wasm: wasmFirstNonFinite,
   };
+
+/**
+ * GPU scans for the non-finite check: they queue one program per gradient and return an int32 [k]
+ * tensor holding, for each gradient, the index of its first NaN or infinity (ALL_FINITE when none),
+ * so one read-back of k integers locates the first bad element. The caller disposes the tensor.
+ */
+export const gpuScanners: Readonly<
+  Record<string, (backend: object, grads: readonly TensorInfo[]) => Tensor>
+> = {
+  webgpu: webgpuFirstNonFiniteIndices,
+};
+
+/** The first bad gradient and element from a GPU scan's read-back, or null when all are finite. */
+export function locateNonFinite(firstBad: ArrayLike<number>): NonFiniteLocation | null {
+  for (let tensor = 0; tensor < firstBad.length; tensor++) {
+    const element = firstBad[tensor]!;
+    if (element !== ALL_FINITE) return { tensor, element };
+  }
+  return null;
+}

@@ -1,26 +1,81 @@
-import { firstNonFinite } from '@accsgd/core';
+import { type FusedCoefficients, firstNonFinite, HeapKernel } from '@accsgd/core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
-import { ACCSGD_UPDATE, type CoefficientArray, updateArguments } from './registry.js';
+import { ACCSGD_UPDATE, type CoefficientArray, sizeOf, updateArguments } from './registry.js';
 import { fusedPass } from './typed-array-pass.js';
+
+/** The emscripten module of tfjs-backend-wasm, as far as this kernel uses it. */
+interface WasmModule {
+  HEAPU8: Uint8Array;
+  /** The module's exports (emscripten 3.1.x, the version tfjs 4.x ships): `memory` is the heap. */
+  asm?: { memory?: unknown };
+  /** Newer emscripten names the exports `wasmExports`; a pthreads build keeps the memory here. */
+  wasmExports?: { memory?: unknown };
+  wasmMemory?: unknown;
+}
 
 /**
  * The part of tfjs-backend-wasm's BackendWasm this kernel uses. The wasm backend has no API for
- * adding compiled wasm code, but every tensor lives in the module's heap, and
- * `typedArrayFromHeap` gives a Float32Array view of it: the update is one JS pass over those views.
+ * adding compiled wasm code, but every tensor lives in the module's heap at
+ * `dataIdMap.get(dataId).memoryOffset`, and @accsgd/core's HeapKernel instantiates its SIMD
+ * update on that same WebAssembly.Memory, so the update runs in place on the heap with no copies.
  */
 interface WasmBackend {
-  dataIdMap: { has(dataId: object): boolean };
+  wasm: WasmModule;
+  dataIdMap: { has(dataId: object): boolean; get(dataId: object): { memoryOffset: number } | undefined };
   refCount(dataId: object): number;
   incRef(dataId: object): void;
   makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
   typedArrayFromHeap(info: TensorInfo): Float32Array;
 }
 
+/** One HeapKernel per heap memory; null where it cannot be made (no SIMD, a shared memory). */
+const heapKernels = new WeakMap<WebAssembly.Memory, HeapKernel | null>();
+
+/** The WebAssembly.Memory holding the backend's heap, or null when it cannot be found. */
+function heapMemory(module: WasmModule): WebAssembly.Memory | null {
+  for (const candidate of [module.asm?.memory, module.wasmExports?.memory, module.wasmMemory]) {
+    // The heap views are views of this memory's buffer; anything else is not the heap.
+    if (candidate instanceof WebAssembly.Memory && candidate.buffer === module.HEAPU8.buffer)
+      return candidate;
+  }
+  return null;
+}
+
+/** The in-place SIMD kernel over the backend's heap, or null (then the typed-array path is used). */
+export function heapKernelOf(backend: object): HeapKernel | null {
+  const module = (backend as Partial<WasmBackend>).wasm;
+  if (!module) return null;
+  const memory = heapMemory(module);
+  if (!memory) return null;
+  let kernel = heapKernels.get(memory);
+  if (kernel === undefined) {
+    kernel = HeapKernel.create(memory);
+    heapKernels.set(memory, kernel);
+  }
+  return kernel;
+}
+
+function offsetOf(backend: WasmBackend, info: TensorInfo): number {
+  const data = backend.dataIdMap.get(info.dataId);
+  if (!data) throw new Error(`${ACCSGD_UPDATE} (wasm): a tensor is not on the wasm backend`);
+  return data.memoryOffset;
+}
+
+function fusedCoefficientsOf(c: CoefficientArray): FusedCoefficients {
+  const [bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf] = c;
+  return { bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf };
+}
+
 /**
  * wasm: with `inPlace`, a tensor whose heap storage no other tensor shares is overwritten, so a
  * step moves 20 bytes per element and allocates nothing. The heap is private to the backend
  * (`dataSync` copies out of it), so nobody can observe the overwrite. Otherwise fresh heap memory
- * is allocated for that output.
+ * is allocated for that output and the input copied into it (a memmove inside the heap) before
+ * the update runs in place there.
+ *
+ * The update is @accsgd/core's SIMD kernel instantiated on the backend's own memory (HeapKernel),
+ * bit-identical to core's float32 `fusedUpdate`; where it cannot be made, the same update runs
+ * through Float32Array views of the heap (core then streams them through its own module's memory).
  */
 export const wasmUpdateKernel: KernelConfig = {
   kernelName: ACCSGD_UPDATE,
@@ -28,11 +83,34 @@ export const wasmUpdateKernel: KernelConfig = {
   kernelFunc: (args) => {
     const { param, grad, buffer, coefficients, inPlace } = updateArguments(args);
     const backend = args.backend as WasmBackend;
+    const initialise = buffer.dataId === param.dataId;
     const ownParam = inPlace && backend.refCount(param.dataId) === 1;
-    const ownBuffer = inPlace && buffer.dataId !== param.dataId && backend.refCount(buffer.dataId) === 1;
-    // Allocate before taking any heap view: malloc may grow the heap and detach older views.
+    const ownBuffer = inPlace && !initialise && backend.refCount(buffer.dataId) === 1;
+    // Allocate before reading any offset or taking any heap view: malloc may grow the heap and
+    // detach older views.
     const paramOut = ownParam ? share(backend, param) : backend.makeOutput([...param.shape], 'float32');
     const bufferOut = ownBuffer ? share(backend, buffer) : backend.makeOutput([...param.shape], 'float32');
+    const n = sizeOf(param.shape);
+    const heap = n > 0 ? heapKernelOf(backend) : null;
+    if (heap) {
+      const bytes = 4 * n;
+      const heapBytes = backend.wasm.HEAPU8;
+      const paramAt = offsetOf(backend, paramOut);
+      const bufferAt = offsetOf(backend, bufferOut);
+      if (!ownParam)
+        heapBytes.copyWithin(paramAt, offsetOf(backend, param), offsetOf(backend, param) + bytes);
+      if (!ownBuffer && !initialise)
+        heapBytes.copyWithin(bufferAt, offsetOf(backend, buffer), offsetOf(backend, buffer) + bytes);
+      heap.update(
+        paramAt,
+        offsetOf(backend, grad),
+        bufferAt,
+        n,
+        fusedCoefficientsOf(coefficients as unknown as CoefficientArray),
+        initialise,
+      );
+      return [paramOut, bufferOut];
+    }
     fusedPass(
       backend.typedArrayFromHeap(param),
       backend.typedArrayFromHeap(grad),
@@ -40,7 +118,7 @@ export const wasmUpdateKernel: KernelConfig = {
       backend.typedArrayFromHeap(paramOut),
       backend.typedArrayFromHeap(bufferOut),
       coefficients as unknown as CoefficientArray,
-      buffer.dataId === param.dataId,
+      initialise,
     );
     return [paramOut, bufferOut];
   },
@@ -52,8 +130,15 @@ function share(backend: WasmBackend, input: TensorInfo): TensorInfo {
   return { dataId: input.dataId, shape: [...input.shape], dtype: 'float32' };
 }
 
-/** Index of the first NaN or infinity of a float32 tensor on the wasm backend, -1, or null when the backend does not hold it. */
+/**
+ * Index of the first NaN or infinity of a float32 tensor on the wasm backend, -1, or null when the
+ * backend does not hold it. A SIMD scan of the heap in place (HeapKernel) where possible.
+ */
 export function wasmFirstNonFinite(backend: object, info: TensorInfo): number | null {
   const wasm = backend as WasmBackend;
-  return wasm.dataIdMap.has(info.dataId) ? firstNonFinite(wasm.typedArrayFromHeap(info)) : null;
+  if (!wasm.dataIdMap.has(info.dataId)) return null;
+  const n = sizeOf(info.shape);
+  const heap = n > 0 ? heapKernelOf(wasm) : null;
+  if (heap) return heap.firstNonFinite(offsetOf(wasm, info), n);
+  return firstNonFinite(wasm.typedArrayFromHeap(info));
 }

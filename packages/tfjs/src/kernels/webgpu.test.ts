@@ -40,8 +40,9 @@ describe.runIf(found.available || required)('webgpu kernel in Node', () => {
     expect(pipelines).toHaveLength(2);
     opt.setLearningRate(0.05);
     opt.applyGradients({ [v.name]: grad });
-    const w = tf.variable(tf.zeros([3, 7]), true, 'webgpu-kernel-test/w');
-    opt.applyGradients({ [w.name]: tf.ones([3, 7]) });
+    // Another shape and rank, also a multiple of 4: the same vec4 pipelines.
+    const w = tf.variable(tf.zeros([3, 8]), true, 'webgpu-kernel-test/w');
+    opt.applyGradients({ [w.name]: tf.ones([3, 8]) });
     expect(Object.keys(backend.pipelineCache).filter((k) => k.startsWith('accsgd'))).toEqual(pipelines);
 
     // The default non-finite check needs a read-back; Node's WebGPU has no synchronous one.
@@ -52,5 +53,58 @@ describe.runIf(found.available || required)('webgpu kernel in Node', () => {
     tf.dispose([p, g, v, w, grad]);
     opt.dispose();
     checked.dispose();
+  }, 120_000);
+
+  it('runs the scalar programs when the size is not a multiple of 4, with the same numbers', async () => {
+    await tf.setBackend('webgpu');
+    registerAccSGDKernels();
+    const backend = tf.backend() as unknown as { pipelineCache: Record<string, unknown> };
+    // Seven elements: the first four as in the test above, then three more.
+    const p = tf.tensor1d([1, 2, 3, 4, -2, 0, 8]);
+    const g = tf.tensor1d([0.5, -0.5, 1, 0, 4, -1, 0.25]);
+    const b = tf.tensor1d([0, 0, 0, 0, 1, 2, -4]);
+    const [p2, b2] = tf
+      .engine()
+      .runKernel<tf.Tensor[]>(
+        ACCSGD_UPDATE,
+        { param: p, grad: g, buffer: b },
+        { coefficients: [0.5, 0.25, 2, 1, -1, 0.5], inPlace: true },
+      );
+    // buffer' = 0.5*b + 0.25*p + 2*g; param' = p - g + 0.5*buffer'
+    expect(Array.from(await b2!.data())).toEqual([1.25, -0.5, 2.75, 1, 8, -1, 0.5]);
+    expect(Array.from(await p2!.data())).toEqual([1.125, 2.25, 3.375, 4.5, -2, 0.5, 8]);
+    expect(Object.keys(backend.pipelineCache).filter((k) => k.startsWith('accsgdBuffer_1'))).toHaveLength(1);
+    tf.dispose([p, g, b, p2!, b2!]);
+  }, 120_000);
+
+  it('finds the first non-finite gradient element on the GPU and leaves every variable unchanged', async () => {
+    await tf.setBackend('webgpu');
+    registerAccSGDKernels();
+    const a = tf.variable(tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8]), true, 'webgpu-kernel-test/nf-a');
+    const c = tf.variable(tf.tensor1d([1, 2, 3]), true, 'webgpu-kernel-test/nf-c');
+    const opt = accsgd({ lr: 0.1 });
+    const finite8 = tf.ones([8]);
+    const finite3 = tf.ones([3]);
+    // Four lanes per invocation (8 elements): the first bad lane of the second vec4 is element 6.
+    const badA = tf.tensor1d([0, 0, 0, 0, 0, 0, Number.NaN, Number.POSITIVE_INFINITY]);
+    // One element per invocation (3 elements): the first bad one is element 1.
+    const badC = tf.tensor1d([0, Number.NEGATIVE_INFINITY, Number.NaN]);
+    await expect(opt.applyGradientsAsync({ [a.name]: badA, [c.name]: finite3 })).rejects.toThrow(
+      /nf-a.*element 6 is NaN/,
+    );
+    await expect(opt.applyGradientsAsync({ [a.name]: finite8, [c.name]: badC })).rejects.toThrow(
+      /nf-c.*element 1 is -Infinity/,
+    );
+    expect(opt.iterations).toBe(0);
+    expect(opt.momentumBuffer(a.name)).toBeNull();
+    expect(Array.from(await a.data())).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(Array.from(await c.data())).toEqual([1, 2, 3]);
+    const before = tf.memory().numTensors;
+    await opt.applyGradientsAsync({ [a.name]: finite8, [c.name]: finite3 });
+    expect(opt.iterations).toBe(1);
+    // Two buffers were created; the scan's int32 tensor was freed.
+    expect(tf.memory().numTensors - before).toBe(2);
+    tf.dispose([a, c, finite8, finite3, badA, badC]);
+    opt.dispose();
   }, 120_000);
 });

@@ -1,13 +1,14 @@
-import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
+import { type KernelConfig, type Tensor, type TensorInfo, tensor } from '@tensorflow/tfjs-core';
 import { ACCSGD_UPDATE, sizeOf, updateArguments } from './registry.js';
 
-/** The part of tfjs-backend-webgpu's WebGPUBackend this kernel uses (no runtime import). */
+/** The part of tfjs-backend-webgpu's WebGPUBackend these programs use (no runtime import). */
 interface WebGPUBackend {
   runWebGPUProgram(
     program: WebGPUProgramSpec,
     inputs: TensorInfo[],
-    outputDtype: 'float32',
-    programDefinedUniform?: { type: 'float32'; data: number[] }[],
+    outputDtype: 'float32' | 'int32',
+    programDefinedUniform?: { type: 'float32' | 'int32'; data: number[] }[],
+    output?: TensorInfo,
   ): TensorInfo;
 }
 
@@ -18,8 +19,14 @@ interface WebGPUProgramSpec {
   shaderKey: string;
   /** Program-defined uniforms, appended to tfjs's Uniforms struct. */
   uniforms: string;
-  /** Adds `uniforms.size`, the element count, for the bounds guard. */
-  size: true;
+  /** Adds `uniforms.size`: the output's element count divided by `outputComponent`. */
+  size: boolean;
+  /** 4: inputs and output are declared array<vec4<f32>>, and each invocation handles four elements. */
+  outputComponent: 1 | 4;
+  /** Components per input element, where they differ from `outputComponent`. */
+  variableComponents?: number[];
+  /** The output is array<atomic<i32>>, written with atomics (no setOutputAtIndex). */
+  atomic?: boolean;
   dispatchLayout: { x: number[] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
@@ -29,9 +36,14 @@ interface WebGPUProgramSpec {
 /*
  * Two WGSL dispatches per variable, both over the flattened tensor. The multipliers are uniforms,
  * so the shader text (and tfjs's pipeline cache key, which sees only ranks and dtypes of the
- * flattened [n] tensors) never changes: one pipeline per program serves every variable and every
- * learning rate. tfjs folds dispatches wider than 65,535 workgroups into 2-D itself
+ * flattened [n] tensors) never changes: one pipeline per program and width serves every variable
+ * and every learning rate. tfjs folds dispatches wider than 65,535 workgroups into 2-D itself
  * (reshapeDispatch), and `getGlobalIndex()` undoes the fold.
+ *
+ * When the element count is a multiple of 4 (nearly every weight tensor), the programs are
+ * vectorised like tfjs's own elementwise programs: the bindings are array<vec4<f32>> and each
+ * invocation updates four elements with 16-byte loads and stores; otherwise a scalar program runs.
+ * The arithmetic is the same per element either way (vec4 operations are lane-wise).
  *
  * A WebGPU storage binding cannot be read-only and read-write in one dispatch, and tfjs's program
  * runner binds inputs read-only, so the update writes fresh buffers instead of overwriting p and buf.
@@ -40,32 +52,47 @@ interface WebGPUProgramSpec {
 /** 64 lanes: a multiple of every vendor's SIMD width (32 on NVIDIA, 64 on AMD, 8-32 on Intel and SwiftShader). */
 const WORKGROUP_SIZE = 64;
 
-function bufferShader(): string {
-  return `
+/** Elements per invocation for a flattened tensor of n elements. */
+function componentsFor(n: number): 1 | 4 {
+  return n % 4 === 0 ? 4 : 1;
+}
+
+function typeOf(components: 1 | 4): string {
+  return components === 4 ? 'vec4<f32>' : 'f32';
+}
+
+/** buffer' = bufFromBuf * buffer + bufFromParam * param + bufFromGrad * grad */
+function bufferShader(components: 1 | 4): () => string {
+  const t = typeOf(components);
+  return () => `
     fn main(index : i32) {
       if (index >= uniforms.size) {
         return;
       }
-      let b = uniforms.bufFromBuf * buffer[index] + uniforms.bufFromParam * param[index] + uniforms.bufFromGrad * grad[index];
+      let b : ${t} = uniforms.bufFromBuf * buffer[index] + uniforms.bufFromParam * param[index] + uniforms.bufFromGrad * grad[index];
       setOutputAtIndex(index, b);
     }
   `;
 }
 
-function paramShader(): string {
-  return `
+/** param' = paramFromParam * param + paramFromGrad * grad + paramFromBuf * buffer' */
+function paramShader(components: 1 | 4): () => string {
+  const t = typeOf(components);
+  return () => `
     fn main(index : i32) {
       if (index >= uniforms.size) {
         return;
       }
-      let p = uniforms.paramFromParam * param[index] + uniforms.paramFromGrad * grad[index] + uniforms.paramFromBuf * newBuffer[index];
+      let p : ${t} = uniforms.paramFromParam * param[index] + uniforms.paramFromGrad * grad[index] + uniforms.paramFromBuf * newBuffer[index];
       setOutputAtIndex(index, p);
     }
   `;
 }
 
+/** An elementwise program over n elements, `components` per invocation. */
 function program(
   n: number,
+  components: 1 | 4,
   shaderKey: string,
   variableNames: string[],
   uniforms: string,
@@ -74,11 +101,13 @@ function program(
   return {
     variableNames,
     outputShape: [n],
-    shaderKey,
+    // The width is in the key: tfjs's key does not see outputComponent.
+    shaderKey: `${shaderKey}_${components}`,
     uniforms,
     size: true,
+    outputComponent: components,
     dispatchLayout: { x: [0] },
-    dispatch: [Math.ceil(n / WORKGROUP_SIZE), 1, 1],
+    dispatch: [Math.ceil(n / components / WORKGROUP_SIZE), 1, 1],
     workgroupSize: [WORKGROUP_SIZE, 1, 1],
     getUserCode,
   };
@@ -92,15 +121,17 @@ export const webgpuUpdateKernel: KernelConfig = {
     const { param, grad, buffer, coefficients } = updateArguments(args);
     const backend = args.backend as WebGPUBackend;
     const n = sizeOf(param.shape);
+    const components = componentsFor(n);
     const flat = (t: TensorInfo): TensorInfo => ({ dataId: t.dataId, shape: [n], dtype: 'float32' });
     const [bb, bp, bg, pp, pg, pb] = coefficients;
     const newBuffer = backend.runWebGPUProgram(
       program(
         n,
+        components,
         'accsgdBuffer',
         ['param', 'grad', 'buffer'],
         'bufFromBuf : f32, bufFromParam : f32, bufFromGrad : f32,',
-        bufferShader,
+        bufferShader(components),
       ),
       [flat(param), flat(grad), flat(buffer)],
       'float32',
@@ -113,10 +144,11 @@ export const webgpuUpdateKernel: KernelConfig = {
     const newParam = backend.runWebGPUProgram(
       program(
         n,
+        components,
         'accsgdParam',
         ['param', 'grad', 'newBuffer'],
         'paramFromParam : f32, paramFromGrad : f32, paramFromBuf : f32,',
-        paramShader,
+        paramShader(components),
       ),
       [flat(param), flat(grad), newBuffer],
       'float32',
@@ -133,3 +165,78 @@ export const webgpuUpdateKernel: KernelConfig = {
     ];
   },
 };
+
+/** What `webgpuFirstNonFiniteIndices` leaves for a tensor with no NaN or infinity (i32 max). */
+export const ALL_FINITE = 2_147_483_647;
+
+/*
+ * The non-finite check: one dispatch per gradient reads it once (four elements per invocation
+ * where the size allows) and, where an element is NaN or infinite, atomicMin's its flat index into
+ * slot `tensorIndex` of one small int32 tensor shared by the whole list. One read-back of k
+ * integers then tells which gradient is bad and its first bad element. The test is on the bits
+ * (exponent all ones), not on `x != x`: WGSL lets a compiler assume floats are finite.
+ */
+function nonFiniteShader(components: 1 | 4): () => string {
+  const u = components === 4 ? 'vec4<u32>' : 'u32';
+  const firstBad =
+    components === 4
+      ? `var lane = 0;
+        if (bad.x) { lane = 0; } else if (bad.y) { lane = 1; } else if (bad.z) { lane = 2; } else { lane = 3; }
+        atomicMin(&result[uniforms.tensorIndex], index * 4 + lane);`
+      : 'atomicMin(&result[uniforms.tensorIndex], index);';
+  return () => `
+    fn main(index : i32) {
+      if (index >= uniforms.count) {
+        return;
+      }
+      let bad = (bitcast<${u}>(grad[index]) & ${u}(0x7f800000u)) == ${u}(0x7f800000u);
+      if (${components === 4 ? 'any(bad)' : 'bad'}) {
+        ${firstBad}
+      }
+    }
+  `;
+}
+
+function nonFiniteProgram(n: number, k: number, components: 1 | 4): WebGPUProgramSpec {
+  return {
+    variableNames: ['grad'],
+    outputShape: [k],
+    shaderKey: `accsgdNonFinite_${components}`,
+    uniforms: 'count : i32, tensorIndex : i32,',
+    size: false,
+    outputComponent: 1,
+    variableComponents: [components],
+    atomic: true,
+    dispatchLayout: { x: [0] },
+    dispatch: [Math.max(1, Math.ceil(n / components / WORKGROUP_SIZE)), 1, 1],
+    workgroupSize: [WORKGROUP_SIZE, 1, 1],
+    getUserCode: nonFiniteShader(components),
+  };
+}
+
+/**
+ * Queues the non-finite check of every gradient on the GPU and returns an int32 [k] tensor: for
+ * gradient i, the index of its first NaN or infinity, or ALL_FINITE. The caller reads it (one
+ * read-back, synchronous or not) and disposes it.
+ */
+export function webgpuFirstNonFiniteIndices(backend: object, grads: readonly TensorInfo[]): Tensor {
+  const gpu = backend as WebGPUBackend;
+  // Uploaded from an exact Int32Array (a Fill program would pass the value through an f32 uniform).
+  const result = tensor(new Int32Array(grads.length).fill(ALL_FINITE), [grads.length], 'int32');
+  grads.forEach((grad, i) => {
+    const n = sizeOf(grad.shape);
+    if (n === 0) return;
+    const components = componentsFor(n);
+    gpu.runWebGPUProgram(
+      nonFiniteProgram(n, grads.length, components),
+      [{ dataId: grad.dataId, shape: [n], dtype: 'float32' }],
+      'int32',
+      [
+        { type: 'int32', data: [n / components] },
+        { type: 'int32', data: [i] },
+      ],
+      result,
+    );
+  });
+  return result;
+}
