@@ -3,6 +3,7 @@ export { createFlatStorage, type FlatStorage, type FlatTensor } from './flat-sto
 export {
   accsgdUpdatePipeline,
   accsgdUpdateWGSL,
+  defaultWorkgroupsPerDispatch,
   dispatchSize,
   SEGMENT_ACTIVE,
   SEGMENT_INITIALISE,

@@ -6,7 +6,8 @@ import { noGPU, testDevice } from './test-support/gpu.js';
 /**
  * A group of 41,000,080 parameters (164 MB of float32) on a device with the default limits
  * (maxStorageBufferBindingSize 128 MiB, maxComputeWorkgroupsPerDimension 65,535): the group needs
- * two binding windows, and the first window's 65,536 workgroups (of 512 elements) fold into two dimensions. Every element
+ * two binding windows, each covered by one capped dispatch whose workgroups loop over the window's
+ * 65,536 chunks of 512 elements (folding itself is covered by the small-limit tests). Every element
  * of every tensor is compared with the CPU optimizer of @accsgd/core.
  */
 const SIZES = { big: 40_000_000, odd: 1_000_003, small: 77 };

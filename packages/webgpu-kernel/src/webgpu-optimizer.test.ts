@@ -33,6 +33,16 @@ describe('accsgd-update.wgsl', () => {
     expect(source).toContain('let p = f32(params[i]);');
   });
 
+  it('caps workgroups per dispatch, since the kernel loops over chunks of 512 elements', () => {
+    expect(dispatchSize(512 * 100, 65535, 64)).toEqual([64, 1]);
+    expect(dispatchSize(512 * 10, 65535, 64)).toEqual([10, 1]);
+    expect(dispatchSize(16_777_216, 65535, 4096)).toEqual([4096, 1]);
+    // Capped at maxPerDimension^2 too, and folded: 2 x 2 for a limit of 2 per dimension.
+    expect(dispatchSize(512 * 9, 2, 64)).toEqual([2, 2]);
+    expect(dispatchSize(512 * 3, 2, 64)).toEqual([2, 2]);
+    expect(dispatchSize(0, 65535, 64)).toEqual([1, 1]);
+  });
+
   it('folds dispatches beyond the per-dimension limit into two dimensions', () => {
     // A workgroup covers 64 invocations x 8 elements = 512 elements.
     expect(dispatchSize(512 * 65535, 65535)).toEqual([65535, 1]);
@@ -140,8 +150,9 @@ describe.skipIf(noGPU)(`WebGPUAccSGD on ${noGPU ? `no adapter: ${noGPUReason}` :
   });
 
   it('splits a group across binding windows and folds dispatches into 2-D, with the same results', async () => {
-    // 256-byte windows (64 elements); and at most 2 workgroups per dimension, so a 2-D dispatch
-    // reaches 2 x 2 workgroups of 512 elements: windows of 2,048 elements, each folded into 2 x 2.
+    // 256-byte windows (64 elements); and at most 2 workgroups per dimension, so the one window's
+    // dispatch of 4 workgroups (of the 9 chunks of 512 elements) is folded into 2 x 2, and the
+    // grid-stride loop covers the rest.
     const groups = [
       {
         hyperparams: {},
@@ -154,7 +165,7 @@ describe.skipIf(noGPU)(`WebGPUAccSGD on ${noGPU ? `no adapter: ${noGPUReason}` :
     const split = await twinOptimizers(device, groups, { lr: 0.1 }, { maxBindingBytes: 256 });
     expect(split.gpu.dispatchesPerStep).toBe(68); // elements [0, 4310) in windows of 64
     const folded = await twinOptimizers(device, groups, { lr: 0.1 }, { maxWorkgroupsPerDimension: 2 });
-    expect(folded.gpu.dispatchesPerStep).toBe(3); // windows of 2,048 elements
+    expect(folded.gpu.dispatchesPerStep).toBe(1); // any number of workgroups covers any window
     for (let t = 1; t <= 3; t++) {
       const grads = { x: pattern(3000, t), y: t === 2 ? null : pattern(1290, 10 + t) };
       await split.step(grads);
@@ -175,6 +186,78 @@ describe.skipIf(noGPU)(`WebGPUAccSGD on ${noGPU ? `no adapter: ${noGPUReason}` :
     for (const i of [0, 4, 3005, 3019]) expect(flat[i]).toBe(GAP_FILL);
     split.gpu.destroy();
     folded.gpu.destroy();
+  });
+
+  it('matches the CPU optimizer when a few workgroups loop over many chunks, segments, gaps and tails', async () => {
+    // 1 and 3 workgroups per dispatch: each workgroup strides over many chunks of 512 elements, through
+    // chunks inside one tensor, chunks with tensor boundaries and gaps, tensors smaller than a
+    // chunk, skipped tensors, tensors starting their buffer late, and a partial last chunk.
+    const tensors = [
+      { name: 'big', size: 5000, offset: 3 },
+      { name: 'tiny', size: 1, offset: 5003 },
+      { name: 'small', size: 70, offset: 5010 },
+      { name: 'aligned', size: 1024, offset: 5120 },
+      { name: 'late', size: 600, offset: 6144 },
+      { name: 'tail', size: 301, offset: 6800 },
+    ];
+    const sizes = Object.fromEntries(tensors.map((t) => [t.name, t.size]));
+    const groups = [{ hyperparams: { weightDecay: 0.01 }, tensors }];
+    const twins = [
+      await twinOptimizers(device, groups, { lr: 0.1 }, { workgroupsPerDispatch: 1 }),
+      await twinOptimizers(device, groups, { lr: 0.1 }, { workgroupsPerDispatch: 3 }),
+    ];
+    const schedule: string[][] = [
+      ['big', 'tiny', 'aligned', 'tail'],
+      ['big', 'small', 'late', 'tail'],
+      ['big', 'tiny', 'small', 'aligned', 'late', 'tail'],
+      ['tiny', 'late'],
+    ];
+    for (let t = 1; t <= schedule.length; t++) {
+      const grads = Object.fromEntries(
+        schedule[t - 1]!.map((n) => [n, pattern(sizes[n]!, 50 * t + n.length)]),
+      );
+      for (const twin of twins) {
+        await twin.step(grads);
+        const read = await twin.gpu.read();
+        for (const name of Object.keys(sizes)) {
+          expect(
+            relativeError(read.params.get(name)!, twin.cpuParams.get(name)!),
+            `param ${name} at step ${t}`,
+          ).toBeLessThanOrEqual(accuracyBound('float32', t));
+          const cpuBuffer = twin.cpu.buffer(name);
+          if (cpuBuffer === null) expect(read.buffers.get(name), `buffer ${name} at step ${t}`).toBeNull();
+          else
+            expect(
+              relativeError(read.buffers.get(name)!, cpuBuffer),
+              `buffer ${name} at step ${t}`,
+            ).toBeLessThanOrEqual(accuracyBound('float32', t));
+        }
+      }
+    }
+    for (const twin of twins) {
+      const flat = await twin.readFlat(0);
+      for (const i of [0, 2, 5004, 5009, 5080, 5119, 6744, 6799]) expect(flat[i], `gap ${i}`).toBe(GAP_FILL);
+      twin.gpu.destroy();
+    }
+  });
+
+  it('rejects a workgroupsPerDispatch that is not a positive integer', async () => {
+    const params = device.createBuffer({ size: 64, usage: STORAGE });
+    const grads = device.createBuffer({ size: 64, usage: STORAGE });
+    for (const workgroupsPerDispatch of [0, 1.5, -3]) {
+      await expect(
+        WebGPUAccSGD.create(
+          device,
+          [{ params, grads, segments: [{ offset: 0, size: 16 }] }],
+          { lr: 0.1 },
+          {
+            workgroupsPerDispatch,
+          },
+        ),
+      ).rejects.toThrow(AccSGDConfigError);
+    }
+    params.destroy();
+    grads.destroy();
   });
 
   it('never rebuilds the pipeline: one per device, shared by optimizers, untouched by a learning-rate change', async () => {

@@ -16,8 +16,8 @@ import { AccSGDDeviceError, AccSGDDeviceLostError } from './errors.js';
 import {
   type AccSGDPipeline,
   accsgdUpdatePipeline,
+  defaultWorkgroupsPerDispatch,
   dispatchSize,
-  ELEMENTS_PER_WORKGROUP,
   forgetAccsgdUpdatePipeline,
   SEGMENT_ACTIVE,
   SEGMENT_ENTRY_BYTES,
@@ -60,6 +60,12 @@ export interface WebGPUAccSGDOptions {
   maxBindingBytes?: number;
   /** Caps workgroups per dispatch dimension below the device's limit (for tests). */
   maxWorkgroupsPerDimension?: number;
+  /**
+   * Workgroups per dispatch (the kernel's grid-stride loop covers any window with any count).
+   * Default: 64 on a CPU (fallback) adapter such as SwiftShader, 4,096 on a GPU; see
+   * defaultWorkgroupsPerDispatch.
+   */
+  workgroupsPerDispatch?: number;
 }
 
 /**
@@ -160,6 +166,7 @@ export class WebGPUAccSGD {
   private pipeline!: AccSGDPipeline;
   private readonly maxBindingBytes: number;
   private readonly maxWorkgroups: number;
+  private readonly workgroupsPerDispatch: number;
 
   private constructor(
     readonly device: GPUDevice,
@@ -193,6 +200,12 @@ export class WebGPUAccSGD {
       'maxWorkgroupsPerDimension',
       options.maxWorkgroupsPerDimension,
       limits.maxComputeWorkgroupsPerDimension,
+    );
+    this.workgroupsPerDispatch = limitOption(
+      'workgroupsPerDispatch',
+      options.workgroupsPerDispatch,
+      Number.MAX_SAFE_INTEGER,
+      defaultWorkgroupsPerDispatch(device),
     );
     const base = resolveHyperparams(defaults);
     if (!Array.isArray(groupInputs) || groupInputs.length === 0) {
@@ -334,10 +347,9 @@ export class WebGPUAccSGD {
     const elementBytes = this.storage === 'float16' ? 2 : 4;
     // Window starts must be aligned for every binding: params/grads (elementBytes) and momentum (4 bytes).
     const alignElements = Math.max(1, device.limits.minStorageBufferOffsetAlignment / elementBytes);
-    // A window is at most one binding (maxStorageBufferBindingSize) and at most what a 2-D dispatch reaches.
-    const reach = ELEMENTS_PER_WORKGROUP * this.maxWorkgroups * this.maxWorkgroups;
-    const windowElements =
-      Math.floor(Math.min(this.maxBindingBytes / 4, reach) / alignElements) * alignElements;
+    // A window is at most one binding (maxStorageBufferBindingSize); the kernel's grid-stride loop
+    // covers a window of any length with any number of workgroups.
+    const windowElements = Math.floor(this.maxBindingBytes / 4 / alignElements) * alignElements;
     if (windowElements < alignElements) {
       throw new AccSGDConfigError(
         'maxBindingBytes',
@@ -416,7 +428,7 @@ export class WebGPUAccSGD {
           endSlot,
           covered,
           bindGroup,
-          dispatch: dispatchSize(length, this.maxWorkgroups),
+          dispatch: dispatchSize(length, this.maxWorkgroups, this.workgroupsPerDispatch),
         };
       });
     });
@@ -871,10 +883,15 @@ function checkBuffer(
   }
 }
 
-function limitOption(field: string, value: number | undefined, limit: number): number {
-  if (value === undefined) return limit;
-  if (!Number.isSafeInteger(value) || value <= 0 || value > limit)
-    throw new AccSGDConfigError(field, value, `an integer in [1, ${limit}] (the device limit)`);
+function limitOption(field: string, value: number | undefined, limit: number, fallback = limit): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0 || value > limit) {
+    const range =
+      limit === Number.MAX_SAFE_INTEGER
+        ? 'an integer >= 1'
+        : `an integer in [1, ${limit}] (the device limit)`;
+    throw new AccSGDConfigError(field, value, range);
+  }
   return value;
 }
 

@@ -34,57 +34,107 @@ const SEGMENT_INITIALISE: u32 = 2u;
 @group(0) @binding(3) var<storage, read> grads: array<f32>;
 @group(0) @binding(4) var<storage, read_write> buffers: array<f32>;
 
-fn update(i: u32) {
-  var flags = SEGMENT_ACTIVE;
-  if (u.lookup != 0u) {
-    // The last segment starting at or before this element (segments are sorted and disjoint).
-    let element = u.windowStart + i;
-    var lo = 0u;
-    var hi = u.segmentCount;
-    while (lo < hi) {
-      let mid = (lo + hi) / 2u;
-      if (segments[mid].start <= element) {
-        lo = mid + 1u;
-      } else {
-        hi = mid;
-      }
-    }
-    if (lo == 0u) {
-      return;
-    }
-    let segment = segments[lo - 1u];
-    if (element >= segment.end || (segment.flags & SEGMENT_ACTIVE) == 0u) {
-      return;
-    }
-    flags = segment.flags;
-  }
+// One element: p, g and buf read once, p and buf written once. On a tensor's first step (init) the
+// buffer starts as a copy of p, folded into bufFromParamFirstStep; select, not a branch, so that
+// the (unused) old buffer value never reaches the arithmetic.
+fn update(i: u32, init: bool) {
   let p = f32(params[i]);
   let g = f32(grads[i]);
-  var b: f32;
-  if ((flags & SEGMENT_INITIALISE) != 0u) {
-    b = u.bufFromParamFirstStep * p + u.bufFromGrad * g;
-  } else {
-    b = u.bufFromBuf * buffers[i] + u.bufFromParam * p + u.bufFromGrad * g;
-  }
+  let old = select(buffers[i], 0.0, init);
+  let fromParam = select(u.bufFromParam, u.bufFromParamFirstStep, init);
+  let b = select(u.bufFromBuf, 0.0, init) * old + fromParam * p + u.bufFromGrad * g;
   buffers[i] = b;
   params[i] = f32(u.paramFromParam * p + u.paramFromGrad * g + u.paramFromBuf * b);
 }
 
-// See WORKGROUP_SIZE and ELEMENTS_PER_INVOCATION in accsgd-update.ts for the sizes.
+// See WORKGROUP_SIZE, ELEMENTS_PER_INVOCATION and the workgroups per dispatch in accsgd-update.ts.
 @compute @workgroup_size(64)
 fn main(
   @builtin(workgroup_id) workgroup: vec3<u32>,
   @builtin(num_workgroups) workgroups: vec3<u32>,
   @builtin(local_invocation_index) lane: u32,
 ) {
-  // Dispatches beyond maxComputeWorkgroupsPerDimension are folded into two dimensions. A workgroup
-  // covers 512 consecutive elements; neighbouring invocations touch neighbouring elements.
-  let first = (workgroup.y * workgroups.x + workgroup.x) * 512u + lane;
-  for (var k = 0u; k < 8u; k++) {
-    let i = first + k * 64u;
-    if (i >= u.windowLength) {
-      return;
-    }
-    update(i);
+  // A grid-stride loop over chunks of 512 consecutive elements, one chunk per workgroup per pass;
+  // lane k of a workgroup updates elements k, k + 64, ... of its chunk, so neighbouring
+  // invocations touch neighbouring elements. Dispatches beyond maxComputeWorkgroupsPerDimension are
+  // folded into two dimensions.
+  let length = u.windowLength;
+  let stride = workgroups.x * workgroups.y * 512u;
+  // The segment of the elements reached: without lookup, one active segment over the whole window.
+  // Elements only grow along the loop, so the segment is found by moving forward through the table.
+  var next = 0u;
+  var segmentStart = 0u;
+  var segmentEnd = 0xffffffffu;
+  var segmentFlags = SEGMENT_ACTIVE;
+  if (u.lookup != 0u) {
+    segmentEnd = 0u;
   }
+  for (var chunk = (workgroup.y * workgroups.x + workgroup.x) * 512u; chunk < length; chunk += stride) {
+    let first = u.windowStart + chunk;
+    let end = first + min(512u, length - chunk);
+    if (first >= segmentEnd) {
+      seek(&next, first);
+      if (next >= u.segmentCount) {
+        break;
+      }
+      segmentStart = segments[next].start;
+      segmentEnd = segments[next].end;
+      segmentFlags = segments[next].flags;
+    }
+    let i = chunk + lane;
+    if (segmentStart <= first && end <= segmentEnd) {
+      // The whole chunk lies in one segment (always so without lookup).
+      if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
+        continue;
+      }
+      let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
+      if (end - first == 512u) {
+        update(i + 0u, init);
+        update(i + 64u, init);
+        update(i + 128u, init);
+        update(i + 192u, init);
+        update(i + 256u, init);
+        update(i + 320u, init);
+        update(i + 384u, init);
+        update(i + 448u, init);
+      } else {
+        for (var j = i; j < length; j += 64u) {
+          update(j, init);
+        }
+      }
+    } else {
+      // Segment boundaries or gaps inside the chunk: each element finds its own segment.
+      var at = next;
+      var segment = segments[at];
+      for (var j = i; j < length && j < chunk + 512u; j += 64u) {
+        let element = u.windowStart + j;
+        if (element >= segment.end) {
+          seek(&at, element);
+          if (at >= u.segmentCount) {
+            break;
+          }
+          segment = segments[at];
+        }
+        if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
+          update(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+        }
+      }
+    }
+  }
+}
+
+// Moves *at forward to the first segment that ends after element (segments are sorted and
+// disjoint, so their ends increase); segmentCount when there is none.
+fn seek(at: ptr<function, u32>, element: u32) {
+  var lo = *at;
+  var hi = u.segmentCount;
+  while (lo < hi) {
+    let mid = (lo + hi) / 2u;
+    if (segments[mid].end <= element) {
+      lo = mid + 1u;
+    } else {
+      hi = mid;
+    }
+  }
+  *at = lo;
 }
