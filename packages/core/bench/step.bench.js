@@ -1,7 +1,7 @@
 // One AccSGD step over 16,777,216 float32 parameters on the CPU, beside the memory floor measured
 // in the same process: 2.5x a Float32Array.prototype.set copy of the same length (a step moves 20
 // bytes per element, a copy 8). Prints ratios; never asserts on time.
-import { AccSGD, fusedCoefficients, fusedUpdate, resolveHyperparams } from '../dist/index.js';
+import { AccSGD, fusedCoefficients, fusedUpdate, ParameterArena, resolveHyperparams } from '../dist/index.js';
 
 const N = 16_777_216;
 const REPEATS = Number(process.env.ACCSGD_BENCH_REPEATS ?? 15);
@@ -53,6 +53,21 @@ for (const [label, tensors] of [
       time(() => opt.step(grads)),
     );
   }
+}
+
+// Parameters, gradients and buffers in one ParameterArena: the SIMD kernel runs in place.
+for (const nonFinite of ['error', 'allow']) {
+  const arena = new ParameterArena(3 * N);
+  const p = arena.float32(N);
+  p.set(filled(N, 1));
+  const g = arena.float32(N);
+  g.set(filled(N, 1.5).map((x) => x * 1e-3));
+  const opt = new AccSGD([p], { lr: 1e-3 }, { nonFinite, arena });
+  opt.step([g]);
+  row(
+    `core AccSGD.step, 1 tensor in a ParameterArena, nonFinite '${nonFinite}'`,
+    time(() => opt.step([g])),
+  );
 }
 
 // Just the fused kernel, and the reference's seven passes, for scale.

@@ -1,3 +1,4 @@
+import { ParameterArena } from './arena.js';
 import type { FusedCoefficients } from './coefficients.js';
 import { WasmKernel } from './kernels/wasm-kernel.js';
 
@@ -18,7 +19,8 @@ function wasmKernel(): WasmKernel | null {
  *
  * Float32 parameters are computed in float32 arithmetic, as a GPU would: the six multipliers are
  * rounded to float32 once, every multiply and add is rounded to float32, in a fixed order, so the
- * WebAssembly SIMD kernel and the JavaScript loop give bit-identical results. Float64 parameters
+ * WebAssembly SIMD kernel and the JavaScript loop give bit-identical results. Tensors that all live
+ * in one ParameterArena are updated in place there, without copies. Float64 parameters
  * are computed in float64.
  */
 export function fusedUpdate(
@@ -33,6 +35,18 @@ export function fusedUpdate(
     return;
   }
   const f32Buffer = buffer as Float32Array;
+  const inPlace = grad instanceof Float32Array ? ParameterArena.of(param, grad, f32Buffer)?.kernel : null;
+  if (inPlace) {
+    inPlace.update(
+      param.byteOffset,
+      grad.byteOffset,
+      f32Buffer.byteOffset,
+      param.length,
+      c,
+      initialiseBuffer,
+    );
+    return;
+  }
   const kernel = param.length >= WASM_MIN_ELEMENTS && grad instanceof Float32Array ? wasmKernel() : null;
   if (kernel) kernel.update(param, grad as Float32Array, f32Buffer, c, initialiseBuffer);
   else fusedUpdateFloat32(param, grad, f32Buffer, c, initialiseBuffer);
@@ -104,6 +118,8 @@ function fusedUpdateFloat64(
 
 /** Index of the first NaN or infinity, or -1. */
 export function firstNonFinite(values: FloatArray): number {
+  const inPlace = values instanceof Float32Array ? ParameterArena.of(values)?.kernel : null;
+  if (inPlace) return inPlace.firstNonFinite(values.byteOffset, values.length);
   if (values.length >= WASM_MIN_ELEMENTS && values instanceof Float32Array) {
     const kernel = wasmKernel();
     if (kernel) return kernel.firstNonFinite(values);

@@ -1,3 +1,4 @@
+export { ParameterArena } from './arena.js';
 export {
   type Coefficients,
   deriveCoefficients,

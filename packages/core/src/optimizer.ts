@@ -1,3 +1,4 @@
+import { ParameterArena } from './arena.js';
 import { fusedCoefficients } from './coefficients.js';
 import { AccSGDConfigError, AccSGDGradientError } from './errors.js';
 import { type FloatArray, firstNonFinite, fusedUpdate } from './fused-update.js';
@@ -27,6 +28,11 @@ export interface ParamGroupInput extends Partial<Hyperparams> {
 
 export interface AccSGDOptions {
   nonFinite?: NonFinitePolicy;
+  /**
+   * Where to allocate float32 momentum buffers. With parameters and gradients in the same arena
+   * the update runs in place, without copies. Buffers that do not fit go to the ordinary heap.
+   */
+  arena?: ParameterArena;
 }
 
 export type Gradients =
@@ -39,7 +45,10 @@ interface Slot {
   name: string;
   shape: number[];
   param: FloatArray;
+  /** The momentum buffer, or null before the parameter's first step. */
   buffer: FloatArray | null;
+  /** Memory for the buffer, allocated once and kept when a state import removes the buffer. */
+  storage: FloatArray | null;
   group: number;
 }
 
@@ -68,6 +77,7 @@ const GROUP_EXTRA_KEYS = ['params', 'names', 'shapes'];
  */
 export class AccSGD {
   readonly nonFinite: NonFinitePolicy;
+  private readonly arena: ParameterArena | undefined;
   private readonly groups: Group[];
   private readonly slots: Slot[];
   private readonly byName: Map<string, Slot>;
@@ -82,6 +92,10 @@ export class AccSGD {
       throw new AccSGDConfigError('nonFinite', nonFinite, '"error", "skip-step" or "allow"');
     }
     this.nonFinite = nonFinite;
+    if (options.arena !== undefined && !(options.arena instanceof ParameterArena)) {
+      throw new AccSGDConfigError('arena', options.arena, 'a ParameterArena');
+    }
+    this.arena = options.arena;
     const base = resolveHyperparams(defaults);
     if (!Array.isArray(params) || params.length === 0) {
       throw new AccSGDConfigError(
@@ -131,7 +145,7 @@ export class AccSGD {
             `a shape of ${param.length} elements`,
           );
         }
-        const slot: Slot = { name, shape: [...shape], param, buffer: null, group: g };
+        const slot: Slot = { name, shape: [...shape], param, buffer: null, storage: null, group: g };
         group.slots.push(slot);
         this.slots.push(slot);
         this.byName.set(name, slot);
@@ -226,11 +240,7 @@ export class AccSGD {
     const touched = new Set<number>();
     for (const { slot, grad } of work) {
       const initialise = slot.buffer === null;
-      if (initialise)
-        slot.buffer =
-          slot.param instanceof Float64Array
-            ? new Float64Array(slot.param.length)
-            : new Float32Array(slot.param.length);
+      if (initialise) slot.buffer = this.storageFor(slot);
       fusedUpdate(slot.param, grad, slot.buffer!, coefficients[slot.group]!, initialise);
       touched.add(slot.group);
     }
@@ -270,19 +280,27 @@ export class AccSGD {
       shapes: new Map(this.slots.map((s) => [s.name, s.shape])),
     });
     // Everything is checked; from here on nothing can fail, so the import is all-or-nothing.
-    const converted = new Map<string, FloatArray>();
-    for (const [name, buffer] of state.buffers) {
-      const slot = this.byName.get(name)!;
-      converted.set(
-        name,
-        slot.param instanceof Float64Array ? Float64Array.from(buffer.data) : Float32Array.from(buffer.data),
-      );
-    }
     state.groups.forEach((g, i) => {
       this.groups[i]!.hyperparams = { ...g.hyperparams };
       this.groups[i]!.step = g.step;
     });
-    for (const slot of this.slots) slot.buffer = converted.get(slot.name) ?? null;
+    for (const slot of this.slots) {
+      const stored = state.buffers.get(slot.name);
+      slot.buffer = stored ? this.storageFor(slot) : null;
+      slot.buffer?.set(stored!.data); // float64 into float32 rounds once
+    }
+  }
+
+  /** The slot's buffer memory: in the arena when there is room, else on the heap; never fails. */
+  private storageFor(slot: Slot): FloatArray {
+    if (!slot.storage) {
+      const n = slot.param.length;
+      slot.storage =
+        slot.param instanceof Float64Array
+          ? new Float64Array(n)
+          : (this.arena?.tryFloat32(n) ?? new Float32Array(n));
+    }
+    return slot.storage;
   }
 
   private groupAt(index: number): Group {
