@@ -31,7 +31,7 @@ describe('accsgd-conformance CLI', () => {
         '--options',
         JSON.stringify({ dtype }),
       );
-      expect(stdout).toMatch(new RegExp(`core/${dtype} \\(${dtype}\\): 39 passed, 0 failed`));
+      expect(stdout).toMatch(new RegExp(`core/${dtype} \\(${dtype}\\): 41 passed, 0 failed`));
       expect(stdout).toContain('golden: long-trajectory');
       expect(code).toBe(0);
     }, 60_000);
@@ -70,9 +70,9 @@ describe('accsgd-conformance CLI', () => {
     expect(code).toBe(0);
   }, 60_000);
 
-  it('exits 2 with a clear message for a bad export name or bad options', async () => {
+  it('exits 1 with a clear message for a bad export name, bad options or an empty selection', async () => {
     const missing = await conformanceCli('--adapter', '@accsgd/core/conformance', '--export', 'nope');
-    expect(missing.code).toBe(2);
+    expect(missing.code).toBe(1);
     expect(missing.stderr).toContain(
       'has no export "nope" that is a function (functions exported: conformanceAdapter)',
     );
@@ -85,8 +85,11 @@ describe('accsgd-conformance CLI', () => {
       '--options',
       '{"dtype":"float16"}',
     );
-    expect(badDtype.code).toBe(2);
+    expect(badDtype.code).toBe(1);
     expect(badDtype.stderr).toContain('dtype must be "float32" or "float64"; got "float16"');
+    const nothing = await conformanceCli('--adapter', '@accsgd/core/conformance', '--only', 'no such check');
+    expect(nothing.code).toBe(1);
+    expect(nothing.stderr).toContain('no check name contains any of ["no such check"]');
   }, 60_000);
 
   const chromium = findChromium();
@@ -106,7 +109,7 @@ describe('accsgd-conformance CLI', () => {
         'bad input: gradient of the wrong length',
       );
       expect(stderr).toMatch(/browser: chromium [\d.]+ \//);
-      expect(stdout).toContain('core/float32 (float32): 2 passed, 0 failed');
+      expect(stdout).toContain('core/float32 (float32): 3 passed, 0 failed');
       expect(code).toBe(0);
     },
     120_000,

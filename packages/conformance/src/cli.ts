@@ -80,7 +80,7 @@ try {
   exitCode = reports.every((r) => r.passed) ? 0 : 1;
 } catch (error) {
   console.error(`accsgd-conformance: ${(error as Error).message ?? error}`);
-  exitCode = 2;
+  exitCode = 1;
 } finally {
   for (const dispose of disposers) await dispose().catch(() => {});
 }

@@ -7,7 +7,9 @@ import {
   type ConformanceSnapshot,
   decodeState,
   encodeState,
+  HYPERPARAM_NAMES,
   relativeError,
+  resolveHyperparams,
 } from '@accsgd/core';
 import { type GoldenCase, listGoldenCases, loadGoldenCase } from './vectors.js';
 
@@ -211,7 +213,7 @@ function assertSnapshotsEqual(
 /** The state file holds exactly the session's buffers and groups, and survives import into a fresh session. */
 function stateRoundTripCheck(c: GoldenCase): ConformanceCheck {
   return {
-    name: 'state file: round trip',
+    name: `state file: round trip (${c.name})`,
     async run(adapter) {
       const steps = Math.min(c.steps.length, 6);
       const { bytes, snapshot } = await withSession(adapter, c.problem, async (s) => {
@@ -220,6 +222,11 @@ function stateRoundTripCheck(c: GoldenCase): ConformanceCheck {
       });
       const state = decodeState(bytes);
       const expectedLrs = lrsAfter(c, steps);
+      if (state.groups.length !== c.problem.groups.length) {
+        throw new ConformanceFailure(
+          `state has ${state.groups.length} groups, expected ${c.problem.groups.length}`,
+        );
+      }
       state.groups.forEach((g, i) => {
         const wanted = c.problem.groups[i]!;
         if (
@@ -230,8 +237,14 @@ function stateRoundTripCheck(c: GoldenCase): ConformanceCheck {
         ) {
           throw new ConformanceFailure(`group ${i} lists [${g.params}], expected [${wanted.params}]`);
         }
-        if (g.hyperparams.lr !== expectedLrs[i])
-          throw new ConformanceFailure(`group ${i} has lr ${g.hyperparams.lr}, expected ${expectedLrs[i]}`);
+        const expected = resolveHyperparams({ ...wanted.hyperparams, lr: expectedLrs[i]! });
+        for (const key of HYPERPARAM_NAMES) {
+          if (g.hyperparams[key] !== expected[key]) {
+            throw new ConformanceFailure(
+              `group ${i} has ${key} ${g.hyperparams[key]}, expected ${expected[key]}`,
+            );
+          }
+        }
         const stepsTaken = c.steps
           .slice(0, steps)
           .filter((st) => wanted.params.some((n) => st.grads[n])).length;
@@ -243,6 +256,12 @@ function stateRoundTripCheck(c: GoldenCase): ConformanceCheck {
         if ((buffer === null) !== (stored === undefined)) {
           throw new ConformanceFailure(
             `state file ${stored ? 'has' : 'lacks'} a buffer for "${name}", read() says ${buffer ? 'present' : 'absent'}`,
+          );
+        }
+        const storedDtype = stored?.data instanceof Float64Array ? 'float64' : 'float32';
+        if (stored && storedDtype !== adapter.dtype) {
+          throw new ConformanceFailure(
+            `buffer of "${name}" is stored as ${storedDtype}; the adapter computes in ${adapter.dtype}`,
           );
         }
         if (buffer && stored && !sameValues(stored.data, buffer))
@@ -296,6 +315,7 @@ async function expectRejected(
   attempt: () => Promise<unknown>,
 ): Promise<string> {
   const before = await session.read();
+  const groupsBefore = decodeState(await session.exportState()).groups;
   let error: unknown;
   try {
     await attempt();
@@ -310,6 +330,12 @@ async function expectRejected(
     );
   }
   assertSnapshotsEqual(await session.read(), before, `after ${what}`);
+  const groupsAfter = decodeState(await session.exportState()).groups;
+  if (JSON.stringify(groupsAfter) !== JSON.stringify(groupsBefore)) {
+    throw new ConformanceFailure(
+      `after ${what}: the exported groups changed from ${JSON.stringify(groupsBefore)} to ${JSON.stringify(groupsAfter)}`,
+    );
+  }
   return `${name}: ${(error as Error).message}`;
 }
 
@@ -322,10 +348,16 @@ interface BadInput {
 
 const BAD_INPUTS: BadInput[] = [
   {
-    name: 'gradient of the wrong length',
+    name: 'gradient of the wrong length (first tensor)',
     expected: /^AccSGDGradientError$/,
     attempt: (s, c) =>
       s.step({ ...c.steps[2]!.grads, w: new Float64Array(c.problem.params.w!.init.length + 1) }),
+  },
+  {
+    name: 'gradient of the wrong length (last tensor, after a valid one)',
+    expected: /^AccSGDGradientError$/,
+    attempt: (s, c) =>
+      s.step({ ...c.steps[2]!.grads, b: new Float64Array(c.problem.params.b!.init.length - 1) }),
   },
   {
     name: 'gradient for an unknown parameter',
@@ -378,9 +410,9 @@ const BAD_INPUTS: BadInput[] = [
         encodeState({
           groups: [
             {
-              hyperparams: { lr: 0.1, kappa: 1000, xi: 10, smallConst: 0.7, weightDecay: 0 },
+              hyperparams: { lr: 0.7, kappa: 500, xi: 5, smallConst: 0.5, weightDecay: 0.1 },
               params: ['x', 'y'],
-              step: 1,
+              step: 9,
             },
           ],
           buffers: new Map([
@@ -400,9 +432,9 @@ const BAD_INPUTS: BadInput[] = [
         encodeState({
           groups: [
             {
-              hyperparams: { lr: 0.1, kappa: 1000, xi: 10, smallConst: 0.7, weightDecay: 0 },
+              hyperparams: { lr: 0.7, kappa: 500, xi: 5, smallConst: 0.5, weightDecay: 0.1 },
               params: ['w', 'b'],
-              step: 1,
+              step: 9,
             },
           ],
           buffers: new Map([['w', { shape: [3, 4], data: new Float32Array(12) }]]),
@@ -468,8 +500,21 @@ export async function conformanceChecks(): Promise<ConformanceCheck[]> {
     ...cases.map(goldenCheck),
     ...cases.filter((c) => c.steps.length >= 2).map(resumeCheck),
     stateRoundTripCheck(byName.get('missing-gradients')!),
+    stateRoundTripCheck(byName.get('groups')!),
     ...badInputChecks(byName.get('defaults')!),
   ];
+}
+
+/** The checks whose names contain one of `only` (all when absent); none selected is an error. */
+export function selectChecks(checks: ConformanceCheck[], only?: string[]): ConformanceCheck[] {
+  if (!only) return checks;
+  const selected = checks.filter((c) => only.some((o) => c.name.includes(o)));
+  if (selected.length === 0) {
+    throw new Error(
+      `no check name contains any of ${JSON.stringify(only)}; names look like "golden: defaults", "resume: groups", "bad input: ..."`,
+    );
+  }
+  return selected;
 }
 
 export async function runChecks(
@@ -477,9 +522,7 @@ export async function runChecks(
   checks: ConformanceCheck[],
   options: RunOptions = {},
 ): Promise<ConformanceReport> {
-  const selected = options.only
-    ? checks.filter((c) => options.only!.some((o) => c.name.includes(o)))
-    : checks;
+  const selected = selectChecks(checks, options.only);
   const results: CheckResult[] = [];
   for (const check of selected) {
     const started = performance.now();

@@ -71,7 +71,7 @@ describe('golden vectors', () => {
   it('store inputs that are float32-representable', () => {
     for (const c of generated) {
       for (const { init } of Object.values(c.problem.params))
-        expect(Float32Array.from(init)).toEqual(Float32Array.from(init.map(Math.fround)));
+        expect(init.every((v) => Math.fround(v) === v)).toBe(true);
       for (const step of c.steps)
         for (const g of Object.values(step.grads))
           if (g) expect(Array.from(g).every((v) => Math.fround(v) === v)).toBe(true);

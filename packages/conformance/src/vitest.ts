@@ -1,7 +1,13 @@
 import type { ConformanceAdapter } from '@accsgd/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webgpuRequired } from './environment.js';
-import { type CheckResult, type ConformanceCheck, conformanceChecks, runChecks } from './runner.js';
+import {
+  type CheckResult,
+  type ConformanceCheck,
+  conformanceChecks,
+  runChecks,
+  selectChecks,
+} from './runner.js';
 
 export interface DescribeConformanceOptions {
   /** Title of the describe block; default: the adapter's name once known, else "conformance". */
@@ -31,9 +37,7 @@ export function describeConformance(
   options: DescribeConformanceOptions = {},
 ): void {
   const title = options.title ?? 'AccSGD conformance';
-  const selected: ConformanceCheck[] = options.only
-    ? checks.filter((c) => options.only!.some((o) => c.name.includes(o)))
-    : checks;
+  const selected: ConformanceCheck[] = selectChecks(checks, options.only);
   if (options.unavailable !== undefined) {
     if (webgpuRequired()) {
       describe(title, () => {

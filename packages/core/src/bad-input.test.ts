@@ -104,6 +104,12 @@ const catalogue: Row[] = [
     'gradient for parameter "b": element 1 is NaN (non-finite gradients are rejected; see the nonFinite option)',
   ],
   [
+    'float64 gradient that overflows the float32 parameter',
+    ({ opt }) => opt.step([new Float64Array([0, 1e39, 0, 0]), null]),
+    AccSGDGradientError,
+    'gradient for parameter "w": element 1 is 1e+39, which overflows float32',
+  ],
+  [
     'infinite gradient',
     ({ opt }) => opt.step({ w: new Float32Array([0, 0, 0, Number.POSITIVE_INFINITY]) }),
     AccSGDGradientError,
@@ -223,6 +229,11 @@ describe('bad construction', () => {
       () =>
         new AccSGD([{ params: [new Float32Array(1), new Float32Array(1)], names: ['a', 'a'] }], { lr: 0.1 }),
       'params[0].names[1] must be a unique name; got "a"',
+    ],
+    [
+      'beta that rounds to 0 (1 - alpha = 0 in float64)',
+      () => new AccSGD([new Float32Array(1)], { lr: 0.1, kappa: 1e17, xi: 1, smallConst: 1 }),
+      'beta = smallConst^2 * xi / kappa = 1e-17 must be in (0, 1], and 1 - alpha rounds to 0 in float64',
     ],
     [
       'beta > 1 in a group',

@@ -85,16 +85,22 @@ export function validateHyperparams(h: Hyperparams): Hyperparams {
       throw new AccSGDConfigError(name, value, range.expected);
     }
   }
-  // beta = smallConst^2 * xi / kappa must lie in (0, 1]: beyond 1 the buffer update extrapolates
-  // and the method diverges; at 0 (underflow) the coefficient 1/beta is infinite.
-  const beta = (h.smallConst * h.smallConst * h.xi) / h.kappa;
+  // beta must lie in (0, 1]: beyond 1 the buffer update extrapolates and the method diverges; at 0
+  // the coefficient 1/beta is infinite. It is checked as the update forms it, 1 - alpha, which
+  // rounds to 0 when smallConst^2 * xi / kappa is below float64 resolution near 1.
+  const ratio = (h.smallConst * h.smallConst * h.xi) / h.kappa;
+  const beta = 1 - (1 - ratio);
   if (!(beta > 0 && beta <= 1)) {
     const maxXi = h.kappa / (h.smallConst * h.smallConst);
+    const why =
+      beta > 1
+        ? `so xi must be <= kappa / smallConst^2 = ${maxXi}`
+        : `and 1 - alpha rounds to ${beta} in float64; raise xi or lower kappa`;
     throw new AccSGDConfigError(
       'xi',
       h.xi,
       `<= kappa / smallConst^2 = ${maxXi}`,
-      `is out of range for kappa = ${h.kappa} and smallConst = ${h.smallConst}: beta = smallConst^2 * xi / kappa = ${beta} must be in (0, 1], so xi must be <= kappa / smallConst^2 = ${maxXi}`,
+      `is out of range for kappa = ${h.kappa} and smallConst = ${h.smallConst}: beta = smallConst^2 * xi / kappa = ${ratio} must be in (0, 1], ${why}`,
     );
   }
   const largeLr = (h.lr * h.kappa) / h.smallConst;

@@ -177,7 +177,10 @@ export class AccSGD {
     });
   }
 
-  /** The momentum buffer of a parameter (by index or name): a live view, or null before its first step. */
+  /**
+   * The momentum buffer of a parameter (by index or name): a live view, or null before its first
+   * step. Steps and state imports write into the same array.
+   */
   buffer(param: number | string): FloatArray | null {
     return this.slotAt(param).buffer;
   }
@@ -229,9 +232,15 @@ export class AccSGD {
     }
     if (this.nonFinite !== 'allow') {
       for (const { slot, grad } of work) {
-        const bad = firstNonFinite(grad);
+        // A float64 gradient for a float32 parameter is rounded to float32 first, so it must be
+        // finite after rounding too (1e39 is finite but rounds to infinity).
+        const bad =
+          slot.param instanceof Float32Array && grad instanceof Float64Array
+            ? firstNonFinite(Float32Array.from(grad))
+            : firstNonFinite(grad);
         if (bad < 0) continue;
-        const message = `element ${bad} is ${grad[bad]} (non-finite gradients are rejected; see the nonFinite option)`;
+        const value = Number.isFinite(grad[bad]) ? `${grad[bad]}, which overflows float32` : `${grad[bad]}`;
+        const message = `element ${bad} is ${value} (non-finite gradients are rejected; see the nonFinite option)`;
         if (this.nonFinite === 'error') throw new AccSGDGradientError(slot.name, message);
         return { applied: false, reason: `gradient for parameter "${slot.name}": ${message}` };
       }

@@ -110,8 +110,9 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header))
     fail('header is not a JSON object');
-  const duplicate = firstDuplicateTopLevelKey(text);
-  if (duplicate !== undefined) fail(`name ${JSON.stringify(duplicate)} appears more than once in the header`);
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate !== undefined)
+    fail(`key ${JSON.stringify(duplicate)} appears more than once in one object of the header`);
 
   const metadata: Record<string, string> = {};
   const raw = header as Record<string, unknown>;
@@ -186,26 +187,28 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
 }
 
 /**
- * JSON.parse keeps the last of two equal keys without a word, so duplicate tensor names would
- * go unnoticed. This scans the (already valid) JSON text for keys of the outermost object.
+ * JSON.parse keeps the last of two equal keys without a word, so a duplicate tensor name (or a
+ * duplicate "param_groups" in the metadata) would go unnoticed. This scans the (already valid)
+ * JSON text and returns the first key repeated within one object, at any depth.
  */
-function firstDuplicateTopLevelKey(text: string): string | undefined {
-  const seen = new Set<string>();
-  let depth = 0;
+function firstDuplicateKey(text: string): string | undefined {
+  const open: (Set<string> | null)[] = []; // one entry per open object ({}: keys) or array ([]: null)
   for (let i = 0; i < text.length; i++) {
     const ch = text[i];
-    if (ch === '{' || ch === '[') depth++;
-    else if (ch === '}' || ch === ']') depth--;
+    if (ch === '{') open.push(new Set());
+    else if (ch === '[') open.push(null);
+    else if (ch === '}' || ch === ']') open.pop();
     else if (ch === '"') {
       const start = i;
       for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
-      if (depth !== 1) continue;
+      const keys = open[open.length - 1];
+      if (!keys) continue;
       let j = i + 1;
       while (text[j] === ' ' || text[j] === '\n' || text[j] === '\r' || text[j] === '\t') j++;
       if (text[j] !== ':') continue;
       const key = JSON.parse(text.slice(start, i + 1)) as string;
-      if (seen.has(key)) return key;
-      seen.add(key);
+      if (keys.has(key)) return key;
+      keys.add(key);
     }
   }
   return undefined;

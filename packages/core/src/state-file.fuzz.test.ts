@@ -221,9 +221,13 @@ describe('state file parser under fuzzing', () => {
         withHeader(
           headerText.trimEnd().replace(/}$/, `,${JSON.stringify(first)}:${JSON.stringify(h[first])}}`),
         ),
-        `name "${first}" appears more than once`,
+        `key "${first}" appears more than once in one object`,
       ],
     ];
+    cases.push([
+      withHeader(headerText.trimEnd().replace('"param_groups":', '"param_groups":"[]","param_groups":')),
+      'key "param_groups" appears more than once in one object',
+    ]);
     for (const [bytes, message] of cases) {
       expect(() => decodeState(bytes), message).toThrow(AccSGDStateError);
       expect(() => decodeState(bytes)).toThrow(message);
