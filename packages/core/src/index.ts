@@ -21,6 +21,7 @@ export {
   validateHyperparams,
 } from './hyperparams.js';
 export { HeapKernel } from './kernels/wasm-kernel.js';
+export { groupAt, paramAt } from './lookup.js';
 export {
   AccSGD,
   type AccSGDOptions,

@@ -8,6 +8,7 @@ import {
   resolveHyperparams,
   validateHyperparams,
 } from './hyperparams.js';
+import { groupAt, paramAt } from './lookup.js';
 import { product } from './safetensors.js';
 import { assertStateFits, decodeState, encodeState, type OptimizerState } from './state-file.js';
 
@@ -170,7 +171,7 @@ export class AccSGD {
 
   /** Sets the learning rate of one group, or of every group when `group` is omitted. Takes effect next step. */
   setLearningRate(lr: number, group?: number): void {
-    const targets = group === undefined ? this.groups : [this.groupAt(group)];
+    const targets = group === undefined ? this.groups : [groupAt(this.groups, group)];
     const updated = targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }));
     targets.forEach((g, i) => {
       g.hyperparams = updated[i]!;
@@ -182,7 +183,7 @@ export class AccSGD {
    * step. Steps and state imports write into the same array.
    */
   buffer(param: number | string): FloatArray | null {
-    return this.slotAt(param).buffer;
+    return paramAt(this.slots, this.byName, param).buffer;
   }
 
   /**
@@ -310,28 +311,6 @@ export class AccSGD {
           : (this.arena?.tryFloat32(n) ?? new Float32Array(n));
     }
     return slot.storage;
-  }
-
-  private groupAt(index: number): Group {
-    const group = Number.isInteger(index) ? this.groups[index] : undefined;
-    if (!group) throw new AccSGDConfigError('group', index, `an integer in [0, ${this.groups.length - 1}]`);
-    return group;
-  }
-
-  private slotAt(param: number | string): Slot {
-    const slot =
-      typeof param === 'string'
-        ? this.byName.get(param)
-        : Number.isInteger(param)
-          ? this.slots[param]
-          : undefined;
-    if (!slot)
-      throw new AccSGDConfigError(
-        'param',
-        param,
-        `an index in [0, ${this.slots.length - 1}] or one of the names ${this.paramNames.join(', ')}`,
-      );
-    return slot;
   }
 }
 
