@@ -411,6 +411,133 @@ describe('AccSGDOptimizer (cpu)', () => {
     expect(opt.paramGroups[0]!.step).toBe(1);
   });
 
+  it('rejects, without groups, a state file or weights for other parameters, changing nothing', async () => {
+    const w = track(variable([1, 2]));
+    const opt = track(accsgd({ lr: 0.1 }));
+    step(opt, { [w.name]: [1, 1] });
+    const snapshot = async () => {
+      const weights = await opt.getWeights();
+      const bytes = weights.map((x) => ({
+        name: x.name,
+        bytes: Array.from(new Uint8Array(x.tensor.dataSync<'float32'>().slice().buffer)),
+      }));
+      weights[0]!.tensor.dispose();
+      return { bytes, groups: opt.paramGroups, iterations: opt.iterations, w: Array.from(w.dataSync()) };
+    };
+    const before = await snapshot();
+    const foreign = encodeState({
+      groups: [{ hyperparams: resolveHyperparams({ lr: 0.7 }), params: ['x'], step: 9 }],
+      buffers: new Map([['x', { shape: [2], data: Float32Array.from([5, 6]) }]]),
+    });
+    expect(() => opt.importState(foreign)).toThrow(AccSGDStateError);
+    expect(() => opt.importState(foreign)).toThrow(/the optimizer also has \[.*\]/);
+    // The file names w, but with a buffer of another shape.
+    const wrongShape = encodeState({
+      groups: [{ hyperparams: resolveHyperparams({ lr: 0.7 }), params: [w.name], step: 9 }],
+      buffers: new Map([[w.name, { shape: [3], data: new Float32Array(3) }]]),
+    });
+    expect(() => opt.importState(wrongShape)).toThrow(AccSGDStateError);
+    const x = track(tf.tensor1d([5, 6]));
+    const iter = track(tf.scalar(9, 'int32'));
+    await expect(
+      opt.setWeights([
+        { name: 'iter', tensor: iter },
+        { name: 'x/momentum_buffer', tensor: x },
+      ]),
+    ).rejects.toThrow(AccSGDStateError);
+    expect(await snapshot()).toEqual(before);
+    expect(opt.momentumBuffer(w.name)!.name).toBe(`${w.name}/momentum_buffer`);
+
+    // A file naming w and more is accepted: the others wait for their variables.
+    const wider = encodeState({
+      groups: [{ hyperparams: resolveHyperparams({ lr: 0.7 }), params: [w.name, 'x'], step: 9 }],
+      buffers: new Map([
+        [w.name, { shape: [2], data: Float32Array.from([3, 4]) }],
+        ['x', { shape: [2], data: Float32Array.from([5, 6]) }],
+      ]),
+    });
+    opt.importState(wider);
+    expect(opt.paramGroups).toEqual([
+      { hyperparams: resolveHyperparams({ lr: 0.7 }), params: [w.name, 'x'], step: 9 },
+    ]);
+    expect(Array.from(opt.momentumBuffer(w.name)!.dataSync())).toEqual([3, 4]);
+  });
+
+  it('rejects a step whose restored buffer does not fit its variable, before anything changes', async () => {
+    const a = track(variable([1, 2], [2], uniqueName('a')));
+    const lateName = uniqueName('late');
+    for (const groups of [true, false]) {
+      const opt = track(
+        accsgd(
+          groups ? { lr: 0.1, groups: [{ params: [a.name, lateName], names: ['a', 'late'] }] } : { lr: 0.1 },
+        ),
+      );
+      const [aName, late] = groups ? ['a', 'late'] : [a.name, lateName];
+      // The late variable does not exist yet, so its buffer's shape cannot be checked at import.
+      opt.importState(
+        encodeState({
+          groups: [{ hyperparams: resolveHyperparams({ lr: 0.1 }), params: [aName, late], step: 1 }],
+          buffers: new Map([
+            [aName, { shape: [2], data: Float32Array.from([1, 2]) }],
+            [late, { shape: [3], data: Float32Array.from([7, 8, 9]) }],
+          ]),
+        }),
+      );
+      const lateVariable = variable([3, 4], [2], lateName);
+      // Variables, then buffers, hyperparameters and steps (the state file), then the iteration count.
+      const snapshot = async () => [
+        Array.from(a.dataSync()),
+        Array.from(lateVariable.dataSync()),
+        Array.from(await opt.exportState()),
+        opt.iterations,
+      ];
+      const before = await snapshot();
+      // The bad variable comes last, so a non-atomic optimizer would already have updated a.
+      const attempt = () => step(opt, { [a.name]: [1, 1], [lateName]: [1, 1] });
+      expect(attempt).toThrow(AccSGDStateError);
+      expect(attempt).toThrow(
+        new RegExp(`variable "${lateName}" has shape \\[3\\]; the variable has shape \\[2\\]`),
+      );
+      expect(await snapshot()).toEqual(before);
+      lateVariable.dispose();
+      opt.dispose();
+    }
+  });
+
+  it('names restored buffers <name>/momentum_buffer after importState and setWeights, without leaking', async () => {
+    const a = track(variable([1, 2]));
+    const b = track(variable([3]));
+    const opt = track(accsgd({ lr: 0.1 }));
+    step(opt, { [a.name]: [1, 1], [b.name]: [1] });
+    const names = () => [opt.momentumBuffer(a.name)!.name, opt.momentumBuffer(b.name)!.name];
+    const expected = [`${a.name}/momentum_buffer`, `${b.name}/momentum_buffer`];
+    expect(names()).toEqual(expected);
+    const bytes = await opt.exportState();
+    const tensors = tf.memory().numTensors;
+    opt.importState(bytes);
+    expect(names()).toEqual(expected);
+    expect(tf.memory().numTensors).toBe(tensors);
+    // Our own buffers handed back, as in setWeights(await getWeights()).
+    const weights = await opt.getWeights();
+    const values = weights.slice(1).map((w) => Array.from(w.tensor.dataSync()));
+    await opt.setWeights(weights);
+    weights[0]!.tensor.dispose();
+    expect(names()).toEqual(expected);
+    expect([a, b].map((v) => Array.from(opt.momentumBuffer(v.name)!.dataSync()))).toEqual(values);
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(new Uint8Array(await opt.exportState())).toEqual(bytes);
+
+    // With groups, the buffers take the state names.
+    const grouped = track(accsgd({ lr: 0.1, groups: [{ params: [a.name, b.name], names: ['ga', 'gb'] }] }));
+    step(grouped, { [a.name]: [1, 1], [b.name]: [1] });
+    grouped.importState(await grouped.exportState());
+    expect(grouped.momentumBuffer(a.name)!.name).toBe('ga/momentum_buffer');
+    const groupedWeights = await grouped.getWeights();
+    await grouped.setWeights(groupedWeights);
+    groupedWeights[0]!.tensor.dispose();
+    expect(grouped.momentumBuffer(b.name)!.name).toBe('gb/momentum_buffer');
+  });
+
   it('rejects gradients for variables outside its groups', () => {
     const a = track(variable([1]));
     const b = track(variable([1]));

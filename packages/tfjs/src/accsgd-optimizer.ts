@@ -367,6 +367,16 @@ export class AccSGDOptimizer extends Optimizer {
           `shape is [${grad.shape.join(', ')}]; the variable's is [${variable.shape.join(', ')}]`,
         );
       }
+      // A restored buffer of another shape (importState/setWeights before this variable existed, or a
+      // variable disposed and re-created under its name) would fail inside commit, part-way.
+      const buffer = (
+        this.byVariable.get(name) ?? this.entries.find((e) => e.variableName === null && e.stateName === name)
+      )?.buffer;
+      if (buffer && !sameShape(buffer.shape, variable.shape)) {
+        throw new AccSGDStateError(
+          `the momentum buffer of variable "${name}" has shape [${buffer.shape.join(', ')}]; the variable has shape [${variable.shape.join(', ')}] (restore a state that fits, or dispose() the optimizer)`,
+        );
+      }
       work.push({ variable, grad });
     }
     return work;
@@ -476,6 +486,12 @@ export class AccSGDOptimizer extends Optimizer {
       if (restored.has(stateName)) throw new AccSGDStateError(`optimizer weight "${name}" appears twice`);
       restored.set(stateName, value);
     }
+    const missing = this.entries.filter((e) => e.buffer !== null && !restored.has(e.stateName));
+    if (missing.length > 0) {
+      throw new AccSGDStateError(
+        `the weights have no buffer for ${missing.map((e) => `"${e.stateName}"`).join(', ')}, which this optimizer has: they were not saved from it (restore them into a fresh optimizer)`,
+      );
+    }
     this.checkRestoredShapes(new Map([...restored].map(([n, t]) => [n, t.shape])));
     const iterations = (await weightValues[0]!.tensor.data())[0]!;
     this.replaceBuffers(new Map([...restored].map(([n, t]) => [n, { shape: t.shape, tensor: t }])), [
@@ -514,6 +530,9 @@ export class AccSGDOptimizer extends Optimizer {
     if (this.explicitGroups) {
       assertStateFits(state as OptimizerState, {
         groups: this.paramGroups,
+        // A variable that does not exist yet has no shape to check against: its buffer is taken
+        // as it is here and checked against the variable on the variable's first step
+        // (checkGradients), before anything changes.
         shapes: new Map(
           this.entries.map((e) => [
             e.stateName,
@@ -521,6 +540,16 @@ export class AccSGDOptimizer extends Optimizer {
           ]),
         ),
       });
+    } else {
+      // One group that grows as variables are seen: the file must name every parameter this
+      // optimizer already knows (it may name more, which wait for their variables).
+      const members = new Set(state.groups[0]!.params);
+      const missing = this.entries.filter((e) => !members.has(e.stateName)).map((e) => e.stateName);
+      if (missing.length > 0) {
+        throw new AccSGDStateError(
+          `state has parameters [${state.groups[0]!.params.join(', ')}]; the optimizer also has [${missing.join(', ')}] (a state file of other parameters, or from before these were stepped: import it into a fresh optimizer)`,
+        );
+      }
     }
     this.checkRestoredShapes(shapes);
     this.replaceBuffers(
@@ -554,15 +583,21 @@ export class AccSGDOptimizer extends Optimizer {
     restored: Map<string, { shape: number[]; tensor: Tensor | null; data?: Float32Array | Float64Array }>,
     groupMembers: string[][],
   ): void {
-    const make = (stateName: string): Variable | null => {
-      const r = restored.get(stateName);
-      if (!r) return null;
-      const value = r.tensor ?? tensor(Float32Array.from(r.data!), r.shape, 'float32');
-      const variable = makeBufferVariable(value, stateName);
-      if (!r.tensor) value.dispose();
-      return variable;
-    };
+    // The values first (a clone shares the caller's storage, and keeps it alive should the caller
+    // have passed our own buffers, as in setWeights(await getWeights())); then the old buffers go,
+    // so that the new ones get the names `<name>/momentum_buffer` back.
+    const values = new Map(
+      [...restored].map(([stateName, r]) => [
+        stateName,
+        r.tensor ? r.tensor.clone() : tensor(Float32Array.from(r.data!), r.shape, 'float32'),
+      ]),
+    );
     const old = this.entries;
+    for (const e of old) e.buffer?.dispose();
+    const make = (stateName: string): Variable | null => {
+      const value = values.get(stateName);
+      return value ? makeBufferVariable(value, stateName) : null;
+    };
     if (this.explicitGroups) {
       this.entries = old.map((e) => ({ ...e, buffer: make(e.stateName) }));
     } else {
@@ -578,7 +613,7 @@ export class AccSGDOptimizer extends Optimizer {
         buffer: make(stateName),
       }));
     }
-    for (const e of old) e.buffer?.dispose();
+    for (const value of values.values()) value.dispose();
     this.byVariable.clear();
     for (const e of this.entries) if (e.variableName !== null) this.byVariable.set(e.variableName, e);
   }

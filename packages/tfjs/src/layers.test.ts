@@ -114,6 +114,7 @@ describe('with tfjs-layers', () => {
     const x = tf.tensor1d([2, 3]);
     const losses: number[] = [];
     let bBefore = b.dataSync()[0];
+    let bufferBefore: number[] = [];
     for (let i = 0; i < 20; i++) {
       // b is frozen on odd steps: minimize() gets only w, so b has no gradient there.
       const varList = i % 2 === 1 ? [w] : [w, b];
@@ -128,8 +129,10 @@ describe('with tfjs-layers', () => {
       if (i % 2 === 1) {
         // b and its buffer did not move on this step.
         expect(b.dataSync()[0]).toBe(bBefore);
+        expect(Array.from(opt.momentumBuffer(b.name)!.dataSync())).toEqual(bufferBefore);
       }
       bBefore = b.dataSync()[0];
+      bufferBefore = Array.from(opt.momentumBuffer(b.name)!.dataSync());
     }
     expect(losses[19]!).toBeLessThan(losses[0]! * 0.1);
     expect(lrs.slice(1, 4)).toEqual([0.1, 0.05, 0.1 / 3]);

@@ -1,3 +1,4 @@
+import type { FusedCoefficients } from '@accsgd/core';
 import {
   getKernel,
   type KernelConfig,
@@ -23,6 +24,12 @@ import {
 export const ACCSGD_UPDATE = 'AccSGDUpdate';
 
 export type CoefficientArray = readonly [number, number, number, number, number, number];
+
+/** The kernel's six-number attribute as @accsgd/core's named FusedCoefficients (same order as fusedCoefficientArray). */
+export function fusedCoefficientsOf(c: CoefficientArray): FusedCoefficients {
+  const [bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf] = c;
+  return { bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf };
+}
 
 export interface AccSGDUpdateAttrs {
   coefficients: number[];

@@ -1,5 +1,5 @@
 import { fusedUpdate } from '@accsgd/core';
-import type { CoefficientArray } from './registry.js';
+import { type CoefficientArray, fusedCoefficientsOf } from './registry.js';
 
 /**
  * The update over float32 storage, by @accsgd/core's own `fusedUpdate` (its float32 arithmetic,
@@ -20,12 +20,5 @@ export function fusedPass(
 ): void {
   if (paramOut !== paramIn) paramOut.set(paramIn);
   if (!initialiseBuffer && bufferOut !== bufferIn) bufferOut.set(bufferIn);
-  const [bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf] = coefficients;
-  fusedUpdate(
-    paramOut,
-    grad,
-    bufferOut,
-    { bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf },
-    initialiseBuffer,
-  );
+  fusedUpdate(paramOut, grad, bufferOut, fusedCoefficientsOf(coefficients), initialiseBuffer);
 }

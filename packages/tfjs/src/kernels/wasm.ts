@@ -1,6 +1,12 @@
-import { type FusedCoefficients, firstNonFinite, HeapKernel } from '@accsgd/core';
+import { firstNonFinite, HeapKernel } from '@accsgd/core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
-import { ACCSGD_UPDATE, type CoefficientArray, sizeOf, updateArguments } from './registry.js';
+import {
+  ACCSGD_UPDATE,
+  type CoefficientArray,
+  fusedCoefficientsOf,
+  sizeOf,
+  updateArguments,
+} from './registry.js';
 import { fusedPass } from './typed-array-pass.js';
 
 /** The emscripten module of tfjs-backend-wasm, as far as this kernel uses it. */
@@ -59,11 +65,6 @@ function offsetOf(backend: WasmBackend, info: TensorInfo): number {
   const data = backend.dataIdMap.get(info.dataId);
   if (!data) throw new Error(`${ACCSGD_UPDATE} (wasm): a tensor is not on the wasm backend`);
   return data.memoryOffset;
-}
-
-function fusedCoefficientsOf(c: CoefficientArray): FusedCoefficients {
-  const [bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf] = c;
-  return { bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf };
 }
 
 /**
