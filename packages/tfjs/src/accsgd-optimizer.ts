@@ -6,6 +6,7 @@ import {
   decodeState,
   encodeState,
   fusedCoefficientArray,
+  groupAt,
   type Hyperparams,
   type NonFinitePolicy,
   type OptimizerState,
@@ -213,7 +214,7 @@ export class AccSGDOptimizer extends Optimizer {
    * a schedule called with the iteration count before each step. Takes effect next step.
    */
   setLearningRate(lr: number | LearningRateSchedule, group?: number): void {
-    const targets = group === undefined ? this.groups : [this.groupAt(group)];
+    const targets = group === undefined ? this.groups : [groupAt(this.groups, group)];
     if (typeof lr === 'function') {
       for (const g of targets) g.schedule = lr;
       return;
@@ -620,12 +621,6 @@ export class AccSGDOptimizer extends Optimizer {
 
   private stateGroups(): OptimizerState['groups'] {
     return this.paramGroups;
-  }
-
-  private groupAt(index: number): Group {
-    const group = Number.isInteger(index) ? this.groups[index] : undefined;
-    if (!group) throw new AccSGDConfigError('group', index, `an integer in [0, ${this.groups.length - 1}]`);
-    return group;
   }
 
   override getConfig(): serialization.ConfigDict {
