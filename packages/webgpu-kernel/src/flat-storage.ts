@@ -1,5 +1,5 @@
 import { AccSGDConfigError } from '@accsgd/core';
-import type { StorageType } from './kernels/accsgd-update.js';
+import { type StorageType, VEC4_ELEMENTS } from './kernels/accsgd-update.js';
 import type { SegmentInput } from './webgpu-optimizer.js';
 
 export interface FlatTensor {
@@ -9,8 +9,10 @@ export interface FlatTensor {
 
 /**
  * Flat params and grads buffers for a list of tensors, each tensor at an offset aligned to the
- * device's minStorageBufferOffsetAlignment, so training kernels can bind every tensor on its own
- * (`binding(name)`) while the optimizer updates them all in one dispatch (`segments`).
+ * device's minStorageBufferOffsetAlignment (and to 4 elements), so training kernels can bind every
+ * tensor on its own (`binding(name)`) while the optimizer updates them all in one dispatch
+ * (`segments`). When every tensor's element count is a multiple of 4 too, the optimizer updates the
+ * group with vec4 accesses.
  */
 export interface FlatStorage {
   params: GPUBuffer;
@@ -35,7 +37,8 @@ export function createFlatStorage(
 ): FlatStorage {
   const storage = options.storage ?? 'float32';
   const elementBytes = storage === 'float16' ? 2 : 4;
-  const alignElements = Math.max(1, device.limits.minStorageBufferOffsetAlignment / elementBytes);
+  // Both are powers of two, so the larger is a multiple of the smaller.
+  const alignElements = Math.max(VEC4_ELEMENTS, device.limits.minStorageBufferOffsetAlignment / elementBytes);
   const segments: SegmentInput[] = [];
   const byName = new Map<string, SegmentInput & { size: number }>();
   let end = 0;

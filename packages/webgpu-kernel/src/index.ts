@@ -1,6 +1,7 @@
 export { AccSGDDeviceError, AccSGDDeviceLostError, type DeviceFailure } from './errors.js';
 export { createFlatStorage, type FlatStorage, type FlatTensor } from './flat-storage.js';
 export {
+  type AccessType,
   accsgdUpdatePipeline,
   accsgdUpdateWGSL,
   defaultWorkgroupsPerDispatch,
@@ -9,6 +10,8 @@ export {
   SEGMENT_INITIALISE,
   type StorageType,
   UNIFORM_BYTES,
+  VEC4_ELEMENTS,
+  vec4Eligible,
   WORKGROUP_SIZE,
 } from './kernels/accsgd-update.js';
 export {

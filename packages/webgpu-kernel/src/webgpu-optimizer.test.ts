@@ -9,7 +9,8 @@ import {
 } from '@accsgd/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccSGDDeviceError, AccSGDDeviceLostError } from './errors.js';
-import { accsgdUpdateWGSL, dispatchSize } from './kernels/accsgd-update.js';
+import { createFlatStorage } from './flat-storage.js';
+import { accsgdUpdateWGSL, dispatchSize, vec4Eligible } from './kernels/accsgd-update.js';
 import { GAP_FILL, pattern, twinOptimizers } from './test-support/compare.js';
 import { noGPU, noGPUReason, testDevice } from './test-support/gpu.js';
 import { WebGPUAccSGD } from './webgpu-optimizer.js';
@@ -41,6 +42,35 @@ describe('accsgd-update.wgsl', () => {
     expect(dispatchSize(512 * 9, 2, 64)).toEqual([2, 2]);
     expect(dispatchSize(512 * 3, 2, 64)).toEqual([2, 2]);
     expect(dispatchSize(0, 65535, 64)).toEqual([1, 1]);
+  });
+
+  it('has a vec4 float32 variant that addresses vec4s and scales indices to elements', () => {
+    const source = accsgdUpdateWGSL('float32', 'vec4');
+    expect(source).toContain('var<storage, read_write> params: array<vec4<f32>>');
+    expect(source).toContain('var<storage, read> grads: array<vec4<f32>>');
+    expect(source).toContain('var<storage, read_write> buffers: array<vec4<f32>>');
+    expect(source).toContain('let length = u.windowLength / 4u;');
+    expect(source).toContain('let element = u.windowStart + j * 4u;');
+    // The scalar float32 source is unchanged by the option.
+    expect(accsgdUpdateWGSL('float32', 'scalar')).toBe(accsgdUpdateWGSL('float32'));
+    expect(() => accsgdUpdateWGSL('float16', 'vec4')).toThrow(RangeError);
+    // A vec4 workgroup covers 64 invocations x 8 vec4s = 2048 elements per chunk.
+    expect(dispatchSize(2048 * 10, 65535, 64, 2048)).toEqual([10, 1]);
+    expect(dispatchSize(2048 * 10 + 4, 65535, 64, 2048)).toEqual([11, 1]);
+  });
+
+  it('allows vec4 only when the window and every tensor it touches are multiples of 4 elements', () => {
+    const aligned = [
+      { offset: 0, size: 8 },
+      { offset: 12, size: 4 },
+    ];
+    expect(vec4Eligible('float32', 0, 16, aligned)).toBe(true);
+    expect(vec4Eligible('float32', 64, 4096, [{ offset: 0, size: 8192 }])).toBe(true);
+    expect(vec4Eligible('float16', 0, 16, aligned)).toBe(false);
+    expect(vec4Eligible('float32', 2, 16, aligned)).toBe(false);
+    expect(vec4Eligible('float32', 0, 15, aligned)).toBe(false);
+    expect(vec4Eligible('float32', 0, 16, [{ offset: 1, size: 8 }])).toBe(false);
+    expect(vec4Eligible('float32', 0, 16, [{ offset: 0, size: 7 }])).toBe(false);
   });
 
   it('folds dispatches beyond the per-dimension limit into two dimensions', () => {
@@ -239,6 +269,175 @@ describe.skipIf(noGPU)(`WebGPUAccSGD on ${noGPU ? `no adapter: ${noGPUReason}` :
       for (const i of [0, 2, 5004, 5009, 5080, 5119, 6744, 6799]) expect(flat[i], `gap ${i}`).toBe(GAP_FILL);
       twin.gpu.destroy();
     }
+  });
+
+  it('updates 4-element-aligned layouts with vec4 accesses, matching the CPU optimizer over segments, gaps, skips and first steps', async () => {
+    // Every offset and size is a multiple of 4, so every window takes the vec4 program: a tensor over
+    // many chunks of 2048 elements, tensors meeting inside a chunk, gaps of 4 and more elements,
+    // tensors of 4 elements, tensors that start their buffer late or never get a gradient, and a
+    // partial last chunk; with 1 and 3 workgroups (grid-stride loop), 2 per dimension (folded
+    // dispatch) and 256-byte binding windows (64 elements, tensors spanning many windows).
+    const tensors = [
+      { name: 'big', size: 5000, offset: 4 },
+      { name: 'tiny', size: 4, offset: 5004 },
+      { name: 'small', size: 72, offset: 5012 },
+      { name: 'aligned', size: 2048, offset: 6144 },
+      { name: 'late', size: 600, offset: 8192 },
+      { name: 'never', size: 40, offset: 8800 },
+      { name: 'tail', size: 300, offset: 8840 },
+    ];
+    const sizes = Object.fromEntries(tensors.map((t) => [t.name, t.size]));
+    const groups = [{ hyperparams: { weightDecay: 0.01 }, tensors }];
+    const twins = [
+      await twinOptimizers(device, groups, { lr: 0.1 }),
+      await twinOptimizers(device, groups, { lr: 0.1 }, { workgroupsPerDispatch: 1 }),
+      await twinOptimizers(device, groups, { lr: 0.1 }, { workgroupsPerDispatch: 3 }),
+      await twinOptimizers(
+        device,
+        groups,
+        { lr: 0.1 },
+        { maxWorkgroupsPerDimension: 2, workgroupsPerDispatch: 5 },
+      ),
+      await twinOptimizers(device, groups, { lr: 0.1 }, { maxBindingBytes: 256 }),
+    ];
+    expect(twins.map((t) => t.gpu.windowsByAccess)).toEqual([
+      { scalar: 0, vec4: 1 },
+      { scalar: 0, vec4: 1 },
+      { scalar: 0, vec4: 1 },
+      { scalar: 0, vec4: 1 },
+      { scalar: 0, vec4: 143 }, // elements [0, 9140) in windows of 64: 142 whole and one of 52
+    ]);
+    const schedule: string[][] = [
+      ['big', 'tiny', 'aligned', 'tail'],
+      ['big', 'small', 'late', 'tail'],
+      ['big', 'tiny', 'small', 'aligned', 'late', 'tail'],
+      ['tiny', 'late'],
+    ];
+    for (let t = 1; t <= schedule.length; t++) {
+      const grads = Object.fromEntries(
+        schedule[t - 1]!.map((n) => [n, pattern(sizes[n]!, 70 * t + n.length)]),
+      );
+      for (const twin of twins) {
+        await twin.step(grads);
+        const read = await twin.gpu.read();
+        for (const name of Object.keys(sizes)) {
+          expect(
+            relativeError(read.params.get(name)!, twin.cpuParams.get(name)!),
+            `param ${name} at step ${t}`,
+          ).toBeLessThanOrEqual(accuracyBound('float32', t));
+          const cpuBuffer = twin.cpu.buffer(name);
+          if (cpuBuffer === null) expect(read.buffers.get(name), `buffer ${name} at step ${t}`).toBeNull();
+          else
+            expect(
+              relativeError(read.buffers.get(name)!, cpuBuffer),
+              `buffer ${name} at step ${t}`,
+            ).toBeLessThanOrEqual(accuracyBound('float32', t));
+        }
+      }
+    }
+    for (const twin of twins) {
+      // First step of 'late' was step 2; 'never' is bit-identical and has no buffer.
+      expect(twin.gpu.hasBuffer('late')).toBe(true);
+      expect(twin.gpu.hasBuffer('never')).toBe(false);
+      expect(await twin.gpu.readParam('never')).toEqual(twin.init.get('never'));
+      const flat = await twin.readFlat(0);
+      for (const i of [0, 3, 5008, 5011, 5084, 6143, 8792, 8799]) expect(flat[i], `gap ${i}`).toBe(GAP_FILL);
+      twin.gpu.destroy();
+    }
+  });
+
+  it('takes the first vec4 step bit for bit like the scalar program', async () => {
+    // The same tensor at an aligned offset (vec4) and one element later (scalar): one step from the
+    // same values gives the same bits, since both programs do the same float32 operations per element.
+    const size = 4100;
+    const init = pattern(size, 9);
+    const grads = pattern(size, 10);
+    const vector = await twinOptimizers(
+      device,
+      [{ hyperparams: {}, tensors: [{ name: 'w', size, offset: 4, init }] }],
+      { lr: 0.1 },
+    );
+    const scalar = await twinOptimizers(
+      device,
+      [{ hyperparams: {}, tensors: [{ name: 'w', size, offset: 5, init }] }],
+      { lr: 0.1 },
+    );
+    expect(vector.gpu.windowsByAccess).toEqual({ scalar: 0, vec4: 1 });
+    expect(scalar.gpu.windowsByAccess).toEqual({ scalar: 1, vec4: 0 });
+    for (let t = 1; t <= 2; t++) {
+      await vector.step({ w: grads });
+      await scalar.step({ w: grads });
+      expect(await vector.gpu.readParam('w'), `param at step ${t}`).toEqual(await scalar.gpu.readParam('w'));
+      expect(await vector.gpu.readBuffer('w'), `buffer at step ${t}`).toEqual(
+        await scalar.gpu.readBuffer('w'),
+      );
+    }
+    vector.gpu.destroy();
+    scalar.gpu.destroy();
+  });
+
+  it('falls back to the scalar program per window for unaligned layouts, in one pass with vec4 windows', async () => {
+    // Unaligned offset, unaligned size, unaligned end: the whole (one-window) group is scalar.
+    for (const tensors of [
+      [{ name: 'a', size: 64, offset: 2 }],
+      [{ name: 'a', size: 63, offset: 0 }],
+      [
+        { name: 'a', size: 64, offset: 0 },
+        { name: 'b', size: 9, offset: 64 },
+      ],
+    ]) {
+      const twin = await twinOptimizers(device, [{ hyperparams: {}, tensors }], { lr: 0.1 });
+      expect(twin.gpu.windowsByAccess, JSON.stringify(tensors)).toEqual({ scalar: 1, vec4: 0 });
+      twin.gpu.destroy();
+    }
+    // 64-element windows: those inside aligned 'x' take vec4, those touching unaligned 'y' scalar.
+    const twin = await twinOptimizers(
+      device,
+      [
+        {
+          hyperparams: {},
+          tensors: [
+            { name: 'x', size: 1000, offset: 8 },
+            { name: 'y', size: 301, offset: 1027 },
+          ],
+        },
+      ],
+      { lr: 0.1 },
+      { maxBindingBytes: 256 },
+    );
+    // Windows start at 0, 64, ..., 1280: [0, 1024) is vec4 (16 windows), [1024, 1328) scalar (5).
+    expect(twin.gpu.windowsByAccess).toEqual({ scalar: 5, vec4: 16 });
+    for (let t = 1; t <= 3; t++) {
+      await twin.step({ x: pattern(1000, t), y: t === 2 ? null : pattern(301, 20 + t) });
+      const read = await twin.gpu.read();
+      for (const name of ['x', 'y']) {
+        expect(relativeError(read.params.get(name)!, twin.cpuParams.get(name)!)).toBeLessThanOrEqual(
+          accuracyBound('float32', t),
+        );
+        expect(relativeError(read.buffers.get(name)!, twin.cpu.buffer(name)!)).toBeLessThanOrEqual(
+          accuracyBound('float32', t),
+        );
+      }
+    }
+    const flat = await twin.readFlat(0);
+    for (const i of [0, 7, 1008, 1026]) expect(flat[i], `gap ${i}`).toBe(GAP_FILL);
+    twin.gpu.destroy();
+  });
+
+  it('places createFlatStorage tensors at 4-element-aligned offsets, so whole-vec4 tensors get the vec4 program', async () => {
+    const storage = createFlatStorage(device, [
+      { name: 'weight', shape: [3, 4] },
+      { name: 'bias', shape: [4] },
+    ]);
+    for (const segment of storage.segments) expect(segment.offset % 4).toBe(0);
+    const optimizer = await WebGPUAccSGD.create(
+      device,
+      [{ params: storage.params, grads: storage.grads, segments: storage.segments }],
+      { lr: 0.1 },
+    );
+    expect(optimizer.windowsByAccess).toEqual({ scalar: 0, vec4: 1 });
+    optimizer.destroy();
+    storage.destroy();
   });
 
   it('rejects a workgroupsPerDispatch that is not a positive integer', async () => {

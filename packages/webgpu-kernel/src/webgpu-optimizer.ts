@@ -14,10 +14,12 @@ import {
 } from '@accsgd/core';
 import { AccSGDDeviceError, AccSGDDeviceLostError } from './errors.js';
 import {
+  type AccessType,
   type AccSGDPipeline,
   accsgdUpdatePipeline,
   defaultWorkgroupsPerDispatch,
   dispatchSize,
+  elementsPerChunk,
   forgetAccsgdUpdatePipeline,
   SEGMENT_ACTIVE,
   SEGMENT_ENTRY_BYTES,
@@ -26,6 +28,7 @@ import {
   type StorageType,
   UNIFORM_BYTES,
   UNIFORM_WORDS,
+  vec4Eligible,
 } from './kernels/accsgd-update.js';
 
 /** One tensor inside a group's flat storage. */
@@ -99,6 +102,8 @@ interface Window {
   endSlot: number;
   /** Every element of the window belongs to some segment. */
   covered: boolean;
+  /** The program for this window: vec4 where vec4Eligible, scalar otherwise. */
+  pipeline: AccSGDPipeline;
   bindGroup: GPUBindGroup;
   dispatch: [number, number];
 }
@@ -163,7 +168,8 @@ export class WebGPUAccSGD {
     return optimizer;
   }
 
-  private pipeline!: AccSGDPipeline;
+  /** The programs in use (cached per device), by access type. */
+  private pipelines = new Map<AccessType, AccSGDPipeline>();
   private readonly maxBindingBytes: number;
   private readonly maxWorkgroups: number;
   private readonly workgroupsPerDispatch: number;
@@ -335,15 +341,35 @@ export class WebGPUAccSGD {
     });
   }
 
-  /** Creates the pipeline (cached per device), momentum buffers, segment tables, uniforms and bind groups. */
+  /** The program of an access type for this optimizer's storage, created on first use (cached per device). */
+  private pipelineFor(access: AccessType): AccSGDPipeline {
+    let entry = this.pipelines.get(access);
+    if (!entry) {
+      try {
+        entry = accsgdUpdatePipeline(this.device, this.storage, access);
+      } catch (error) {
+        forgetAccsgdUpdatePipeline(this.device, this.storage);
+        throw error;
+      }
+      this.pipelines.set(access, entry);
+    }
+    return entry;
+  }
+
+  /** How many binding windows each access type updates (the vec4 program where the layout allows it). */
+  get windowsByAccess(): Record<AccessType, number> {
+    const counts: Record<AccessType, number> = { scalar: 0, vec4: 0 };
+    for (const group of this.groups) for (const window of group.windows) counts[window.pipeline.access]++;
+    return counts;
+  }
+
+  /**
+   * Creates the pipelines (cached per device), momentum buffers, segment tables, uniforms and bind
+   * groups. Each window gets the vec4 program when its start, length and every tensor it touches
+   * are multiples of 4 elements, and the scalar program otherwise.
+   */
   private allocate(): void {
     const device = this.device;
-    try {
-      this.pipeline = accsgdUpdatePipeline(device, this.storage);
-    } catch (error) {
-      forgetAccsgdUpdatePipeline(device, this.storage);
-      throw error;
-    }
     const elementBytes = this.storage === 'float16' ? 2 : 4;
     // Window starts must be aligned for every binding: params/grads (elementBytes) and momentum (4 bytes).
     const alignElements = Math.max(1, device.limits.minStorageBufferOffsetAlignment / elementBytes);
@@ -400,10 +426,19 @@ export class WebGPUAccSGD {
           endSlot++;
         }
         if (coveredTo < start + length) covered = false;
+        const access: AccessType = vec4Eligible(
+          this.storage,
+          start,
+          length,
+          group.table.slice(firstSlot, endSlot),
+        )
+          ? 'vec4'
+          : 'scalar';
+        const pipeline = this.pipelineFor(access);
         const storageBytes = align(length * elementBytes, 4);
         const bindGroup = device.createBindGroup({
           label: `${label} window ${w}`,
-          layout: this.pipeline.layout,
+          layout: pipeline.layout,
           entries: [
             {
               binding: 0,
@@ -427,8 +462,14 @@ export class WebGPUAccSGD {
           firstSlot,
           endSlot,
           covered,
+          pipeline,
           bindGroup,
-          dispatch: dispatchSize(length, this.maxWorkgroups, this.workgroupsPerDispatch),
+          dispatch: dispatchSize(
+            length,
+            this.maxWorkgroups,
+            this.workgroupsPerDispatch,
+            elementsPerChunk(access),
+          ),
         };
       });
     });
@@ -493,7 +534,7 @@ export class WebGPUAccSGD {
       label: `${this.label} step`,
       ...(options.timestampWrites ? { timestampWrites: options.timestampWrites } : {}),
     });
-    pass.setPipeline(this.pipeline.pipeline);
+    let current: AccSGDPipeline | null = null;
     const touched: Group[] = [];
     const uniformStride = align(UNIFORM_BYTES, device.limits.minUniformBufferOffsetAlignment);
     this.groups.forEach((group, g) => {
@@ -530,6 +571,10 @@ export class WebGPUAccSGD {
       for (const window of group.windows) {
         const active_ = flags.slice(window.firstSlot, window.endSlot).some((f) => f !== 0);
         if (!active_) continue;
+        if (window.pipeline !== current) {
+          current = window.pipeline;
+          pass.setPipeline(current.pipeline);
+        }
         pass.setBindGroup(0, window.bindGroup);
         pass.dispatchWorkgroups(window.dispatch[0], window.dispatch[1]);
       }

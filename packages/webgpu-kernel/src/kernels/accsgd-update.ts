@@ -12,6 +12,20 @@
 export type StorageType = 'float32' | 'float16';
 
 /**
+ * How the kernel addresses storage: 'scalar' reads and writes one element per access; 'vec4' reads
+ * and writes vec4<f32> (four consecutive elements) per access. CPU implementations such as
+ * SwiftShader turn per-invocation-indexed scalar storage accesses into gathers, and GPUs move 16-byte
+ * accesses at full width, so vec4 is much faster where it is correct: when the window start, the
+ * window length and the start and end of every tensor the window touches are multiples of
+ * VEC4_ELEMENTS (see vec4Eligible). The host picks the program per binding window; float16 storage
+ * is always scalar.
+ */
+export type AccessType = 'scalar' | 'vec4';
+
+/** Elements per vec4 access. */
+export const VEC4_ELEMENTS = 4;
+
+/**
  * 64 invocations per workgroup: a multiple of every SIMD width in use (NVIDIA 32, AMD 64, Intel
  * 8/16/32, SwiftShader 4/8), well inside the portable limit of 256, and, since the kernel is
  * memory bound and shares nothing between invocations, larger workgroups buy nothing. 64 float32
@@ -96,15 +110,71 @@ const UNIFORM_DECLARATION = /* wgsl */ `struct Uniforms {
 }`;
 
 /**
- * The WGSL source of the update for a storage type. The float32 variant is also shipped as
- * `accsgd-update.wgsl` beside this file (a test checks they are equal).
+ * vec4 accesses each invocation makes per pass of the vec4 program's grid-stride loop, WORKGROUP_SIZE
+ * apart (32 elements). On SwiftShader 8 measured a little faster than 4 and much faster than 2; on
+ * GPUs 8 independent 16-byte loads per array keep enough bytes in flight.
  */
-export function accsgdUpdateWGSL(storage: StorageType = 'float32'): string {
+export const VEC4_PER_INVOCATION = 8;
+
+/** Accesses (elements, or vec4s) one workgroup makes per pass of its grid-stride loop with an access type. */
+function accessesPerChunk(access: AccessType): number {
+  return WORKGROUP_SIZE * (access === 'vec4' ? VEC4_PER_INVOCATION : ELEMENTS_PER_INVOCATION);
+}
+
+/** Elements one workgroup updates per pass of its grid-stride loop with an access type. */
+export function elementsPerChunk(access: AccessType = 'scalar'): number {
+  return access === 'vec4' ? accessesPerChunk(access) * VEC4_ELEMENTS : ELEMENTS_PER_CHUNK;
+}
+
+/**
+ * Whether the vec4 program may update a window: its start and length, and the start and end of
+ * every tensor (segment) it touches, are multiples of VEC4_ELEMENTS, so every vec4 lies wholly
+ * inside one tensor or wholly inside a gap, and the bindings hold whole vec4s. Only float32 storage.
+ */
+export function vec4Eligible(
+  storage: StorageType,
+  windowStart: number,
+  windowLength: number,
+  segments: Iterable<{ offset: number; size: number }>,
+): boolean {
+  if (storage !== 'float32') return false;
+  if (windowStart % VEC4_ELEMENTS !== 0 || windowLength % VEC4_ELEMENTS !== 0) return false;
+  for (const { offset, size } of segments) {
+    if (offset % VEC4_ELEMENTS !== 0 || size % VEC4_ELEMENTS !== 0) return false;
+  }
+  return true;
+}
+
+/**
+ * The WGSL source of the update for a storage type and access type. The float32 scalar variant is
+ * also shipped as `accsgd-update.wgsl` beside this file (a test checks they are equal).
+ */
+export function accsgdUpdateWGSL(storage: StorageType = 'float32', access: AccessType = 'scalar'): string {
+  if (access === 'vec4' && storage !== 'float32') {
+    throw new RangeError(`the vec4 kernel needs float32 storage, not ${storage}`);
+  }
+  const vec = access === 'vec4';
   const T = storage === 'float16' ? 'f16' : 'f32';
-  const CHUNK = ELEMENTS_PER_CHUNK;
+  // Array element types and the float32 value of one access.
+  const S = vec ? 'vec4<f32>' : T;
+  const F = vec ? 'vec4<f32>' : 'f32';
+  // CHUNK counts accesses (elements or vec4s); CHUNK_ELEMENTS counts elements; W scales an access index to elements.
+  const CHUNK = accessesPerChunk(access);
+  const CHUNK_ELEMENTS = elementsPerChunk(access);
+  const unrolled = Array.from(
+    { length: CHUNK / WORKGROUP_SIZE },
+    (_, k) => `        update(i + ${k * WORKGROUP_SIZE}u, init);`,
+  ).join('\n');
+  const W = vec ? ` * ${VEC4_ELEMENTS}u` : '';
   const enable = storage === 'float16' ? 'enable f16;\n\n' : '';
-  return `${enable}// AccSGD fused multi-tensor update (@accsgd/webgpu-kernel), ${storage} parameter storage.
-// For each element of an active segment, with coefficients from @accsgd/core:
+  const header = vec
+    ? `${enable}// AccSGD fused multi-tensor update (@accsgd/webgpu-kernel), ${storage} parameter storage, vec4 accesses.
+// Only for windows whose start, length and every segment start and end are multiples of 4 elements
+// (the host checks): index i below counts vec4s, element indices are 4 * i.
+`
+    : `${enable}// AccSGD fused multi-tensor update (@accsgd/webgpu-kernel), ${storage} parameter storage.
+`;
+  return `${header}// For each element of an active segment, with coefficients from @accsgd/core:
 //   buf' = bufFromBuf * buf + bufFromParam * p + bufFromGrad * g   (buf := p on a tensor's first step)
 //   p'   = paramFromParam * p + paramFromGrad * g + paramFromBuf * buf'
 
@@ -122,21 +192,21 @@ const SEGMENT_INITIALISE: u32 = ${SEGMENT_INITIALISE}u;
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var<storage, read> segments: array<Segment>;
-@group(0) @binding(2) var<storage, read_write> params: array<${T}>;
-@group(0) @binding(3) var<storage, read> grads: array<${T}>;
-@group(0) @binding(4) var<storage, read_write> buffers: array<f32>;
+@group(0) @binding(2) var<storage, read_write> params: array<${S}>;
+@group(0) @binding(3) var<storage, read> grads: array<${S}>;
+@group(0) @binding(4) var<storage, read_write> buffers: array<${F}>;
 
 // One element: p, g and buf read once, p and buf written once. On a tensor's first step (init) the
 // buffer starts as a copy of p, folded into bufFromParamFirstStep; select, not a branch, so that
 // the (unused) old buffer value never reaches the arithmetic.
 fn update(i: u32, init: bool) {
-  let p = f32(params[i]);
-  let g = f32(grads[i]);
-  let old = select(buffers[i], 0.0, init);
+  let p = ${F}(params[i]);
+  let g = ${F}(grads[i]);
+  let old = select(buffers[i], ${vec ? `${F}(0.0)` : '0.0'}, init);
   let fromParam = select(u.bufFromParam, u.bufFromParamFirstStep, init);
   let b = select(u.bufFromBuf, 0.0, init) * old + fromParam * p + u.bufFromGrad * g;
   buffers[i] = b;
-  params[i] = ${T}(u.paramFromParam * p + u.paramFromGrad * g + u.paramFromBuf * b);
+  params[i] = ${S}(u.paramFromParam * p + u.paramFromGrad * g + u.paramFromBuf * b);
 }
 
 // See WORKGROUP_SIZE, ELEMENTS_PER_INVOCATION and the workgroups per dispatch in accsgd-update.ts.
@@ -146,11 +216,11 @@ fn main(
   @builtin(num_workgroups) workgroups: vec3<u32>,
   @builtin(local_invocation_index) lane: u32,
 ) {
-  // A grid-stride loop over chunks of ${CHUNK} consecutive elements, one chunk per workgroup per pass;
-  // lane k of a workgroup updates elements k, k + ${WORKGROUP_SIZE}, ... of its chunk, so neighbouring
+  // A grid-stride loop over chunks of ${CHUNK_ELEMENTS} consecutive elements, one chunk per workgroup per pass;
+  // lane k of a workgroup updates ${vec ? 'vec4s' : 'elements'} k, k + ${WORKGROUP_SIZE}, ... of its chunk, so neighbouring
   // invocations touch neighbouring elements. Dispatches beyond maxComputeWorkgroupsPerDimension are
   // folded into two dimensions.
-  let length = u.windowLength;
+  let length = u.windowLength${vec ? ` / ${VEC4_ELEMENTS}u` : ''};
   let stride = workgroups.x * workgroups.y * ${CHUNK}u;
   // The segment of the elements reached: without lookup, one active segment over the whole window.
   // Elements only grow along the loop, so the segment is found by moving forward through the table.
@@ -162,8 +232,8 @@ fn main(
     segmentEnd = 0u;
   }
   for (var chunk = (workgroup.y * workgroups.x + workgroup.x) * ${CHUNK}u; chunk < length; chunk += stride) {
-    let first = u.windowStart + chunk;
-    let end = first + min(${CHUNK}u, length - chunk);
+    let first = u.windowStart + chunk${W};
+    let end = first + min(${CHUNK}u, length - chunk)${W};
     if (first >= segmentEnd) {
       seek(&next, first);
       if (next >= u.segmentCount) {
@@ -180,15 +250,8 @@ fn main(
         continue;
       }
       let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
-      if (end - first == ${CHUNK}u) {
-        update(i + 0u, init);
-        update(i + 64u, init);
-        update(i + 128u, init);
-        update(i + 192u, init);
-        update(i + 256u, init);
-        update(i + 320u, init);
-        update(i + 384u, init);
-        update(i + 448u, init);
+      if (end - first == ${CHUNK_ELEMENTS}u) {
+${unrolled}
       } else {
         for (var j = i; j < length; j += ${WORKGROUP_SIZE}u) {
           update(j, init);
@@ -199,7 +262,7 @@ fn main(
       var at = next;
       var segment = segments[at];
       for (var j = i; j < length && j < chunk + ${CHUNK}u; j += ${WORKGROUP_SIZE}u) {
-        let element = u.windowStart + j;
+        let element = u.windowStart + j${W};
         if (element >= segment.end) {
           seek(&at, element);
           if (at >= u.segmentCount) {
@@ -235,29 +298,24 @@ fn seek(at: ptr<function, u32>, element: u32) {
 
 export interface AccSGDPipeline {
   pipeline: GPUComputePipeline;
+  /** The bind group layout, shared by the scalar and vec4 pipelines of a storage type, so one bind group serves both. */
   layout: GPUBindGroupLayout;
   storage: StorageType;
+  access: AccessType;
 }
 
-const pipelineCache = new WeakMap<GPUDevice, Map<StorageType, AccSGDPipeline>>();
+const layoutCache = new WeakMap<GPUDevice, Map<StorageType, GPUBindGroupLayout>>();
+const pipelineCache = new WeakMap<GPUDevice, Map<string, AccSGDPipeline>>();
 
-/**
- * The compute pipeline for a storage type, created once per device and cached (a learning-rate
- * change only rewrites the uniform block). Throws whatever the device throws; callers wrap this
- * in error scopes.
- */
-export function accsgdUpdatePipeline(device: GPUDevice, storage: StorageType = 'float32'): AccSGDPipeline {
-  let perDevice = pipelineCache.get(device);
+/** The bind group layout of the update for a storage type, one per device. */
+function accsgdUpdateLayout(device: GPUDevice, storage: StorageType): GPUBindGroupLayout {
+  let perDevice = layoutCache.get(device);
   if (!perDevice) {
     perDevice = new Map();
-    pipelineCache.set(device, perDevice);
+    layoutCache.set(device, perDevice);
   }
   const cached = perDevice.get(storage);
   if (cached) return cached;
-  const module = device.createShaderModule({
-    label: `accsgd-update (${storage})`,
-    code: accsgdUpdateWGSL(storage),
-  });
   const layout = device.createBindGroupLayout({
     label: `accsgd-update (${storage})`,
     entries: [
@@ -272,18 +330,44 @@ export function accsgdUpdatePipeline(device: GPUDevice, storage: StorageType = '
       { binding: 4, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
     ],
   });
+  perDevice.set(storage, layout);
+  return layout;
+}
+
+/**
+ * The compute pipeline for a storage type and access type, created once per device and cached (a
+ * learning-rate change only rewrites the uniform block). Throws whatever the device throws; callers
+ * wrap this in error scopes.
+ */
+export function accsgdUpdatePipeline(
+  device: GPUDevice,
+  storage: StorageType = 'float32',
+  access: AccessType = 'scalar',
+): AccSGDPipeline {
+  let perDevice = pipelineCache.get(device);
+  if (!perDevice) {
+    perDevice = new Map();
+    pipelineCache.set(device, perDevice);
+  }
+  const key = `${storage}/${access}`;
+  const cached = perDevice.get(key);
+  if (cached) return cached;
+  const label = `accsgd-update (${storage}, ${access})`;
+  const module = device.createShaderModule({ label, code: accsgdUpdateWGSL(storage, access) });
+  const layout = accsgdUpdateLayout(device, storage);
   const pipeline = device.createComputePipeline({
-    label: `accsgd-update (${storage})`,
+    label,
     layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
     compute: { module, entryPoint: 'main' },
   });
-  const entry = { pipeline, layout, storage };
-  perDevice.set(storage, entry);
+  const entry = { pipeline, layout, storage, access };
+  perDevice.set(key, entry);
   return entry;
 }
 
 /**
- * Workgroup counts for a window of `elements`: one workgroup per chunk of ELEMENTS_PER_CHUNK, at most
+ * Workgroup counts for a window of `elements`: one workgroup per chunk of `chunkElements`
+ * (ELEMENTS_PER_CHUNK for the scalar program, elementsPerChunk('vec4') for the vec4 one), at most
  * `maxWorkgroups` (the grid-stride loop covers the rest) and at most maxPerDimension^2, folded into
  * two dimensions when one would exceed `maxPerDimension`. The shader recovers the linear index from
  * num_workgroups; workgroups past the last chunk (from folding) do nothing.
@@ -292,10 +376,11 @@ export function dispatchSize(
   elements: number,
   maxPerDimension: number,
   maxWorkgroups: number = Number.POSITIVE_INFINITY,
+  chunkElements: number = ELEMENTS_PER_CHUNK,
 ): [number, number] {
   const workgroups = Math.max(
     1,
-    Math.min(Math.ceil(elements / ELEMENTS_PER_CHUNK), maxWorkgroups, maxPerDimension * maxPerDimension),
+    Math.min(Math.ceil(elements / chunkElements), maxWorkgroups, maxPerDimension * maxPerDimension),
   );
   if (workgroups <= maxPerDimension) return [workgroups, 1];
   const y = Math.ceil(workgroups / maxPerDimension);
@@ -303,7 +388,10 @@ export function dispatchSize(
   return [x, y];
 }
 
-/** Drops a cached pipeline (after its creation reported an error, so the next try starts afresh). */
+/** Drops cached pipelines and layout of a storage type (after their creation reported an error, so the next try starts afresh). */
 export function forgetAccsgdUpdatePipeline(device: GPUDevice, storage: StorageType = 'float32'): void {
-  pipelineCache.get(device)?.delete(storage);
+  const pipelines = pipelineCache.get(device);
+  pipelines?.delete(`${storage}/scalar`);
+  pipelines?.delete(`${storage}/vec4`);
+  layoutCache.get(device)?.delete(storage);
 }
