@@ -339,6 +339,20 @@ async function expectRejected(
   return `${name}: ${(error as Error).message}`;
 }
 
+/**
+ * A valid state file that does not fit the session: one group of `params` with hyperparameters and
+ * a step count unlike any golden case's, so that a partly applied import would show.
+ */
+function foreignState(params: string[], buffered: string, shape: number[]): Uint8Array {
+  const elements = shape.reduce((a, b) => a * b, 1);
+  return encodeState({
+    groups: [
+      { hyperparams: { lr: 0.7, kappa: 500, xi: 5, smallConst: 0.5, weightDecay: 0.1 }, params, step: 9 },
+    ],
+    buffers: new Map([[buffered, { shape, data: new Float32Array(elements) }]]),
+  });
+}
+
 interface BadInput {
   name: string;
   expected: RegExp;
@@ -405,41 +419,12 @@ const BAD_INPUTS: BadInput[] = [
   {
     name: 'state file for other parameter names',
     expected: /^AccSGDStateError$/,
-    attempt: (s, c) =>
-      s.importState(
-        encodeState({
-          groups: [
-            {
-              hyperparams: { lr: 0.7, kappa: 500, xi: 5, smallConst: 0.5, weightDecay: 0.1 },
-              params: ['x', 'y'],
-              step: 9,
-            },
-          ],
-          buffers: new Map([
-            [
-              'x',
-              { shape: c.problem.params.w!.shape, data: new Float32Array(c.problem.params.w!.init.length) },
-            ],
-          ]),
-        }),
-      ),
+    attempt: (s, c) => s.importState(foreignState(['x', 'y'], 'x', c.problem.params.w!.shape)),
   },
   {
     name: 'state file with a buffer of the wrong shape',
     expected: /^AccSGDStateError$/,
-    attempt: (s) =>
-      s.importState(
-        encodeState({
-          groups: [
-            {
-              hyperparams: { lr: 0.7, kappa: 500, xi: 5, smallConst: 0.5, weightDecay: 0.1 },
-              params: ['w', 'b'],
-              step: 9,
-            },
-          ],
-          buffers: new Map([['w', { shape: [3, 4], data: new Float32Array(12) }]]),
-        }),
-      ),
+    attempt: (s) => s.importState(foreignState(['w', 'b'], 'w', [3, 4])),
   },
 ];
 
