@@ -3,14 +3,18 @@ import {
   type ConformanceAdapter,
   type ConformanceProblem,
   type ConformanceSession,
-  firstNonFinite,
 } from '@accsgd/core';
 import { AccSGDDeviceError } from './errors.js';
 import { createFlatStorage, type FlatStorage } from './flat-storage.js';
 import { WebGPUAccSGD } from './webgpu-optimizer.js';
 
 export interface WebGPUConformanceOptions {
-  /** Use this device; default: a new device from `navigator.gpu`, or in Node from the `webgpu` package. */
+  /**
+   * Use this device (the caller keeps owning it); default: a new device from `navigator.gpu`, or in
+   * Node from the `webgpu` package, which the adapter owns: dispose() destroys it (closing every
+   * session first), and a later open requests a fresh one. It is kept between sessions, since a new
+   * device recompiles the kernels (which made the conformance suite ten times slower on SwiftShader).
+   */
   device?: GPUDevice;
   /** Passed to WebGPUAccSGD (e.g. to force binding windows in tests). */
   maxBindingBytes?: number;
@@ -22,11 +26,33 @@ export interface WebGPUConformanceOptions {
  * flat storage (createFlatStorage), uploads gradients with queue.writeBuffer, and steps with one
  * dispatch per group. Works in a browser bundle: the Node fallback is imported only when there is
  * no `navigator.gpu`, through a specifier bundlers do not follow.
+ *
+ * Non-finite gradients are left to the optimizer (nonFinite 'error', checked on the GPU), so the
+ * conformance suite's bad-input cases exercise the real path.
  */
 export async function conformanceAdapter(
   options: WebGPUConformanceOptions = {},
-): Promise<ConformanceAdapter> {
-  const device = options.device ?? (await requestDevice());
+): Promise<ConformanceAdapter & { dispose(): void }> {
+  // A device the adapter requested itself, destroyed by dispose().
+  let owned: Promise<GPUDevice> | null = options.device ? null : requestDevice();
+  if (owned) await owned; // fail here, not at the first open, when there is no WebGPU
+  const open = new Set<ConformanceSession>();
+  const acquire = async (): Promise<GPUDevice> => {
+    if (options.device) return options.device;
+    owned ??= requestDevice();
+    try {
+      return await owned;
+    } catch (error) {
+      owned = null;
+      throw error;
+    }
+  };
+  const dispose = (): void => {
+    for (const session of [...open]) void session.close();
+    const device = owned;
+    owned = null;
+    device?.then((d) => d.destroy()).catch(() => undefined);
+  };
   const optimizerOptions = {
     ...(options.maxBindingBytes !== undefined ? { maxBindingBytes: options.maxBindingBytes } : {}),
     ...(options.maxWorkgroupsPerDimension !== undefined
@@ -36,7 +62,10 @@ export async function conformanceAdapter(
   return {
     name: 'webgpu-kernel/float32',
     dtype: 'float32',
+    /** Closes every open session and destroys the device the adapter requested (if any); a later open requests a new one. */
+    dispose,
     async open(problem: ConformanceProblem): Promise<ConformanceSession> {
+      const device = await acquire();
       const storages: FlatStorage[] = [];
       let optimizer: WebGPUAccSGD;
       try {
@@ -68,9 +97,11 @@ export async function conformanceAdapter(
       problem.groups.forEach((g, i) => {
         for (const name of g.params) storageOf.set(name, storages[i]!);
       });
-      return {
+      let closed = false;
+      const session: ConformanceSession = {
         async step(grads) {
-          // Everything is checked on the host before anything is uploaded or dispatched.
+          // Names and lengths are checked on the host before anything is uploaded; finiteness is
+          // the optimizer's (on the GPU, before anything changes).
           const present: Record<string, boolean> = {};
           for (const [name, grad] of Object.entries(grads)) {
             const storage = storageOf.get(name);
@@ -83,12 +114,6 @@ export async function conformanceAdapter(
             const size = problem.params[name]!.init.length;
             if (grad.length !== size)
               throw new AccSGDGradientError(name, `has ${grad.length} elements; the parameter has ${size}`);
-            const bad = firstNonFinite(grad);
-            if (bad >= 0)
-              throw new AccSGDGradientError(
-                name,
-                `element ${bad} is ${grad[bad]} (non-finite gradients are rejected)`,
-              );
             present[name] = true;
           }
           for (const name of Object.keys(present))
@@ -112,10 +137,15 @@ export async function conformanceAdapter(
           await optimizer.importState(bytes);
         },
         async close() {
+          if (closed) return;
+          closed = true;
           optimizer.destroy();
           for (const s of storages) s.destroy();
+          open.delete(session);
         },
       };
+      open.add(session);
+      return session;
     },
   };
 }

@@ -5,11 +5,15 @@ import {
   decodeState,
   encodeState,
   fusedCoefficientArray,
+  groupAt,
   type Hyperparams,
   type HyperparamsInput,
+  type NonFinitePolicy,
   type OptimizerState,
+  paramAt,
   resolveHyperparams,
   type StateBuffer,
+  type StepResult,
   validateHyperparams,
 } from '@accsgd/core';
 import { AccSGDDeviceError, AccSGDDeviceLostError } from './errors.js';
@@ -25,7 +29,9 @@ import {
   SEGMENT_ENTRY_BYTES,
   SEGMENT_ENTRY_WORDS,
   SEGMENT_INITIALISE,
+  STATUS_NONE,
   type StorageType,
+  statusWords,
   UNIFORM_BYTES,
   UNIFORM_WORDS,
   vec4Eligible,
@@ -69,6 +75,19 @@ export interface WebGPUAccSGDOptions {
    * defaultWorkgroupsPerDispatch.
    */
   workgroupsPerDispatch?: number;
+  /**
+   * What a step does with a non-finite (NaN or infinite) gradient in a tensor that has a gradient
+   * this step (SPEC §2 rule 6). 'error' (default): step() rejects with AccSGDGradientError naming
+   * the tensor and element; 'skip-step': step() resolves { applied: false, reason } ; either way
+   * nothing changes (parameters, buffers, step counts). 'allow': computed with, no check.
+   *
+   * The check runs on the GPU: a scan dispatch per binding window before the update dispatches, in
+   * the same pass, writes a status word the update kernel is predicated on, so a rejected step
+   * never touches anything. Its cost: one extra read of every active gradient (4 bytes per float32
+   * element on top of the update's 20) and a 4-byte-per-group status read back per step, which
+   * makes step() wait for the GPU to finish the step before it resolves. 'allow' skips both.
+   */
+  nonFinite?: NonFinitePolicy;
 }
 
 /**
@@ -109,7 +128,12 @@ interface Window {
 }
 
 interface Group {
+  /** The first element of flat storage the momentum buffer covers (its element 0). */
+  base: number;
+  /** The hyperparameters of the calls that have run (what queued work reads). */
   hyperparams: Hyperparams;
+  /** The latest setLearningRate not yet run (shown by paramGroups at once), or null. */
+  pendingLr: { lr: number; token: number } | null;
   step: number;
   slots: Slot[];
   /** Non-empty slots sorted by offset: the rows of the segment table. */
@@ -140,9 +164,15 @@ const READBACK_CHUNK_BYTES = 64 * 1024 * 1024;
  * the optimizer (float32, allocated at creation) and count as absent until a tensor's first step
  * with a gradient, which initialises the buffer from p inside the same pass.
  *
- * Calls are serialised: each public async method runs after the previous one has finished. Device
- * errors are captured with error scopes and raised as AccSGDDeviceError naming the call; a lost
- * device rejects pending and later calls with AccSGDDeviceLostError.
+ * Calls are serialised and take effect in the order they are made, without awaiting: each public
+ * async method (and setLearningRate) runs after the previous one has finished, and a step forms its
+ * coefficients when it runs, so `opt.importState(b); opt.setLearningRate(lr); opt.step()` steps
+ * with the imported state and `lr`, as the same PyTorch calls would. Device errors are captured
+ * with error scopes and raised as AccSGDDeviceError naming the call; a lost device rejects pending
+ * and later calls with AccSGDDeviceLostError.
+ *
+ * Non-finite gradients follow the nonFinite option (SPEC §2 rule 6; default 'error'), checked on the
+ * GPU in the step's own pass, so a rejected or skipped step changes nothing.
  */
 export class WebGPUAccSGD {
   readonly storage: StorageType;
@@ -154,6 +184,12 @@ export class WebGPUAccSGD {
   private lostInfo: GPUDeviceLostInfo | null = null;
   private readonly lost: Promise<GPUDeviceLostInfo>;
   private destroyed = false;
+  readonly nonFinite: NonFinitePolicy;
+  /** Status words of the non-finite scan (see statusWords) and their MAP_READ copy. */
+  private status: GPUBuffer | undefined;
+  private statusRead: GPUBuffer | undefined;
+  /** Counts setLearningRate calls, to tell whose pending rate a group shows. */
+  private lrChanges = 0;
 
   /** Validates everything, then creates the GPU objects inside error scopes. */
   static async create(
@@ -163,7 +199,13 @@ export class WebGPUAccSGD {
     options: WebGPUAccSGDOptions = {},
   ): Promise<WebGPUAccSGD> {
     const optimizer = new WebGPUAccSGD(device, groups, defaults, options);
-    await optimizer.enqueue('create', () => optimizer.checked('create', () => optimizer.allocate()));
+    try {
+      await optimizer.enqueue('create', () => optimizer.checked('create', () => optimizer.allocate()));
+    } catch (error) {
+      // Nothing is returned, so nobody else could free what allocate() created before it failed.
+      optimizer.destroy();
+      throw error;
+    }
     // From here on the device's loss is reported by every call.
     return optimizer;
   }
@@ -195,6 +237,10 @@ export class WebGPUAccSGD {
       );
     }
     this.storage = storage;
+    const nonFinite = options.nonFinite ?? 'error';
+    if (nonFinite !== 'error' && nonFinite !== 'skip-step' && nonFinite !== 'allow')
+      throw new AccSGDConfigError('nonFinite', nonFinite, '"error", "skip-step" or "allow"');
+    this.nonFinite = nonFinite;
     this.label = options.label ?? 'accsgd';
     const limits = device.limits;
     this.maxBindingBytes = limitOption(
@@ -222,6 +268,8 @@ export class WebGPUAccSGD {
       );
     }
     const elementBytes = storage === 'float16' ? 2 : 4;
+    // Binding offsets must be aligned: momentum starts at the aligned element at or below the group's first.
+    const alignElements = Math.max(1, limits.minStorageBufferOffsetAlignment / elementBytes);
     this.groups = [];
     this.slots = [];
     this.byName = new Map();
@@ -309,7 +357,9 @@ export class WebGPUAccSGD {
           );
         }
       }
-      const momentumBytes = Math.max(end * 4, 4);
+      const momentumBase =
+        table.length > 0 ? Math.floor(table[0]!.offset / alignElements) * alignElements : 0;
+      const momentumBytes = Math.max((end - momentumBase) * 4, 4);
       if (momentumBytes > limits.maxBufferSize) {
         throw new AccSGDDeviceError(
           'create',
@@ -322,7 +372,9 @@ export class WebGPUAccSGD {
         this.byName.set(slot.name, slot);
       }
       this.groups.push({
+        base: momentumBase,
         hyperparams,
+        pendingLr: null,
         step: 0,
         slots,
         table,
@@ -383,17 +435,29 @@ export class WebGPUAccSGD {
         `at least ${alignElements * 4} bytes`,
       );
     }
+    const statusBytes = statusWords(this.groups.length) * 4;
+    const status = device.createBuffer({
+      label: `${this.label} status`,
+      size: statusBytes,
+      usage: GPUBufferUsageFlag.STORAGE | GPUBufferUsageFlag.COPY_SRC | GPUBufferUsageFlag.COPY_DST,
+    });
+    this.status = status;
+    this.statusRead = device.createBuffer({
+      label: `${this.label} status readback`,
+      size: statusBytes,
+      usage: GPUBufferUsageFlag.MAP_READ | GPUBufferUsageFlag.COPY_DST,
+    });
     this.groups.forEach((group, g) => {
       const label = `${this.label} group ${g}`;
       const end =
         group.table.length > 0
           ? group.table[group.table.length - 1]!.offset + group.table[group.table.length - 1]!.size
           : 0;
-      const begin =
-        group.table.length > 0 ? Math.floor(group.table[0]!.offset / alignElements) * alignElements : 0;
+      const begin = group.base;
+      // Element k of the momentum buffer belongs to element begin + k of the flat storage.
       group.momentum = device.createBuffer({
         label: `${label} momentum`,
-        size: Math.max(end * 4, 4),
+        size: Math.max((end - begin) * 4, 4),
         usage: GPUBufferUsageFlag.STORAGE | GPUBufferUsageFlag.COPY_SRC | GPUBufferUsageFlag.COPY_DST,
       });
       group.segmentTable = device.createBuffer({
@@ -453,7 +517,11 @@ export class WebGPUAccSGD {
               binding: 3,
               resource: { buffer: group.grads, offset: start * elementBytes, size: storageBytes },
             },
-            { binding: 4, resource: { buffer: group.momentum, offset: start * 4, size: length * 4 } },
+            {
+              binding: 4,
+              resource: { buffer: group.momentum, offset: (start - begin) * 4, size: length * 4 },
+            },
+            { binding: 5, resource: { buffer: status } },
           ],
         });
         return {
@@ -475,10 +543,13 @@ export class WebGPUAccSGD {
     });
   }
 
-  /** The groups' resolved hyperparameters, member names and step counts (copies). */
+  /**
+   * The groups' resolved hyperparameters, member names and step counts (copies), as of the calls
+   * that have run, except that a learning rate set with setLearningRate shows at once.
+   */
   get paramGroups(): { hyperparams: Hyperparams; params: string[]; step: number }[] {
     return this.groups.map((g) => ({
-      hyperparams: { ...g.hyperparams },
+      hyperparams: { ...g.hyperparams, ...(g.pendingLr ? { lr: g.pendingLr.lr } : {}) },
       params: g.slots.map((s) => s.name),
       step: g.step,
     }));
@@ -499,35 +570,101 @@ export class WebGPUAccSGD {
     return this.slotAt(param).hasBuffer;
   }
 
-  /** Sets the learning rate of one group, or of every group when `group` is omitted. Applies to steps called afterwards. */
+  /**
+   * Sets the learning rate of one group, or of every group when `group` is omitted. Calls take
+   * effect in the order they were made, as in PyTorch: the change applies to every step() called
+   * after it, not to steps called before it that have not run yet, and an importState() called
+   * before it does not overwrite it (one called after it does, as load_state_dict does). The value
+   * and group are checked at once (AccSGDConfigError, thrown); the change itself is queued behind
+   * pending calls (`paramGroups` shows the new rate at once).
+   */
   setLearningRate(lr: number, group?: number): void {
     const targets = group === undefined ? this.groups : [this.groupAt(group)];
-    const updated = targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }));
-    targets.forEach((g, i) => {
-      g.hyperparams = updated[i]!;
-    });
+    for (const g of targets) validateHyperparams({ ...g.hyperparams, lr });
+    const token = ++this.lrChanges;
+    for (const g of targets) g.pendingLr = { lr, token };
+    const settle = () => {
+      for (const g of targets) if (g.pendingLr?.token === token) g.pendingLr = null;
+    };
+    this.enqueue('setLearningRate', async () => {
+      for (const g of targets) g.hyperparams = validateHyperparams({ ...g.hyperparams, lr });
+    })
+      // After destroy() or device loss there is nothing left to change.
+      .catch(() => undefined)
+      .finally(settle);
   }
 
   /**
    * One optimizer step over gradients already in each group's `grads` buffer. Everything is checked
    * before anything is dispatched; a tensor without a gradient keeps its parameter and buffer.
+   * Coefficients are formed when the step runs, after every call made before it (a pending
+   * importState or setLearningRate included). Gradients are checked for non-finite values on the
+   * GPU under the nonFinite option: 'error' rejects with AccSGDGradientError, 'skip-step' resolves
+   * { applied: false, reason }, and in both cases nothing changes.
    */
-  step(present?: GradientPresence, options: StepOptions = {}): Promise<void> {
+  step(present?: GradientPresence, options: StepOptions = {}): Promise<StepResult> {
     let active: boolean[];
-    let coefficients: Float32Array[];
     try {
       active = this.resolvePresence(present);
-      coefficients = this.groups.map((g) => uniformCoefficients(g.hyperparams));
     } catch (error) {
       return Promise.reject(error);
     }
     return this.enqueue('step', async () => {
-      const commit = await this.checked('step', () => this.dispatchStep(active, coefficients, options));
+      const coefficients = this.groups.map((g) => uniformCoefficients(g.hyperparams));
+      const check = this.nonFinite !== 'allow';
+      const commit = await this.checked('step', () =>
+        this.dispatchStep(active, coefficients, options, check),
+      );
+      if (check) {
+        const bad = await this.readStatus('step');
+        if (bad) {
+          const message = `element ${bad.element} is ${bad.value} (non-finite gradients are rejected; see the nonFinite option)`;
+          if (this.nonFinite === 'error') throw new AccSGDGradientError(bad.slot.name, message);
+          return { applied: false, reason: `gradient for parameter "${bad.slot.name}": ${message}` };
+        }
+      }
       commit();
+      return { applied: true };
     });
   }
 
-  private dispatchStep(active: boolean[], coefficients: Float32Array[], options: StepOptions): () => void {
+  /** The first non-finite gradient the step's scan found (first group, lowest element), or null. */
+  private async readStatus(call: string): Promise<{ slot: Slot; element: number; value: string } | null> {
+    const staging = this.statusRead!;
+    await this.guard(call, staging.mapAsync(GPUMapModeFlag.READ));
+    const words = new Uint32Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    if (words[0] === 0) return null;
+    for (let g = 0; g < this.groups.length; g++) {
+      const element = words[1 + g]!;
+      if (element === STATUS_NONE) continue;
+      const slot = this.groups[g]!.table.find((s) => s.offset <= element && element < s.offset + s.size);
+      if (!slot) continue;
+      let value = 'non-finite';
+      const group = this.groups[g]!;
+      if ((group.grads.usage & GPUBufferUsageFlag.COPY_SRC) !== 0) {
+        const half = this.storage === 'float16';
+        const bytes = await this.readBytes(call, group.grads, element * (half ? 2 : 4), half ? 2 : 4);
+        const copy = bytes.slice();
+        value = String(
+          half ? halfToFloat(new Uint16Array(copy.buffer, 0, 1))[0] : new Float32Array(copy.buffer, 0, 1)[0],
+        );
+      }
+      return { slot, element: element - slot.offset, value };
+    }
+    throw new AccSGDDeviceError(
+      call,
+      'internal',
+      'the non-finite scan reported an element of no active tensor',
+    );
+  }
+
+  private dispatchStep(
+    active: boolean[],
+    coefficients: Float32Array[],
+    options: StepOptions,
+    check: boolean,
+  ): () => void {
     const device = this.device;
     const encoder = device.createCommandEncoder({ label: `${this.label} step` });
     const pass = encoder.beginComputePass({
@@ -537,6 +674,11 @@ export class WebGPUAccSGD {
     let current: AccSGDPipeline | null = null;
     const touched: Group[] = [];
     const uniformStride = align(UNIFORM_BYTES, device.limits.minUniformBufferOffsetAlignment);
+    const status = new Uint32Array(statusWords(this.groups.length)).fill(STATUS_NONE);
+    status[0] = 0;
+    // Written every step (also under 'allow', where no scan runs, so the update is never predicated off).
+    device.queue.writeBuffer(this.status!, 0, status);
+    const updates: (() => void)[] = [];
     this.groups.forEach((group, g) => {
       const flags = group.table.map((slot) => {
         if (!active[slot.index]) return 0;
@@ -566,20 +708,32 @@ export class WebGPUAccSGD {
         let plain = window.covered;
         for (let k = window.firstSlot; k < window.endSlot && plain; k++) plain = flags[k] === SEGMENT_ACTIVE;
         words[10] = plain ? 0 : 1;
+        words[11] = g;
       });
       device.queue.writeBuffer(group.uniforms, 0, uniforms);
       for (const window of group.windows) {
         const active_ = flags.slice(window.firstSlot, window.endSlot).some((f) => f !== 0);
         if (!active_) continue;
-        if (window.pipeline !== current) {
-          current = window.pipeline;
-          pass.setPipeline(current.pipeline);
+        // Scans of every group first (when checking), then the updates, which read their verdict.
+        if (check) {
+          pass.setPipeline(window.pipeline.scan);
+          current = null;
+          pass.setBindGroup(0, window.bindGroup);
+          pass.dispatchWorkgroups(window.dispatch[0], window.dispatch[1]);
         }
-        pass.setBindGroup(0, window.bindGroup);
-        pass.dispatchWorkgroups(window.dispatch[0], window.dispatch[1]);
+        updates.push(() => {
+          if (window.pipeline !== current) {
+            current = window.pipeline;
+            pass.setPipeline(current.pipeline);
+          }
+          pass.setBindGroup(0, window.bindGroup);
+          pass.dispatchWorkgroups(window.dispatch[0], window.dispatch[1]);
+        });
       }
     });
+    for (const update of updates) update();
     pass.end();
+    if (check) encoder.copyBufferToBuffer(this.status!, 0, this.statusRead!, 0, status.byteLength);
     device.queue.submit([encoder.finish()]);
     // Committed only once the device reported no error for the step.
     return () => {
@@ -643,7 +797,13 @@ export class WebGPUAccSGD {
       const buffers = new Map<string, StateBuffer>(
         withBuffer.map((s, i) => [s.name, { shape: [...s.shape], data: data[i]! }]),
       );
-      return encodeState({ groups: this.paramGroups, buffers });
+      // The groups as of this call: a learning rate set after it is not in the file.
+      const groups = this.groups.map((g) => ({
+        hyperparams: { ...g.hyperparams },
+        params: g.slots.map((s) => s.name),
+        step: g.step,
+      }));
+      return encodeState({ groups, buffers });
     });
   }
 
@@ -668,7 +828,11 @@ export class WebGPUAccSGD {
       const slot = this.byName.get(name)!;
       const data = Float32Array.from(buffer.data);
       if (slot.size > 0)
-        this.device.queue.writeBuffer(this.groups[slot.group]!.momentum, slot.offset * 4, data);
+        this.device.queue.writeBuffer(
+          this.groups[slot.group]!.momentum,
+          (slot.offset - this.groups[slot.group]!.base) * 4,
+          data,
+        );
     }
     return () => {
       state.groups.forEach((g, i) => {
@@ -692,6 +856,8 @@ export class WebGPUAccSGD {
       group.segmentTable?.destroy();
       group.uniforms?.destroy();
     }
+    this.status?.destroy();
+    this.statusRead?.destroy();
   }
 
   // ---- internals ----
@@ -751,7 +917,7 @@ export class WebGPUAccSGD {
       const bytes = await this.readBytes(
         call,
         which === 'params' ? group.params : group.momentum,
-        first * elementBytes,
+        (which === 'params' ? first : first - group.base) * elementBytes,
         (end - first) * elementBytes,
       );
       for (const s of wanted) {
@@ -864,25 +1030,11 @@ export class WebGPUAccSGD {
   }
 
   private groupAt(index: number): Group {
-    const group = Number.isInteger(index) ? this.groups[index] : undefined;
-    if (!group) throw new AccSGDConfigError('group', index, `an integer in [0, ${this.groups.length - 1}]`);
-    return group;
+    return groupAt(this.groups, index);
   }
 
   private slotAt(param: number | string): Slot {
-    const slot =
-      typeof param === 'string'
-        ? this.byName.get(param)
-        : Number.isInteger(param)
-          ? this.slots[param]
-          : undefined;
-    if (!slot)
-      throw new AccSGDConfigError(
-        'param',
-        param,
-        `an index in [0, ${this.slots.length - 1}] or one of the names ${this.paramNames.join(', ')}`,
-      );
-    return slot;
+    return paramAt(this.slots, this.byName, param);
   }
 }
 

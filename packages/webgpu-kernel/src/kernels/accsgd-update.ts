@@ -89,7 +89,7 @@ export const SEGMENT_ENTRY_WORDS = SEGMENT_ENTRY_BYTES / 4;
  *   9     segmentCount (u32)
  *   10    lookup (u32): 0 when every element of the window belongs to an active segment that already
  *         has a buffer, so the segment table need not be read; 1 otherwise
- *   11    padding
+ *   11    group (u32): the group's index, which picks its word of the status buffer
  */
 export const UNIFORM_WORDS = 12;
 export const UNIFORM_BYTES = UNIFORM_WORDS * 4;
@@ -106,8 +106,18 @@ const UNIFORM_DECLARATION = /* wgsl */ `struct Uniforms {
   windowLength: u32,
   segmentCount: u32,
   lookup: u32,
-  padding: u32,
+  group: u32,
 }`;
+
+/**
+ * The status buffer (u32 words) of the non-finite check: word 0 is non-zero when the scan found a
+ * non-finite gradient in an active tensor this step (the update entry point then does nothing);
+ * word 1 + g is the lowest flat-storage element index of group g with one (0xffffffff: none).
+ */
+export const STATUS_NONE = 0xffffffff;
+export function statusWords(groups: number): number {
+  return 1 + groups;
+}
 
 /**
  * vec4 accesses each invocation makes per pass of the vec4 program's grid-stride loop, WORKGROUP_SIZE
@@ -161,66 +171,14 @@ export function accsgdUpdateWGSL(storage: StorageType = 'float32', access: Acces
   // CHUNK counts accesses (elements or vec4s); CHUNK_ELEMENTS counts elements; W scales an access index to elements.
   const CHUNK = accessesPerChunk(access);
   const CHUNK_ELEMENTS = elementsPerChunk(access);
-  const unrolled = Array.from(
-    { length: CHUNK / WORKGROUP_SIZE },
-    (_, k) => `        update(i + ${k * WORKGROUP_SIZE}u, init);`,
-  ).join('\n');
+  // The unrolled accesses of a full chunk: lane offsets 0, WORKGROUP_SIZE, 2 * WORKGROUP_SIZE, ...
+  const unrolled = (call: string) =>
+    Array.from(
+      { length: CHUNK / WORKGROUP_SIZE },
+      (_, k) => `        ${call}(i + ${k * WORKGROUP_SIZE}u, init);`,
+    ).join('\n');
   const W = vec ? ` * ${VEC4_ELEMENTS}u` : '';
-  const enable = storage === 'float16' ? 'enable f16;\n\n' : '';
-  const header = vec
-    ? `${enable}// AccSGD fused multi-tensor update (@accsgd/webgpu-kernel), ${storage} parameter storage, vec4 accesses.
-// Only for windows whose start, length and every segment start and end are multiples of 4 elements
-// (the host checks): index i below counts vec4s, element indices are 4 * i.
-`
-    : `${enable}// AccSGD fused multi-tensor update (@accsgd/webgpu-kernel), ${storage} parameter storage.
-`;
-  return `${header}// For each element of an active segment, with coefficients from @accsgd/core:
-//   buf' = bufFromBuf * buf + bufFromParam * p + bufFromGrad * g   (buf := p on a tensor's first step)
-//   p'   = paramFromParam * p + paramFromGrad * g + paramFromBuf * buf'
-
-${UNIFORM_DECLARATION}
-
-struct Segment {
-  start: u32,
-  end: u32,
-  flags: u32,
-  padding: u32,
-}
-
-const SEGMENT_ACTIVE: u32 = ${SEGMENT_ACTIVE}u;
-const SEGMENT_INITIALISE: u32 = ${SEGMENT_INITIALISE}u;
-
-@group(0) @binding(0) var<uniform> u: Uniforms;
-@group(0) @binding(1) var<storage, read> segments: array<Segment>;
-@group(0) @binding(2) var<storage, read_write> params: array<${S}>;
-@group(0) @binding(3) var<storage, read> grads: array<${S}>;
-@group(0) @binding(4) var<storage, read_write> buffers: array<${F}>;
-
-// One element: p, g and buf read once, p and buf written once. On a tensor's first step (init) the
-// buffer starts as a copy of p, folded into bufFromParamFirstStep; select, not a branch, so that
-// the (unused) old buffer value never reaches the arithmetic.
-fn update(i: u32, init: bool) {
-  let p = ${F}(params[i]);
-  let g = ${F}(grads[i]);
-  let old = select(buffers[i], ${vec ? `${F}(0.0)` : '0.0'}, init);
-  let fromParam = select(u.bufFromParam, u.bufFromParamFirstStep, init);
-  let b = select(u.bufFromBuf, 0.0, init) * old + fromParam * p + u.bufFromGrad * g;
-  buffers[i] = b;
-  params[i] = ${S}(u.paramFromParam * p + u.paramFromGrad * g + u.paramFromBuf * b);
-}
-
-// See WORKGROUP_SIZE, ELEMENTS_PER_INVOCATION and the workgroups per dispatch in accsgd-update.ts.
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn main(
-  @builtin(workgroup_id) workgroup: vec3<u32>,
-  @builtin(num_workgroups) workgroups: vec3<u32>,
-  @builtin(local_invocation_index) lane: u32,
-) {
-  // A grid-stride loop over chunks of ${CHUNK_ELEMENTS} consecutive elements, one chunk per workgroup per pass;
-  // lane k of a workgroup updates ${vec ? 'vec4s' : 'elements'} k, k + ${WORKGROUP_SIZE}, ... of its chunk, so neighbouring
-  // invocations touch neighbouring elements. Dispatches beyond maxComputeWorkgroupsPerDimension are
-  // folded into two dimensions.
-  let length = u.windowLength${vec ? ` / ${VEC4_ELEMENTS}u` : ''};
+  const loop = (call: string) => `  let length = u.windowLength${vec ? ` / ${VEC4_ELEMENTS}u` : ''};
   let stride = workgroups.x * workgroups.y * ${CHUNK}u;
   // The segment of the elements reached: without lookup, one active segment over the whole window.
   // Elements only grow along the loop, so the segment is found by moving forward through the table.
@@ -251,10 +209,10 @@ fn main(
       }
       let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
       if (end - first == ${CHUNK_ELEMENTS}u) {
-${unrolled}
+${unrolled(call)}
       } else {
         for (var j = i; j < length; j += ${WORKGROUP_SIZE}u) {
-          update(j, init);
+          ${call}(j, init);
         }
       }
     } else {
@@ -271,13 +229,95 @@ ${unrolled}
           segment = segments[at];
         }
         if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
-          update(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+          ${call}(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
         }
       }
     }
   }
+`;
+  const scanEntry = `// The non-finite check of a step (not for nonFinite 'allow'): the same walk over active segments as
+// main, recording the lowest element index with a non-finite gradient in the group's status word.
+// Finiteness is tested on the bits (exponent all ones), which no fast-math assumption can drop.
+fn check(i: u32, init: bool) {
+  let bits = bitcast<${vec ? 'vec4<u32>' : 'u32'}>(${F}(grads[i]));
+  let bad = (bits & ${vec ? 'vec4<u32>(0x7f800000u)' : '0x7f800000u'}) == ${vec ? 'vec4<u32>(0x7f800000u)' : '0x7f800000u'};
+  if (${vec ? 'any(bad)' : 'bad'}) {
+    let element = u.windowStart + i${W}${vec ? ' + select(select(select(3u, 2u, bad.z), 1u, bad.y), 0u, bad.x)' : ''};
+    atomicMin(&status[1u + u.group], element);
+    atomicStore(&status[0], 1u);
+  }
 }
 
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn scan(
+  @builtin(workgroup_id) workgroup: vec3<u32>,
+  @builtin(num_workgroups) workgroups: vec3<u32>,
+  @builtin(local_invocation_index) lane: u32,
+) {
+${loop('check')}}
+`;
+  const enable = storage === 'float16' ? 'enable f16;\n\n' : '';
+  const header = vec
+    ? `${enable}// AccSGD fused multi-tensor update (@accsgd/webgpu-kernel), ${storage} parameter storage, vec4 accesses.
+// Only for windows whose start, length and every segment start and end are multiples of 4 elements
+// (the host checks): index i below counts vec4s, element indices are 4 * i.
+`
+    : `${enable}// AccSGD fused multi-tensor update (@accsgd/webgpu-kernel), ${storage} parameter storage.
+`;
+  return `${header}// For each element of an active segment, with coefficients from @accsgd/core:
+//   buf' = bufFromBuf * buf + bufFromParam * p + bufFromGrad * g   (buf := p on a tensor's first step)
+//   p'   = paramFromParam * p + paramFromGrad * g + paramFromBuf * buf'
+
+${UNIFORM_DECLARATION}
+
+struct Segment {
+  start: u32,
+  end: u32,
+  flags: u32,
+  padding: u32,
+}
+
+const SEGMENT_ACTIVE: u32 = ${SEGMENT_ACTIVE}u;
+const SEGMENT_INITIALISE: u32 = ${SEGMENT_INITIALISE}u;
+
+@group(0) @binding(0) var<uniform> u: Uniforms;
+@group(0) @binding(1) var<storage, read> segments: array<Segment>;
+@group(0) @binding(2) var<storage, read_write> params: array<${S}>;
+@group(0) @binding(3) var<storage, read> grads: array<${S}>;
+@group(0) @binding(4) var<storage, read_write> buffers: array<${F}>;
+@group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
+
+// One element: p, g and buf read once, p and buf written once. On a tensor's first step (init) the
+// buffer starts as a copy of p, folded into bufFromParamFirstStep; select, not a branch, so that
+// the (unused) old buffer value never reaches the arithmetic.
+fn update(i: u32, init: bool) {
+  let p = ${F}(params[i]);
+  let g = ${F}(grads[i]);
+  let old = select(buffers[i], ${vec ? `${F}(0.0)` : '0.0'}, init);
+  let fromParam = select(u.bufFromParam, u.bufFromParamFirstStep, init);
+  let b = select(u.bufFromBuf, 0.0, init) * old + fromParam * p + u.bufFromGrad * g;
+  buffers[i] = b;
+  params[i] = ${S}(u.paramFromParam * p + u.paramFromGrad * g + u.paramFromBuf * b);
+}
+
+// See WORKGROUP_SIZE, ELEMENTS_PER_INVOCATION and the workgroups per dispatch in accsgd-update.ts.
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(
+  @builtin(workgroup_id) workgroup: vec3<u32>,
+  @builtin(num_workgroups) workgroups: vec3<u32>,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  // Predicated on this step's non-finite scan (see scan): nothing changes when it found one.
+  if (atomicLoad(&status[0]) != 0u) {
+    return;
+  }
+  // A grid-stride loop over chunks of ${CHUNK_ELEMENTS} consecutive elements, one chunk per workgroup per pass;
+  // lane k of a workgroup updates ${vec ? 'vec4s' : 'elements'} k, k + ${WORKGROUP_SIZE}, ... of its chunk, so neighbouring
+  // invocations touch neighbouring elements. Dispatches beyond maxComputeWorkgroupsPerDimension are
+  // folded into two dimensions.
+${loop('update')}}
+
+${scanEntry}
 // Moves *at forward to the first segment that ends after element (segments are sorted and
 // disjoint, so their ends increase); segmentCount when there is none.
 fn seek(at: ptr<function, u32>, element: u32) {
@@ -298,6 +338,8 @@ fn seek(at: ptr<function, u32>, element: u32) {
 
 export interface AccSGDPipeline {
   pipeline: GPUComputePipeline;
+  /** The non-finite scan (entry point `scan`) of the same module and layout. */
+  scan: GPUComputePipeline;
   /** The bind group layout, shared by the scalar and vec4 pipelines of a storage type, so one bind group serves both. */
   layout: GPUBindGroupLayout;
   storage: StorageType;
@@ -328,6 +370,7 @@ function accsgdUpdateLayout(device: GPUDevice, storage: StorageType): GPUBindGro
       { binding: 2, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
       { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' } },
       { binding: 4, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
+      { binding: 5, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
     ],
   });
   perDevice.set(storage, layout);
@@ -355,12 +398,18 @@ export function accsgdUpdatePipeline(
   const label = `accsgd-update (${storage}, ${access})`;
   const module = device.createShaderModule({ label, code: accsgdUpdateWGSL(storage, access) });
   const layout = accsgdUpdateLayout(device, storage);
+  const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [layout] });
   const pipeline = device.createComputePipeline({
     label,
-    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+    layout: pipelineLayout,
     compute: { module, entryPoint: 'main' },
   });
-  const entry = { pipeline, layout, storage, access };
+  const scan = device.createComputePipeline({
+    label: `${label} scan`,
+    layout: pipelineLayout,
+    compute: { module, entryPoint: 'scan' },
+  });
+  const entry = { pipeline, scan, layout, storage, access };
   perDevice.set(key, entry);
   return entry;
 }

@@ -15,7 +15,7 @@ struct Uniforms {
   windowLength: u32,
   segmentCount: u32,
   lookup: u32,
-  padding: u32,
+  group: u32,
 }
 
 struct Segment {
@@ -33,6 +33,7 @@ const SEGMENT_INITIALISE: u32 = 2u;
 @group(0) @binding(2) var<storage, read_write> params: array<f32>;
 @group(0) @binding(3) var<storage, read> grads: array<f32>;
 @group(0) @binding(4) var<storage, read_write> buffers: array<f32>;
+@group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
 
 // One element: p, g and buf read once, p and buf written once. On a tensor's first step (init) the
 // buffer starts as a copy of p, folded into bufFromParamFirstStep; select, not a branch, so that
@@ -54,6 +55,10 @@ fn main(
   @builtin(num_workgroups) workgroups: vec3<u32>,
   @builtin(local_invocation_index) lane: u32,
 ) {
+  // Predicated on this step's non-finite scan (see scan): nothing changes when it found one.
+  if (atomicLoad(&status[0]) != 0u) {
+    return;
+  }
   // A grid-stride loop over chunks of 512 consecutive elements, one chunk per workgroup per pass;
   // lane k of a workgroup updates elements k, k + 64, ... of its chunk, so neighbouring
   // invocations touch neighbouring elements. Dispatches beyond maxComputeWorkgroupsPerDimension are
@@ -117,6 +122,90 @@ fn main(
         }
         if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
           update(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+        }
+      }
+    }
+  }
+}
+
+// The non-finite check of a step (not for nonFinite 'allow'): the same walk over active segments as
+// main, recording the lowest element index with a non-finite gradient in the group's status word.
+// Finiteness is tested on the bits (exponent all ones), which no fast-math assumption can drop.
+fn check(i: u32, init: bool) {
+  let bits = bitcast<u32>(f32(grads[i]));
+  let bad = (bits & 0x7f800000u) == 0x7f800000u;
+  if (bad) {
+    let element = u.windowStart + i;
+    atomicMin(&status[1u + u.group], element);
+    atomicStore(&status[0], 1u);
+  }
+}
+
+@compute @workgroup_size(64)
+fn scan(
+  @builtin(workgroup_id) workgroup: vec3<u32>,
+  @builtin(num_workgroups) workgroups: vec3<u32>,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let length = u.windowLength;
+  let stride = workgroups.x * workgroups.y * 512u;
+  // The segment of the elements reached: without lookup, one active segment over the whole window.
+  // Elements only grow along the loop, so the segment is found by moving forward through the table.
+  var next = 0u;
+  var segmentStart = 0u;
+  var segmentEnd = 0xffffffffu;
+  var segmentFlags = SEGMENT_ACTIVE;
+  if (u.lookup != 0u) {
+    segmentEnd = 0u;
+  }
+  for (var chunk = (workgroup.y * workgroups.x + workgroup.x) * 512u; chunk < length; chunk += stride) {
+    let first = u.windowStart + chunk;
+    let end = first + min(512u, length - chunk);
+    if (first >= segmentEnd) {
+      seek(&next, first);
+      if (next >= u.segmentCount) {
+        break;
+      }
+      segmentStart = segments[next].start;
+      segmentEnd = segments[next].end;
+      segmentFlags = segments[next].flags;
+    }
+    let i = chunk + lane;
+    if (segmentStart <= first && end <= segmentEnd) {
+      // The whole chunk lies in one segment (always so without lookup).
+      if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
+        continue;
+      }
+      let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
+      if (end - first == 512u) {
+        check(i + 0u, init);
+        check(i + 64u, init);
+        check(i + 128u, init);
+        check(i + 192u, init);
+        check(i + 256u, init);
+        check(i + 320u, init);
+        check(i + 384u, init);
+        check(i + 448u, init);
+      } else {
+        for (var j = i; j < length; j += 64u) {
+          check(j, init);
+        }
+      }
+    } else {
+      // Segment boundaries or gaps inside the chunk: each element finds its own segment.
+      var at = next;
+      var segment = segments[at];
+      for (var j = i; j < length && j < chunk + 512u; j += 64u) {
+        let element = u.windowStart + j;
+        if (element >= segment.end) {
+          seek(&at, element);
+          if (at >= u.segmentCount) {
+            break;
+          }
+          segment = segments[at];
+        }
+        if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
+          check(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
         }
       }
     }
