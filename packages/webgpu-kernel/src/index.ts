@@ -18,8 +18,11 @@ export {
   type GradientPresence,
   type SegmentInput,
   type StepOptions,
+  type TensorInput,
   uniformCoefficients,
   WebGPUAccSGD,
   type WebGPUAccSGDOptions,
+  type WebGPUGroupInput,
   type WebGPUParamGroup,
+  type WebGPUTensorListGroup,
 } from './webgpu-optimizer.js';

@@ -60,6 +60,34 @@ export interface WebGPUParamGroup extends Partial<Hyperparams> {
   segments: readonly SegmentInput[];
 }
 
+/** One tensor of a list-form group: its own params and grads buffers, from byte 0. */
+export interface TensorInput {
+  /** Name in the state file; default: the tensor's index over all groups ("0", "1", ...), as in PyTorch. */
+  name?: string;
+  /** The tensor's parameters from byte 0: STORAGE usage (and COPY_SRC to read them back). */
+  params: GPUBuffer;
+  /** Its gradient from byte 0: STORAGE usage (and COPY_SRC for the value in a non-finite error). */
+  grads: GPUBuffer;
+  /** Element count. */
+  elements: number;
+  /** Shape, checked against state files; default: [elements]. Its product must be `elements`. */
+  shape?: number[];
+}
+
+/**
+ * A parameter group given as a list of tensors, each in its own buffers (the list form). Each
+ * tensor is its own binding window, so a step costs one dispatch per tensor (per binding window of
+ * a tensor beyond maxStorageBufferBindingSize); the flat form (WebGPUParamGroup) is the
+ * one-dispatch-per-group path. Everything else (coefficients, flags, the non-finite check, state
+ * files) is the same: the tensors are laid out in the group's momentum buffer as if in flat storage.
+ */
+export interface WebGPUTensorListGroup extends Partial<Hyperparams> {
+  tensors: readonly TensorInput[];
+}
+
+/** A group in either form: flat storage with a segment table, or a list of tensors with their own buffers. */
+export type WebGPUGroupInput = WebGPUParamGroup | WebGPUTensorListGroup;
+
 export interface WebGPUAccSGDOptions {
   /** Precision of parameters and gradients in storage; arithmetic and momentum buffers are float32. Default 'float32'. */
   storage?: StorageType;
@@ -104,8 +132,15 @@ export interface StepOptions {
 interface Slot {
   name: string;
   shape: number[];
+  /** First element in the group's (flat or, for the list form, virtual) element space: segment-table coordinates. */
   offset: number;
   size: number;
+  /** The buffers holding the tensor's parameters and gradient, and its first element in them. */
+  params: GPUBuffer;
+  grads: GPUBuffer;
+  first: number;
+  /** How the buffers are named in errors: "groups[g]" (flat form) or "groups[g].tensors[k]" (list form). */
+  where: string;
   group: number;
   /** Position in `paramNames`. */
   index: number;
@@ -116,6 +151,10 @@ interface Window {
   /** First element (in the group's flat storage) and element count. */
   start: number;
   length: number;
+  /** The buffers the window binds for params and grads, and the element of them bound at `start`. */
+  params: GPUBuffer;
+  grads: GPUBuffer;
+  storageStart: number;
   /** Range of the group's non-empty slots (in offset order) that intersect the window. */
   firstSlot: number;
   endSlot: number;
@@ -138,8 +177,9 @@ interface Group {
   slots: Slot[];
   /** Non-empty slots sorted by offset: the rows of the segment table. */
   table: Slot[];
-  params: GPUBuffer;
-  grads: GPUBuffer;
+  /** The flat form's buffers; null for the list form, whose tensors have their own (see Slot). */
+  params: GPUBuffer | null;
+  grads: GPUBuffer | null;
   momentum: GPUBuffer;
   segmentTable: GPUBuffer;
   uniforms: GPUBuffer;
@@ -148,6 +188,7 @@ interface Group {
 }
 
 const GROUP_EXTRA_KEYS = ['params', 'grads', 'segments'];
+const LIST_GROUP_EXTRA_KEYS = ['tensors'];
 const READBACK_CHUNK_BYTES = 64 * 1024 * 1024;
 
 /**
@@ -157,6 +198,10 @@ const READBACK_CHUNK_BYTES = 64 * 1024 * 1024;
  *   const opt = await WebGPUAccSGD.create(device, [{ params, grads, segments }], { lr: 0.1 });
  *   await opt.step();                 // every tensor has a gradient in `grads`
  *   await opt.step({ bias: false });  // "bias" has no gradient this step
+ *
+ * A group may instead be a list of tensors with their own buffers, `{ tensors: [{ name, params,
+ * grads, elements }] }` (WebGPUTensorListGroup): the same kernel, flags, non-finite check and state
+ * file, at one dispatch per tensor (each tensor is its own binding window).
  *
  * The update is the one of @accsgd/core (see AccSGD there): coefficients are formed per group in
  * float64 on the host by `fusedCoefficientArray` and passed as a uniform block, rounded to float32
@@ -194,7 +239,7 @@ export class WebGPUAccSGD {
   /** Validates everything, then creates the GPU objects inside error scopes. */
   static async create(
     device: GPUDevice,
-    groups: WebGPUParamGroup[],
+    groups: WebGPUGroupInput[],
     defaults: HyperparamsInput,
     options: WebGPUAccSGDOptions = {},
   ): Promise<WebGPUAccSGD> {
@@ -218,7 +263,7 @@ export class WebGPUAccSGD {
 
   private constructor(
     readonly device: GPUDevice,
-    groupInputs: WebGPUParamGroup[],
+    groupInputs: WebGPUGroupInput[],
     defaults: HyperparamsInput,
     options: WebGPUAccSGDOptions,
   ) {
@@ -264,7 +309,7 @@ export class WebGPUAccSGD {
       throw new AccSGDConfigError(
         'groups',
         groupInputs,
-        'a non-empty array of { params, grads, segments } groups',
+        'a non-empty array of { params, grads, segments } or { tensors } groups',
       );
     }
     const elementBytes = storage === 'float16' ? 2 : 4;
@@ -276,7 +321,11 @@ export class WebGPUAccSGD {
     groupInputs.forEach((input, g) => {
       const where = `groups[${g}]`;
       if (typeof input !== 'object' || input === null)
-        throw new AccSGDConfigError(where, input, 'a group { params, grads, segments }');
+        throw new AccSGDConfigError(where, input, 'a group { params, grads, segments } or { tensors }');
+      if ('tensors' in input) {
+        this.addTensorList(input, g, base, elementBytes, alignElements);
+        return;
+      }
       const { params, grads, segments, ...hyper } = input;
       const hyperparams = resolveHyperparams(hyper, base, GROUP_EXTRA_KEYS);
       checkBuffer(`${where}.params`, params, GPUBufferUsageFlag.STORAGE);
@@ -323,6 +372,10 @@ export class WebGPUAccSGD {
           shape: shape ? [...shape] : [count],
           offset,
           size: count,
+          params,
+          grads,
+          first: offset,
+          where,
           group: g,
           index: this.slots.length + k,
           hasBuffer: false,
@@ -357,39 +410,157 @@ export class WebGPUAccSGD {
           );
         }
       }
-      const momentumBase =
-        table.length > 0 ? Math.floor(table[0]!.offset / alignElements) * alignElements : 0;
-      const momentumBytes = Math.max((end - momentumBase) * 4, 4);
-      if (momentumBytes > limits.maxBufferSize) {
-        throw new AccSGDDeviceError(
-          'create',
-          'unsupported',
-          `${where} needs a ${momentumBytes}-byte momentum buffer; the device's maxBufferSize is ${limits.maxBufferSize} (split the group)`,
-        );
-      }
-      for (const slot of slots) {
-        this.slots.push(slot);
-        this.byName.set(slot.name, slot);
-      }
-      this.groups.push({
-        base: momentumBase,
-        hyperparams,
-        pendingLr: null,
-        step: 0,
-        slots,
-        table,
-        params,
-        grads,
-        momentum: undefined as unknown as GPUBuffer,
-        segmentTable: undefined as unknown as GPUBuffer,
-        uniforms: undefined as unknown as GPUBuffer,
-        windows: [],
-        lastTable: null,
-      });
+      this.addGroup(where, hyperparams, slots, table, end, alignElements, params, grads);
     });
     this.lost = device.lost.then((info) => {
       this.lostInfo = info;
       return info;
+    });
+  }
+
+  /**
+   * A list-form group ({ tensors }): each tensor keeps its own buffers and gets a place in a virtual
+   * element space of the group (the segment table's and the momentum buffer's coordinates), at an
+   * offset aligned to the binding offset alignment, so every tensor is its own binding window.
+   */
+  private addTensorList(
+    input: WebGPUTensorListGroup,
+    g: number,
+    base: Hyperparams,
+    elementBytes: number,
+    alignElements: number,
+  ): void {
+    const where = `groups[${g}]`;
+    const { tensors, ...hyper } = input;
+    for (const key of GROUP_EXTRA_KEYS) {
+      if (key in hyper) {
+        throw new AccSGDConfigError(
+          `${where}.${key}`,
+          (hyper as Record<string, unknown>)[key],
+          'absent: a group is either { tensors } or { params, grads, segments }',
+        );
+      }
+    }
+    const hyperparams = resolveHyperparams(hyper, base, LIST_GROUP_EXTRA_KEYS);
+    if (!Array.isArray(tensors) || tensors.length === 0) {
+      throw new AccSGDConfigError(
+        `${where}.tensors`,
+        tensors,
+        'a non-empty array of { params, grads, elements }',
+      );
+    }
+    const seen = new Map<GPUBuffer, string>();
+    let cursor = 0;
+    const slots = tensors.map((tensor, k): Slot => {
+      const at = `${where}.tensors[${k}]`;
+      if (typeof tensor !== 'object' || tensor === null)
+        throw new AccSGDConfigError(at, tensor, '{ params, grads, elements }');
+      const { params, grads, elements, shape } = tensor;
+      if (!Number.isSafeInteger(elements) || elements < 0)
+        throw new AccSGDConfigError(`${at}.elements`, elements, 'an integer >= 0');
+      if (
+        shape !== undefined &&
+        (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      ) {
+        throw new AccSGDConfigError(`${at}.shape`, shape, 'an array of integers >= 0');
+      }
+      if (shape && shape.reduce((a: number, d: number) => a * d, 1) !== elements) {
+        throw new AccSGDConfigError(`${at}.shape`, shape, `a shape of ${elements} elements (elements)`);
+      }
+      const needed = align(elements * elementBytes, 4);
+      for (const [field, buffer] of [
+        ['params', params],
+        ['grads', grads],
+      ] as const) {
+        checkBuffer(`${at}.${field}`, buffer, GPUBufferUsageFlag.STORAGE);
+        const other = seen.get(buffer);
+        if (other !== undefined) {
+          throw new AccSGDConfigError(
+            `${at}.${field}`,
+            `the buffer of ${other}`,
+            'a buffer no other params or grads of the group uses',
+          );
+        }
+        seen.set(buffer, `${at}.${field}`);
+        if (buffer.size < needed) {
+          throw new AccSGDConfigError(
+            `${at}.${field}`,
+            `a buffer of ${buffer.size} bytes`,
+            `at least ${needed} bytes`,
+            `is too small: the tensor has ${elements} elements (${this.storage}), so it needs at least ${needed} bytes; it has ${buffer.size}`,
+          );
+        }
+      }
+      const name = tensor.name ?? String(this.slots.length + k);
+      if (
+        typeof name !== 'string' ||
+        this.byName.has(name) ||
+        tensors.slice(0, k).some((t, j) => (t.name ?? String(this.slots.length + j)) === name)
+      ) {
+        throw new AccSGDConfigError(`${at}.name`, name, 'a unique name');
+      }
+      const offset = cursor;
+      cursor = align(offset + elements, alignElements);
+      return {
+        name,
+        shape: shape ? [...shape] : [elements],
+        offset,
+        size: elements,
+        params,
+        grads,
+        first: 0,
+        where: at,
+        group: g,
+        index: this.slots.length + k,
+        hasBuffer: false,
+      };
+    });
+    const table = slots.filter((s) => s.size > 0);
+    const end = table.length > 0 ? table[table.length - 1]!.offset + table[table.length - 1]!.size : 0;
+    if (end >= 2 ** 32)
+      throw new AccSGDConfigError(`${where}.tensors`, end, 'fewer than 2^32 elements in all (aligned)');
+    this.addGroup(where, hyperparams, slots, table, end, alignElements, null, null);
+  }
+
+  /** Checks the momentum buffer's size and records a validated group and its slots. */
+  private addGroup(
+    where: string,
+    hyperparams: Hyperparams,
+    slots: Slot[],
+    table: Slot[],
+    end: number,
+    alignElements: number,
+    params: GPUBuffer | null,
+    grads: GPUBuffer | null,
+  ): void {
+    const momentumBase = table.length > 0 ? Math.floor(table[0]!.offset / alignElements) * alignElements : 0;
+    const momentumBytes = Math.max((end - momentumBase) * 4, 4);
+    const maxBufferSize = this.device.limits.maxBufferSize;
+    if (momentumBytes > maxBufferSize) {
+      throw new AccSGDDeviceError(
+        'create',
+        'unsupported',
+        `${where} needs a ${momentumBytes}-byte momentum buffer; the device's maxBufferSize is ${maxBufferSize} (split the group)`,
+      );
+    }
+    for (const slot of slots) {
+      this.slots.push(slot);
+      this.byName.set(slot.name, slot);
+    }
+    this.groups.push({
+      base: momentumBase,
+      hyperparams,
+      pendingLr: null,
+      step: 0,
+      slots,
+      table,
+      params,
+      grads,
+      momentum: undefined as unknown as GPUBuffer,
+      segmentTable: undefined as unknown as GPUBuffer,
+      uniforms: undefined as unknown as GPUBuffer,
+      windows: [],
+      lastTable: null,
     });
   }
 
@@ -465,16 +636,42 @@ export class WebGPUAccSGD {
         size: Math.max(group.table.length, 1) * SEGMENT_ENTRY_BYTES,
         usage: GPUBufferUsageFlag.STORAGE | GPUBufferUsageFlag.COPY_DST,
       });
-      const starts: number[] = [];
-      for (let s = begin; s < end; s += windowElements) starts.push(s);
+      // The windows: the flat form's storage cut every windowElements from the momentum base; in the
+      // list form each tensor (cut likewise when larger) is a window over its own buffers.
+      const spans: {
+        start: number;
+        length: number;
+        params: GPUBuffer;
+        grads: GPUBuffer;
+        storageStart: number;
+      }[] = [];
+      if (group.params && group.grads) {
+        for (let s = begin; s < end; s += windowElements)
+          spans.push({
+            start: s,
+            length: Math.min(windowElements, end - s),
+            params: group.params,
+            grads: group.grads,
+            storageStart: s,
+          });
+      } else {
+        for (const slot of group.table)
+          for (let s = slot.offset; s < slot.offset + slot.size; s += windowElements)
+            spans.push({
+              start: s,
+              length: Math.min(windowElements, slot.offset + slot.size - s),
+              params: slot.params,
+              grads: slot.grads,
+              storageStart: slot.first + (s - slot.offset),
+            });
+      }
       const uniformStride = align(UNIFORM_BYTES, device.limits.minUniformBufferOffsetAlignment);
       group.uniforms = device.createBuffer({
         label: `${label} uniforms`,
-        size: Math.max(starts.length, 1) * uniformStride,
+        size: Math.max(spans.length, 1) * uniformStride,
         usage: GPUBufferUsageFlag.UNIFORM | GPUBufferUsageFlag.COPY_DST,
       });
-      group.windows = starts.map((start, w) => {
-        const length = Math.min(windowElements, end - start);
+      group.windows = spans.map(({ start, length, params, grads, storageStart }, w): Window => {
         let firstSlot = 0;
         while (
           firstSlot < group.table.length &&
@@ -511,11 +708,11 @@ export class WebGPUAccSGD {
             { binding: 1, resource: { buffer: group.segmentTable } },
             {
               binding: 2,
-              resource: { buffer: group.params, offset: start * elementBytes, size: storageBytes },
+              resource: { buffer: params, offset: storageStart * elementBytes, size: storageBytes },
             },
             {
               binding: 3,
-              resource: { buffer: group.grads, offset: start * elementBytes, size: storageBytes },
+              resource: { buffer: grads, offset: storageStart * elementBytes, size: storageBytes },
             },
             {
               binding: 4,
@@ -527,6 +724,9 @@ export class WebGPUAccSGD {
         return {
           start,
           length,
+          params,
+          grads,
+          storageStart,
           firstSlot,
           endSlot,
           covered,
@@ -560,7 +760,7 @@ export class WebGPUAccSGD {
     return this.slots.map((s) => s.name);
   }
 
-  /** Dispatches one step issues when every tensor has a gradient (one per group, or per binding window). */
+  /** Dispatches one step issues when every tensor has a gradient (one per binding window: per flat group, or per list-form tensor). */
   get dispatchesPerStep(): number {
     return this.groups.reduce((n, g) => n + g.windows.length, 0);
   }
@@ -641,10 +841,10 @@ export class WebGPUAccSGD {
       const slot = this.groups[g]!.table.find((s) => s.offset <= element && element < s.offset + s.size);
       if (!slot) continue;
       let value = 'non-finite';
-      const group = this.groups[g]!;
-      if ((group.grads.usage & GPUBufferUsageFlag.COPY_SRC) !== 0) {
+      if ((slot.grads.usage & GPUBufferUsageFlag.COPY_SRC) !== 0) {
         const half = this.storage === 'float16';
-        const bytes = await this.readBytes(call, group.grads, element * (half ? 2 : 4), half ? 2 : 4);
+        const at = slot.first + (element - slot.offset);
+        const bytes = await this.readBytes(call, slot.grads, at * (half ? 2 : 4), half ? 2 : 4);
         const copy = bytes.slice();
         value = String(
           half ? halfToFloat(new Uint16Array(copy.buffer, 0, 1))[0] : new Float32Array(copy.buffer, 0, 1)[0],
@@ -747,13 +947,7 @@ export class WebGPUAccSGD {
   /** The parameters of one tensor (by index or name), as float32. Needs COPY_SRC on the group's params buffer. */
   async readParam(param: number | string): Promise<Float32Array> {
     const slot = this.slotAt(param);
-    const group = this.groups[slot.group]!;
-    checkBuffer(
-      `groups[${slot.group}].params`,
-      group.params,
-      GPUBufferUsageFlag.COPY_SRC,
-      'to read parameters back',
-    );
+    checkBuffer(`${slot.where}.params`, slot.params, GPUBufferUsageFlag.COPY_SRC, 'to read parameters back');
     return this.enqueue('readParam', () =>
       this.readSlots('readParam', [slot], 'params').then(([values]) => values!),
     );
@@ -769,14 +963,13 @@ export class WebGPUAccSGD {
 
   /** Every tensor's parameters and momentum buffer (null: none yet), keyed by name. */
   async read(): Promise<{ params: Map<string, Float32Array>; buffers: Map<string, Float32Array | null> }> {
-    this.groups.forEach((group, g) =>
+    for (const slot of this.slots)
       checkBuffer(
-        `groups[${g}].params`,
-        group.params,
+        `${slot.where}.params`,
+        slot.params,
         GPUBufferUsageFlag.COPY_SRC,
         'to read parameters back',
-      ),
-    );
+      );
     return this.enqueue('read', async () => {
       const params = await this.readSlots('read', this.slots, 'params');
       const withBuffer = this.slots.filter((s) => s.hasBuffer);
@@ -898,7 +1091,10 @@ export class WebGPUAccSGD {
     return active;
   }
 
-  /** Copies the slots' elements of `which` storage to the host: one ranged copy per group, in chunks. */
+  /**
+   * Copies the slots' elements of `which` storage to the host: one ranged copy (in chunks) per
+   * buffer, so one per group for momentum and flat-form params, one per tensor for list-form params.
+   */
   private async readSlots(
     call: string,
     slots: Slot[],
@@ -907,21 +1103,26 @@ export class WebGPUAccSGD {
     const half = which === 'params' && this.storage === 'float16';
     const elementBytes = half ? 2 : 4;
     const out = new Map<Slot, Float32Array>();
-    for (let g = 0; g < this.groups.length; g++) {
-      const wanted = slots.filter((s) => s.group === g && s.size > 0);
-      for (const s of slots) if (s.group === g && s.size === 0) out.set(s, new Float32Array(0));
-      if (wanted.length === 0) continue;
-      const group = this.groups[g]!;
-      const first = Math.min(...wanted.map((s) => s.offset));
-      const end = Math.max(...wanted.map((s) => s.offset + s.size));
-      const bytes = await this.readBytes(
-        call,
-        which === 'params' ? group.params : group.momentum,
-        (which === 'params' ? first : first - group.base) * elementBytes,
-        (end - first) * elementBytes,
-      );
-      for (const s of wanted) {
-        const at = (s.offset - first) * elementBytes;
+    // Each slot's buffer and the element of that buffer where the slot starts.
+    const runs = new Map<GPUBuffer, { slot: Slot; at: number }[]>();
+    for (const s of slots) {
+      if (s.size === 0) {
+        out.set(s, new Float32Array(0));
+        continue;
+      }
+      const group = this.groups[s.group]!;
+      const buffer = which === 'params' ? s.params : group.momentum;
+      const at = which === 'params' ? s.first : s.offset - group.base;
+      const run = runs.get(buffer);
+      if (run) run.push({ slot: s, at });
+      else runs.set(buffer, [{ slot: s, at }]);
+    }
+    for (const [buffer, wanted] of runs) {
+      const first = wanted.reduce((m, w) => Math.min(m, w.at), Number.POSITIVE_INFINITY);
+      const end = wanted.reduce((m, w) => Math.max(m, w.at + w.slot.size), 0);
+      const bytes = await this.readBytes(call, buffer, first * elementBytes, (end - first) * elementBytes);
+      for (const { slot: s, at: position } of wanted) {
+        const at = (position - first) * elementBytes;
         const slice = bytes.slice(at, at + s.size * elementBytes);
         out.set(
           s,
