@@ -8,7 +8,7 @@ import {
 } from '@accsgd/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFlatStorage } from './flat-storage.js';
-import { GAP_FILL, pattern } from './test-support/compare.js';
+import { cpuTwin, GAP_FILL, pattern } from './test-support/compare.js';
 import { noGPU, noGPUReason, testDevice } from './test-support/gpu.js';
 import { type TensorInput, WebGPUAccSGD, type WebGPUAccSGDOptions } from './webgpu-optimizer.js';
 
@@ -74,15 +74,7 @@ async function listTwins(
     }),
   }));
   const gpu = await WebGPUAccSGD.create(device, inputs, defaults, options);
-  const cpuParams = new Map([...init].map(([name, values]) => [name, Float32Array.from(values)]));
-  const cpu = new AccSGD(
-    groups.map((group) => ({
-      ...group.hyperparams,
-      params: group.tensors.map((t) => cpuParams.get(t.name)!),
-      names: group.tensors.map((t) => t.name),
-    })),
-    defaults,
-  );
+  const { cpu, cpuParams } = cpuTwin(groups, init, defaults);
   function writeGrads(grads: Record<string, Float32Array | null>): void {
     for (const [name, grad] of Object.entries(grads))
       if (grad && grad.length > 0)

@@ -37,6 +37,24 @@ export function pattern(size: number, seed: number): Float32Array {
  */
 export const GAP_FILL = 12345.5;
 
+/** The CPU optimizer over copies of `init`, grouped and named like the GPU one, to compare against. */
+export function cpuTwin(
+  groups: TestGroup[],
+  init: ReadonlyMap<string, Float32Array>,
+  defaults: HyperparamsInput,
+) {
+  const cpuParams = new Map([...init].map(([name, values]) => [name, Float32Array.from(values)]));
+  const cpu = new AccSGD(
+    groups.map((group) => ({
+      ...group.hyperparams,
+      params: group.tensors.map((t) => cpuParams.get(t.name)!),
+      names: group.tensors.map((t) => t.name),
+    })),
+    defaults,
+  );
+  return { cpu, cpuParams };
+}
+
 export async function twinOptimizers(
   device: GPUDevice,
   groups: TestGroup[],
@@ -84,15 +102,7 @@ export async function twinOptimizers(
     defaults,
     options,
   );
-  const cpuParams = new Map([...init].map(([name, values]) => [name, Float32Array.from(values)]));
-  const cpu = new AccSGD(
-    groups.map((group) => ({
-      ...group.hyperparams,
-      params: group.tensors.map((t) => cpuParams.get(t.name)!),
-      names: group.tensors.map((t) => t.name),
-    })),
-    defaults,
-  );
+  const { cpu, cpuParams } = cpuTwin(groups, init, defaults);
 
   /** One step on both: `grads` by name (null / absent: no gradient). */
   async function step(grads: Record<string, Float32Array | null>): Promise<void> {
