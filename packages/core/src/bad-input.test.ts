@@ -250,3 +250,48 @@ describe('bad construction', () => {
     expect(construct).toThrow(message);
   });
 });
+
+describe('applyState with a hand-built state', () => {
+  const good = { lr: 0.1, kappa: 1000, xi: 10, smallConst: 0.7, weightDecay: 0 };
+  it.each([
+    [
+      'buffer data shorter than its shape',
+      {
+        groups: [
+          { hyperparams: good, params: ['w'], step: 1 },
+          { hyperparams: good, params: ['b'], step: 0 },
+        ],
+        buffers: new Map([['w', { shape: [2, 2], data: new Float32Array(3) }]]),
+      },
+      'buffer "w.momentum_buffer" has 3 values for shape [2, 2]',
+    ],
+    [
+      'invalid hyperparameters',
+      {
+        groups: [
+          { hyperparams: { ...good, lr: -1 }, params: ['w'], step: 1 },
+          { hyperparams: good, params: ['b'], step: 0 },
+        ],
+        buffers: new Map(),
+      },
+      'group 0: lr must be a finite number >= 0; got -1',
+    ],
+    [
+      'a negative step count',
+      {
+        groups: [
+          { hyperparams: good, params: ['w'], step: -3 },
+          { hyperparams: good, params: ['b'], step: 0 },
+        ],
+        buffers: new Map(),
+      },
+      'group 0 has step -3; expected an integer >= 0',
+    ],
+  ])('%s is rejected with nothing changed', (_label, state, message) => {
+    const ctx = fixture();
+    const before = fingerprint(ctx.opt, ctx.w, ctx.b);
+    expect(() => ctx.opt.applyState(state as Parameters<AccSGD['applyState']>[0])).toThrow(AccSGDStateError);
+    expect(() => ctx.opt.applyState(state as Parameters<AccSGD['applyState']>[0])).toThrow(message);
+    expect(fingerprint(ctx.opt, ctx.w, ctx.b)).toBe(before);
+  });
+});

@@ -3,6 +3,7 @@ import { type Hyperparams, validateHyperparams } from './hyperparams.js';
 import {
   decodeSafetensors,
   encodeSafetensors,
+  product,
   type SafetensorsLimits,
   type SafetensorsTensor,
 } from './safetensors.js';
@@ -152,11 +153,46 @@ export function decodeState(bytes: Uint8Array, limits?: SafetensorsLimits): Opti
 }
 
 /**
+ * Throws AccSGDStateError unless the record is internally valid: hyperparameters in range, integer
+ * step counts >= 0, each name in one group only, and buffer data as long as its shape says. A state
+ * from decodeState always is; a state built by hand may not be.
+ */
+function assertStateConsistent(state: OptimizerState): void {
+  const owner = new Set<string>();
+  state.groups.forEach((group, index) => {
+    try {
+      validateHyperparams({ ...group.hyperparams });
+    } catch (error) {
+      if (error instanceof AccSGDConfigError) throw new AccSGDStateError(`group ${index}: ${error.message}`);
+      throw error;
+    }
+    if (!Number.isSafeInteger(group.step) || group.step < 0) {
+      throw new AccSGDStateError(`group ${index} has step ${group.step}; expected an integer >= 0`);
+    }
+    for (const name of group.params) {
+      if (owner.has(name)) throw new AccSGDStateError(`parameter "${name}" is listed in more than one place`);
+      owner.add(name);
+    }
+  });
+  for (const [name, buffer] of state.buffers) {
+    if (!(buffer.data instanceof Float32Array || buffer.data instanceof Float64Array)) {
+      throw new AccSGDStateError(`buffer "${name}${BUFFER_SUFFIX}" is not a Float32Array or Float64Array`);
+    }
+    if (buffer.data.length !== product(buffer.shape)) {
+      throw new AccSGDStateError(
+        `buffer "${name}${BUFFER_SUFFIX}" has ${buffer.data.length} values for shape [${buffer.shape.join(', ')}]`,
+      );
+    }
+  }
+}
+
+/**
  * Throws AccSGDStateError unless `state` describes exactly the optimizer's parameters:
  * the same number of groups, the same member names in each group, and buffer shapes equal to
  * the parameters' shapes.
  */
 export function assertStateFits(state: OptimizerState, layout: StateLayout): void {
+  assertStateConsistent(state);
   if (state.groups.length !== layout.groups.length) {
     throw new AccSGDStateError(
       `state has ${state.groups.length} parameter group(s); the optimizer has ${layout.groups.length}`,
