@@ -463,6 +463,50 @@ describe('AccSGDOptimizer (cpu)', () => {
     expect(Array.from(opt.momentumBuffer(w.name)!.dataSync())).toEqual([3, 4]);
   });
 
+  it('replaces, on a second import, buffers that still wait for their variables', () => {
+    const opt = track(accsgd({ lr: 0.1 }));
+    const state = (params: string[]) =>
+      encodeState({
+        groups: [{ hyperparams: resolveHyperparams({ lr: 0.2 }), params, step: 3 }],
+        buffers: new Map(params.map((n) => [n, { shape: [2], data: Float32Array.from([1, 2]) }])),
+      });
+    opt.importState(state(['x', 'y']));
+    opt.importState(state(['x']));
+    expect(opt.paramGroups).toEqual([
+      { hyperparams: resolveHyperparams({ lr: 0.2 }), params: ['x'], step: 3 },
+    ]);
+  });
+
+  it('rejects an "iter" weight that is not an integer >= 0, changing nothing', async () => {
+    const w = track(variable([1, 2]));
+    const opt = track(accsgd({ lr: 0.1 }));
+    step(opt, { [w.name]: [1, 1] });
+    const weights = await opt.getWeights();
+    for (const bad of [-2.5, 1.5, -1]) {
+      const iter = track(tf.scalar(bad));
+      await expect(opt.setWeights([{ name: 'iter', tensor: iter }, ...weights.slice(1)])).rejects.toThrow(
+        `optimizer weight "iter" must be a scalar integer >= 0; got ${bad}`,
+      );
+    }
+    expect(opt.iterations).toBe(1);
+    expect(opt.paramGroups[0]!.step).toBe(1);
+    weights[0]!.tensor.dispose();
+  });
+
+  it('does not let a step taken while setWeights reads "iter" be undone by it', async () => {
+    const a = track(variable([1, 2]));
+    const b = track(variable([3, 4]));
+    const opt = track(accsgd({ lr: 0.1 }));
+    step(opt, { [a.name]: [1, 1] });
+    const weights = await opt.getWeights(); // iter and a's buffer only
+    const pending = opt.setWeights(weights);
+    step(opt, { [b.name]: [1, 1] }); // b gets a buffer before setWeights commits
+    await expect(pending).rejects.toThrow(AccSGDStateError);
+    expect(opt.momentumBuffer(b.name)).not.toBeNull();
+    expect(opt.iterations).toBe(2);
+    weights[0]!.tensor.dispose();
+  });
+
   it('rejects a step whose restored buffer does not fit its variable, before anything changes', async () => {
     const a = track(variable([1, 2], [2], uniqueName('a')));
     const lateName = uniqueName('late');

@@ -473,6 +473,16 @@ export class AccSGDOptimizer extends Optimizer {
         'AccSGD weights must start with the int32 scalar "iter" (the layout of getWeights())',
       );
     }
+    // Read "iter" before any check: nothing may await between the checks and the commit, or a step
+    // taken meanwhile could be undone by a replacement checked against an older state.
+    const iterTensor = weightValues[0]!.tensor;
+    const iterValues = await iterTensor.data();
+    const iterations = iterValues[0]!;
+    if (iterTensor.size !== 1 || !Number.isSafeInteger(iterations) || iterations < 0) {
+      throw new AccSGDStateError(
+        `optimizer weight "iter" must be a scalar integer >= 0; got ${iterTensor.size === 1 ? iterations : `shape [${iterTensor.shape}]`}`,
+      );
+    }
     const restored = new Map<string, Tensor>();
     for (const { name, tensor: value } of weightValues.slice(1)) {
       if (!name.endsWith(BUFFER_WEIGHT_SUFFIX))
@@ -487,14 +497,15 @@ export class AccSGDOptimizer extends Optimizer {
       if (restored.has(stateName)) throw new AccSGDStateError(`optimizer weight "${name}" appears twice`);
       restored.set(stateName, value);
     }
-    const missing = this.entries.filter((e) => e.buffer !== null && !restored.has(e.stateName));
+    const missing = this.entries.filter(
+      (e) => e.variableName !== null && e.buffer !== null && !restored.has(e.stateName),
+    );
     if (missing.length > 0) {
       throw new AccSGDStateError(
         `the weights have no buffer for ${missing.map((e) => `"${e.stateName}"`).join(', ')}, which this optimizer has: they were not saved from it (restore them into a fresh optimizer)`,
       );
     }
     this.checkRestoredShapes(new Map([...restored].map(([n, t]) => [n, t.shape])));
-    const iterations = (await weightValues[0]!.tensor.data())[0]!;
     this.replaceBuffers(new Map([...restored].map(([n, t]) => [n, { shape: t.shape, tensor: t }])), [
       [...restored.keys()],
     ]);
@@ -542,10 +553,13 @@ export class AccSGDOptimizer extends Optimizer {
         ),
       });
     } else {
-      // One group that grows as variables are seen: the file must name every parameter this
-      // optimizer already knows (it may name more, which wait for their variables).
+      // One group that grows as variables are seen: the file must name every variable this
+      // optimizer has stepped (it may name more, which wait for their variables). Buffers from an
+      // earlier import that still wait for their variable are state, not parameters: replaced.
       const members = new Set(state.groups[0]!.params);
-      const missing = this.entries.filter((e) => !members.has(e.stateName)).map((e) => e.stateName);
+      const missing = this.entries
+        .filter((e) => e.variableName !== null && !members.has(e.stateName))
+        .map((e) => e.stateName);
       if (missing.length > 0) {
         throw new AccSGDStateError(
           `state has parameters [${state.groups[0]!.params.join(', ')}]; the optimizer also has [${missing.join(', ')}] (a state file of other parameters, or from before these were stepped: import it into a fresh optimizer)`,
