@@ -249,6 +249,9 @@ export class WebGPUAccSGD {
     } catch (error) {
       // Nothing is returned, so nobody else could free what allocate() created before it failed.
       optimizer.destroy();
+      // A pipeline whose compilation failed asynchronously (reported through the error scope)
+      // must not stay cached for the next create() on this device.
+      for (const storage of ['float32', 'float16'] as const) forgetAccsgdUpdatePipeline(device, storage);
       throw error;
     }
     // From here on the device's loss is reported by every call.
@@ -787,7 +790,12 @@ export class WebGPUAccSGD {
       for (const g of targets) if (g.pendingLr?.token === token) g.pendingLr = null;
     };
     this.enqueue('setLearningRate', async () => {
-      for (const g of targets) g.hyperparams = validateHyperparams({ ...g.hyperparams, lr });
+      // Validated again here, all groups before any assignment: an importState() queued before
+      // this call may have changed kappa or smallConst since.
+      const updated = targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }));
+      targets.forEach((g, i) => {
+        g.hyperparams = updated[i]!;
+      });
     })
       // After destroy() or device loss there is nothing left to change.
       .catch(() => undefined)
