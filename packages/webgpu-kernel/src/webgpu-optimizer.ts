@@ -349,17 +349,12 @@ export class WebGPUAccSGD {
         const { offset, shape, size } = segment;
         if (!Number.isSafeInteger(offset) || offset < 0)
           throw new AccSGDConfigError(`${at}.offset`, offset, 'an integer >= 0 (elements)');
-        if (
-          shape !== undefined &&
-          (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
-        ) {
-          throw new AccSGDConfigError(`${at}.shape`, shape, 'an array of integers >= 0');
-        }
-        const count = size ?? (shape ? shape.reduce((a: number, d: number) => a * d, 1) : undefined);
+        const shapeCount = shapeElements(`${at}.shape`, shape);
+        const count = size ?? shapeCount;
         if (count === undefined || !Number.isSafeInteger(count) || count < 0) {
           throw new AccSGDConfigError(`${at}.size`, size, 'an integer >= 0 (or give a shape)');
         }
-        if (shape && shape.reduce((a: number, d: number) => a * d, 1) !== count) {
+        if (shapeCount !== undefined && shapeCount !== count) {
           throw new AccSGDConfigError(`${at}.shape`, shape, `a shape of ${count} elements (size)`);
         }
         const name = segment.name ?? String(this.slots.length + k);
@@ -461,13 +456,8 @@ export class WebGPUAccSGD {
       const { params, grads, elements, shape } = tensor;
       if (!Number.isSafeInteger(elements) || elements < 0)
         throw new AccSGDConfigError(`${at}.elements`, elements, 'an integer >= 0');
-      if (
-        shape !== undefined &&
-        (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
-      ) {
-        throw new AccSGDConfigError(`${at}.shape`, shape, 'an array of integers >= 0');
-      }
-      if (shape && shape.reduce((a: number, d: number) => a * d, 1) !== elements) {
+      const shapeCount = shapeElements(`${at}.shape`, shape);
+      if (shapeCount !== undefined && shapeCount !== elements) {
         throw new AccSGDConfigError(`${at}.shape`, shape, `a shape of ${elements} elements (elements)`);
       }
       const needed = align(elements * elementBytes, 4);
@@ -1329,4 +1319,13 @@ export function halfToFloat(bits: Uint16Array): Float32Array {
           : sign * 2 ** (exponent - 15) * (1 + mantissa / 1024);
   }
   return out;
+}
+
+/** The element count of an optional shape; throws AccSGDConfigError unless it is an array of integers >= 0. */
+function shapeElements(at: string, shape: unknown): number | undefined {
+  if (shape === undefined) return undefined;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new AccSGDConfigError(at, shape, 'an array of integers >= 0');
+  }
+  return shape.reduce((a: number, d: number) => a * d, 1);
 }
