@@ -45,29 +45,25 @@ const PARAM_SHADER = `
   }
 `;
 
-function bufferProgram(shape: number[]): WebGLProgramSpec {
+/** A program over `inputs` whose multipliers `uniforms` are float uniforms (no recompile on change). */
+function program(shape: number[], inputs: string[], userCode: string, uniforms: string[]): WebGLProgramSpec {
   return {
-    variableNames: ['param', 'grad', 'buffer'],
+    variableNames: inputs,
     outputShape: shape,
-    userCode: BUFFER_SHADER,
-    customUniforms: ['bufFromBuf', 'bufFromParam', 'bufFromGrad'].map((name) => ({
-      name,
-      type: 'float' as const,
-    })),
+    userCode,
+    customUniforms: uniforms.map((name) => ({ name, type: 'float' as const })),
   };
 }
 
-function paramProgram(shape: number[]): WebGLProgramSpec {
-  return {
-    variableNames: ['param', 'grad', 'newBuffer'],
-    outputShape: shape,
-    userCode: PARAM_SHADER,
-    customUniforms: ['paramFromParam', 'paramFromGrad', 'paramFromBuf'].map((name) => ({
-      name,
-      type: 'float' as const,
-    })),
-  };
-}
+const bufferProgram = (shape: number[]) =>
+  program(shape, ['param', 'grad', 'buffer'], BUFFER_SHADER, ['bufFromBuf', 'bufFromParam', 'bufFromGrad']);
+
+const paramProgram = (shape: number[]) =>
+  program(shape, ['param', 'grad', 'newBuffer'], PARAM_SHADER, [
+    'paramFromParam',
+    'paramFromGrad',
+    'paramFromBuf',
+  ]);
 
 /** webgl: two draws, buffer' first, then param' from buffer'. Coefficients are rounded to float32 once. */
 export const webglUpdateKernel: KernelConfig = {
