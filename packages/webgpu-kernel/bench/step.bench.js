@@ -4,6 +4,12 @@
  * write p, buf) and the copy 8 (read, write), so the floor is 2.5x the copy time; "of copy
  * bandwidth" is floor / step.
  *
+ * A second baseline is a WGSL copy kernel (vec4 loads and stores, the update's own workgroup size
+ * and grid-stride loop) over the same bytes. On a GPU it runs near copyBufferToBuffer; on CPU
+ * implementations such as SwiftShader, where copyBufferToBuffer is a memcpy but every shader storage
+ * access is emulated lane by lane, it is many times slower, and 2.5x its time ("kernel floor") is
+ * the fastest any WGSL update could hope to be there.
+ *
  *   npm run bench                       # from packages/webgpu-kernel (builds nothing: run `npm run build` first)
  *   npm run bench -- --sizes 16777216 --repeats 9 --tensors 1024
  *
@@ -17,18 +23,30 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { createFlatStorage, WebGPUAccSGD } from '../dist/index.js';
+import {
+  createFlatStorage,
+  defaultWorkgroupsPerDispatch,
+  dispatchSize,
+  WebGPUAccSGD,
+  WORKGROUP_SIZE,
+} from '../dist/index.js';
 
 const { values: args } = parseArgs({
   options: {
     sizes: { type: 'string', default: '16777216,67108864' },
     repeats: { type: 'string', default: '7' },
     tensors: { type: 'string', default: '1024' },
+    'non-finite': { type: 'string', default: 'error' },
+    workgroups: { type: 'string' },
+    layouts: { type: 'string', default: 'one tensor,tensors in one group,tensors as groups' },
   },
 });
 const SIZES = args.sizes.split(',').map(Number);
 const REPEATS = Number(args.repeats);
 const TENSORS = Number(args.tensors);
+const NON_FINITE = args['non-finite'];
+const WORKGROUPS = args.workgroups === undefined ? undefined : Number(args.workgroups);
+const LAYOUTS = args.layouts.split(',');
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 let gpuInstance;
 async function openAdapter() {
@@ -96,6 +114,74 @@ async function timeCopy(source, target, bytes) {
   const [a, b] = await readTimestamps();
   return Number(b - a) / 1e6;
 }
+// The simplest grid-stride copy, one vec4 per invocation per pass: on SwiftShader it measured the
+// fastest of the shapes tried (unrolled runs per invocation, contiguous blocks per invocation).
+device.pushErrorScope('validation');
+const copyModule = device.createShaderModule({
+  label: 'bench: WGSL copy kernel',
+  code: `@group(0) @binding(0) var<storage, read> source: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> destination: array<vec4<f32>>;
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>,
+        @builtin(local_invocation_index) lane: u32) {
+  let length = arrayLength(&destination);
+  let stride = workgroups.x * workgroups.y * ${WORKGROUP_SIZE}u;
+  for (var i = (workgroup.y * workgroups.x + workgroup.x) * ${WORKGROUP_SIZE}u + lane; i < length; i += stride) {
+    destination[i] = source[i];
+  }
+}`,
+});
+const copyPipeline = device.createComputePipeline({
+  label: 'bench: WGSL copy kernel',
+  layout: 'auto',
+  compute: { module: copyModule, entryPoint: 'main' },
+});
+const copyKernelError = await device.popErrorScope();
+if (copyKernelError) throw new Error(`the WGSL copy kernel does not build: ${copyKernelError.message}`);
+/** Bind groups of the copy kernel over source and target, one per binding window (like the update's). */
+function copyKernelBindGroups(source, target, bytes) {
+  const window = Math.floor(device.limits.maxStorageBufferBindingSize / 256) * 256;
+  const groups = [];
+  for (let offset = 0; offset < bytes; offset += window) {
+    const size = Math.min(window, bytes - offset);
+    groups.push({
+      elements: size / 4,
+      bindGroup: device.createBindGroup({
+        layout: copyPipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: source, offset, size } },
+          { binding: 1, resource: { buffer: target, offset, size } },
+        ],
+      }),
+    });
+  }
+  return groups;
+}
+async function timeCopyKernel(windows) {
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass(
+    querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {},
+  );
+  pass.setPipeline(copyPipeline);
+  for (const { elements, bindGroup } of windows) {
+    pass.setBindGroup(0, bindGroup);
+    const [x, y] = dispatchSize(
+      elements,
+      device.limits.maxComputeWorkgroupsPerDimension,
+      defaultWorkgroupsPerDispatch(device),
+      WORKGROUP_SIZE * 4,
+    );
+    pass.dispatchWorkgroups(x, y);
+  }
+  pass.end();
+  const start = performance.now();
+  device.queue.submit([encoder.finish()]);
+  await device.queue.onSubmittedWorkDone();
+  const wall = performance.now() - start;
+  if (!querySet) return wall;
+  const [a, b] = await readTimestamps();
+  return Number(b - a) / 1e6;
+}
 async function timeStep(optimizer) {
   const start = performance.now();
   await optimizer.step(
@@ -113,7 +199,7 @@ async function measure(elements, layout) {
   const tensors = layout === 'one tensor' ? 1 : TENSORS;
   const per = elements / tensors;
   const storages =
-    layout === 'tensors, one dispatch each'
+    layout === 'tensors as groups'
       ? Array.from({ length: tensors }, (_, k) =>
           createFlatStorage(device, [{ name: `t${k}`, shape: [per] }]),
         )
@@ -134,17 +220,22 @@ async function measure(elements, layout) {
     device,
     storages.map((s) => ({ params: s.params, grads: s.grads, segments: s.segments })),
     { lr: 0.01 },
+    { nonFinite: NON_FINITE, workgroupsPerDispatch: WORKGROUPS },
   );
   const copySource = device.createBuffer({ size: elements * 4, usage: USAGE });
   const copyTarget = device.createBuffer({ size: elements * 4, usage: USAGE });
   // The first step initialises the buffers (and warms up).
   await timeStep(optimizer);
+  const copyWindows = copyKernelBindGroups(copySource, copyTarget, elements * 4);
   await timeCopy(copySource, copyTarget, elements * 4);
+  await timeCopyKernel(copyWindows);
   const steps = [];
   const copies = [];
+  const kernelCopies = [];
   for (let r = 0; r < REPEATS; r++) {
     steps.push(await timeStep(optimizer));
     copies.push(await timeCopy(copySource, copyTarget, elements * 4));
+    kernelCopies.push(await timeCopyKernel(copyWindows));
   }
   const row = {
     elements,
@@ -152,6 +243,7 @@ async function measure(elements, layout) {
     dispatches: optimizer.dispatchesPerStep,
     stepMs: median(steps),
     copyMs: median(copies),
+    kernelCopyMs: median(kernelCopies),
   };
   optimizer.destroy();
   for (const s of storages) s.destroy();
@@ -164,35 +256,37 @@ console.log(`AccSGD WebGPU step vs copyBufferToBuffer on ${how}`);
 console.log(
   `timing: ${timestamps ? 'GPU timestamps' : 'onSubmittedWorkDone wall time'}; median of ${REPEATS}; maxStorageBufferBindingSize ${device.limits.maxStorageBufferBindingSize}`,
 );
+// Columns: header, width, value of a row.
+const COLUMNS = [
+  ['elements', 10, (r) => String(r.elements)],
+  ['layout', 30, (r) => r.layout],
+  ['disp.', 5, (r) => String(r.dispatches)],
+  ['step', 11, (r) => `${r.stepMs.toFixed(2)} ms`],
+  ['copy', 10, (r) => `${r.copyMs.toFixed(2)} ms`],
+  ['step/floor', 10, (r) => `${(r.stepMs / (2.5 * r.copyMs)).toFixed(2)}x`],
+  ['of copy bw', 10, (r) => `${((250 * r.copyMs) / r.stepMs).toFixed(0)}%`],
+  ['WGSL copy', 11, (r) => `${r.kernelCopyMs.toFixed(2)} ms`],
+  ['step/kernel floor', 17, (r) => `${(r.stepMs / (2.5 * r.kernelCopyMs)).toFixed(2)}x`],
+];
+const line = (cells) =>
+  cells.map((cell, k) => (k === 1 ? cell.padEnd(COLUMNS[k][1]) : cell.padStart(COLUMNS[k][1]))).join('  ');
+const printRow = (r) => console.log(line(COLUMNS.map(([, , value]) => value(r))));
+const printHeader = () => console.log(line(COLUMNS.map(([header]) => header)));
+printHeader();
 for (const elements of SIZES) {
-  for (const layout of ['one tensor', 'tensors, one group', 'tensors, one dispatch each']) {
+  for (const layout of LAYOUTS) {
     const row = await measure(elements, layout);
     rows.push(row);
     printRow(row);
   }
 }
-function printRow(r) {
-  const floor = 2.5 * r.copyMs;
-  console.log(
-    [
-      String(r.elements).padStart(10),
-      r.layout.padEnd(32),
-      String(r.dispatches).padStart(5),
-      `${r.stepMs.toFixed(2)} ms`.padStart(11),
-      `${r.copyMs.toFixed(2)} ms`.padStart(11),
-      `${(r.stepMs / r.copyMs).toFixed(2)}x copy`.padStart(11),
-      `${(r.stepMs / floor).toFixed(2)}x floor`.padStart(12),
-      `${((100 * floor) / r.stepMs).toFixed(0)}% of copy bandwidth`.padStart(24),
-    ].join('  '),
-  );
-}
-console.log(
-  '\nelements    layout                            disp.        step        copy   step/copy  step/floor',
-);
+console.log('');
+printHeader();
 for (const r of rows) printRow(r);
 for (const elements of SIZES) {
-  const multi = rows.find((r) => r.elements === elements && r.layout.endsWith('one group'));
-  const single = rows.find((r) => r.elements === elements && r.layout.endsWith('dispatch each'));
+  const multi = rows.find((r) => r.elements === elements && r.layout.endsWith('in one group'));
+  const single = rows.find((r) => r.elements === elements && r.layout.endsWith('as groups'));
+  if (!multi || !single) continue;
   console.log(
     `${elements}: one multi-tensor dispatch is ${(single.stepMs / multi.stepMs).toFixed(2)}x faster than ${TENSORS} per-tensor dispatches`,
   );

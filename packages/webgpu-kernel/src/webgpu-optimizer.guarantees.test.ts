@@ -67,6 +67,34 @@ describe.skipIf(noGPU)(
         twin.gpu.destroy();
       });
 
+      it('importState then a setLearningRate the import makes invalid: no group takes it', async () => {
+        // lr 1e300 is valid for kappa 1e3 (lr * kappa / smallConst = 1.4e303) when it is called,
+        // but the import queued before it gives the second group kappa 1e10, where it overflows.
+        // The change is dropped for every group, not applied to the first and refused by the second.
+        const twoGroups = [
+          { hyperparams: {}, tensors: [{ name: 'a', size: 8 }] },
+          { hyperparams: {}, tensors: [{ name: 'b', size: 8 }] },
+        ];
+        const source = new AccSGD(
+          [
+            { params: [pattern(8, 1)], names: ['a'] },
+            { params: [pattern(8, 2)], names: ['b'], kappa: 1e10 },
+          ],
+          { lr: 0.5 },
+        );
+        const bytes = source.exportState();
+        const twin = await twinOptimizers(device, twoGroups, { lr: 0.1 });
+        const imported = twin.gpu.importState(bytes);
+        twin.gpu.setLearningRate(1e300);
+        await imported;
+        await twin.gpu.read();
+        expect(twin.gpu.paramGroups.map((g) => [g.hyperparams.lr, g.hyperparams.kappa])).toEqual([
+          [0.5, 1000],
+          [0.5, 1e10],
+        ]);
+        twin.gpu.destroy();
+      });
+
       it('setLearningRate then importState: the import wins', async () => {
         const source = new AccSGD([{ params: [pattern(24, 7)], names: ['w'] }], { lr: 0.5 });
         const bytes = source.exportState();
@@ -342,10 +370,99 @@ describe.skipIf(noGPU)(
         twin.gpu.destroy();
       });
 
+      it('finds the lowest element once every tensor has a buffer (no table walk), in full chunks and the tail', async () => {
+        // One tensor that already has a buffer and gets a gradient: the window needs no segment
+        // lookup, so the scan and the update take their table-free loop. 4,132 elements are two
+        // full vec4 chunks (2,048 elements each) and a 36-element tail; 1,027 elements take the
+        // scalar program: two full chunks of 512 and a 3-element tail.
+        for (const [size, access] of [
+          [4132, 'vec4'],
+          [1027, 'scalar'],
+        ] as const) {
+          const twin = await twinOptimizers(device, [{ hyperparams: {}, tensors: [{ name: 'v', size }] }], {
+            lr: 0.1,
+          });
+          expect(twin.gpu.windowsByAccess[access]).toBe(1);
+          await twin.step({ v: pattern(size, 1) });
+          const before = await snapshot(twin.gpu);
+          for (const bad of [[size - 1], [size - 2, 600], [2050 % size, size - 3], [7, 1500 % size]]) {
+            const v = pattern(size, 2);
+            for (const at of bad) v[at] = Number.NaN;
+            device.queue.writeBuffer(twin.buffers[0]!.grads, 0, v as Float32Array<ArrayBuffer>);
+            await expect(twin.gpu.step()).rejects.toThrow(`"v": element ${Math.min(...bad)} is NaN`);
+          }
+          expect(await snapshot(twin.gpu)).toEqual(before);
+          await twin.step({ v: pattern(size, 3) });
+          expect(relativeError(await twin.gpu.readParam('v'), twin.cpuParams.get('v')!)).toBeLessThanOrEqual(
+            accuracyBound('float32', 2),
+          );
+          expect(relativeError((await twin.gpu.readBuffer('v'))!, twin.cpu.buffer('v')!)).toBeLessThanOrEqual(
+            accuracyBound('float32', 2),
+          );
+          twin.gpu.destroy();
+        }
+      });
+
       it('rejects an unknown policy', async () => {
         await expect(
           twinOptimizers(device, oneTensor, { lr: 0.1 }, { nonFinite: 'ignore' as 'allow' }),
         ).rejects.toThrow(/nonFinite must be "error", "skip-step" or "allow"/);
+      });
+    });
+
+    describe('a create that the device reports as failed', () => {
+      /**
+       * The test device behind a proxy that counts shader modules and makes the first
+       * popErrorScope report a validation error, as a pipeline whose compilation fails
+       * asynchronously would. The proxy is its own device as far as the pipeline cache goes.
+       */
+      function failingOnce(target: GPUDevice) {
+        const counts = { shaderModules: 0, injected: 0 };
+        const proxy = new Proxy(target, {
+          get(t, key) {
+            if (key === 'createShaderModule') {
+              return (descriptor: GPUShaderModuleDescriptor) => {
+                counts.shaderModules++;
+                return t.createShaderModule(descriptor);
+              };
+            }
+            if (key === 'popErrorScope') {
+              return async () => {
+                const real = await t.popErrorScope();
+                if (counts.injected > 0) return real;
+                counts.injected++;
+                return { message: 'injected: shader compilation failed' } as GPUError;
+              };
+            }
+            const value = Reflect.get(t, key, t);
+            return typeof value === 'function' ? value.bind(t) : value;
+          },
+        });
+        return { proxy, counts };
+      }
+
+      it('throws AccSGDDeviceError and forgets the cached pipeline, so the next create compiles afresh and works', async () => {
+        const { proxy, counts } = failingOnce(device);
+        const error = await twinOptimizers(proxy, oneTensor, { lr: 0.1 }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(AccSGDDeviceError);
+        expect(error).toMatchObject({ call: 'create', reason: 'validation' });
+        expect((error as Error).message).toMatch(/injected: shader compilation failed/);
+        const compiledBefore = counts.shaderModules;
+        expect(compiledBefore).toBeGreaterThan(0);
+
+        const twin = await twinOptimizers(proxy, oneTensor, { lr: 0.1 });
+        expect(counts.shaderModules).toBeGreaterThan(compiledBefore);
+        await twin.step({ w: pattern(24, 1) });
+        await twin.step({ w: pattern(24, 2) });
+        expect(relativeError(await twin.gpu.readParam('w'), twin.cpuParams.get('w')!)).toBeLessThanOrEqual(
+          accuracyBound('float32', 2),
+        );
+        // A third create on the same device reuses the (now good) cached pipeline.
+        const compiled = counts.shaderModules;
+        const third = await twinOptimizers(proxy, oneTensor, { lr: 0.1 });
+        expect(counts.shaderModules).toBe(compiled);
+        third.gpu.destroy();
+        twin.gpu.destroy();
       });
     });
   },
@@ -401,11 +518,12 @@ describe('the unrolled WGSL', () => {
       ['vec4', VEC4_PER_INVOCATION],
     ] as const) {
       const source = accsgdUpdateWGSL('float32', access);
-      for (const call of ['update', 'check']) {
-        const offsets = [...source.matchAll(new RegExp(`${call}\\(i \\+ (\\d+)u, init\\);`, 'g'))].map((m) =>
-          Number(m[1]),
-        );
-        expect(offsets).toEqual(Array.from({ length: count }, (_, k) => k * WORKGROUP_SIZE));
+      const chunk = Array.from({ length: count }, (_, k) => k * WORKGROUP_SIZE);
+      // The update and the scan's first walk are each written twice: the table-free loop (no
+      // lookup) and the table walk.
+      for (const call of ['update\\(i \\+ (\\d+)u, init\\);', 'found \\| nonFinite\\(i \\+ (\\d+)u\\);']) {
+        const offsets = [...source.matchAll(new RegExp(call, 'g'))].map((m) => Number(m[1]));
+        expect(offsets).toEqual([...chunk, ...chunk]);
       }
     }
   });

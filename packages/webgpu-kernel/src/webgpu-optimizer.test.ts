@@ -20,7 +20,7 @@ const COPY_SRC = 0x4;
 const COPY_DST = 0x8;
 
 describe('accsgd-update.wgsl', () => {
-  it('is the exported float32 kernel source, byte for byte', () => {
+  it('is the exported float32 kernel source, byte for byte (npm run wgsl rewrites it)', () => {
     const file = readFileSync(new URL('./kernels/accsgd-update.wgsl', import.meta.url), 'utf8');
     expect(file).toBe(accsgdUpdateWGSL('float32'));
   });

@@ -769,7 +769,9 @@ export class WebGPUAccSGD {
    * after it, not to steps called before it that have not run yet, and an importState() called
    * before it does not overwrite it (one called after it does, as load_state_dict does). The value
    * and group are checked at once (AccSGDConfigError, thrown); the change itself is queued behind
-   * pending calls (`paramGroups` shows the new rate at once).
+   * pending calls (`paramGroups` shows the new rate at once). Should an importState() queued before
+   * it make the rate invalid for any of its groups (say, lr * kappa / smallConst overflowing with
+   * an imported kappa), no group takes it.
    */
   setLearningRate(lr: number, group?: number): void {
     const targets = group === undefined ? this.groups : [this.groupAt(group)];

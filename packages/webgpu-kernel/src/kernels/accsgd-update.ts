@@ -172,64 +172,76 @@ export function accsgdUpdateWGSL(storage: StorageType = 'float32', access: Acces
   const CHUNK = accessesPerChunk(access);
   const CHUNK_ELEMENTS = elementsPerChunk(access);
   // The unrolled accesses of a full chunk: lane offsets 0, WORKGROUP_SIZE, 2 * WORKGROUP_SIZE, ...
-  const unrolled = (call: string) =>
-    Array.from(
-      { length: CHUNK / WORKGROUP_SIZE },
-      (_, k) => `        ${call}(i + ${k * WORKGROUP_SIZE}u, init);`,
-    ).join('\n');
+  const offsets = Array.from({ length: CHUNK / WORKGROUP_SIZE }, (_, k) => `i + ${k * WORKGROUP_SIZE}u`);
+  const unrolled = (line: (at: string) => string) => offsets.map((at) => `        ${line(at)}`).join('\n');
   const W = vec ? ` * ${VEC4_ELEMENTS}u` : '';
-  const loop = (call: string) => `  let length = u.windowLength${vec ? ` / ${VEC4_ELEMENTS}u` : ''};
+  const loop = (
+    call: string,
+    fullChunk: string = unrolled((at) => `${call}(${at}, init);`),
+  ) => `  let length = u.windowLength${vec ? ` / ${VEC4_ELEMENTS}u` : ''};
   let stride = workgroups.x * workgroups.y * ${CHUNK}u;
-  // The segment of the elements reached: without lookup, one active segment over the whole window.
-  // Elements only grow along the loop, so the segment is found by moving forward through the table.
-  var next = 0u;
-  var segmentStart = 0u;
-  var segmentEnd = 0xffffffffu;
-  var segmentFlags = SEGMENT_ACTIVE;
-  if (u.lookup != 0u) {
-    segmentEnd = 0u;
-  }
-  for (var chunk = (workgroup.y * workgroups.x + workgroup.x) * ${CHUNK}u; chunk < length; chunk += stride) {
-    let first = u.windowStart + chunk${W};
-    let end = first + min(${CHUNK}u, length - chunk)${W};
-    if (first >= segmentEnd) {
-      seek(&next, first);
-      if (next >= u.segmentCount) {
-        break;
-      }
-      segmentStart = segments[next].start;
-      segmentEnd = segments[next].end;
-      segmentFlags = segments[next].flags;
+  let firstChunk = (workgroup.y * workgroups.x + workgroup.x) * ${CHUNK}u;
+  if (u.lookup == 0u) {
+    // Every element of the window is in an active segment that has a buffer (the usual step): no
+    // table and no branch per chunk, which CPU implementations such as SwiftShader pay dearly for.
+    let init = false;
+    var chunk = firstChunk;
+    for (; chunk + ${CHUNK}u <= length; chunk += stride) {
+      let i = chunk + lane;
+${fullChunk}
     }
-    let i = chunk + lane;
-    if (segmentStart <= first && end <= segmentEnd) {
-      // The whole chunk lies in one segment (always so without lookup).
-      if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
-        continue;
-      }
-      let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
-      if (end - first == ${CHUNK_ELEMENTS}u) {
-${unrolled(call)}
-      } else {
-        for (var j = i; j < length; j += ${WORKGROUP_SIZE}u) {
-          ${call}(j, init);
+    for (var j = chunk + lane; j < length; j += ${WORKGROUP_SIZE}u) {
+      ${call}(j, init);
+    }
+  } else {
+    // The segment of the elements reached, found by moving forward through the table: elements only
+    // grow along the loop.
+    var next = 0u;
+    var segmentStart = 0u;
+    var segmentEnd = 0u;
+    var segmentFlags = 0u;
+    for (var chunk = firstChunk; chunk < length; chunk += stride) {
+      let first = u.windowStart + chunk${W};
+      let end = first + min(${CHUNK}u, length - chunk)${W};
+      if (first >= segmentEnd) {
+        seek(&next, first);
+        if (next >= u.segmentCount) {
+          break;
         }
+        segmentStart = segments[next].start;
+        segmentEnd = segments[next].end;
+        segmentFlags = segments[next].flags;
       }
-    } else {
-      // Segment boundaries or gaps inside the chunk: each element finds its own segment.
-      var at = next;
-      var segment = segments[at];
-      for (var j = i; j < length && j < chunk + ${CHUNK}u; j += ${WORKGROUP_SIZE}u) {
-        let element = u.windowStart + j${W};
-        if (element >= segment.end) {
-          seek(&at, element);
-          if (at >= u.segmentCount) {
-            break;
+      let i = chunk + lane;
+      if (segmentStart <= first && end <= segmentEnd) {
+        // The whole chunk lies in one segment.
+        if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
+          continue;
+        }
+        let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
+        if (end - first == ${CHUNK_ELEMENTS}u) {
+${fullChunk}
+        } else {
+          for (var j = i; j < length; j += ${WORKGROUP_SIZE}u) {
+            ${call}(j, init);
           }
-          segment = segments[at];
         }
-        if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
-          ${call}(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+      } else {
+        // Segment boundaries or gaps inside the chunk: each element finds its own segment.
+        var at = next;
+        var segment = segments[at];
+        for (var j = i; j < length && j < chunk + ${CHUNK}u; j += ${WORKGROUP_SIZE}u) {
+          let element = u.windowStart + j${W};
+          if (element >= segment.end) {
+            seek(&at, element);
+            if (at >= u.segmentCount) {
+              break;
+            }
+            segment = segments[at];
+          }
+          if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
+            ${call}(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+          }
         }
       }
     }
@@ -237,10 +249,20 @@ ${unrolled(call)}
 `;
   const scanEntry = `// The non-finite check of a step (not for nonFinite 'allow'): the same walk over active segments as
 // main, recording the lowest element index with a non-finite gradient in the group's status word.
-// Finiteness is tested on the bits (exponent all ones), which no fast-math assumption can drop.
+
+// Which elements of access i hold a non-finite gradient, tested on the bits (exponent all ones),
+// which no fast-math assumption can drop.
+fn nonFiniteLanes(i: u32) -> ${vec ? 'vec4<bool>' : 'bool'} {
+  let exponent = ${vec ? 'vec4<u32>(0x7f800000u)' : '0x7f800000u'};
+  return (bitcast<${vec ? 'vec4<u32>' : 'u32'}>(${F}(grads[i])) & exponent) == exponent;
+}
+
+fn nonFinite(i: u32) -> bool {
+  return ${vec ? 'any(nonFiniteLanes(i))' : 'nonFiniteLanes(i)'};
+}
+
 fn check(i: u32, init: bool) {
-  let bits = bitcast<${vec ? 'vec4<u32>' : 'u32'}>(${F}(grads[i]));
-  let bad = (bits & ${vec ? 'vec4<u32>(0x7f800000u)' : '0x7f800000u'}) == ${vec ? 'vec4<u32>(0x7f800000u)' : '0x7f800000u'};
+  let bad = nonFiniteLanes(i);
   if (${vec ? 'any(bad)' : 'bad'}) {
     let element = u.windowStart + i${W}${vec ? ' + select(select(select(3u, 2u, bad.z), 1u, bad.y), 0u, bad.x)' : ''};
     atomicMin(&status[1u + u.group], element);
@@ -254,7 +276,23 @@ fn scan(
   @builtin(num_workgroups) workgroups: vec3<u32>,
   @builtin(local_invocation_index) lane: u32,
 ) {
-${loop('check')}}
+  // Non-finite gradients are rare, so the first walk only accumulates whether this invocation saw
+  // one, without a branch per chunk; only then does a second, plainer walk find and record the
+  // element (plainer because on SwiftShader every dispatch pays for the size of the code).
+  var found = false;
+  {
+${loop(
+  'check',
+  unrolled((at) => `found = found | nonFinite(${at});`),
+)}  }
+  if (found) {
+${loop(
+  'check',
+  `        for (var j = i; j < chunk + ${CHUNK}u; j += ${WORKGROUP_SIZE}u) {
+          check(j, init);
+        }`,
+)}  }
+}
 `;
   const enable = storage === 'float16' ? 'enable f16;\n\n' : '';
   const header = vec

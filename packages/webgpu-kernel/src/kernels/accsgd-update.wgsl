@@ -65,35 +65,14 @@ fn main(
   // folded into two dimensions.
   let length = u.windowLength;
   let stride = workgroups.x * workgroups.y * 512u;
-  // The segment of the elements reached: without lookup, one active segment over the whole window.
-  // Elements only grow along the loop, so the segment is found by moving forward through the table.
-  var next = 0u;
-  var segmentStart = 0u;
-  var segmentEnd = 0xffffffffu;
-  var segmentFlags = SEGMENT_ACTIVE;
-  if (u.lookup != 0u) {
-    segmentEnd = 0u;
-  }
-  for (var chunk = (workgroup.y * workgroups.x + workgroup.x) * 512u; chunk < length; chunk += stride) {
-    let first = u.windowStart + chunk;
-    let end = first + min(512u, length - chunk);
-    if (first >= segmentEnd) {
-      seek(&next, first);
-      if (next >= u.segmentCount) {
-        break;
-      }
-      segmentStart = segments[next].start;
-      segmentEnd = segments[next].end;
-      segmentFlags = segments[next].flags;
-    }
-    let i = chunk + lane;
-    if (segmentStart <= first && end <= segmentEnd) {
-      // The whole chunk lies in one segment (always so without lookup).
-      if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
-        continue;
-      }
-      let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
-      if (end - first == 512u) {
+  let firstChunk = (workgroup.y * workgroups.x + workgroup.x) * 512u;
+  if (u.lookup == 0u) {
+    // Every element of the window is in an active segment that has a buffer (the usual step): no
+    // table and no branch per chunk, which CPU implementations such as SwiftShader pay dearly for.
+    let init = false;
+    var chunk = firstChunk;
+    for (; chunk + 512u <= length; chunk += stride) {
+      let i = chunk + lane;
         update(i + 0u, init);
         update(i + 64u, init);
         update(i + 128u, init);
@@ -102,26 +81,66 @@ fn main(
         update(i + 320u, init);
         update(i + 384u, init);
         update(i + 448u, init);
-      } else {
-        for (var j = i; j < length; j += 64u) {
-          update(j, init);
+    }
+    for (var j = chunk + lane; j < length; j += 64u) {
+      update(j, init);
+    }
+  } else {
+    // The segment of the elements reached, found by moving forward through the table: elements only
+    // grow along the loop.
+    var next = 0u;
+    var segmentStart = 0u;
+    var segmentEnd = 0u;
+    var segmentFlags = 0u;
+    for (var chunk = firstChunk; chunk < length; chunk += stride) {
+      let first = u.windowStart + chunk;
+      let end = first + min(512u, length - chunk);
+      if (first >= segmentEnd) {
+        seek(&next, first);
+        if (next >= u.segmentCount) {
+          break;
         }
+        segmentStart = segments[next].start;
+        segmentEnd = segments[next].end;
+        segmentFlags = segments[next].flags;
       }
-    } else {
-      // Segment boundaries or gaps inside the chunk: each element finds its own segment.
-      var at = next;
-      var segment = segments[at];
-      for (var j = i; j < length && j < chunk + 512u; j += 64u) {
-        let element = u.windowStart + j;
-        if (element >= segment.end) {
-          seek(&at, element);
-          if (at >= u.segmentCount) {
-            break;
-          }
-          segment = segments[at];
+      let i = chunk + lane;
+      if (segmentStart <= first && end <= segmentEnd) {
+        // The whole chunk lies in one segment.
+        if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
+          continue;
         }
-        if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
-          update(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+        let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
+        if (end - first == 512u) {
+        update(i + 0u, init);
+        update(i + 64u, init);
+        update(i + 128u, init);
+        update(i + 192u, init);
+        update(i + 256u, init);
+        update(i + 320u, init);
+        update(i + 384u, init);
+        update(i + 448u, init);
+        } else {
+          for (var j = i; j < length; j += 64u) {
+            update(j, init);
+          }
+        }
+      } else {
+        // Segment boundaries or gaps inside the chunk: each element finds its own segment.
+        var at = next;
+        var segment = segments[at];
+        for (var j = i; j < length && j < chunk + 512u; j += 64u) {
+          let element = u.windowStart + j;
+          if (element >= segment.end) {
+            seek(&at, element);
+            if (at >= u.segmentCount) {
+              break;
+            }
+            segment = segments[at];
+          }
+          if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
+            update(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+          }
         }
       }
     }
@@ -130,10 +149,20 @@ fn main(
 
 // The non-finite check of a step (not for nonFinite 'allow'): the same walk over active segments as
 // main, recording the lowest element index with a non-finite gradient in the group's status word.
-// Finiteness is tested on the bits (exponent all ones), which no fast-math assumption can drop.
+
+// Which elements of access i hold a non-finite gradient, tested on the bits (exponent all ones),
+// which no fast-math assumption can drop.
+fn nonFiniteLanes(i: u32) -> bool {
+  let exponent = 0x7f800000u;
+  return (bitcast<u32>(f32(grads[i])) & exponent) == exponent;
+}
+
+fn nonFinite(i: u32) -> bool {
+  return nonFiniteLanes(i);
+}
+
 fn check(i: u32, init: bool) {
-  let bits = bitcast<u32>(f32(grads[i]));
-  let bad = (bits & 0x7f800000u) == 0x7f800000u;
+  let bad = nonFiniteLanes(i);
   if (bad) {
     let element = u.windowStart + i;
     atomicMin(&status[1u + u.group], element);
@@ -147,68 +176,167 @@ fn scan(
   @builtin(num_workgroups) workgroups: vec3<u32>,
   @builtin(local_invocation_index) lane: u32,
 ) {
+  // Non-finite gradients are rare, so the first walk only accumulates whether this invocation saw
+  // one, without a branch per chunk; only then does a second, plainer walk find and record the
+  // element (plainer because on SwiftShader every dispatch pays for the size of the code).
+  var found = false;
+  {
   let length = u.windowLength;
   let stride = workgroups.x * workgroups.y * 512u;
-  // The segment of the elements reached: without lookup, one active segment over the whole window.
-  // Elements only grow along the loop, so the segment is found by moving forward through the table.
-  var next = 0u;
-  var segmentStart = 0u;
-  var segmentEnd = 0xffffffffu;
-  var segmentFlags = SEGMENT_ACTIVE;
-  if (u.lookup != 0u) {
-    segmentEnd = 0u;
-  }
-  for (var chunk = (workgroup.y * workgroups.x + workgroup.x) * 512u; chunk < length; chunk += stride) {
-    let first = u.windowStart + chunk;
-    let end = first + min(512u, length - chunk);
-    if (first >= segmentEnd) {
-      seek(&next, first);
-      if (next >= u.segmentCount) {
-        break;
-      }
-      segmentStart = segments[next].start;
-      segmentEnd = segments[next].end;
-      segmentFlags = segments[next].flags;
+  let firstChunk = (workgroup.y * workgroups.x + workgroup.x) * 512u;
+  if (u.lookup == 0u) {
+    // Every element of the window is in an active segment that has a buffer (the usual step): no
+    // table and no branch per chunk, which CPU implementations such as SwiftShader pay dearly for.
+    let init = false;
+    var chunk = firstChunk;
+    for (; chunk + 512u <= length; chunk += stride) {
+      let i = chunk + lane;
+        found = found | nonFinite(i + 0u);
+        found = found | nonFinite(i + 64u);
+        found = found | nonFinite(i + 128u);
+        found = found | nonFinite(i + 192u);
+        found = found | nonFinite(i + 256u);
+        found = found | nonFinite(i + 320u);
+        found = found | nonFinite(i + 384u);
+        found = found | nonFinite(i + 448u);
     }
-    let i = chunk + lane;
-    if (segmentStart <= first && end <= segmentEnd) {
-      // The whole chunk lies in one segment (always so without lookup).
-      if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
-        continue;
+    for (var j = chunk + lane; j < length; j += 64u) {
+      check(j, init);
+    }
+  } else {
+    // The segment of the elements reached, found by moving forward through the table: elements only
+    // grow along the loop.
+    var next = 0u;
+    var segmentStart = 0u;
+    var segmentEnd = 0u;
+    var segmentFlags = 0u;
+    for (var chunk = firstChunk; chunk < length; chunk += stride) {
+      let first = u.windowStart + chunk;
+      let end = first + min(512u, length - chunk);
+      if (first >= segmentEnd) {
+        seek(&next, first);
+        if (next >= u.segmentCount) {
+          break;
+        }
+        segmentStart = segments[next].start;
+        segmentEnd = segments[next].end;
+        segmentFlags = segments[next].flags;
       }
-      let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
-      if (end - first == 512u) {
-        check(i + 0u, init);
-        check(i + 64u, init);
-        check(i + 128u, init);
-        check(i + 192u, init);
-        check(i + 256u, init);
-        check(i + 320u, init);
-        check(i + 384u, init);
-        check(i + 448u, init);
+      let i = chunk + lane;
+      if (segmentStart <= first && end <= segmentEnd) {
+        // The whole chunk lies in one segment.
+        if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
+          continue;
+        }
+        let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
+        if (end - first == 512u) {
+        found = found | nonFinite(i + 0u);
+        found = found | nonFinite(i + 64u);
+        found = found | nonFinite(i + 128u);
+        found = found | nonFinite(i + 192u);
+        found = found | nonFinite(i + 256u);
+        found = found | nonFinite(i + 320u);
+        found = found | nonFinite(i + 384u);
+        found = found | nonFinite(i + 448u);
+        } else {
+          for (var j = i; j < length; j += 64u) {
+            check(j, init);
+          }
+        }
       } else {
-        for (var j = i; j < length; j += 64u) {
+        // Segment boundaries or gaps inside the chunk: each element finds its own segment.
+        var at = next;
+        var segment = segments[at];
+        for (var j = i; j < length && j < chunk + 512u; j += 64u) {
+          let element = u.windowStart + j;
+          if (element >= segment.end) {
+            seek(&at, element);
+            if (at >= u.segmentCount) {
+              break;
+            }
+            segment = segments[at];
+          }
+          if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
+            check(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+          }
+        }
+      }
+    }
+  }
+  }
+  if (found) {
+  let length = u.windowLength;
+  let stride = workgroups.x * workgroups.y * 512u;
+  let firstChunk = (workgroup.y * workgroups.x + workgroup.x) * 512u;
+  if (u.lookup == 0u) {
+    // Every element of the window is in an active segment that has a buffer (the usual step): no
+    // table and no branch per chunk, which CPU implementations such as SwiftShader pay dearly for.
+    let init = false;
+    var chunk = firstChunk;
+    for (; chunk + 512u <= length; chunk += stride) {
+      let i = chunk + lane;
+        for (var j = i; j < chunk + 512u; j += 64u) {
           check(j, init);
         }
-      }
-    } else {
-      // Segment boundaries or gaps inside the chunk: each element finds its own segment.
-      var at = next;
-      var segment = segments[at];
-      for (var j = i; j < length && j < chunk + 512u; j += 64u) {
-        let element = u.windowStart + j;
-        if (element >= segment.end) {
-          seek(&at, element);
-          if (at >= u.segmentCount) {
-            break;
-          }
-          segment = segments[at];
+    }
+    for (var j = chunk + lane; j < length; j += 64u) {
+      check(j, init);
+    }
+  } else {
+    // The segment of the elements reached, found by moving forward through the table: elements only
+    // grow along the loop.
+    var next = 0u;
+    var segmentStart = 0u;
+    var segmentEnd = 0u;
+    var segmentFlags = 0u;
+    for (var chunk = firstChunk; chunk < length; chunk += stride) {
+      let first = u.windowStart + chunk;
+      let end = first + min(512u, length - chunk);
+      if (first >= segmentEnd) {
+        seek(&next, first);
+        if (next >= u.segmentCount) {
+          break;
         }
-        if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
-          check(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+        segmentStart = segments[next].start;
+        segmentEnd = segments[next].end;
+        segmentFlags = segments[next].flags;
+      }
+      let i = chunk + lane;
+      if (segmentStart <= first && end <= segmentEnd) {
+        // The whole chunk lies in one segment.
+        if ((segmentFlags & SEGMENT_ACTIVE) == 0u) {
+          continue;
+        }
+        let init = (segmentFlags & SEGMENT_INITIALISE) != 0u;
+        if (end - first == 512u) {
+        for (var j = i; j < chunk + 512u; j += 64u) {
+          check(j, init);
+        }
+        } else {
+          for (var j = i; j < length; j += 64u) {
+            check(j, init);
+          }
+        }
+      } else {
+        // Segment boundaries or gaps inside the chunk: each element finds its own segment.
+        var at = next;
+        var segment = segments[at];
+        for (var j = i; j < length && j < chunk + 512u; j += 64u) {
+          let element = u.windowStart + j;
+          if (element >= segment.end) {
+            seek(&at, element);
+            if (at >= u.segmentCount) {
+              break;
+            }
+            segment = segments[at];
+          }
+          if (element >= segment.start && (segment.flags & SEGMENT_ACTIVE) != 0u) {
+            check(j, (segment.flags & SEGMENT_INITIALISE) != 0u);
+          }
         }
       }
     }
+  }
   }
 }
 
