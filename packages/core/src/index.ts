@@ -23,10 +23,15 @@ export {
 export { HeapKernel } from './kernels/wasm-kernel.js';
 export { groupAt, paramAt } from './lookup.js';
 export {
+  NON_FINITE_POLICIES,
+  type NonFinitePolicy,
+  nonFinitePolicy,
+  rejectNonFinite,
+} from './non-finite.js';
+export {
   AccSGD,
   type AccSGDOptions,
   type Gradients,
-  type NonFinitePolicy,
   type ParamGroupInput,
   type StepResult,
 } from './optimizer.js';

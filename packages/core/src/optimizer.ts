@@ -9,15 +9,9 @@ import {
   validateHyperparams,
 } from './hyperparams.js';
 import { groupAt, paramAt } from './lookup.js';
+import { type NonFinitePolicy, nonFinitePolicy, rejectNonFinite } from './non-finite.js';
 import { product } from './safetensors.js';
 import { assertStateFits, decodeState, encodeState, type OptimizerState } from './state-file.js';
-
-/**
- * What to do when a gradient holds NaN or infinity:
- * 'error' rejects the step with AccSGDGradientError; 'skip-step' leaves everything unchanged and
- * reports the step as skipped (as mixed-precision loss scalers do); 'allow' applies it.
- */
-export type NonFinitePolicy = 'error' | 'skip-step' | 'allow';
 
 export interface ParamGroupInput extends Partial<Hyperparams> {
   params: FloatArray[];
@@ -88,11 +82,7 @@ export class AccSGD {
     defaults: HyperparamsInput,
     options: AccSGDOptions = {},
   ) {
-    const nonFinite = options.nonFinite ?? 'error';
-    if (!['error', 'skip-step', 'allow'].includes(nonFinite)) {
-      throw new AccSGDConfigError('nonFinite', nonFinite, '"error", "skip-step" or "allow"');
-    }
-    this.nonFinite = nonFinite;
+    this.nonFinite = nonFinitePolicy(options.nonFinite);
     if (options.arena !== undefined && !(options.arena instanceof ParameterArena)) {
       throw new AccSGDConfigError('arena', options.arena, 'a ParameterArena');
     }
@@ -241,9 +231,7 @@ export class AccSGD {
             : firstNonFinite(grad);
         if (bad < 0) continue;
         const value = Number.isFinite(grad[bad]) ? `${grad[bad]}, which overflows float32` : `${grad[bad]}`;
-        const message = `element ${bad} is ${value} (non-finite gradients are rejected; see the nonFinite option)`;
-        if (this.nonFinite === 'error') throw new AccSGDGradientError(slot.name, message);
-        return { applied: false, reason: `gradient for parameter "${slot.name}": ${message}` };
+        return rejectNonFinite(this.nonFinite, slot.name, bad, value);
       }
     }
     const coefficients = this.groups.map((g) => fusedCoefficients(g.hyperparams));

@@ -9,7 +9,9 @@ import {
   groupAt,
   type Hyperparams,
   type NonFinitePolicy,
+  nonFinitePolicy,
   type OptimizerState,
+  rejectNonFinite,
   resolveHyperparams,
   type StepResult,
   validateHyperparams,
@@ -93,7 +95,6 @@ interface Group {
 
 const CONFIG_KEYS = ['lr', 'kappa', 'xi', 'smallConst', 'weightDecay', 'nonFinite', 'groups', 'fused'];
 const GROUP_KEYS = ['lr', 'kappa', 'xi', 'smallConst', 'weightDecay', 'params', 'names'];
-const NON_FINITE_POLICIES: readonly NonFinitePolicy[] = ['error', 'skip-step', 'allow'];
 
 /**
  * AccSGD (Jain, Kakade, Kidambi, Netrapalli, Sidford 2017) as a tf.Optimizer.
@@ -142,11 +143,9 @@ export class AccSGDOptimizer extends Optimizer {
           `is not an AccSGD option (expected one of ${CONFIG_KEYS.join(', ')})`,
         );
     }
-    const { lr, nonFinite = 'error', groups, fused = true, ...others } = config;
-    if (!NON_FINITE_POLICIES.includes(nonFinite))
-      throw new AccSGDConfigError('nonFinite', nonFinite, '"error", "skip-step" or "allow"');
+    const { lr, nonFinite, groups, fused = true, ...others } = config;
+    this.nonFinite = nonFinitePolicy(nonFinite);
     if (typeof fused !== 'boolean') throw new AccSGDConfigError('fused', fused, 'true or false');
-    this.nonFinite = nonFinite;
     this.fused = fused;
     this.defaultSchedule = typeof lr === 'function' ? lr : null;
     this.defaults = resolveHyperparams({ ...others, lr: scheduledLr(lr, 0, 'lr') });
@@ -285,9 +284,7 @@ export class AccSGDOptimizer extends Optimizer {
   }
 
   private reject(variableName: string, element: number, value: number): void {
-    const message = `element ${element} is ${value} (non-finite gradients are rejected; see the nonFinite option)`;
-    if (this.nonFinite === 'error') throw new AccSGDGradientError(variableName, message);
-    this.lastStep = { applied: false, reason: `gradient for variable "${variableName}": ${message}` };
+    this.lastStep = rejectNonFinite(this.nonFinite, variableName, element, value);
   }
 
   /** Applies a checked step; nothing here can fail part-way. */

@@ -46,7 +46,12 @@ const REPEATS = Number(args.repeats);
 const TENSORS = Number(args.tensors);
 const NON_FINITE = args['non-finite'];
 const WORKGROUPS = args.workgroups === undefined ? undefined : Number(args.workgroups);
-const LAYOUTS = args.layouts.split(',');
+const KNOWN_LAYOUTS = ['one tensor', 'tensors in one group', 'tensors as groups'];
+const LAYOUTS = args.layouts.split(',').map((name) => name.trim());
+for (const name of LAYOUTS) {
+  if (!KNOWN_LAYOUTS.includes(name))
+    throw new Error(`unknown layout "${name}" in --layouts (expected some of: ${KNOWN_LAYOUTS.join(', ')})`);
+}
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 let gpuInstance;
 async function openAdapter() {
@@ -168,7 +173,7 @@ async function timeCopyKernel(windows) {
     const [x, y] = dispatchSize(
       elements,
       device.limits.maxComputeWorkgroupsPerDimension,
-      defaultWorkgroupsPerDispatch(device),
+      WORKGROUPS ?? defaultWorkgroupsPerDispatch(device),
       WORKGROUP_SIZE * 4,
     );
     pass.dispatchWorkgroups(x, y);

@@ -62,12 +62,16 @@ describe.skipIf(!f16.device)(
     });
     afterAll(() => device?.destroy());
 
-    async function setup(): Promise<{ storage: FlatStorage; optimizer: WebGPUAccSGD }> {
-      const storage = createFlatStorage(device, TENSORS, { storage: 'float16' });
-      TENSORS.forEach((t, k) => {
-        const size = t.shape.reduce((a, d) => a * d, 1);
+    type Tensor = { name: string; shape: number[] };
+    const sizeOf = (t: Tensor) => t.shape.reduce((a, d) => a * d, 1);
+
+    async function setup(
+      tensors: Tensor[] = TENSORS,
+    ): Promise<{ storage: FlatStorage; optimizer: WebGPUAccSGD }> {
+      const storage = createFlatStorage(device, tensors, { storage: 'float16' });
+      tensors.forEach((t, k) => {
         // Magnitudes from 1e-3 to 8, so the float16 grid differs across tensors.
-        const init = pattern(size, 10 + k).map((v) => v * 8 ** (k - 1));
+        const init = pattern(sizeOf(t), 10 + k).map((v) => v * 8 ** (k - 1));
         storage.write(t.name, 'params', halfBits(init));
       });
       const optimizer = await WebGPUAccSGD.create(
@@ -79,37 +83,39 @@ describe.skipIf(!f16.device)(
       return { storage, optimizer };
     }
 
-    it('steps every tensor like the float32 fused update followed by float16 rounding, one step at a time', async () => {
-      const { storage, optimizer } = await setup();
+    /**
+     * Runs the steps of `schedule` (which tensors have a gradient at each step), checking each one
+     * against the oracle from the GPU's own state before it. Returns how many parameter elements
+     * were checked and how many matched exactly.
+     */
+    async function checkSteps(
+      tensors: Tensor[],
+      schedule: string[][],
+      { storage, optimizer }: { storage: FlatStorage; optimizer: WebGPUAccSGD },
+    ): Promise<{ checked: number; exact: number }> {
       const coefficients = fusedCoefficients(resolveHyperparams(HYPER));
-      // Which tensors have a gradient at each step: 'scale' starts late, 'bias' skips step 3.
-      const schedule = [
-        ['weight', 'bias'],
-        ['weight', 'bias', 'scale'],
-        ['weight', 'scale'],
-        ['weight', 'bias', 'scale'],
-      ];
-      let exactParams = 0;
-      let checkedParams = 0;
+      let exact = 0;
+      let checked = 0;
       for (const [s, active] of schedule.entries()) {
         const before = await optimizer.read();
         const present: Record<string, boolean> = {};
         const expected = new Map<string, { param: Float32Array; buffer: Float32Array }>();
-        for (const t of TENSORS) {
-          const size = t.shape.reduce((a, d) => a * d, 1);
-          const grad = toHalf(pattern(size, 100 * s + t.name.length).map((v) => v * 4));
+        for (const t of tensors) {
+          const grad = toHalf(pattern(sizeOf(t), 100 * s + t.name.length).map((v) => v * 4));
           present[t.name] = active.includes(t.name);
           storage.write(t.name, 'grads', halfBits(grad));
           if (!present[t.name]) continue;
           const expectedParam = Float32Array.from(before.params.get(t.name)!);
           const previousBuffer = before.buffers.get(t.name) ?? null;
-          const expectedBuffer = previousBuffer ? Float32Array.from(previousBuffer) : new Float32Array(size);
+          const expectedBuffer = previousBuffer
+            ? Float32Array.from(previousBuffer)
+            : new Float32Array(sizeOf(t));
           fusedUpdate(expectedParam, grad, expectedBuffer, coefficients, previousBuffer === null);
           expected.set(t.name, { param: toHalf(expectedParam), buffer: expectedBuffer });
         }
         await expect(optimizer.step(present)).resolves.toEqual({ applied: true });
         const after = await optimizer.read();
-        for (const t of TENSORS) {
+        for (const t of tensors) {
           const got = after.params.get(t.name)!;
           if (!present[t.name]) {
             expect(got).toEqual(before.params.get(t.name));
@@ -124,8 +130,8 @@ describe.skipIf(!f16.device)(
             expect(Math.abs(got[i]! - e)).toBeLessThanOrEqual(
               halfUlp(Math.max(Math.abs(e), Math.abs(got[i]!))),
             );
-            if (got[i] === e) exactParams++;
-            checkedParams++;
+            if (got[i] === e) exact++;
+            checked++;
           }
           expect(relativeError(after.buffers.get(t.name)!, want.buffer)).toBeLessThanOrEqual(
             accuracyBound('float32', 1),
@@ -134,18 +140,52 @@ describe.skipIf(!f16.device)(
           expect(got).not.toEqual(before.params.get(t.name));
         }
       }
+      return { checked, exact };
+    }
+
+    it('steps tensors with gaps between them like the float32 fused update followed by float16 rounding', async () => {
+      const prepared = await setup();
+      // Which tensors have a gradient at each step: 'scale' starts late, 'bias' skips step 3.
+      const { checked, exact } = await checkSteps(
+        TENSORS,
+        [
+          ['weight', 'bias'],
+          ['weight', 'bias', 'scale'],
+          ['weight', 'scale'],
+          ['weight', 'bias', 'scale'],
+        ],
+        prepared,
+      );
       // 4 steps over 63, 7 and 3 elements, minus the skipped ones.
-      expect(checkedParams).toBe(4 * 63 + 3 * 7 + 3 * 3);
-      expect(exactParams / checkedParams).toBeGreaterThan(0.9);
-      expect(optimizer.paramGroups[0]!.step).toBe(4);
-      optimizer.destroy();
-      storage.destroy();
+      expect(checked).toBe(4 * 63 + 3 * 7 + 3 * 3);
+      expect(exact / checked).toBeGreaterThan(0.9);
+      expect(prepared.optimizer.paramGroups[0]!.step).toBe(4);
+      prepared.optimizer.destroy();
+      prepared.storage.destroy();
+    });
+
+    it('takes the table-free path for one tensor that has a buffer, and finds the lowest non-finite element there', async () => {
+      // One tensor fills its window with no gap, so every step after the first needs no segment lookup.
+      const one = [{ name: 'w', shape: [1500] }];
+      const prepared = await setup(one);
+      const { checked, exact } = await checkSteps(one, [['w'], ['w'], ['w']], prepared);
+      expect(checked).toBe(3 * 1500);
+      expect(exact / checked).toBeGreaterThan(0.9);
+      const before = await prepared.optimizer.read();
+      for (const bad of [[1499], [1000, 600], [7, 1300]]) {
+        const grad = halfBits(pattern(1500, 9));
+        for (const at of bad) grad[at] = 0x7e00; // a float16 NaN
+        prepared.storage.write('w', 'grads', grad);
+        await expect(prepared.optimizer.step()).rejects.toThrow(`"w": element ${Math.min(...bad)} is NaN`);
+      }
+      expect(await prepared.optimizer.read()).toEqual(before);
+      prepared.optimizer.destroy();
+      prepared.storage.destroy();
     });
 
     it('rejects a float16 infinity or NaN in a gradient, naming the element, and changes nothing', async () => {
       const { storage, optimizer } = await setup();
-      const sizes = TENSORS.map((t) => t.shape.reduce((a, d) => a * d, 1));
-      TENSORS.forEach((t, k) => storage.write(t.name, 'grads', halfBits(pattern(sizes[k]!, 3))));
+      TENSORS.forEach((t) => storage.write(t.name, 'grads', halfBits(pattern(sizeOf(t), 3))));
       await optimizer.step();
       const before = await optimizer.read();
       for (const [at, bits, shown] of [

@@ -403,6 +403,68 @@ describe.skipIf(noGPU)(
         }
       });
 
+      describe('the table-free path with folded dispatches and split windows', () => {
+        // Two tensors with no gap between them ('b' starts at element 3000, and its size is not a
+        // multiple of 4 in one case), so every step after the first needs no segment lookup. The
+        // options force 2-D folding, windows that start past element 0, and single-workgroup
+        // dispatches whose grid-stride loop makes several passes.
+        for (const bSize of [1291, 1292]) {
+          for (const options of [
+            { maxWorkgroupsPerDimension: 2 },
+            { maxBindingBytes: 1024 },
+            { maxBindingBytes: 2048, maxWorkgroupsPerDimension: 1, workgroupsPerDispatch: 1 },
+            { maxWorkgroupsPerDimension: 2, workgroupsPerDispatch: 3 },
+          ]) {
+            it(`b of ${bSize} elements, ${JSON.stringify(options)}: matches the CPU and finds the lowest non-finite element`, async () => {
+              const twin = await twinOptimizers(
+                device,
+                [
+                  {
+                    hyperparams: {},
+                    tensors: [
+                      { name: 'a', size: 3000 },
+                      { name: 'b', size: bSize },
+                    ],
+                  },
+                ],
+                { lr: 0.1 },
+                options,
+              );
+              for (let t = 1; t <= 3; t++) {
+                await twin.step({ a: pattern(3000, t), b: pattern(bSize, 10 + t) });
+                const read = await twin.gpu.read();
+                for (const name of ['a', 'b']) {
+                  expect(
+                    relativeError(read.params.get(name)!, twin.cpuParams.get(name)!),
+                  ).toBeLessThanOrEqual(accuracyBound('float32', t));
+                  expect(relativeError(read.buffers.get(name)!, twin.cpu.buffer(name)!)).toBeLessThanOrEqual(
+                    accuracyBound('float32', t),
+                  );
+                }
+              }
+              // Several non-finite values in one vec4, in one invocation and across passes; odd
+              // positions hold Infinity, even ones NaN.
+              for (const bad of [
+                [bSize - 1],
+                [1200, 700, 5],
+                [1100, 1101, 1102, 1103],
+                [1289, 515, 515 + 512],
+                [1024, 1025, 2],
+              ]) {
+                const grads = pattern(3000 + bSize, 99);
+                for (const at of bad) grads[3000 + at] = at % 2 ? Number.POSITIVE_INFINITY : Number.NaN;
+                device.queue.writeBuffer(twin.buffers[0]!.grads, 0, grads as Float32Array<ArrayBuffer>);
+                const lowest = Math.min(...bad);
+                await expect(twin.gpu.step()).rejects.toThrow(
+                  `"b": element ${lowest} is ${lowest % 2 ? 'Infinity' : 'NaN'}`,
+                );
+              }
+              twin.gpu.destroy();
+            });
+          }
+        }
+      });
+
       it('rejects an unknown policy', async () => {
         await expect(
           twinOptimizers(device, oneTensor, { lr: 0.1 }, { nonFinite: 'ignore' as 'allow' }),

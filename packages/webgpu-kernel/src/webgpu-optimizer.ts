@@ -9,8 +9,10 @@ import {
   type Hyperparams,
   type HyperparamsInput,
   type NonFinitePolicy,
+  nonFinitePolicy,
   type OptimizerState,
   paramAt,
+  rejectNonFinite,
   resolveHyperparams,
   type StateBuffer,
   type StepResult,
@@ -285,10 +287,7 @@ export class WebGPUAccSGD {
       );
     }
     this.storage = storage;
-    const nonFinite = options.nonFinite ?? 'error';
-    if (nonFinite !== 'error' && nonFinite !== 'skip-step' && nonFinite !== 'allow')
-      throw new AccSGDConfigError('nonFinite', nonFinite, '"error", "skip-step" or "allow"');
-    this.nonFinite = nonFinite;
+    this.nonFinite = nonFinitePolicy(options.nonFinite);
     this.label = options.label ?? 'accsgd';
     const limits = device.limits;
     this.maxBindingBytes = limitOption(
@@ -817,11 +816,7 @@ export class WebGPUAccSGD {
       );
       if (check) {
         const bad = await this.readStatus('step');
-        if (bad) {
-          const message = `element ${bad.element} is ${bad.value} (non-finite gradients are rejected; see the nonFinite option)`;
-          if (this.nonFinite === 'error') throw new AccSGDGradientError(bad.slot.name, message);
-          return { applied: false, reason: `gradient for parameter "${bad.slot.name}": ${message}` };
-        }
+        if (bad) return rejectNonFinite(this.nonFinite, bad.slot.name, bad.element, bad.value);
       }
       commit();
       return { applied: true };

@@ -64,17 +64,21 @@ export async function findShaderF16(): Promise<
   try {
     lavapipeInstance ??= create([]);
     const lavapipe = await lavapipeInstance.requestAdapter();
-    if (!lavapipe?.features.has('shader-f16')) {
+    const info = lavapipe?.info;
+    const description = info
+      ? `${info.vendor || '?'} / ${info.architecture || info.device || '?'} (${info.description})`
+      : '';
+    if (!lavapipe || !/llvmpipe|lavapipe/i.test(`${info?.device} ${info?.description}`)) {
       return {
         device: null,
-        reason: `lavapipe (${LAVAPIPE_ICD}) gave ${lavapipe ? 'an adapter without shader-f16 (Mesa 25 or later has it)' : 'no WebGPU adapter'}`,
+        reason: lavapipe
+          ? `with VK_ICD_FILENAMES=${LAVAPIPE_ICD} the adapter is ${description}, not lavapipe (the variable reaches the Vulkan loader only from a process's main thread: run the tests in forks, not threads)`
+          : `lavapipe (${LAVAPIPE_ICD}) gave no WebGPU adapter (Mesa 22.3 is too old for Dawn; Mesa 25 works)`,
       };
     }
-    const info = lavapipe.info;
-    return {
-      device: requestFrom(lavapipeInstance),
-      description: `${info.vendor || '?'} / ${info.architecture || info.device || '?'}`,
-    };
+    if (!lavapipe.features.has('shader-f16'))
+      return { device: null, reason: `lavapipe's adapter ${description} has no shader-f16 (Mesa 25 has it)` };
+    return { device: requestFrom(lavapipeInstance), description };
   } finally {
     if (previous === undefined) delete process.env.VK_ICD_FILENAMES;
     else process.env.VK_ICD_FILENAMES = previous;
