@@ -108,4 +108,17 @@ describe('AccSGD (CPU)', () => {
     expect([...a2]).toEqual([...a1]);
     expect([...b2]).toEqual([...b1]);
   });
+
+  it('imports a state file held in a Node Buffer that views a shared pool (as readFileSync returns)', () => {
+    const source = new AccSGD([new Float32Array([1, 2, 3])], { lr: 0.1 });
+    source.step([new Float32Array([0.5, -0.5, 1])]);
+    const bytes = source.exportState();
+    // Small Buffers are carved out of one shared 8 KiB ArrayBuffer, at an offset.
+    const pooled = Buffer.from(bytes);
+    expect(pooled.byteOffset > 0 || pooled.buffer.byteLength > pooled.byteLength).toBe(true);
+    const target = new AccSGD([new Float32Array(3)], { lr: 0.1 });
+    target.importState(pooled);
+    expect(target.buffer(0)).toEqual(source.buffer(0));
+    expect(decodeState(pooled).buffers.get('0')!.data).toEqual(source.buffer(0));
+  });
 });

@@ -179,7 +179,9 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
 
   const tensors = new Map<string, SafetensorsTensor>();
   for (const t of layout) {
-    const copy = bytes.slice(dataStart + t.begin, dataStart + t.end);
+    // Uint8Array's slice copies; a Node Buffer's slice would be a view into a shared pool, so call
+    // Uint8Array's own (a file read with readFileSync is a Buffer).
+    const copy = Uint8Array.prototype.slice.call(bytes, dataStart + t.begin, dataStart + t.end);
     const data = t.dtype === 'F32' ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer);
     tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data });
   }

@@ -1,0 +1,252 @@
+"""AccSGD for PyTorch, and the accsgd-state file of @accsgd/core (SPEC.md section 4) in Python.
+
+``AccSGD`` is the reference optimizer of Jain, Kakade, Kidambi, Netrapalli and Sidford
+(arXiv 1704.08227) as SPEC.md section 2 states it, written the way the reference writes it: seven
+in-place tensor operations per parameter, with weight decay added into ``p.grad`` in place (the
+reference does this; @accsgd/core never mutates a caller's gradient). Per group, in float64::
+
+    large_lr = lr * kappa / small_const
+    alpha    = 1 - small_const * small_const * xi / kappa
+    beta     = 1 - alpha
+    zeta     = small_const / (small_const + beta)
+
+and for each parameter p with a gradient g::
+
+    g   = g + weight_decay * p                     (only when weight_decay != 0)
+    buf = copy of p                                (the first time p is stepped)
+    buf = beta * ((1/beta - 1) * buf - large_lr * g + p)
+    p   = zeta * (p - lr * g) + (1 - zeta) * buf
+
+Beyond the reference it counts, per group, the steps in which at least one member had a gradient
+(``group["step"]``), which the state file carries.
+
+``save_state`` and ``load_state`` write and read the state file with the standard library and
+torch alone (Debian has no python3-safetensors). The file is a plain safetensors file, so the
+``safetensors`` package reads it too. ``load_state`` is strict and bounded like the JavaScript
+reader, and all-or-nothing: it checks the whole file against the optimizer before changing
+anything, and raises ``StateError`` saying what is wrong.
+"""
+
+import json
+import math
+import struct
+
+import torch
+from torch.optim import Optimizer
+
+FORMAT = "accsgd-state"
+FORMAT_VERSION = "1"
+BUFFER_SUFFIX = ".momentum_buffer"
+MAX_HEADER_BYTES = 1 << 20
+_DTYPES = {"F32": (torch.float32, 4), "F64": (torch.float64, 8)}
+_HYPERPARAMS = ("lr", "kappa", "xi", "small_const", "weight_decay")
+
+
+class AccSGD(Optimizer):
+    def __init__(self, params, lr, kappa=1000.0, xi=10.0, small_const=0.7, weight_decay=0.0):
+        defaults = dict(lr=lr, kappa=kappa, xi=xi, small_const=small_const, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            group.setdefault("step", 0)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            weight_decay = group["weight_decay"]
+            large_lr = (group["lr"] * group["kappa"]) / group["small_const"]
+            alpha = 1.0 - (group["small_const"] * group["small_const"] * group["xi"]) / group["kappa"]
+            beta = 1.0 - alpha
+            zeta = group["small_const"] / (group["small_const"] + beta)
+            stepped = False
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                stepped = True
+                d_p = p.grad
+                if weight_decay != 0:
+                    d_p.add_(p, alpha=weight_decay)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = p.clone().detach()
+                buf = state["momentum_buffer"]
+                buf.mul_((1.0 / beta) - 1.0)
+                buf.add_(d_p, alpha=-large_lr)
+                buf.add_(p)
+                buf.mul_(beta)
+                p.add_(d_p, alpha=-group["lr"])
+                p.mul_(zeta)
+                p.add_(buf, alpha=1.0 - zeta)
+            if stepped:
+                group["step"] += 1
+        return loss
+
+
+class StateError(ValueError):
+    """The state file is malformed, or does not describe the optimizer it is loaded into."""
+
+
+def _names(optimizer, names):
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    names = list(names) if names is not None else [str(i) for i in range(len(params))]
+    if len(names) != len(params) or len(set(names)) != len(names):
+        raise ValueError(f"names must be {len(params)} unique strings, one per parameter in group order")
+    return params, names
+
+
+def save_state(optimizer, path, names=None):
+    """Writes the optimizer's groups and momentum buffers as an accsgd-state file.
+
+    ``names`` are the parameters' names in group order (default "0", "1", ..., as in a state_dict).
+    """
+    params, names = _names(optimizer, names)
+    groups, k = [], 0
+    for group in optimizer.param_groups:
+        record = {key: float(group[key]) for key in _HYPERPARAMS}
+        record["params"] = names[k : k + len(group["params"])]
+        record["step"] = int(group.get("step", 0))
+        groups.append(record)
+        k += len(group["params"])
+    header = {"__metadata__": {"format": FORMAT, "format_version": FORMAT_VERSION, "param_groups": json.dumps(groups)}}
+    blobs, offset = [], 0
+    for name, p in zip(names, params):
+        buf = optimizer.state.get(p, {}).get("momentum_buffer")
+        if buf is None:
+            continue
+        dtype = {torch.float32: "F32", torch.float64: "F64"}.get(buf.dtype)
+        if dtype is None:
+            raise ValueError(f'the buffer of "{name}" is {buf.dtype}; the state file holds float32 or float64')
+        little_endian = {"F32": "<f4", "F64": "<f8"}[dtype]
+        data = buf.detach().cpu().contiguous().numpy().astype(little_endian, copy=False).tobytes()
+        header[name + BUFFER_SUFFIX] = {"dtype": dtype, "shape": list(buf.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
+def _unique_keys(pairs):
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise StateError(f"key {json.dumps(key)} appears more than once in one object of the header")
+        result[key] = value
+    return result
+
+
+def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
+    """Parses an accsgd-state file: (groups, {name: tensor}). Raises StateError."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise StateError(f"file is {len(data)} bytes, shorter than the 8-byte header length")
+    (header_length,) = struct.unpack("<Q", data[:8])
+    if header_length > max_header_bytes:
+        raise StateError(f"header length {header_length} exceeds the limit of {max_header_bytes} bytes")
+    if 8 + header_length > len(data):
+        raise StateError(f"header length {header_length} runs past the end of the {len(data)}-byte file")
+    try:
+        header = json.loads(data[8 : 8 + header_length].decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StateError(f"header is not UTF-8 JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise StateError("header is not a JSON object")
+    metadata = header.pop("__metadata__", None)
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise StateError(f'__metadata__.format is not "{FORMAT}"')
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise StateError(f'format_version {metadata.get("format_version")!r} is not "{FORMAT_VERSION}"')
+    try:
+        groups = json.loads(metadata["param_groups"], object_pairs_hook=_unique_keys)
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise StateError(f"param_groups is missing or not JSON ({error})") from None
+    if not isinstance(groups, list) or not groups:
+        raise StateError("param_groups is not a non-empty list")
+    for i, group in enumerate(groups):
+        if not isinstance(group, dict) or set(group) != set(_HYPERPARAMS) | {"params", "step"}:
+            raise StateError(f"param_groups[{i}] must have exactly the keys {sorted(set(_HYPERPARAMS) | {'params', 'step'})}")
+        for key in _HYPERPARAMS:
+            value = group[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise StateError(f"param_groups[{i}].{key} is {value!r}; expected a finite number >= 0")
+        if isinstance(group["step"], bool) or not isinstance(group["step"], int) or group["step"] < 0:
+            raise StateError(f"param_groups[{i}].step is {group['step']!r}; expected an integer >= 0")
+        if not isinstance(group["params"], list) or not all(isinstance(n, str) for n in group["params"]):
+            raise StateError(f"param_groups[{i}].params is not a list of names")
+    body = len(data) - 8 - header_length
+    spans, tensors = [], {}
+    for key, entry in header.items():
+        if not key.endswith(BUFFER_SUFFIX):
+            raise StateError(f'tensor "{key}" is not named <param>{BUFFER_SUFFIX}')
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise StateError(f'tensor "{key}" must have exactly dtype, shape and data_offsets')
+        if entry["dtype"] not in _DTYPES:
+            raise StateError(f'tensor "{key}" has dtype {entry["dtype"]!r}; expected F32 or F64')
+        dtype, size = _DTYPES[entry["dtype"]]
+        shape, (begin, end) = entry["shape"], entry["data_offsets"]
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise StateError(f'tensor "{key}" has shape {shape!r}; expected integers >= 0')
+        count = 1
+        for d in shape:
+            count *= d
+        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= body):
+            raise StateError(f'tensor "{key}" has data_offsets [{begin}, {end}] outside the {body}-byte data section')
+        if end - begin != count * size:
+            raise StateError(f'tensor "{key}" has {end - begin} bytes; shape {shape} of {entry["dtype"]} needs {count * size}')
+        spans.append((begin, end, key))
+        start = 8 + header_length + begin
+        tensors[key[: -len(BUFFER_SUFFIX)]] = torch.frombuffer(bytearray(data[start : start + end - begin]), dtype=dtype).reshape(shape) if count else torch.zeros(shape, dtype=dtype)
+    position = 0
+    for begin, end, key in sorted(spans):
+        if begin != position:
+            raise StateError(f'tensor "{key}" starts at byte {begin}; the data section must be packed (expected {position})')
+        position = end
+    if position != body:
+        raise StateError(f"{body - position} bytes after the last tensor")
+    return groups, tensors
+
+
+def load_state(optimizer, path, names=None):
+    """Loads an accsgd-state file into an AccSGD optimizer: all of it, or nothing (StateError).
+
+    The file's groups must name the optimizer's parameters, in order (``names`` as for save_state);
+    buffers take each parameter's dtype and must have its shape.
+    """
+    params, names = _names(optimizer, names)
+    groups, tensors = read_state(path)
+    if len(groups) != len(optimizer.param_groups):
+        raise StateError(f"the file has {len(groups)} parameter groups; the optimizer has {len(optimizer.param_groups)}")
+    k = 0
+    for i, (record, group) in enumerate(zip(groups, optimizer.param_groups)):
+        expected = names[k : k + len(group["params"])]
+        if record["params"] != expected:
+            raise StateError(f"group {i} names {record['params']}; the optimizer's group {i} has {expected}")
+        k += len(group["params"])
+    by_name = dict(zip(names, params))
+    buffers = {}
+    for name, tensor in tensors.items():
+        p = by_name.get(name)
+        if p is None:
+            raise StateError(f'buffer "{name}{BUFFER_SUFFIX}" belongs to no parameter of the optimizer')
+        if tuple(tensor.shape) != tuple(p.shape):
+            raise StateError(f'buffer "{name}{BUFFER_SUFFIX}" has shape {list(tensor.shape)}; the parameter has {list(p.shape)}')
+        buffers[p] = tensor.to(dtype=p.dtype, device=p.device).clone()
+    # Everything checked: now change the optimizer.
+    for record, group in zip(groups, optimizer.param_groups):
+        for key in _HYPERPARAMS:
+            group[key] = record[key]
+        group["step"] = record["step"]
+    for p in params:
+        state = optimizer.state[p]
+        if p in buffers:
+            state["momentum_buffer"] = buffers[p]
+        else:
+            state.pop("momentum_buffer", None)

@@ -1,0 +1,63 @@
+"""Runs one AccSGD job on PyTorch for src/pytorch-interop.test.ts: a JSON job on stdin, a JSON result on stdout.
+
+Job::
+
+    {"dtype": "float64" | "float32",
+     "groups": [{"lr": ..., "kappa": ..., "xi": ..., "small_const": ..., "weight_decay": ..., "params": [names]}],
+     "params": {name: {"shape": [...], "init": [numbers]}},
+     "load_state": path or null,          loaded (accsgd_torch.load_state) before the steps
+     "steps": [{"lr": {group index: lr} or absent, "grads": {name: [numbers] or null}}],
+     "save_state": path or null}          written (accsgd_torch.save_state) after the steps
+
+Result: {"params": {name: [numbers]}, "buffers": {name: [numbers] or null}, "steps": [per group]}.
+Numbers cross as JSON, which carries float64 (and so float32) values exactly.
+"""
+
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from accsgd_torch import AccSGD, load_state, save_state  # noqa: E402
+
+
+def main():
+    job = json.load(sys.stdin)
+    torch.set_num_threads(1)
+    dtype = {"float64": torch.float64, "float32": torch.float32}[job["dtype"]]
+    tensors = {
+        name: torch.tensor(spec["init"], dtype=torch.float64).to(dtype).reshape(spec["shape"]).requires_grad_(False)
+        for name, spec in job["params"].items()
+    }
+    groups = [
+        {**{k: v for k, v in group.items() if k != "params"}, "params": [tensors[name] for name in group["params"]]}
+        for group in job["groups"]
+    ]
+    names = [name for group in job["groups"] for name in group["params"]]
+    optimizer = AccSGD(groups, lr=job["groups"][0]["lr"])
+    if job.get("load_state"):
+        load_state(optimizer, job["load_state"], names)
+    for step in job["steps"]:
+        for index, lr in step.get("lr", {}).items():
+            optimizer.param_groups[int(index)]["lr"] = lr
+        for name, p in tensors.items():
+            grad = step["grads"].get(name)
+            p.grad = None if grad is None else torch.tensor(grad, dtype=torch.float64).to(dtype).reshape(p.shape)
+        optimizer.step()
+    if job.get("save_state"):
+        save_state(optimizer, job["save_state"], names)
+    result = {
+        "params": {name: p.detach().flatten().tolist() for name, p in tensors.items()},
+        "buffers": {
+            name: (optimizer.state[p]["momentum_buffer"].flatten().tolist() if "momentum_buffer" in optimizer.state[p] else None)
+            for name, p in tensors.items()
+        },
+        "steps": [group["step"] for group in optimizer.param_groups],
+    }
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

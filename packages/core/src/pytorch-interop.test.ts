@@ -1,0 +1,219 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { accuracyBound, relativeError } from './contract.js';
+import { AccSGD, type ParamGroupInput } from './optimizer.js';
+
+/**
+ * The spec against the reference optimizer on real PyTorch, and the state file both ways.
+ * python/accsgd_torch.py holds the reference AccSGD (seven in-place tensor ops per parameter) and
+ * a reader and writer of the state file; python/interop_job.py runs a job on it. Needs a Python
+ * with torch (Debian: apt-get install python3-torch); without one the tests skip with a notice,
+ * or fail when ACCSGD_REQUIRE_PYTORCH=1, as in CI.
+ */
+const JOB = fileURLToPath(new URL('../python/interop_job.py', import.meta.url));
+
+function findTorchPython():
+  | { python: string; version: string; reason?: undefined }
+  | { python: null; version?: undefined; reason: string } {
+  const candidates = [process.env.ACCSGD_PYTHON, '/usr/bin/python3', 'python3'].filter(
+    (c): c is string => !!c,
+  );
+  for (const python of candidates) {
+    const probe = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+    if (probe.status === 0) return { python, version: probe.stdout.trim() };
+  }
+  return {
+    python: null,
+    reason: `no Python with torch (tried ${candidates.join(', ')}; apt-get install python3-torch, or set ACCSGD_PYTHON)`,
+  };
+}
+
+const torch = findTorchPython();
+if (!torch.python) {
+  if (process.env.ACCSGD_REQUIRE_PYTORCH === '1')
+    throw new Error(`ACCSGD_REQUIRE_PYTORCH=1 but ${torch.reason}`);
+  console.warn(`[core] skipping PyTorch interop tests: ${torch.reason}`);
+}
+
+type Dtype = 'float32' | 'float64';
+interface JobResult {
+  params: Record<string, number[]>;
+  buffers: Record<string, number[] | null>;
+  steps: number[];
+}
+
+// Two groups with different hyperparameters (weight decay in one); 'b' gets its first gradient at
+// step 2, 'c' has none at step 4, and group 0's learning rate changes before step 5.
+const SHAPES: Record<string, number[]> = { a: [5, 4], b: [7], c: [3] };
+const GROUPS = [
+  { lr: 0.05, kappa: 300, xi: 8, smallConst: 0.7, weightDecay: 1e-3, params: ['a', 'b'] },
+  { lr: 0.02, kappa: 1000, xi: 10, smallConst: 0.5, weightDecay: 0, params: ['c'] },
+];
+const STEPS = 6;
+const size = (name: string) => SHAPES[name]!.reduce((a, d) => a * d, 1);
+
+/** Deterministic float32-representable values in [-scale, scale). */
+function values(count: number, seed: number, scale = 1): number[] {
+  let state = (seed * 2654435761) >>> 0 || 1;
+  return Array.from({ length: count }, () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return Math.fround((state / 2 ** 31 - 1) * scale);
+  });
+}
+const INIT = Object.fromEntries(Object.keys(SHAPES).map((name, k) => [name, values(size(name), 1 + k)]));
+function gradsAt(step: number): Record<string, number[] | null> {
+  return Object.fromEntries(
+    Object.keys(SHAPES).map((name, k) => [
+      name,
+      (name === 'b' && step < 2) || (name === 'c' && step === 4)
+        ? null
+        : values(size(name), 100 * step + k, 2),
+    ]),
+  );
+}
+const lrAt = (step: number): Record<string, number> | undefined => (step === 5 ? { 0: 0.03 } : undefined);
+
+const workdir = mkdtempSync(join(tmpdir(), 'accsgd-torch-'));
+afterAll(() => rmSync(workdir, { recursive: true, force: true }));
+
+function runTorch(job: {
+  dtype: Dtype;
+  init?: Record<string, number[]>;
+  from: number;
+  to: number;
+  loadState?: string;
+  saveState?: string;
+}): JobResult {
+  const input = {
+    dtype: job.dtype,
+    groups: GROUPS.map(({ smallConst, weightDecay, ...g }) => ({
+      ...g,
+      small_const: smallConst,
+      weight_decay: weightDecay,
+    })),
+    params: Object.fromEntries(
+      Object.keys(SHAPES).map((name) => [name, { shape: SHAPES[name], init: (job.init ?? INIT)[name] }]),
+    ),
+    load_state: job.loadState ?? null,
+    steps: Array.from({ length: job.to - job.from }, (_, k) => ({
+      grads: gradsAt(job.from + k),
+      ...(lrAt(job.from + k) ? { lr: lrAt(job.from + k) } : {}),
+    })),
+    save_state: job.saveState ?? null,
+  };
+  const run = spawnSync(torch.python!, [JOB], { input: JSON.stringify(input), encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`interop_job.py failed (${run.status}): ${run.stderr}`);
+  return JSON.parse(run.stdout) as JobResult;
+}
+
+/** The CPU optimizer over the same problem, with parameters from `init`. */
+function jsOptimizer(dtype: Dtype, init: Record<string, number[]> = INIT) {
+  const Float = dtype === 'float64' ? Float64Array : Float32Array;
+  const params = Object.fromEntries(Object.keys(SHAPES).map((name) => [name, Float.from(init[name]!)]));
+  const groups: ParamGroupInput[] = GROUPS.map(({ params: names, ...hyper }) => ({
+    ...hyper,
+    params: names.map((n) => params[n]!),
+    names,
+    shapes: names.map((n) => SHAPES[n]!),
+  }));
+  const optimizer = new AccSGD(groups, { lr: GROUPS[0]!.lr });
+  const run = (from: number, to: number) => {
+    for (let step = from; step < to; step++) {
+      const lr = lrAt(step);
+      if (lr)
+        for (const [group, value] of Object.entries(lr)) optimizer.setLearningRate(value, Number(group));
+      const grads = gradsAt(step);
+      optimizer.step(
+        Object.fromEntries(Object.entries(grads).map(([n, g]) => [n, g === null ? null : Float.from(g)])),
+      );
+    }
+  };
+  return { optimizer, params, run };
+}
+
+/** Largest relative error (SPEC §3) over every parameter and buffer. */
+function worst(
+  got: { params: Record<string, ArrayLike<number>>; buffers: Record<string, ArrayLike<number> | null> },
+  truth: JobResult,
+): number {
+  let error = 0;
+  for (const name of Object.keys(SHAPES)) {
+    error = Math.max(
+      error,
+      relativeError(Float64Array.from(got.params[name]!), Float64Array.from(truth.params[name]!)),
+    );
+    const buffer = got.buffers[name];
+    const expected = truth.buffers[name];
+    expect(buffer === null).toBe(expected === null);
+    if (buffer && expected)
+      error = Math.max(error, relativeError(Float64Array.from(buffer), Float64Array.from(expected)));
+  }
+  return error;
+}
+
+function jsResult({ optimizer, params }: ReturnType<typeof jsOptimizer>) {
+  return {
+    params,
+    buffers: Object.fromEntries(Object.keys(SHAPES).map((n) => [n, optimizer.buffer(n)])),
+  };
+}
+
+describe.skipIf(!torch.python)(
+  `PyTorch interop (${torch.python ? `${torch.python}, torch ${torch.version}` : 'no torch'})`,
+  () => {
+    it('the CPU optimizer follows the reference PyTorch optimizer: float64 within 1e-12, float32 within the contract', () => {
+      const truth = runTorch({ dtype: 'float64', from: 0, to: STEPS });
+      const js64 = jsOptimizer('float64');
+      js64.run(0, STEPS);
+      expect(worst(jsResult(js64), truth)).toBeLessThanOrEqual(accuracyBound('float64', STEPS));
+      expect(js64.optimizer.paramGroups.map((g) => g.step)).toEqual(truth.steps);
+      expect(truth.steps).toEqual([6, 5]);
+
+      const js32 = jsOptimizer('float32');
+      js32.run(0, STEPS);
+      expect(worst(jsResult(js32), truth)).toBeLessThanOrEqual(accuracyBound('float32', STEPS));
+      // The reference's own float32 run (seven rounded tensor ops per parameter) meets the same
+      // contract, which is what makes the bound a fair one.
+      const torch32 = runTorch({ dtype: 'float32', from: 0, to: STEPS });
+      const torch32Error = worst({ params: torch32.params, buffers: torch32.buffers }, truth);
+      expect(torch32Error).toBeLessThanOrEqual(accuracyBound('float32', STEPS));
+      // And the trajectory moved: a run that did nothing would be far from the truth.
+      expect(relativeError(Float64Array.from(INIT.a!), Float64Array.from(truth.params.a!))).toBeGreaterThan(
+        1e-3,
+      );
+    });
+
+    it('a state file written by the CPU optimizer continues on PyTorch exactly where it left off', () => {
+      const truth = runTorch({ dtype: 'float64', from: 0, to: STEPS });
+      const js = jsOptimizer('float64');
+      js.run(0, 3);
+      const file = join(workdir, 'from-js.safetensors');
+      writeFileSync(file, js.optimizer.exportState());
+      const init = Object.fromEntries(Object.entries(js.params).map(([n, p]) => [n, Array.from(p)]));
+      const resumed = runTorch({ dtype: 'float64', init, from: 3, to: STEPS, loadState: file });
+      expect(resumed.steps).toEqual([6, 5]);
+      expect(worst({ params: resumed.params, buffers: resumed.buffers }, truth)).toBeLessThanOrEqual(
+        accuracyBound('float64', STEPS),
+      );
+    });
+
+    it('a state file written by PyTorch imports into the CPU optimizer and continues the same trajectory', () => {
+      const truth = runTorch({ dtype: 'float64', from: 0, to: STEPS });
+      const file = join(workdir, 'from-torch.safetensors');
+      const first = runTorch({ dtype: 'float64', from: 0, to: 3, saveState: file });
+      const js = jsOptimizer('float64', first.params);
+      js.optimizer.importState(readFileSync(file));
+      // The file carried the hyperparameters and step counts, not only the buffers.
+      expect(js.optimizer.paramGroups.map((g) => [g.step, g.hyperparams.smallConst])).toEqual([
+        [3, 0.7],
+        [3, 0.5],
+      ]);
+      js.run(3, STEPS);
+      expect(worst(jsResult(js), truth)).toBeLessThanOrEqual(accuracyBound('float64', STEPS));
+    });
+  },
+);
