@@ -9,7 +9,8 @@ Job::
      "steps": [{"lr": {group index: lr} or absent, "grads": {name: [numbers] or null}}],
      "save_state": path or null}          written (accsgd_torch.save_state) after the steps
 
-Result: {"params": {name: [numbers]}, "buffers": {name: [numbers] or null}, "steps": [per group]}.
+Result: {"params": {name: [numbers]}, "buffers": {name: [numbers] or null}, "steps": [per group]},
+or, when load_state rejects the file, {"error": message, "untouched": whether nothing changed}.
 Numbers cross as JSON, which carries float64 (and so float32) values exactly.
 """
 
@@ -20,7 +21,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from accsgd_torch import AccSGD, load_state, save_state  # noqa: E402
+from accsgd_torch import AccSGD, StateError, load_state, save_state  # noqa: E402
 
 
 def main():
@@ -38,7 +39,15 @@ def main():
     names = [name for group in job["groups"] for name in group["params"]]
     optimizer = AccSGD(groups, lr=job["groups"][0]["lr"])
     if job.get("load_state"):
-        load_state(optimizer, job["load_state"], names)
+        try:
+            load_state(optimizer, job["load_state"], names)
+        except StateError as error:
+            # Report the error and whether the optimizer is exactly as it was before the load.
+            untouched = all("momentum_buffer" not in optimizer.state[p] for p in tensors.values()) and [
+                {k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups
+            ] == [{**{k: v for k, v in g.items() if k != "params"}, "step": 0} for g in job["groups"]]
+            json.dump({"error": str(error), "untouched": untouched}, sys.stdout)
+            return
     for step in job["steps"]:
         for index, lr in step.get("lr", {}).items():
             optimizer.param_groups[int(index)]["lr"] = lr

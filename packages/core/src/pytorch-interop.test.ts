@@ -201,6 +201,52 @@ describe.skipIf(!torch.python)(
       );
     });
 
+    it('the Python reader rejects a file that does not fit, or is damaged, and changes nothing', () => {
+      const js = jsOptimizer('float64');
+      js.run(0, 3);
+      js.optimizer.setLearningRate(0.5); // so a half-done load would show in the hyperparameters
+      const good = js.optimizer.exportState();
+      const renamed = new AccSGD([{ params: [new Float64Array(20)], names: ['x'] }], { lr: 0.1 });
+      renamed.step([new Float64Array(20).fill(1)]);
+      const reshaped = new AccSGD(
+        GROUPS.map(({ params: names, ...hyper }) => ({
+          ...hyper,
+          params: names.map((n) => new Float64Array(size(n))),
+          names,
+          shapes: names.map((n) => (n === 'a' ? [4, 5] : SHAPES[n]!)),
+        })),
+        { lr: 0.1 },
+      );
+      reshaped.step({ a: new Float64Array(20).fill(1), b: new Float64Array(7), c: new Float64Array(3) });
+      reshaped.setLearningRate(0.5); // a load that set hyperparameters before failing would show
+      const hugeHeader = Uint8Array.from(good);
+      new DataView(hugeHeader.buffer).setBigUint64(0, 2n ** 40n, true);
+      const cases: [string, Uint8Array, RegExp][] = [
+        ['other names', renamed.exportState(), /the file has 1 parameter groups; the optimizer has 2/],
+        [
+          'other shape',
+          reshaped.exportState(),
+          /buffer "a.momentum_buffer" has shape \[4, 5\]; the parameter has \[5, 4\]/,
+        ],
+        [
+          'truncated',
+          good.subarray(0, good.length - 4),
+          /data_offsets \[\d+, \d+\] outside the \d+-byte data section/,
+        ],
+        ['huge header length', hugeHeader, /header length 1099511627776 exceeds the limit of 1048576 bytes/],
+      ];
+      for (const [what, bytes, message] of cases) {
+        const file = join(workdir, `bad-${what.replaceAll(' ', '-')}.safetensors`);
+        writeFileSync(file, bytes);
+        const result = runTorch({ dtype: 'float64', from: 0, to: 0, loadState: file }) as unknown as {
+          error?: string;
+          untouched?: boolean;
+        };
+        expect(result.error, what).toMatch(message);
+        expect(result.untouched, what).toBe(true);
+      }
+    });
+
     it('a state file written by PyTorch imports into the CPU optimizer and continues the same trajectory', () => {
       const truth = runTorch({ dtype: 'float64', from: 0, to: STEPS });
       const file = join(workdir, 'from-torch.safetensors');
