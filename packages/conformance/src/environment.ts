@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 /**
@@ -81,4 +82,27 @@ export function findChromium(): Found<{ executablePath: string }> {
         available: false,
         reason: `no Chromium found (looked at ${CHROMIUM_CANDIDATES.join(', ')}; set ACCSGD_CHROMIUM or apt-get install chromium)`,
       };
+}
+
+export function pytorchRequired(): boolean {
+  return process.env.ACCSGD_REQUIRE_PYTORCH === '1';
+}
+
+/**
+ * A Python that can `import torch`, for the checks against the reference PyTorch optimizer:
+ * $ACCSGD_PYTHON, else Debian's /usr/bin/python3 (apt-get install python3-torch), else python3 on
+ * the PATH.
+ */
+export function findPyTorch(): Found<{ python: string; version: string }> {
+  const candidates = [process.env.ACCSGD_PYTHON, '/usr/bin/python3', 'python3'].filter(
+    (c): c is string => !!c,
+  );
+  for (const python of candidates) {
+    const probe = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+    if (probe.status === 0) return { available: true, python, version: probe.stdout.trim() };
+  }
+  return {
+    available: false,
+    reason: `no Python with torch (tried ${candidates.join(', ')}; apt-get install python3-torch, or set ACCSGD_PYTHON)`,
+  };
 }

@@ -2,7 +2,9 @@ export {
   type Found,
   findChromium,
   findNodeWebGPU,
+  findPyTorch,
   type NodeWebGPU,
+  pytorchRequired,
   SWIFTSHADER_ICD,
   webgpuRequired,
 } from './environment.js';

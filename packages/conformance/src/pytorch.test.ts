@@ -1,42 +1,40 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AccSGD, accuracyBound, type ParamGroupInput, relativeError, resolveHyperparams } from '@accsgd/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { accuracyBound, relativeError } from './contract.js';
-import { AccSGD, type ParamGroupInput } from './optimizer.js';
+import { findPyTorch, pytorchRequired } from './environment.js';
+import { listGoldenCases, loadGoldenCase } from './vectors.js';
 
 /**
  * The spec against the reference optimizer on real PyTorch, and the state file both ways.
- * python/accsgd_torch.py holds the reference AccSGD (seven in-place tensor ops per parameter) and
- * a reader and writer of the state file; python/interop_job.py runs a job on it. Needs a Python
- * with torch (Debian: apt-get install python3-torch); without one the tests skip with a notice,
- * or fail when ACCSGD_REQUIRE_PYTORCH=1, as in CI.
+ * @accsgd/core ships python/accsgd_torch.py: the reference AccSGD (seven in-place tensor ops per
+ * parameter) and a reader and writer of the state file. python/torch_job.py here runs a job on it.
+ * Needs a Python with torch (Debian: apt-get install python3-torch); without one the tests skip
+ * with a notice, or fail when ACCSGD_REQUIRE_PYTORCH=1, as in CI.
  */
-const JOB = fileURLToPath(new URL('../python/interop_job.py', import.meta.url));
+const ACCSGD_TORCH = createRequire(import.meta.url).resolve('@accsgd/core/python/accsgd_torch.py');
+const JOB = fileURLToPath(new URL('../python/torch_job.py', import.meta.url));
 
-function findTorchPython():
-  | { python: string; version: string; reason?: undefined }
-  | { python: null; version?: undefined; reason: string } {
-  const candidates = [process.env.ACCSGD_PYTHON, '/usr/bin/python3', 'python3'].filter(
-    (c): c is string => !!c,
-  );
-  for (const python of candidates) {
-    const probe = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-    if (probe.status === 0) return { python, version: probe.stdout.trim() };
-  }
-  return {
-    python: null,
-    reason: `no Python with torch (tried ${candidates.join(', ')}; apt-get install python3-torch, or set ACCSGD_PYTHON)`,
-  };
+const torch = findPyTorch();
+if (!torch.available) {
+  if (pytorchRequired()) throw new Error(`ACCSGD_REQUIRE_PYTORCH=1 but ${torch.reason}`);
+  console.warn(`[conformance] skipping PyTorch tests: ${torch.reason}`);
 }
+const python = torch.available ? torch.python : '';
 
-const torch = findTorchPython();
-if (!torch.python) {
-  if (process.env.ACCSGD_REQUIRE_PYTORCH === '1')
-    throw new Error(`ACCSGD_REQUIRE_PYTORCH=1 but ${torch.reason}`);
-  console.warn(`[core] skipping PyTorch interop tests: ${torch.reason}`);
+/** Runs torch_job.py on a job (see its docstring) and returns its JSON result. */
+function torchJob<T>(job: unknown): T {
+  const run = spawnSync(python, [JOB, ACCSGD_TORCH], {
+    input: JSON.stringify(job),
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
+  if (run.status !== 0) throw new Error(`torch_job.py failed (${run.status}): ${run.stderr}`);
+  return JSON.parse(run.stdout) as T;
 }
 
 type Dtype = 'float32' | 'float64';
@@ -105,9 +103,7 @@ function runTorch(job: {
     })),
     save_state: job.saveState ?? null,
   };
-  const run = spawnSync(torch.python!, [JOB], { input: JSON.stringify(input), encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`interop_job.py failed (${run.status}): ${run.stderr}`);
-  return JSON.parse(run.stdout) as JobResult;
+  return torchJob<JobResult>(input);
 }
 
 /** The CPU optimizer over the same problem, with parameters from `init`. */
@@ -162,8 +158,8 @@ function jsResult({ optimizer, params }: ReturnType<typeof jsOptimizer>) {
   };
 }
 
-describe.skipIf(!torch.python)(
-  `PyTorch interop (${torch.python ? `${torch.python}, torch ${torch.version}` : 'no torch'})`,
+describe.skipIf(!torch.available)(
+  `PyTorch interop (${torch.available ? `${torch.python}, torch ${torch.version}` : 'no torch'})`,
   () => {
     it('the CPU optimizer follows the reference PyTorch optimizer: float64 within 1e-12, float32 within the contract', () => {
       const truth = runTorch({ dtype: 'float64', from: 0, to: STEPS });
@@ -261,5 +257,61 @@ describe.skipIf(!torch.python)(
       js.run(3, STEPS);
       expect(worst(jsResult(js), truth)).toBeLessThanOrEqual(accuracyBound('float64', STEPS));
     });
+  },
+);
+
+const GOLDEN = torch.available ? await listGoldenCases() : [];
+
+describe.skipIf(!torch.available)(
+  'the golden vectors against the reference PyTorch optimizer (float64)',
+  () => {
+    for (const name of GOLDEN) {
+      it(`${name}: every step's parameters and buffers within the float64 bound`, async () => {
+        const golden = await loadGoldenCase(name);
+        const { trace } = torchJob<{
+          trace: { params: Record<string, number[]>; buffers: Record<string, number[] | null> }[];
+        }>({
+          dtype: 'float64',
+          groups: golden.problem.groups.map((group) => {
+            const h = resolveHyperparams(group.hyperparams);
+            return {
+              lr: h.lr,
+              kappa: h.kappa,
+              xi: h.xi,
+              small_const: h.smallConst,
+              weight_decay: h.weightDecay,
+              params: group.params,
+            };
+          }),
+          params: Object.fromEntries(
+            Object.entries(golden.problem.params).map(([n, p]) => [
+              n,
+              { shape: p.shape, init: Array.from(p.init) },
+            ]),
+          ),
+          steps: golden.steps.map((step) => ({
+            lr: Object.fromEntries(step.learningRates.map(({ group, lr }) => [group, lr])),
+            grads: Object.fromEntries(Object.entries(step.grads).map(([n, g]) => [n, g && Array.from(g)])),
+          })),
+          trace: true,
+        });
+        expect(trace).toHaveLength(golden.steps.length);
+        golden.steps.forEach((step, k) => {
+          for (const [param, expected] of Object.entries(step.expected.params)) {
+            expect(
+              relativeError(Float64Array.from(trace[k]!.params[param]!), expected),
+              `${param} after step ${k + 1}`,
+            ).toBeLessThanOrEqual(accuracyBound('float64', k + 1));
+            const buffer = step.expected.buffers[param];
+            const got = trace[k]!.buffers[param];
+            expect(got === null, `${param}'s buffer after step ${k + 1}`).toBe(buffer === null);
+            if (buffer && got)
+              expect(relativeError(Float64Array.from(got), buffer)).toBeLessThanOrEqual(
+                accuracyBound('float64', k + 1),
+              );
+          }
+        });
+      });
+    }
   },
 );

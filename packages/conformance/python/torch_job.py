@@ -1,4 +1,7 @@
-"""Runs one AccSGD job on PyTorch for src/pytorch-interop.test.ts: a JSON job on stdin, a JSON result on stdout.
+"""Runs one AccSGD job on PyTorch for src/pytorch.test.ts: a JSON job on stdin, a JSON result on stdout.
+
+    python3 torch_job.py <path of @accsgd/core's python/accsgd_torch.py> < job.json
+
 
 Job::
 
@@ -7,9 +10,11 @@ Job::
      "params": {name: {"shape": [...], "init": [numbers]}},
      "load_state": path or null,          loaded (accsgd_torch.load_state) before the steps
      "steps": [{"lr": {group index: lr} or absent, "grads": {name: [numbers] or null}}],
-     "save_state": path or null}          written (accsgd_torch.save_state) after the steps
+     "save_state": path or null,          written (accsgd_torch.save_state) after the steps
+     "trace": true or absent}             also return params and buffers after every step
 
-Result: {"params": {name: [numbers]}, "buffers": {name: [numbers] or null}, "steps": [per group]},
+Result: {"params": {name: [numbers]}, "buffers": {name: [numbers] or null}, "steps": [per group],
+"trace": [{"params": ..., "buffers": ...} after each step] with "trace"},
 or, when load_state rejects the file, {"error": message, "untouched": whether nothing changed}.
 Numbers cross as JSON, which carries float64 (and so float32) values exactly.
 """
@@ -20,7 +25,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[1])))
 from accsgd_torch import AccSGD, StateError, load_state, save_state  # noqa: E402
 
 
@@ -38,6 +43,7 @@ def main():
     ]
     names = [name for group in job["groups"] for name in group["params"]]
     optimizer = AccSGD(groups, lr=job["groups"][0]["lr"])
+    trace = []
     if job.get("load_state"):
         try:
             load_state(optimizer, job["load_state"], names)
@@ -55,17 +61,24 @@ def main():
             grad = step["grads"].get(name)
             p.grad = None if grad is None else torch.tensor(grad, dtype=torch.float64).to(dtype).reshape(p.shape)
         optimizer.step()
+        if job.get("trace"):
+            trace.append(snapshot(tensors, optimizer))
     if job.get("save_state"):
         save_state(optimizer, job["save_state"], names)
-    result = {
+    result = {**snapshot(tensors, optimizer), "steps": [group["step"] for group in optimizer.param_groups]}
+    if job.get("trace"):
+        result["trace"] = trace
+    json.dump(result, sys.stdout)
+
+
+def snapshot(tensors, optimizer):
+    return {
         "params": {name: p.detach().flatten().tolist() for name, p in tensors.items()},
         "buffers": {
             name: (optimizer.state[p]["momentum_buffer"].flatten().tolist() if "momentum_buffer" in optimizer.state[p] else None)
             for name, p in tensors.items()
         },
-        "steps": [group["step"] for group in optimizer.param_groups],
     }
-    json.dump(result, sys.stdout)
 
 
 if __name__ == "__main__":
