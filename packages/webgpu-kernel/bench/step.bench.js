@@ -105,12 +105,11 @@ async function readTimestamps() {
   readBuffer.unmap();
   return values;
 }
-async function timeCopy(source, target, bytes) {
-  const encoder = device.createCommandEncoder();
-  if (querySet) encoder.beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: 0 } }).end();
-  encoder.copyBufferToBuffer(source, 0, target, 0, bytes);
-  if (querySet)
-    encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 1 } }).end();
+/**
+ * Submits the encoder's work and returns its time in ms: between timestamps 0 and 1 when the
+ * adapter has timestamp-query, else wall time to onSubmittedWorkDone.
+ */
+async function submitTimed(encoder) {
   const start = performance.now();
   device.queue.submit([encoder.finish()]);
   await device.queue.onSubmittedWorkDone();
@@ -118,6 +117,14 @@ async function timeCopy(source, target, bytes) {
   if (!querySet) return wall;
   const [a, b] = await readTimestamps();
   return Number(b - a) / 1e6;
+}
+async function timeCopy(source, target, bytes) {
+  const encoder = device.createCommandEncoder();
+  if (querySet) encoder.beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: 0 } }).end();
+  encoder.copyBufferToBuffer(source, 0, target, 0, bytes);
+  if (querySet)
+    encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 1 } }).end();
+  return submitTimed(encoder);
 }
 // The simplest grid-stride copy, one vec4 per invocation per pass: on SwiftShader it measured the
 // fastest of the shapes tried (unrolled runs per invocation, contiguous blocks per invocation).
@@ -179,13 +186,7 @@ async function timeCopyKernel(windows) {
     pass.dispatchWorkgroups(x, y);
   }
   pass.end();
-  const start = performance.now();
-  device.queue.submit([encoder.finish()]);
-  await device.queue.onSubmittedWorkDone();
-  const wall = performance.now() - start;
-  if (!querySet) return wall;
-  const [a, b] = await readTimestamps();
-  return Number(b - a) / 1e6;
+  return submitTimed(encoder);
 }
 async function timeStep(optimizer) {
   const start = performance.now();
