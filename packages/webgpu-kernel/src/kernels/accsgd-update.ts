@@ -182,8 +182,9 @@ export function accsgdUpdateWGSL(storage: StorageType = 'float32', access: Acces
   let stride = workgroups.x * workgroups.y * ${CHUNK}u;
   let firstChunk = (workgroup.y * workgroups.x + workgroup.x) * ${CHUNK}u;
   if (u.lookup == 0u) {
-    // Every element of the window is in an active segment that has a buffer (the usual step): no
-    // table and no branch per chunk, which CPU implementations such as SwiftShader pay dearly for.
+    // Every element of the window is in an active segment that has a buffer (no gaps, no tensor
+    // without a gradient or on its first step): no table and no branch per chunk, which CPU
+    // implementations such as SwiftShader pay dearly for.
     let init = false;
     var chunk = firstChunk;
     for (; chunk + ${CHUNK}u <= length; chunk += stride) {

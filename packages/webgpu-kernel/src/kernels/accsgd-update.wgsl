@@ -67,8 +67,9 @@ fn main(
   let stride = workgroups.x * workgroups.y * 512u;
   let firstChunk = (workgroup.y * workgroups.x + workgroup.x) * 512u;
   if (u.lookup == 0u) {
-    // Every element of the window is in an active segment that has a buffer (the usual step): no
-    // table and no branch per chunk, which CPU implementations such as SwiftShader pay dearly for.
+    // Every element of the window is in an active segment that has a buffer (no gaps, no tensor
+    // without a gradient or on its first step): no table and no branch per chunk, which CPU
+    // implementations such as SwiftShader pay dearly for.
     let init = false;
     var chunk = firstChunk;
     for (; chunk + 512u <= length; chunk += stride) {
@@ -185,8 +186,9 @@ fn scan(
   let stride = workgroups.x * workgroups.y * 512u;
   let firstChunk = (workgroup.y * workgroups.x + workgroup.x) * 512u;
   if (u.lookup == 0u) {
-    // Every element of the window is in an active segment that has a buffer (the usual step): no
-    // table and no branch per chunk, which CPU implementations such as SwiftShader pay dearly for.
+    // Every element of the window is in an active segment that has a buffer (no gaps, no tensor
+    // without a gradient or on its first step): no table and no branch per chunk, which CPU
+    // implementations such as SwiftShader pay dearly for.
     let init = false;
     var chunk = firstChunk;
     for (; chunk + 512u <= length; chunk += stride) {
@@ -269,8 +271,9 @@ fn scan(
   let stride = workgroups.x * workgroups.y * 512u;
   let firstChunk = (workgroup.y * workgroups.x + workgroup.x) * 512u;
   if (u.lookup == 0u) {
-    // Every element of the window is in an active segment that has a buffer (the usual step): no
-    // table and no branch per chunk, which CPU implementations such as SwiftShader pay dearly for.
+    // Every element of the window is in an active segment that has a buffer (no gaps, no tensor
+    // without a gradient or on its first step): no table and no branch per chunk, which CPU
+    // implementations such as SwiftShader pay dearly for.
     let init = false;
     var chunk = firstChunk;
     for (; chunk + 512u <= length; chunk += stride) {
