@@ -44,8 +44,8 @@ interface JobResult {
   steps: number[];
 }
 
-// Two groups with different hyperparameters (weight decay in one); 'b' gets its first gradient at
-// step 2, 'c' has none at step 4, and group 0's learning rate changes before step 5.
+// Two groups with different hyperparameters (weight decay in one). Steps count from 0: 'b' gets its
+// first gradient at step 2, 'c' has none at step 4, and group 0's learning rate changes before step 5.
 const SHAPES: Record<string, number[]> = { a: [5, 4], b: [7], c: [3] };
 const GROUPS = [
   { lr: 0.05, kappa: 300, xi: 8, smallConst: 0.7, weightDecay: 1e-3, params: ['a', 'b'] },
