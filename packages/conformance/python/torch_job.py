@@ -3,7 +3,8 @@
     python3 torch_job.py <path of @accsgd/core's python/accsgd_torch.py> < job.json
 
 
-Job::
+Job (or {"validate": [paths]}, answered {"results": [{"ok": true} | {"error": message} |
+{"crash": repr}]}, what accsgd_torch.read_state says of each file)::
 
     {"dtype": "float64" | "float32",
      "groups": [{"lr": ..., "kappa": ..., "xi": ..., "small_const": ..., "weight_decay": ..., "params": [names]}],
@@ -26,11 +27,14 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[1])))
-from accsgd_torch import AccSGD, StateError, load_state, save_state  # noqa: E402
+from accsgd_torch import AccSGD, StateError, load_state, read_state, save_state  # noqa: E402
 
 
 def main():
     job = json.load(sys.stdin)
+    if "validate" in job:
+        json.dump({"results": [validate(path) for path in job["validate"]]}, sys.stdout)
+        return
     torch.set_num_threads(1)
     dtype = {"float64": torch.float64, "float32": torch.float32}[job["dtype"]]
     tensors = {
@@ -69,6 +73,17 @@ def main():
     if job.get("trace"):
         result["trace"] = trace
     json.dump(result, sys.stdout)
+
+
+def validate(path):
+    """What read_state says of a file: accepted, rejected with StateError, or anything else (a bug)."""
+    try:
+        read_state(path)
+        return {"ok": True}
+    except StateError as error:
+        return {"error": str(error)}
+    except Exception as error:  # noqa: BLE001 - reported, so that the test fails naming it
+        return {"crash": repr(error)}
 
 
 def snapshot(tensors, optimizer):

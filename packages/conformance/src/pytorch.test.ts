@@ -4,7 +4,16 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AccSGD, accuracyBound, type ParamGroupInput, relativeError, resolveHyperparams } from '@accsgd/core';
+import {
+  AccSGD,
+  AccSGDStateError,
+  accuracyBound,
+  decodeState,
+  type ParamGroupInput,
+  relativeError,
+  resolveHyperparams,
+} from '@accsgd/core';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findPyTorch, pytorchRequired } from './environment.js';
 import { listGoldenCases, loadGoldenCase } from './vectors.js';
@@ -313,5 +322,191 @@ describe.skipIf(!torch.available)(
         });
       });
     }
+  },
+);
+
+describe.skipIf(!torch.available)(
+  'the Python state reader against the JavaScript one (differential fuzzing)',
+  () => {
+    // A valid file: two groups, float32 and float64 buffers, and a parameter without a buffer.
+    const base = (() => {
+      const optimizer = new AccSGD(
+        [
+          { params: [new Float32Array(6), new Float64Array(2)], names: ['w', 'b'], shapes: [[2, 3], [2]] },
+          { params: [new Float32Array(3)], names: ['s'], lr: 0.01, kappa: 50, xi: 2 },
+        ],
+        { lr: 0.1, weightDecay: 1e-4 },
+      );
+      optimizer.step([new Float32Array(6).fill(0.5), new Float64Array([1, -1]), null]);
+      return optimizer.exportState();
+    })();
+    const headerLength = Number(new DataView(base.buffer, base.byteOffset).getBigUint64(0, true));
+    const headerText = new TextDecoder().decode(base.subarray(8, 8 + headerLength)).trimEnd();
+    const body = base.subarray(8 + headerLength);
+
+    /** A file with this header text (raw, so it may hold literals JSON.stringify cannot write). */
+    function file(text: string, data: Uint8Array = body, declared?: bigint): Uint8Array {
+      const json = new TextEncoder().encode(text);
+      const out = new Uint8Array(8 + json.length + data.length);
+      new DataView(out.buffer).setBigUint64(0, declared ?? BigInt(json.length), true);
+      out.set(json, 8);
+      out.set(data, 8 + json.length);
+      return out;
+    }
+
+    // Values a damaged or hostile file may hold where a number, string or list belongs. RAW(...)
+    // are written as they are: literals that JSON.stringify cannot produce.
+    const hostile = fc.constantFrom<unknown>(
+      null,
+      true,
+      0,
+      -1,
+      1,
+      3,
+      1.5,
+      0.7,
+      1e17,
+      1e-320,
+      'x',
+      '',
+      [],
+      {},
+      [1, 2],
+      [2, 3],
+      [0, 24],
+      ['w'],
+      'RAW(1e400)',
+      'RAW(-0)',
+      'RAW(2.0)',
+      'RAW(1e1)',
+      'RAW(9007199254740993)',
+      'RAW(123456789012345678901234567890)',
+    );
+    const withRaw = (text: string) => text.replace(/"RAW\(([^)]*)\)"/g, '$1');
+
+    /** Replaces one field (by path) of the header, or of the param_groups JSON inside it. */
+    function edited(path: (string | number)[], value: unknown, inGroups: boolean): Uint8Array {
+      const header = JSON.parse(headerText) as Record<string, Record<string, unknown>>;
+      const set = (target: Record<string | number, unknown>, keys: (string | number)[]) => {
+        let at = target;
+        for (const key of keys.slice(0, -1)) at = at[key] as Record<string | number, unknown>;
+        at[keys.at(-1)!] = value;
+      };
+      if (inGroups) {
+        const groups = JSON.parse(header.__metadata__!.param_groups as string);
+        set(groups, path);
+        header.__metadata__!.param_groups = withRaw(JSON.stringify(groups));
+      } else {
+        set(header, path);
+      }
+      return file(withRaw(JSON.stringify(header)));
+    }
+
+    const tensorKeys = Object.keys(JSON.parse(headerText)).filter((k) => k !== '__metadata__');
+    const damaged = fc.oneof(
+      fc.integer({ min: 0, max: base.length - 1 }).map((n) => base.slice(0, n)),
+      fc
+        .array(fc.tuple(fc.integer({ min: 0, max: base.length - 1 }), fc.integer({ min: 1, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        })
+        .map((flips) => {
+          const out = base.slice();
+          for (const [i, x] of flips) out[i] = out[i]! ^ x;
+          return out;
+        }),
+      fc
+        .constantFrom(
+          0n,
+          1n,
+          7n,
+          BigInt(headerLength - 1),
+          BigInt(headerLength + 1),
+          1n << 20n,
+          (1n << 64n) - 1n,
+        )
+        .map((n) => file(headerText, body, n)),
+      fc
+        .tuple(
+          fc.constantFrom(...tensorKeys),
+          fc.constantFrom<(string | number)[]>(
+            ['dtype'],
+            ['shape'],
+            ['shape', 0],
+            ['data_offsets'],
+            ['data_offsets', 1],
+            ['extra'],
+          ),
+          hostile,
+        )
+        .map(([key, field, value]) => edited([key, ...field], value, false)),
+      fc
+        .tuple(fc.constantFrom('format', 'format_version', 'param_groups', 'extra'), hostile)
+        .map(([key, value]) => edited(['__metadata__', key], value, false)),
+      fc
+        .tuple(
+          fc.constantFrom(0, 1),
+          fc.constantFrom<(string | number)[]>(
+            ['lr'],
+            ['kappa'],
+            ['xi'],
+            ['small_const'],
+            ['weight_decay'],
+            ['step'],
+            ['params'],
+            ['params', 0],
+            ['extra'],
+          ),
+          hostile,
+        )
+        .map(([group, field, value]) => edited([group, ...field], value, true)),
+      fc.constantFrom(
+        file(`\ufeff${headerText}`),
+        file(` ${headerText}`),
+        file(
+          headerText.replace(
+            /}$/,
+            `,"w.momentum_buffer":${JSON.stringify(JSON.parse(headerText)['w.momentum_buffer'])}}`,
+          ),
+        ),
+        file(headerText.replace('"format":', '"format":"x","format":')),
+        // a key twice inside the param_groups JSON string (escaped quotes in the header text)
+        file(headerText.replace('\\"lr\\":', '\\"lr\\":1,\\"lr\\":')),
+        file(headerText, new Uint8Array([...body, 0, 0, 0, 0])),
+        file(headerText.replace('{', '[').replace(/}$/, ']')),
+      ),
+    );
+
+    it('accepts and rejects the same 3,000 damaged files, and never fails with anything but StateError', () => {
+      const corpus = [base, ...fc.sample(damaged, { numRuns: 3000, seed: 20261128 })];
+      const paths = corpus.map((bytes, k) => {
+        const path = join(workdir, `fuzz-${k}.safetensors`);
+        writeFileSync(path, bytes);
+        return path;
+      });
+      const { results } = torchJob<{ results: { ok?: true; error?: string; crash?: string }[] }>({
+        validate: paths,
+      });
+      const mismatches: string[] = [];
+      let rejected = 0;
+      corpus.forEach((bytes, k) => {
+        let js: string | null = null;
+        try {
+          decodeState(bytes);
+        } catch (error) {
+          expect(error, `file ${k}`).toBeInstanceOf(AccSGDStateError);
+          js = (error as Error).message;
+        }
+        const py = results[k]!;
+        expect(py.crash, `file ${k}`).toBeUndefined();
+        if (js !== null) rejected++;
+        if ((js === null) !== (py.ok === true))
+          mismatches.push(`file ${k}: JS ${js ?? 'accepts'}; Python ${py.error ?? 'accepts'}`);
+      });
+      expect(mismatches.slice(0, 10)).toEqual([]);
+      expect(results[0]).toEqual({ ok: true });
+      // Most of the corpus is damaged: a generator that produced only valid files would prove nothing.
+      expect(rejected).toBeGreaterThan(2000);
+    });
   },
 );

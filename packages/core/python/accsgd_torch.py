@@ -133,17 +133,81 @@ def save_state(optimizer, path, names=None):
             f.write(blob)
 
 
+MAX_TENSORS = 100_000
+_MAX_SAFE_INTEGER = 2**53 - 1
+_GROUP_KEYS = set(_HYPERPARAMS) | {"params", "step"}
+
+
 def _unique_keys(pairs):
     result = {}
     for key, value in pairs:
         if key in result:
-            raise StateError(f"key {json.dumps(key)} appears more than once in one object of the header")
+            raise StateError(f"key {json.dumps(key)} appears more than once in one object")
         result[key] = value
     return result
 
 
+def _no_constants(name):
+    raise StateError(f"{name} is not JSON")
+
+
+def _json(text, what):
+    """Strict JSON, as JavaScript's JSON.parse reads it, with duplicate keys rejected at any depth."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise StateError(f"{what} is not JSON ({type(error).__name__})") from None
+
+
+def _safe_int(value):
+    """The integer a JSON number is where JavaScript's Number.isSafeInteger holds (2.0 is 2), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if abs(value) <= _MAX_SAFE_INTEGER else None
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
+        return int(value)
+    return None
+
+
+def _finite(value):
+    """A JSON number as a finite float, else None (an integer literal too large for a double is infinite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _check_hyperparams(i, group):
+    """The ranges of @accsgd/core's validateHyperparams, beta formed as the update forms it."""
+    h = {key: _finite(group[key]) for key in _HYPERPARAMS}
+    ranges = {
+        "lr": lambda v: v >= 0,
+        "kappa": lambda v: v > 0,
+        "xi": lambda v: v > 0,
+        "small_const": lambda v: 0 < v <= 1,
+        "weight_decay": lambda v: v >= 0,
+    }
+    for key, ok in ranges.items():
+        if h[key] is None or not ok(h[key]):
+            raise StateError(f"param_groups[{i}].{key} is {group[key]!r}; out of range")
+    ratio = (h["small_const"] * h["small_const"] * h["xi"]) / h["kappa"]
+    beta = 1 - (1 - ratio)
+    if not 0 < beta <= 1:
+        raise StateError(f"param_groups[{i}]: beta = small_const^2 * xi / kappa = {ratio} must be in (0, 1]")
+    if not math.isfinite((h["lr"] * h["kappa"]) / h["small_const"]):
+        raise StateError(f"param_groups[{i}]: lr * kappa / small_const overflows")
+
+
 def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
-    """Parses an accsgd-state file: (groups, {name: tensor}). Raises StateError."""
+    """Parses an accsgd-state file: (groups, {name: tensor}). Raises StateError.
+
+    It accepts exactly what @accsgd/core's decodeState accepts (a differential test feeds both the
+    same damaged files).
+    """
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 8:
@@ -154,63 +218,88 @@ def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
     if 8 + header_length > len(data):
         raise StateError(f"header length {header_length} runs past the end of the {len(data)}-byte file")
     try:
-        header = json.loads(data[8 : 8 + header_length].decode("utf-8"), object_pairs_hook=_unique_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise StateError(f"header is not UTF-8 JSON ({error})") from None
+        text = data[8 : 8 + header_length].decode("utf-8")
+    except UnicodeDecodeError:
+        raise StateError("header is not valid UTF-8") from None
+    if not text.startswith("{"):
+        raise StateError('header does not start with "{"')
+    header = _json(text, "header")
     if not isinstance(header, dict):
         raise StateError("header is not a JSON object")
-    metadata = header.pop("__metadata__", None)
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise StateError(f'__metadata__.format is not "{FORMAT}"')
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise StateError(f'format_version {metadata.get("format_version")!r} is not "{FORMAT_VERSION}"')
-    try:
-        groups = json.loads(metadata["param_groups"], object_pairs_hook=_unique_keys)
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise StateError(f"param_groups is missing or not JSON ({error})") from None
-    if not isinstance(groups, list) or not groups:
-        raise StateError("param_groups is not a non-empty list")
-    for i, group in enumerate(groups):
-        if not isinstance(group, dict) or set(group) != set(_HYPERPARAMS) | {"params", "step"}:
-            raise StateError(f"param_groups[{i}] must have exactly the keys {sorted(set(_HYPERPARAMS) | {'params', 'step'})}")
-        for key in _HYPERPARAMS:
-            value = group[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise StateError(f"param_groups[{i}].{key} is {value!r}; expected a finite number >= 0")
-        if isinstance(group["step"], bool) or not isinstance(group["step"], int) or group["step"] < 0:
-            raise StateError(f"param_groups[{i}].step is {group['step']!r}; expected an integer >= 0")
-        if not isinstance(group["params"], list) or not all(isinstance(n, str) for n in group["params"]):
-            raise StateError(f"param_groups[{i}].params is not a list of names")
+    metadata = header.pop("__metadata__", {})
+    if len(header) > MAX_TENSORS:
+        raise StateError(f"{len(header)} tensors exceed the limit of {MAX_TENSORS}")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise StateError("__metadata__ is not an object of strings")
+
     body = len(data) - 8 - header_length
-    spans, tensors = [], {}
+    spans = []
     for key, entry in header.items():
-        if not key.endswith(BUFFER_SUFFIX):
-            raise StateError(f'tensor "{key}" is not named <param>{BUFFER_SUFFIX}')
-        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise StateError(f'tensor "{key}" must have exactly dtype, shape and data_offsets')
-        if entry["dtype"] not in _DTYPES:
-            raise StateError(f'tensor "{key}" has dtype {entry["dtype"]!r}; expected F32 or F64')
-        dtype, size = _DTYPES[entry["dtype"]]
-        shape, (begin, end) = entry["shape"], entry["data_offsets"]
-        if not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not isinstance(entry, dict) or set(entry) - {"dtype", "shape", "data_offsets"}:
+            raise StateError(f'tensor "{key}" is not an object of dtype, shape and data_offsets')
+        if not isinstance(entry.get("dtype"), str) or entry["dtype"] not in _DTYPES:
+            raise StateError(f'tensor "{key}" has dtype {entry.get("dtype")!r}; expected F32 or F64')
+        shape = entry.get("shape")
+        if not isinstance(shape, list) or any(_safe_int(d) is None or d < 0 for d in shape):
             raise StateError(f'tensor "{key}" has shape {shape!r}; expected integers >= 0')
-        count = 1
-        for d in shape:
-            count *= d
-        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= body):
+        shape = [_safe_int(d) for d in shape]
+        offsets = entry.get("data_offsets")
+        if not isinstance(offsets, list) or len(offsets) != 2 or any(_safe_int(o) is None or o < 0 for o in offsets):
+            raise StateError(f'tensor "{key}" has data_offsets {offsets!r}; expected [begin, end]')
+        begin, end = (_safe_int(o) for o in offsets)
+        if begin > end or end > body:
             raise StateError(f'tensor "{key}" has data_offsets [{begin}, {end}] outside the {body}-byte data section')
+        dtype, size = _DTYPES[entry["dtype"]]
+        count = math.prod(shape)
         if end - begin != count * size:
             raise StateError(f'tensor "{key}" has {end - begin} bytes; shape {shape} of {entry["dtype"]} needs {count * size}')
-        spans.append((begin, end, key))
-        start = 8 + header_length + begin
-        tensors[key[: -len(BUFFER_SUFFIX)]] = torch.frombuffer(bytearray(data[start : start + end - begin]), dtype=dtype).reshape(shape) if count else torch.zeros(shape, dtype=dtype)
+        spans.append((begin, end, key, dtype, shape))
     position = 0
-    for begin, end, key in sorted(spans):
+    for begin, end, key, _, _ in sorted(spans, key=lambda span: (span[0], span[1])):
         if begin != position:
             raise StateError(f'tensor "{key}" starts at byte {begin}; the data section must be packed (expected {position})')
         position = end
     if position != body:
         raise StateError(f"{body - position} bytes after the last tensor")
+
+    if metadata.get("format") != FORMAT:
+        raise StateError(f'__metadata__.format is not "{FORMAT}"')
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise StateError(f'format_version {metadata.get("format_version")!r} is not "{FORMAT_VERSION}"')
+    unknown = set(metadata) - {"format", "format_version", "param_groups"}
+    if unknown:
+        raise StateError(f"unknown metadata key {sorted(unknown)[0]!r}")
+    if "param_groups" not in metadata:
+        raise StateError("metadata has no param_groups")
+    groups = _json(metadata["param_groups"], "param_groups")
+    if not isinstance(groups, list):
+        raise StateError("param_groups is not a list")
+    owner = set()
+    for i, group in enumerate(groups):
+        if not isinstance(group, dict) or set(group) != _GROUP_KEYS:
+            raise StateError(f"param_groups[{i}] must have exactly the keys {sorted(_GROUP_KEYS)}")
+        if not isinstance(group["params"], list) or not all(isinstance(n, str) for n in group["params"]):
+            raise StateError(f"param_groups[{i}].params is not a list of names")
+        for name in group["params"]:
+            if name in owner:
+                raise StateError(f'parameter "{name}" is listed twice')
+            owner.add(name)
+        step = _safe_int(group["step"])
+        if step is None or step < 0:
+            raise StateError(f"param_groups[{i}].step is {group['step']!r}; expected an integer >= 0")
+        group["step"] = step
+        _check_hyperparams(i, group)
+
+    tensors = {}
+    start = 8 + header_length
+    for begin, end, key, dtype, shape in spans:
+        if not key.endswith(BUFFER_SUFFIX):
+            raise StateError(f'tensor "{key}" is not named <param>{BUFFER_SUFFIX}')
+        name = key[: -len(BUFFER_SUFFIX)]
+        if name not in owner:
+            raise StateError(f'tensor "{key}" belongs to no parameter group')
+        raw = bytearray(data[start + begin : start + end])
+        tensors[name] = torch.frombuffer(raw, dtype=dtype).reshape(shape) if raw else torch.zeros(shape, dtype=dtype)
     return groups, tensors
 
 

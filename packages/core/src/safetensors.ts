@@ -97,7 +97,11 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
     fail(`header length ${headerBytes} runs past the end of the ${bytes.length}-byte file`);
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerBytes));
+    // ignoreBOM keeps a byte-order mark in the text, so the "{" check below rejects it, as a JSON
+    // parser reading the bytes would (TextDecoder would silently drop it otherwise).
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(
+      bytes.subarray(8, 8 + headerBytes),
+    );
   } catch {
     fail('header is not valid UTF-8');
   }
@@ -193,7 +197,7 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
  * duplicate "param_groups" in the metadata) would go unnoticed. This scans the (already valid)
  * JSON text and returns the first key repeated within one object, at any depth.
  */
-function firstDuplicateKey(text: string): string | undefined {
+export function firstDuplicateKey(text: string): string | undefined {
   const open: (Set<string> | null)[] = []; // one entry per open object ({}: keys) or array ([]: null)
   for (let i = 0; i < text.length; i++) {
     const ch = text[i];

@@ -228,6 +228,20 @@ describe('state file parser under fuzzing', () => {
       withHeader(headerText.trimEnd().replace('"param_groups":', '"param_groups":"[]","param_groups":')),
       'key "param_groups" appears more than once in one object',
     ]);
+    // A byte-order mark before the header (TextDecoder would drop it silently; JSON parsers do not).
+    cases.push([withHeader(`\ufeff${headerText}`), 'header does not start with "{"']);
+    // A key twice inside the param_groups JSON string, which JSON.parse would resolve to the last.
+    const metadata = h.__metadata__ as Record<string, string>;
+    const groupsText = metadata.param_groups!;
+    cases.push([
+      withHeader(
+        JSON.stringify({
+          ...h,
+          __metadata__: { ...metadata, param_groups: groupsText.replace('"lr":', '"lr":0.5,"lr":') },
+        }),
+      ),
+      'key "lr" appears more than once in one object of "param_groups"',
+    ]);
     for (const [bytes, message] of cases) {
       expect(() => decodeState(bytes), message).toThrow(AccSGDStateError);
       expect(() => decodeState(bytes)).toThrow(message);

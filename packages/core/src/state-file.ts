@@ -3,6 +3,7 @@ import { type Hyperparams, validateHyperparams } from './hyperparams.js';
 import {
   decodeSafetensors,
   encodeSafetensors,
+  firstDuplicateKey,
   product,
   type SafetensorsLimits,
   type SafetensorsTensor,
@@ -104,6 +105,9 @@ export function decodeState(bytes: Uint8Array, limits?: SafetensorsLimits): Opti
     fail(`metadata "param_groups" is not JSON (${(error as Error).message})`);
   }
   if (!Array.isArray(parsed)) fail('metadata "param_groups" is not an array');
+  const duplicate = firstDuplicateKey(groupsJson);
+  if (duplicate !== undefined)
+    fail(`key ${JSON.stringify(duplicate)} appears more than once in one object of "param_groups"`);
 
   const owner = new Map<string, number>();
   const groups: StateGroup[] = parsed.map((raw: unknown, index: number) => {
