@@ -57,4 +57,4 @@ export {
   type StateLayout,
 } from './state-file.js';
 /** Version of SPEC.md this package implements. */
-export const SPEC_VERSION = '1.0.0';
+export const SPEC_VERSION = '1.1.0';
