@@ -20,16 +20,19 @@ and for each parameter p with a gradient g::
 Beyond the reference it counts, per group, the steps in which at least one member had a gradient
 (``group["step"]``), which the state file carries.
 
-``save_state`` and ``load_state`` write and read the state file with the standard library and
-torch alone (Debian has no python3-safetensors). The file is a plain safetensors file, so the
-``safetensors`` package reads it too. ``load_state`` is strict and bounded like the JavaScript
-reader, and all-or-nothing: it checks the whole file against the optimizer before changing
-anything, and raises ``StateError`` saying what is wrong.
+``save_state`` and ``load_state`` write and read the state file with the standard library, torch
+and numpy (which torch depends on), without the safetensors package (Debian has no
+python3-safetensors). The file is a plain safetensors file, so the
+``safetensors`` package reads it too. ``read_state`` is strict and bounded like the JavaScript
+reader (a differential test feeds both the same damaged files), and ``load_state`` is
+all-or-nothing: it checks the whole file against the optimizer before changing anything, and
+raises ``StateError`` saying what is wrong.
 """
 
 import json
 import math
 import struct
+import sys
 
 import torch
 from torch.optim import Optimizer
@@ -46,8 +49,10 @@ class AccSGD(Optimizer):
     def __init__(self, params, lr, kappa=1000.0, xi=10.0, small_const=0.7, weight_decay=0.0):
         defaults = dict(lr=lr, kappa=kappa, xi=xi, small_const=small_const, weight_decay=weight_decay)
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            group.setdefault("step", 0)
+
+    def add_param_group(self, param_group):
+        param_group.setdefault("step", 0)
+        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -104,10 +109,14 @@ def save_state(optimizer, path, names=None):
     """
     params, names = _names(optimizer, names)
     groups, k = [], 0
-    for group in optimizer.param_groups:
+    for i, group in enumerate(optimizer.param_groups):
         record = {key: float(group[key]) for key in _HYPERPARAMS}
         record["params"] = names[k : k + len(group["params"])]
         record["step"] = int(group.get("step", 0))
+        try:
+            _check_hyperparams(i, record)
+        except StateError as error:
+            raise ValueError(f"no reader would accept this state: {error}") from None
         groups.append(record)
         k += len(group["params"])
     header = {"__metadata__": {"format": FORMAT, "format_version": FORMAT_VERSION, "param_groups": json.dumps(groups)}}
@@ -151,10 +160,18 @@ def _no_constants(name):
     raise StateError(f"{name} is not JSON")
 
 
+def _int(literal):
+    # Past 400 digits an integer is beyond any double, as JavaScript reads it (and Python refuses
+    # literals of over 4,300 digits).
+    if len(literal.lstrip("-")) > 400:
+        return -math.inf if literal.startswith("-") else math.inf
+    return int(literal)
+
+
 def _json(text, what):
     """Strict JSON, as JavaScript's JSON.parse reads it, with duplicate keys rejected at any depth."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constants, parse_int=_int)
     except (json.JSONDecodeError, RecursionError) as error:
         raise StateError(f"{what} is not JSON ({type(error).__name__})") from None
 
@@ -205,9 +222,11 @@ def _check_hyperparams(i, group):
 def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
     """Parses an accsgd-state file: (groups, {name: tensor}). Raises StateError.
 
-    It accepts exactly what @accsgd/core's decodeState accepts (a differential test feeds both the
-    same damaged files).
+    It follows the rules of @accsgd/core's decodeState (SPEC.md section 4); a differential test
+    feeds both the same damaged files and requires the same verdict on each.
     """
+    if sys.byteorder != "little":
+        raise StateError("reading state files needs a little-endian host")
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 8:
@@ -243,6 +262,8 @@ def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
         if not isinstance(shape, list) or any(_safe_int(d) is None or d < 0 for d in shape):
             raise StateError(f'tensor "{key}" has shape {shape!r}; expected integers >= 0')
         shape = [_safe_int(d) for d in shape]
+        if math.prod(d for d in shape if d > 0) > _MAX_SAFE_INTEGER:
+            raise StateError(f'tensor "{key}" has shape {shape}, whose dimensions multiply past 2^53 - 1')
         offsets = entry.get("data_offsets")
         if not isinstance(offsets, list) or len(offsets) != 2 or any(_safe_int(o) is None or o < 0 for o in offsets):
             raise StateError(f'tensor "{key}" has data_offsets {offsets!r}; expected [begin, end]')
@@ -306,8 +327,9 @@ def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
 def load_state(optimizer, path, names=None):
     """Loads an accsgd-state file into an AccSGD optimizer: all of it, or nothing (StateError).
 
-    The file's groups must name the optimizer's parameters, in order (``names`` as for save_state);
-    buffers take each parameter's dtype and must have its shape.
+    The file's groups must hold the optimizer's parameters, group by group, in any order within a
+    group (``names`` as for save_state); buffers take each parameter's dtype and must have its
+    shape. Hyperparameters and step counts come from the file, as in load_state_dict.
     """
     params, names = _names(optimizer, names)
     groups, tensors = read_state(path)
@@ -316,7 +338,8 @@ def load_state(optimizer, path, names=None):
     k = 0
     for i, (record, group) in enumerate(zip(groups, optimizer.param_groups)):
         expected = names[k : k + len(group["params"])]
-        if record["params"] != expected:
+        # Membership, not order, as @accsgd/core's assertStateFits: buffers are found by name.
+        if sorted(record["params"]) != sorted(expected):
             raise StateError(f"group {i} names {record['params']}; the optimizer's group {i} has {expected}")
         k += len(group["params"])
     by_name = dict(zip(names, params))
@@ -331,7 +354,7 @@ def load_state(optimizer, path, names=None):
     # Everything checked: now change the optimizer.
     for record, group in zip(groups, optimizer.param_groups):
         for key in _HYPERPARAMS:
-            group[key] = record[key]
+            group[key] = float(record[key])
         group["step"] = record["step"]
     for p in params:
         state = optimizer.state[p]

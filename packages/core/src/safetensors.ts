@@ -118,7 +118,8 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
   if (duplicate !== undefined)
     fail(`key ${JSON.stringify(duplicate)} appears more than once in one object of the header`);
 
-  const metadata: Record<string, string> = {};
+  // No prototype: a "__proto__" key must land as a key (and be rejected as unknown), not vanish.
+  const metadata: Record<string, string> = Object.create(null);
   const raw = header as Record<string, unknown>;
   const names = Object.keys(raw).filter((k) => k !== METADATA_KEY);
   if (names.length > maxTensors) fail(`${names.length} tensors exceed the limit of ${maxTensors}`);
@@ -147,6 +148,12 @@ export function decodeSafetensors(bytes: Uint8Array, limits: SafetensorsLimits =
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail(`tensor "${name}" has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
     }
+    // Even with a zero dimension, the others must not multiply past 2^53 - 1 (no tensor library
+    // can describe such a shape). Partial products of safe integers below that bound are exact.
+    let nonZero = 1;
+    for (const d of shape as number[]) if (d > 0) nonZero *= d;
+    if (nonZero > Number.MAX_SAFE_INTEGER)
+      fail(`tensor "${name}" has shape ${JSON.stringify(shape)}, whose dimensions multiply past 2^53 - 1`);
     if (
       !Array.isArray(offsets) ||
       offsets.length !== 2 ||

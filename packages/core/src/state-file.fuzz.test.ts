@@ -242,6 +242,21 @@ describe('state file parser under fuzzing', () => {
       ),
       'key "lr" appears more than once in one object of "param_groups"',
     ]);
+    // A "__proto__" metadata key, which a plain object would swallow.
+    cases.push([
+      withHeader(headerText.trimEnd().replace('"__metadata__":{', '"__metadata__":{"__proto__":"x",')),
+      'unknown metadata key "__proto__"',
+    ]);
+    // An empty tensor whose other dimensions multiply past 2^53 - 1.
+    cases.push([
+      withHeader(
+        JSON.stringify({
+          ...h,
+          'empty.momentum_buffer': { dtype: 'F32', shape: [2 ** 40, 2 ** 40, 0], data_offsets: [0, 0] },
+        }),
+      ),
+      'whose dimensions multiply past 2^53 - 1',
+    ]);
     for (const [bytes, message] of cases) {
       expect(() => decodeState(bytes), message).toThrow(AccSGDStateError);
       expect(() => decodeState(bytes)).toThrow(message);
