@@ -6,9 +6,14 @@
   (memory (export "memory") 1)
 
   ;; buf' = (c0*buf + c1*p) + c2*g ; p' = (c3*p + c4*g) + c5*buf'
+  ;; p, g, buf are read at $p, $g, $b; p' and buf' are written at $pOut and $bOut, which may equal
+  ;; $p and $b (in place: each vector is read before it is written) or be fresh memory, so that a
+  ;; caller whose framework caches data per tensor (tfjs's wasm backend packs matMul weights) can
+  ;; write new tensors without a copy pass.
   ;; $init = 1: the buffer does not exist yet and is taken to be p (callers pass c0 = 0 and
   ;; c1 = bufFromBuf + bufFromParam), so buf is not read.
-  (func (export "update") (param $p i32) (param $g i32) (param $b i32) (param $n i32) (param $init i32)
+  (func (export "update") (param $p i32) (param $g i32) (param $b i32) (param $pOut i32) (param $bOut i32)
+        (param $n i32) (param $init i32)
         (param $k0 f32) (param $k1 f32) (param $k2 f32) (param $k3 f32) (param $k4 f32) (param $k5 f32)
     (local $i i32) (local $end i32)
     (local $c0 v128) (local $c1 v128) (local $c2 v128) (local $c3 v128) (local $c4 v128) (local $c5 v128)
@@ -34,8 +39,8 @@
                   (f32x4.mul (local.get $c0) (v128.load (i32.add (local.get $b) (local.get $i))))
                   (f32x4.mul (local.get $c1) (local.get $pv)))))
             (f32x4.mul (local.get $c2) (local.get $gv))))
-        (v128.store (i32.add (local.get $b) (local.get $i)) (local.get $bv))
-        (v128.store (i32.add (local.get $p) (local.get $i))
+        (v128.store (i32.add (local.get $bOut) (local.get $i)) (local.get $bv))
+        (v128.store (i32.add (local.get $pOut) (local.get $i))
           (f32x4.add
             (f32x4.add (f32x4.mul (local.get $c3) (local.get $pv)) (f32x4.mul (local.get $c4) (local.get $gv)))
             (f32x4.mul (local.get $c5) (local.get $bv))))

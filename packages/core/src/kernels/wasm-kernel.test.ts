@@ -84,3 +84,36 @@ describe("HeapKernel (in place on another module's memory)", () => {
     expect(heap.firstNonFinite(gOff, n)).toBe(17);
   });
 });
+
+describe('HeapKernel writing to fresh outputs', () => {
+  for (const initialise of [true, false]) {
+    it(`leaves the inputs untouched and writes the in-place result elsewhere (${initialise ? 'first step' : 'later step'})`, () => {
+      const memory = new WebAssembly.Memory({ initial: 8 });
+      const heap = HeapKernel.create(memory)!;
+      const n = 10_003; // a tail of 3 after the SIMD part
+      const stride = n * 4 + 16;
+      const [pOff, gOff, bOff, pOut, bOut] = [0, 1, 2, 3, 4].map((k) => 16 + k * stride) as [
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
+      const view = (off: number) => new Float32Array(memory.buffer, off, n);
+      view(pOff).set(random(n, 8));
+      view(gOff).set(random(n, 9, 1e-2));
+      view(bOff).set(random(n, 10));
+      view(pOut).fill(123); // stale contents that must all be overwritten
+      view(bOut).fill(456);
+      const [p0, b0] = [view(pOff).slice(), view(bOff).slice()];
+      const [p2, b2] = [p0.slice(), b0.slice()];
+      const c = fusedCoefficients(resolveHyperparams({ lr: 0.1, weightDecay: 0.01 }));
+      heap.update(pOff, gOff, bOff, n, c, initialise, { param: pOut, buffer: bOut });
+      fusedUpdateFloat32(p2, view(gOff), b2, c, initialise);
+      expect(Buffer.compare(Buffer.from(view(pOut).slice().buffer), Buffer.from(p2.buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(view(bOut).slice().buffer), Buffer.from(b2.buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(view(pOff).slice().buffer), Buffer.from(p0.buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(view(bOff).slice().buffer), Buffer.from(b0.buffer))).toBe(0);
+    });
+  }
+});

@@ -17,7 +17,16 @@ const PAGE = 65_536;
 
 interface Exports {
   memory: WebAssembly.Memory;
-  update(p: number, g: number, b: number, n: number, init: number, ...c: number[]): void;
+  update(
+    p: number,
+    g: number,
+    b: number,
+    pOut: number,
+    bOut: number,
+    n: number,
+    init: number,
+    ...c: number[]
+  ): void;
   allFinite(g: number, n: number): number;
 }
 
@@ -66,6 +75,8 @@ export class WasmKernel {
       update(
         this.param.byteOffset,
         this.grad.byteOffset,
+        this.buffer.byteOffset,
+        this.param.byteOffset,
         this.buffer.byteOffset,
         (count + 3) & ~3,
         initialiseBuffer ? 1 : 0,
@@ -119,7 +130,11 @@ export class HeapKernel {
     }
   }
 
-  /** In place: p and buf at `paramOffset` and `bufferOffset` are overwritten. */
+  /**
+   * p and buf at `paramOffset` and `bufferOffset` are read; the new p and buf are written at
+   * `output.param` and `output.buffer`, by default the same places (in place). Outputs must either
+   * equal their inputs or not overlap any input.
+   */
   update(
     paramOffset: number,
     gradOffset: number,
@@ -127,6 +142,7 @@ export class HeapKernel {
     n: number,
     c: FusedCoefficients,
     initialiseBuffer: boolean,
+    output: { param: number; buffer: number } = { param: paramOffset, buffer: bufferOffset },
   ): void {
     const vectorised = n & ~3;
     const multipliers = float32Multipliers(c, initialiseBuffer);
@@ -134,15 +150,21 @@ export class HeapKernel {
       paramOffset,
       gradOffset,
       bufferOffset,
+      output.param,
+      output.buffer,
       vectorised,
       initialiseBuffer ? 1 : 0,
       ...multipliers,
     );
     if (vectorised === n) return;
-    // The last n % 4 elements, by the bit-identical JavaScript loop.
+    // The last n % 4 elements, by the bit-identical JavaScript loop, in place on the outputs.
     const tail = (offset: number) =>
       new Float32Array(this.memory.buffer, offset + vectorised * 4, n - vectorised);
-    fusedUpdateFloat32(tail(paramOffset), tail(gradOffset), tail(bufferOffset), c, initialiseBuffer);
+    const param = tail(output.param);
+    const buffer = tail(output.buffer);
+    if (output.param !== paramOffset) param.set(tail(paramOffset));
+    if (output.buffer !== bufferOffset && !initialiseBuffer) buffer.set(tail(bufferOffset));
+    fusedUpdateFloat32(param, tail(gradOffset), buffer, c, initialiseBuffer);
   }
 
   /** Index of the first NaN or infinity among n float32 values at `offset`, or -1. */

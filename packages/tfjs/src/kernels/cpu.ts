@@ -17,7 +17,7 @@ function valuesOf(backend: CpuBackend, info: TensorInfo): Float32Array {
 }
 
 /**
- * cpu: the core's fused pass over copies of the backend's Float32Arrays, in two fresh arrays. `inPlace` is ignored here:
+ * cpu: the core's fused pass over copies of the backend's Float32Arrays, in two fresh arrays, never in place:
  * the cpu backend stores the caller's own typed array for `tf.tensor(array)` and hands its storage
  * out from `dataSync()`, so overwriting it would change arrays the caller still holds.
  */

@@ -14,9 +14,9 @@ import {
  * optimizer passes the parameter itself as `buffer` (the spec's "buffer starts as a copy of p").
  * Attributes: `coefficients`, the six float64 multipliers of `fusedCoefficientArray` from
  * @accsgd/core, in its order [bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad,
- * paramFromBuf]; `inPlace`, whether the kernel may overwrite `param` and `buffer` when no other
- * tensor shares their storage.
- * Outputs: [param', buffer'].
+ * paramFromBuf].
+ * Outputs: [param', buffer'], always new tensors: backends cache per-tensor work (tfjs-backend-wasm
+ * packs matMul weights per tensor id), so an input overwritten in place could be read stale later.
  *
  *   buffer' = bufFromBuf * buffer + bufFromParam * param + bufFromGrad * grad
  *   param'  = paramFromParam * param + paramFromGrad * grad + paramFromBuf * buffer'
@@ -33,7 +33,6 @@ export function fusedCoefficientsOf(c: CoefficientArray): FusedCoefficients {
 
 export interface AccSGDUpdateAttrs {
   coefficients: number[];
-  inPlace: boolean;
 }
 
 export interface AccSGDUpdateInputs {
@@ -67,7 +66,7 @@ export function updateArguments(params: Parameters<KernelFunc>[0]): AccSGDUpdate
   if (!Array.isArray(coefficients) || coefficients.length !== 6) {
     throw new Error(`${ACCSGD_UPDATE} needs six coefficients (fusedCoefficientArray from @accsgd/core)`);
   }
-  return { param, grad, buffer, coefficients, inPlace: attrs.inPlace === true };
+  return { param, grad, buffer, coefficients };
 }
 
 /** Registers a kernel unless one is already registered under that name for that backend. */

@@ -1,7 +1,9 @@
-import { fusedUpdate } from '@accsgd/core';
+import { fusedCoefficients, fusedUpdate, resolveHyperparams } from '@accsgd/core';
 import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { accsgd } from '../accsgd-optimizer.js';
 import { registerAccSGDKernels } from './index.js';
 import { ACCSGD_UPDATE } from './registry.js';
 import { heapKernelOf, wasmFirstNonFinite } from './wasm.js';
@@ -30,14 +32,13 @@ function expected(p: Float32Array, g: Float32Array, b: Float32Array, initialise:
   return { param, buffer };
 }
 
-function run(param: tf.Tensor, grad: tf.Tensor, buffer: tf.Tensor, inPlace: boolean): [tf.Tensor, tf.Tensor] {
+function run(param: tf.Tensor, grad: tf.Tensor, buffer: tf.Tensor): [tf.Tensor, tf.Tensor] {
   return tf
     .engine()
-    .runKernel<tf.Tensor[]>(
-      ACCSGD_UPDATE,
-      { param, grad, buffer },
-      { coefficients: COEFFICIENTS, inPlace },
-    ) as [tf.Tensor, tf.Tensor];
+    .runKernel<tf.Tensor[]>(ACCSGD_UPDATE, { param, grad, buffer }, { coefficients: COEFFICIENTS }) as [
+    tf.Tensor,
+    tf.Tensor,
+  ];
 }
 
 describe('wasm kernel on the backend heap', () => {
@@ -46,48 +47,27 @@ describe('wasm kernel on the backend heap', () => {
     registerAccSGDKernels();
   });
 
-  it('finds the heap memory and makes its in-place SIMD kernel once', () => {
+  it('finds the heap memory and makes its SIMD kernel once', () => {
     const kernel = heapKernelOf(tf.backend());
     expect(kernel).not.toBeNull();
     expect(heapKernelOf(tf.backend())).toBe(kernel);
   });
 
-  it('updates in place, bit-identical to the core update, when it owns param and buffer', () => {
+  it('writes two fresh tensors, bit-identical to the core update, and leaves its inputs alone', () => {
     const [p0, g0, b0] = [values(1), values(2), values(3)];
-    const p = tf.tensor1d(p0);
-    const g = tf.tensor1d(g0);
-    const b = tf.tensor1d(b0);
-    const [p2, b2] = run(p, g, b, true);
-    // In place: the outputs are the inputs' own storage.
-    expect(p2.dataId).toBe(p.dataId);
-    expect(b2.dataId).toBe(b.dataId);
-    const want = expected(p0, g0, b0, false);
-    expect(p2.dataSync()).toEqual(want.param);
-    expect(b2.dataSync()).toEqual(want.buffer);
-    expect(g.dataSync()).toEqual(g0);
-    tf.dispose([p, g, b, p2, b2]);
-  });
-
-  it('writes fresh storage and leaves the inputs alone when not in place or when storage is shared', () => {
-    const [p0, g0, b0] = [values(4), values(5), values(6)];
     const want = expected(p0, g0, b0, false);
     const p = tf.tensor1d(p0);
     const g = tf.tensor1d(g0);
     const b = tf.tensor1d(b0);
-    const [p2, b2] = run(p, g, b, false);
+    const [p2, b2] = run(p, g, b);
     expect(p2.dataId).not.toBe(p.dataId);
+    expect(b2.dataId).not.toBe(b.dataId);
     expect(p2.dataSync()).toEqual(want.param);
     expect(b2.dataSync()).toEqual(want.buffer);
     expect(p.dataSync()).toEqual(p0);
     expect(b.dataSync()).toEqual(b0);
-    // inPlace, but a reshape shares p's storage: p is copied, not overwritten; b is owned.
-    const view = tf.reshape(p, [N, 1]);
-    const [p3, b3] = run(p, g, b, true);
-    expect(p3.dataId).not.toBe(p.dataId);
-    expect(b3.dataId).toBe(b.dataId);
-    expect(p3.dataSync()).toEqual(want.param);
-    expect(view.dataSync()).toEqual(p0);
-    tf.dispose([p, g, b, p2, b2, view, p3, b3]);
+    expect(g.dataSync()).toEqual(g0);
+    tf.dispose([p, g, b, p2, b2]);
   });
 
   it('initialises the buffer from the parameter on a first step (buffer === param)', () => {
@@ -95,14 +75,71 @@ describe('wasm kernel on the backend heap', () => {
     const want = expected(p0, g0, new Float32Array(N), true);
     const p = tf.tensor1d(p0);
     const g = tf.tensor1d(g0);
-    const [p2, b2] = run(p, g, p, true);
-    expect(p2.dataId).toBe(p.dataId);
+    const [p2, b2] = run(p, g, p);
+    expect(p2.dataId).not.toBe(p.dataId);
     expect(b2.dataId).not.toBe(p.dataId);
     expect(p2.dataSync()).toEqual(want.param);
     expect(b2.dataSync()).toEqual(want.buffer);
+    expect(p.dataSync()).toEqual(p0);
     tf.dispose([p, g, p2, b2]);
   });
 
+  it('never lets a matMul see old weights: XNNPACK caches packed weights per tensor', () => {
+    // tfjs-backend-wasm packs a matMul's right-hand side once per tensor id and frees the pack
+    // only when that tensor is disposed; an update written into the variable's own storage left
+    // every later matMul on the old weights (the loss of model.fit rose).
+    const x = tf.tensor2d([
+      [1, 2, 3],
+      [-1, 0.5, 2],
+    ]);
+    const w = tf.variable(tf.tensor2d([[0.5], [-0.25], [1]]));
+    const opt = accsgd({ lr: 0.1, kappa: 100, xi: 5 });
+    for (let step = 0; step < 3; step++) {
+      tf.matMul(x, w).dispose(); // builds and caches the operator for w's current storage
+      opt.applyGradients({ [w.name]: tf.onesLike(w) });
+      const got = tf.matMul(x, w);
+      const fresh = tf.tensor2d(w.dataSync(), [3, 1]);
+      const want = tf.matMul(x, fresh);
+      expect(Array.from(got.dataSync())).toEqual(Array.from(want.dataSync()));
+      tf.dispose([got, fresh, want]);
+    }
+    opt.dispose();
+    tf.dispose([x, w]);
+  });
+
+  it('steps a large variable created on cpu: moving it to the heap may grow the heap', async () => {
+    // 8M elements: moving the variable onto the wasm heap grows the heap and detaches every view
+    // taken before; the kernel used to hold one across that move (TypeError, two leaked outputs).
+    const n = 8 * 1024 * 1024;
+    await tf.setBackend('cpu');
+    const p0 = Float32Array.from({ length: n }, (_, i) => (i % 97) / 97 - 0.5);
+    const v = tf.variable(tf.tensor1d(p0), true, 'large_on_cpu');
+    await tf.setBackend('wasm');
+    const g0 = Float32Array.from({ length: n }, (_, i) => ((i % 31) - 15) / 100);
+    const g = tf.tensor1d(g0);
+    const opt = accsgd({ lr: 0.1, kappa: 100, xi: 5 });
+    const before = tf.memory().numTensors;
+    opt.applyGradients({ large_on_cpu: g });
+    // One new tensor: the momentum buffer variable.
+    expect(tf.memory().numTensors).toBe(before + 1);
+    const want = p0.slice();
+    const buffer = new Float32Array(n);
+    fusedUpdate(
+      want,
+      g0,
+      buffer,
+      fusedCoefficients(resolveHyperparams({ lr: 0.1, kappa: 100, xi: 5 })),
+      true,
+    );
+    const got = v.dataSync();
+    expect(got[0]).toBe(want[0]);
+    expect(got[n - 1]).toBe(want[n - 1]);
+    expect(
+      Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(want.buffer)),
+    ).toBe(0);
+    opt.dispose();
+    tf.dispose([v, g]);
+  });
   it('scans the heap for the first NaN or infinity, in the SIMD part and in the tail', () => {
     for (const bad of [0, 17, 4095, 4096, 4098]) {
       for (const value of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {

@@ -28,8 +28,6 @@ interface WasmModule {
 interface WasmBackend {
   wasm: WasmModule;
   dataIdMap: { has(dataId: object): boolean; get(dataId: object): { memoryOffset: number } | undefined };
-  refCount(dataId: object): number;
-  incRef(dataId: object): void;
   makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
   typedArrayFromHeap(info: TensorInfo): Float32Array;
 }
@@ -68,47 +66,40 @@ function offsetOf(backend: WasmBackend, info: TensorInfo): number {
 }
 
 /**
- * wasm: with `inPlace`, a tensor whose heap storage no other tensor shares is overwritten, so a
- * step moves 20 bytes per element and allocates nothing. The heap is private to the backend
- * (`dataSync` copies out of it), so nobody can observe the overwrite. Otherwise fresh heap memory
- * is allocated for that output and the input copied into it (a memmove inside the heap) before
- * the update runs in place there.
+ * wasm: the update writes two fresh heap tensors, never its inputs. tfjs-backend-wasm caches work
+ * per tensor id: its matMul (xnn_matmul in batch_mat_mul_impl.cc) and conv2d keep XNNPACK operators
+ * holding packed copies of their weights, and drop them only when that tensor is disposed. A
+ * variable overwritten in place keeps its id, so every later matMul would run on the packed old
+ * weights while dataSync() shows the new ones. A fresh output, assigned to the variable, disposes
+ * the old tensor and with it the cache.
  *
  * The update is @accsgd/core's SIMD kernel instantiated on the backend's own memory (HeapKernel),
- * bit-identical to core's float32 `fusedUpdate`; where it cannot be made, the same update runs
- * through Float32Array views of the heap (core then streams them through its own module's memory).
+ * bit-identical to core's float32 `fusedUpdate`, reading the inputs and writing the outputs in one
+ * pass (20 bytes per element); where it cannot be made, the same update runs through Float32Array
+ * views of the heap.
  */
 export const wasmUpdateKernel: KernelConfig = {
   kernelName: ACCSGD_UPDATE,
   backendName: 'wasm',
   kernelFunc: (args) => {
-    const { param, grad, buffer, coefficients, inPlace } = updateArguments(args);
+    const { param, grad, buffer, coefficients } = updateArguments(args);
     const backend = args.backend as WasmBackend;
     const initialise = buffer.dataId === param.dataId;
-    const ownParam = inPlace && backend.refCount(param.dataId) === 1;
-    const ownBuffer = inPlace && !initialise && backend.refCount(buffer.dataId) === 1;
-    // Allocate before reading any offset or taking any heap view: malloc may grow the heap and
-    // detach older views.
-    const paramOut = ownParam ? share(backend, param) : backend.makeOutput([...param.shape], 'float32');
-    const bufferOut = ownBuffer ? share(backend, buffer) : backend.makeOutput([...param.shape], 'float32');
+    // Inputs first: reading an offset moves a tensor that still lives on another backend onto the
+    // heap, which may throw, and may grow the heap. Once resolved, offsets stay valid; views do not,
+    // so every view is taken after the last allocation.
+    const inputs = [offsetOf(backend, param), offsetOf(backend, grad), offsetOf(backend, buffer)] as const;
+    const paramOut = backend.makeOutput([...param.shape], 'float32');
+    const bufferOut = backend.makeOutput([...param.shape], 'float32');
     const n = sizeOf(param.shape);
     const heap = n > 0 ? heapKernelOf(backend) : null;
     if (heap) {
-      const bytes = 4 * n;
-      const heapBytes = backend.wasm.HEAPU8;
-      const paramAt = offsetOf(backend, paramOut);
-      const bufferAt = offsetOf(backend, bufferOut);
-      if (!ownParam)
-        heapBytes.copyWithin(paramAt, offsetOf(backend, param), offsetOf(backend, param) + bytes);
-      if (!ownBuffer && !initialise)
-        heapBytes.copyWithin(bufferAt, offsetOf(backend, buffer), offsetOf(backend, buffer) + bytes);
       heap.update(
-        paramAt,
-        offsetOf(backend, grad),
-        bufferAt,
+        ...inputs,
         n,
         fusedCoefficientsOf(coefficients as unknown as CoefficientArray),
         initialise,
+        { param: offsetOf(backend, paramOut), buffer: offsetOf(backend, bufferOut) },
       );
       return [paramOut, bufferOut];
     }
@@ -124,12 +115,6 @@ export const wasmUpdateKernel: KernelConfig = {
     return [paramOut, bufferOut];
   },
 };
-
-/** Hands an input's storage back as an output: one more tensor will refer to it. */
-function share(backend: WasmBackend, input: TensorInfo): TensorInfo {
-  backend.incRef(input.dataId);
-  return { dataId: input.dataId, shape: [...input.shape], dtype: 'float32' };
-}
 
 /**
  * Index of the first NaN or infinity of a float32 tensor on the wasm backend, -1, or null when the
