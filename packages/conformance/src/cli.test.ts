@@ -31,7 +31,7 @@ describe('accsgd-conformance CLI', () => {
         '--options',
         JSON.stringify({ dtype }),
       );
-      expect(stdout).toMatch(new RegExp(`core/${dtype} \\(${dtype}\\): 41 passed, 0 failed`));
+      expect(stdout).toMatch(new RegExp(`core/${dtype} \\(${dtype}\\): 51 passed, 0 failed`));
       expect(stdout).toContain('golden: long-trajectory');
       expect(code).toBe(0);
     }, 60_000);

@@ -6,8 +6,14 @@ import { describeConformance } from './vitest.js';
 
 // The core's CPU optimizer is the first adapter; its conformance runs here because the core
 // package must not depend on this one.
-describeConformance(() => conformanceAdapter({ dtype: 'float32' }), { title: 'core/float32' });
-describeConformance(() => conformanceAdapter({ dtype: 'float64' }), { title: 'core/float64' });
+describeConformance(() => conformanceAdapter({ dtype: 'float32' }), {
+  title: 'core/float32',
+  requireClosedLoop: true,
+});
+describeConformance(() => conformanceAdapter({ dtype: 'float64' }), {
+  title: 'core/float64',
+  requireClosedLoop: true,
+});
 
 describe('portability', () => {
   it('state moves between float32 and float64 cores in both directions', async () => {
@@ -18,7 +24,7 @@ describe('portability', () => {
       [f64, f32],
     ] as const) {
       const report = await runPortability(from, to);
-      expect(report.results.length).toBe(11);
+      expect(report.results.length).toBe(13);
       expect(report.results.filter((r) => !r.passed).map((r) => r.detail)).toEqual([]);
     }
   });

@@ -225,6 +225,32 @@ export const GOLDEN_CASE_SPECS: CaseSpec[] = [
       });
     },
   },
+  {
+    name: 'subnormal-params',
+    description:
+      'all-subnormal parameters and gradients (|x| < 2^-126), one with zero gradients: judged against the floor of SPEC §3, which flush-to-zero meets',
+    seed: 12,
+    groups: oneGroup({ lr: 0.1 }, ['w', 'b', 'z']),
+    params: {
+      w: { shape: [4, 3], scale: 1e-39 },
+      b: { shape: [5], scale: 1e-41 },
+      z: { shape: [3], scale: 1e-39 },
+    },
+    steps: 10,
+    gradient: (param, truth, rng) =>
+      param === 'z'
+        ? new Float64Array(truth.length)
+        : uniform(rng, truth.length, param === 'w' ? 1e-39 : 1e-41),
+  },
+  {
+    name: 'near-min-normal',
+    description:
+      'values near 2^-126 (scale 1e-37) with lr 1e-40 and weightDecay 0.01: normal inputs, subnormal multipliers and intermediates',
+    seed: 13,
+    groups: oneGroup({ lr: 1e-40, weightDecay: 0.01 }),
+    params: { w: { shape: [4, 3], scale: 1e-37 }, b: { shape: [5], scale: 1e-37 } },
+    steps: 10,
+  },
 ];
 
 export function generateGoldenCases(): GoldenCase[] {

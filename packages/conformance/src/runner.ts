@@ -1,13 +1,17 @@
 import {
   accuracyBound,
+  accuracyFloor,
   type ConformanceAdapter,
   type ConformanceDType,
   type ConformanceProblem,
   type ConformanceSession,
   type ConformanceSnapshot,
+  closedLoopBound,
+  closedLoopError,
   decodeState,
   encodeState,
   HYPERPARAM_NAMES,
+  leastSquaresGradient,
   relativeError,
   resolveHyperparams,
 } from '@accsgd/core';
@@ -23,6 +27,8 @@ export interface CheckResult {
   bound?: number;
   /** What failed, or what was checked. */
   detail: string;
+  /** The check does not apply: the adapter lacks an optional part of the contract (detail says which). */
+  skipped?: boolean;
   ms: number;
 }
 
@@ -43,7 +49,9 @@ export interface RunOptions {
 /** A check: a name and a body that throws ConformanceFailure (or anything) to fail. */
 export interface ConformanceCheck {
   name: string;
-  run(adapter: ConformanceAdapter): Promise<{ maxError?: number; bound?: number; detail: string }>;
+  run(
+    adapter: ConformanceAdapter,
+  ): Promise<{ maxError?: number; bound?: number; detail: string; skipped?: boolean }>;
 }
 
 export class ConformanceFailure extends Error {
@@ -62,13 +70,33 @@ class ErrorTracker {
   maxError = 0;
   bound = 0;
   private worstRatio = -1;
-  constructor(private readonly dtype: ConformanceDType) {}
+  /** floors[t - 1]: each parameter's accuracy floor after step t (SPEC §3). */
+  private readonly floors: Map<string, number>[];
+  constructor(
+    private readonly dtype: ConformanceDType,
+    c: GoldenCase,
+  ) {
+    // The floor of a tensor after step t uses the largest sum of |multipliers| its group has had
+    // in steps 1..t, following the case's learning-rate changes.
+    const hyper = c.problem.groups.map((g) => [g.hyperparams]);
+    this.floors = c.steps.map((st) => {
+      for (const { group, lr } of st.learningRates)
+        hyper[group]!.push({ ...c.problem.groups[group]!.hyperparams, lr });
+      const floors = new Map<string, number>();
+      c.problem.groups.forEach((g, i) => {
+        const floor = accuracyFloor(dtype, hyper[i]!);
+        for (const n of g.params) floors.set(n, floor);
+      });
+      return floors;
+    });
+  }
 
   /** Compares a snapshot with the truth after `step`; throws on the first violation. */
   compare(got: ConformanceSnapshot, truth: ConformanceSnapshot, step: number, context: string): void {
     const bound = accuracyBound(this.dtype, step);
     for (const [name, expected] of Object.entries(truth.params)) {
-      this.check(got.params[name], expected, bound, `${context}, step ${step}, param "${name}"`);
+      const floor = this.floors[step - 1]?.get(name) ?? 0;
+      this.check(got.params[name], expected, bound, floor, `${context}, step ${step}, param "${name}"`);
       const expectedBuffer = truth.buffers[name] ?? null;
       const gotBuffer = got.buffers[name] ?? null;
       if ((expectedBuffer === null) !== (gotBuffer === null)) {
@@ -77,13 +105,19 @@ class ErrorTracker {
         );
       }
       if (expectedBuffer && gotBuffer)
-        this.check(gotBuffer, expectedBuffer, bound, `${context}, step ${step}, buffer of "${name}"`);
+        this.check(gotBuffer, expectedBuffer, bound, floor, `${context}, step ${step}, buffer of "${name}"`);
     }
   }
 
-  private check(got: Float64Array | undefined, truth: Float64Array, bound: number, where: string): void {
+  private check(
+    got: Float64Array | undefined,
+    truth: Float64Array,
+    bound: number,
+    floor: number,
+    where: string,
+  ): void {
     if (!got) throw new ConformanceFailure(`${where}: missing from read()`);
-    const error = relativeError(got, truth);
+    const error = relativeError(got, truth, floor);
     if (error / bound > this.worstRatio) {
       this.worstRatio = error / bound;
       this.maxError = error;
@@ -122,7 +156,24 @@ async function withSession<T>(
 
 async function applyStep(session: ConformanceSession, step: GoldenCase['steps'][number]): Promise<void> {
   for (const { group, lr } of step.learningRates) await session.setLearningRate(group, lr);
-  await session.step(step.grads);
+  // The adapter gets its own copies, compared afterwards: SPEC §2 rule 3 (never mutate them).
+  const grads = Object.fromEntries(
+    Object.entries(step.grads).map(([name, grad]) => [name, grad && Float64Array.from(grad)]),
+  );
+  await session.step(grads);
+  for (const [name, grad] of Object.entries(grads)) {
+    const given = step.grads[name]!;
+    if (grad && !sameValues(grad, given)) {
+      throw new ConformanceFailure(
+        `step() changed the caller's gradient of "${name}" (first at index ${firstDifference(grad, given)}: ${given[firstDifference(grad, given)]} became ${grad[firstDifference(grad, given)]}); SPEC §2 rule 3: gradients are never mutated (weight decay is added to a copy)`,
+      );
+    }
+  }
+}
+
+function firstDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return i;
+  return -1;
 }
 
 /** Runs steps [from, to) of a golden case, comparing after each. */
@@ -144,7 +195,7 @@ function goldenCheck(c: GoldenCase): ConformanceCheck {
   return {
     name: `golden: ${c.name}`,
     async run(adapter) {
-      const tracker = new ErrorTracker(adapter.dtype);
+      const tracker = new ErrorTracker(adapter.dtype, c);
       await withSession(adapter, c.problem, (s) => follow(s, c, 0, c.steps.length, tracker, c.name));
       return {
         maxError: tracker.maxError,
@@ -160,7 +211,7 @@ function resumeCheck(c: GoldenCase): ConformanceCheck {
   return {
     name: `resume: ${c.name}`,
     async run(adapter) {
-      const tracker = new ErrorTracker(adapter.dtype);
+      const tracker = new ErrorTracker(adapter.dtype, c);
       const split = Math.max(1, Math.floor(c.steps.length / 2));
       const { state, params } = await withSession(adapter, c.problem, async (s) => {
         await follow(s, c, 0, split, tracker, `${c.name} before export`);
@@ -277,6 +328,22 @@ function stateRoundTripCheck(c: GoldenCase): ConformanceCheck {
         await s.importState(bytes);
         assertSnapshotsEqual(await s.read(), snapshot, 'after import into a fresh session');
         const again = decodeState(await s.exportState());
+        // SPEC §4: an import replaces hyperparameters and step counts too, so a re-export repeats them.
+        state.groups.forEach((g, i) => {
+          const re = again.groups[i];
+          if (re?.step !== g.step) {
+            throw new ConformanceFailure(
+              `after import into a fresh session, group ${i} re-exports step ${re?.step}, expected the imported ${g.step} (SPEC §4: importing replaces step counts)`,
+            );
+          }
+          for (const key of HYPERPARAM_NAMES) {
+            if (re.hyperparams[key] !== g.hyperparams[key]) {
+              throw new ConformanceFailure(
+                `after import into a fresh session, group ${i} re-exports ${key} ${re.hyperparams[key]}, expected the imported ${g.hyperparams[key]}`,
+              );
+            }
+          }
+        });
         for (const [name, b] of state.buffers) {
           if (!sameValues(again.buffers.get(name)?.data ?? [], b.data))
             throw new ConformanceFailure(`re-exported buffer of "${name}" differs`);
@@ -432,7 +499,7 @@ function badInputChecks(base: GoldenCase): ConformanceCheck[] {
   const checks: ConformanceCheck[] = BAD_INPUTS.map((bad) => ({
     name: `bad input: ${bad.name}`,
     async run(adapter) {
-      const tracker = new ErrorTracker(adapter.dtype);
+      const tracker = new ErrorTracker(adapter.dtype, base);
       // The rejection happens after step 2; steps 3.. then still follow the truth, which proves
       // that nothing (lr, buffers, step counts) changed.
       const detail = await withSession(adapter, base.problem, async (s) => {
@@ -451,11 +518,24 @@ function badInputChecks(base: GoldenCase): ConformanceCheck[] {
     ['xi > kappa / smallConst^2 (beta > 1)', { lr: 0.1, kappa: 10, xi: 100 }],
     ['weightDecay < 0', { lr: 0.1, weightDecay: -0.01 }],
     ['lr = Infinity', { lr: Number.POSITIVE_INFINITY }],
+    // SPEC §1: a misspelt key must not fall back to a default.
+    ['an unknown key (learningRate)', { lr: 0.1, learningRate: 0.01 } as { lr: number }],
   ];
+  // SPEC §1: valid in float64, but a float32 multiplier overflows (a zero gradient would give NaN)
+  // or rounds to 0 (the gradient would be ignored). Float64 adapters may accept these.
+  const float32Only = new Map<string, string>([
+    ['lr = 1e38 (float32 multiplier overflows)', 'lr'],
+    ['lr = 1e-46 (float32 multiplier underflows)', 'lr'],
+  ]);
+  invalidProblems.push(['lr = 1e38 (float32 multiplier overflows)', { lr: 1e38 }]);
+  invalidProblems.push(['lr = 1e-46 (float32 multiplier underflows)', { lr: 1e-46 }]);
   for (const [label, hyperparams] of invalidProblems) {
     checks.push({
       name: `bad input: open with ${label}`,
       async run(adapter) {
+        const field = float32Only.get(label);
+        if (field !== undefined && adapter.dtype !== 'float32')
+          return { detail: `not applicable: ${label} is valid for a ${adapter.dtype} adapter (SPEC §1)` };
         const problem = { ...base.problem, groups: [{ ...base.problem.groups[0]!, hyperparams }] };
         let error: unknown;
         try {
@@ -470,11 +550,87 @@ function badInputChecks(base: GoldenCase): ConformanceCheck[] {
             `open() rejected ${label} with ${(error as Error).name}, expected AccSGDConfigError`,
           );
         }
+        if (field !== undefined && !new RegExp(`\\b${field}\\b`).test((error as Error).message)) {
+          throw new ConformanceFailure(
+            `open() rejected ${label} with an AccSGDConfigError that does not name ${field}: ${(error as Error).message}`,
+          );
+        }
         return { detail: `AccSGDConfigError: ${(error as Error).message}` };
       },
     });
   }
   return checks;
+}
+
+/** Deterministic float32-representable values in [-1, 1), never exactly 0. */
+function probeValues(count: number, seed: number): Float64Array {
+  let state = seed >>> 0 || 1;
+  return Float64Array.from({ length: count }, () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return Math.fround((state / 2 ** 32) * 2 - 1) || 0.5;
+  });
+}
+
+/** Rows of the closed loop's X: a training batch's worth, enough that X p mixes every element. */
+const PROBE_ROWS = 3;
+
+/**
+ * In use (SPEC §5.1): before the first step and after every step, the framework's own compute path
+ * consumes each live parameter (X^T (X p - y) by its matMul), and the result must match what read()
+ * reports. A framework that caches work per tensor and an adapter that writes parameters behind
+ * its back agree in memory and disagree here.
+ */
+function closedLoopCheck(c: GoldenCase): ConformanceCheck {
+  return {
+    name: `in use: ${c.name}`,
+    async run(adapter) {
+      let worstRatio = -1;
+      let maxError = 0;
+      let bound = 0;
+      let probes = 0;
+      const skipped = await withSession(adapter, c.problem, async (s) => {
+        const compute = s.leastSquaresGradient?.bind(s);
+        if (!compute) return true;
+        const probe = async (when: string) => {
+          const { params } = await s.read();
+          for (const [index, [name, { init }]] of Object.entries(c.problem.params).entries()) {
+            const n = init.length;
+            const x = probeValues(PROBE_ROWS * n, 17 + index);
+            const y = probeValues(PROBE_ROWS, 71 + index);
+            const got = await compute(name, x, y);
+            const error = closedLoopError(got, leastSquaresGradient(x, params[name]!, y));
+            const limit = closedLoopBound(n, PROBE_ROWS);
+            probes++;
+            if (error / limit > worstRatio) [worstRatio, maxError, bound] = [error / limit, error, limit];
+            if (!(error <= limit)) {
+              throw new ConformanceFailure(
+                `${c.name}, ${when}, param "${name}": the framework computed X^T(Xp - y) with other values than read() reports (error ${error.toExponential(3)}, bound ${limit.toExponential(3)}); the framework's compute path sees stale or different parameters`,
+                error,
+                limit,
+              );
+            }
+          }
+        };
+        await probe('before step 1');
+        for (let i = 0; i < c.steps.length; i++) {
+          await applyStep(s, c.steps[i]!);
+          await probe(`after step ${i + 1}`);
+        }
+        return false;
+      });
+      if (skipped) {
+        return {
+          skipped: true,
+          detail: 'skipped: the adapter has no leastSquaresGradient (the optional closed loop, SPEC §5.1)',
+        };
+      }
+      return {
+        maxError,
+        bound,
+        detail: `${probes} matMul round trips through the framework's own ops, ${c.steps.length} steps`,
+      };
+    },
+  };
 }
 
 /** Every check of the suite, in order. Loads the committed golden vectors. */
@@ -484,6 +640,7 @@ export async function conformanceChecks(): Promise<ConformanceCheck[]> {
   return [
     ...cases.map(goldenCheck),
     ...cases.filter((c) => c.steps.length >= 2).map(resumeCheck),
+    ...['defaults', 'groups', 'missing-gradients'].map((n) => closedLoopCheck(byName.get(n)!)),
     stateRoundTripCheck(byName.get('missing-gradients')!),
     stateRoundTripCheck(byName.get('groups')!),
     ...badInputChecks(byName.get('defaults')!),
@@ -559,7 +716,7 @@ export async function runPortability(
       (c): ConformanceCheck => ({
         name: `portability: ${c.name}`,
         async run() {
-          const tracker = new ErrorTracker(dtype);
+          const tracker = new ErrorTracker(dtype, c);
           const split = Math.max(1, Math.floor(c.steps.length / 2));
           const { state, params } = await withSession(from, c.problem, async (s) => {
             await follow(s, c, 0, split, tracker, `${c.name} in ${from.name}`);

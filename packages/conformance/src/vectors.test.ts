@@ -37,6 +37,8 @@ describe('golden vectors', () => {
       'magnitudes',
       'odd-lengths',
       'long-trajectory',
+      'subnormal-params',
+      'near-min-normal',
     ]);
     const byName = Object.fromEntries(generated.map((c) => [c.name, c]));
     expect(byName['long-trajectory']!.steps.length).toBeGreaterThanOrEqual(500);

@@ -1,3 +1,4 @@
+import { leastSquaresGradient } from './closed-loop.js';
 import type {
   ConformanceAdapter,
   ConformanceDType,
@@ -59,6 +60,12 @@ export function conformanceAdapter(options: { dtype?: ConformanceDType } = {}): 
           optimizer.importState(bytes);
         },
         async close() {},
+        async leastSquaresGradient(name, x, y) {
+          // The CPU optimizer's "framework" is the arrays it updates in place: compute from them.
+          const param = params.get(name);
+          if (!param) throw new AccSGDConfigError('name', name, `a parameter of this session`);
+          return leastSquaresGradient(x, param, y).gradient;
+        },
       };
     },
   };

@@ -1,3 +1,4 @@
+import { assertFloat32Multipliers } from './coefficients.js';
 import { AccSGDConfigError } from './errors.js';
 
 /** The five hyperparameters of one parameter group, all resolved. Names follow the reference (camelCase). */
@@ -68,8 +69,15 @@ export function resolveHyperparams(
   return validateHyperparams(resolved);
 }
 
-/** Validates a complete set of hyperparameters and returns it unchanged. */
-export function validateHyperparams(h: Hyperparams): Hyperparams {
+/**
+ * Validates a complete set of hyperparameters and returns it unchanged. With
+ * `{ precision: 'float32' }` it also checks the float32 multipliers (SPEC §1): every float32
+ * adapter must, since validation in float64 passes lr = 1e38 and lr = 1e-46.
+ */
+export function validateHyperparams(
+  h: Hyperparams,
+  options: { precision?: 'float32' | 'float64' } = {},
+): Hyperparams {
   for (const name of HYPERPARAM_NAMES) {
     const value = h[name];
     const range = RANGES[name];
@@ -112,7 +120,7 @@ export function validateHyperparams(h: Hyperparams): Hyperparams {
       `is too large: lr * kappa / smallConst = ${largeLr} overflows`,
     );
   }
-  return h;
+  return options.precision === 'float32' ? assertFloat32Multipliers(h) : h;
 }
 
 export interface Advice {

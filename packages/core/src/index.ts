@@ -1,8 +1,13 @@
 export { ParameterArena } from './arena.js';
+export { closedLoopBound, closedLoopError, leastSquaresGradient } from './closed-loop.js';
 export {
+  assertFloat32Multipliers,
+  assertFloat32StateGroups,
   type Coefficients,
   deriveCoefficients,
+  type Float32MultiplierProblem,
   type FusedCoefficients,
+  float32MultiplierProblem,
   fusedCoefficientArray,
   fusedCoefficients,
 } from './coefficients.js';
@@ -57,4 +62,4 @@ export {
   type StateLayout,
 } from './state-file.js';
 /** Version of SPEC.md this package implements. */
-export const SPEC_VERSION = '1.1.0';
+export const SPEC_VERSION = '2.0.0';

@@ -18,6 +18,7 @@ for (const backend of ['webgl', 'webgpu'] as const) {
     },
     {
       title: `tfjs/${backend} in headless Chromium`,
+      requireClosedLoop: true,
       unavailable: chromium.available ? undefined : chromium.reason,
       dispose: () => adapter?.dispose(),
     },

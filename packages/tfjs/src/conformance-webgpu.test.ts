@@ -8,5 +8,6 @@ import { conformanceAdapter } from './conformance.js';
 const found = await findNodeWebGPU();
 describeConformance(() => conformanceAdapter({ backend: 'webgpu' }), {
   title: `tfjs/webgpu in Node (${found.available ? found.description : 'no adapter'})`,
+  requireClosedLoop: true,
   unavailable: found.available ? undefined : found.reason,
 });

@@ -106,6 +106,27 @@ export async function conformanceAdapter(options: TfjsConformanceOptions = {}): 
           optimizer.dispose();
           for (const variable of variables.values()) variable.dispose();
         },
+        async leastSquaresGradient(name, x, y) {
+          const variable = variables.get(name);
+          if (!variable) throw new AccSGDConfigError('name', name, 'a parameter of this session');
+          const n = variable.size;
+          const rows = y.length;
+          // The variable itself is the matMul's weights operand, as in a Dense layer: a backend
+          // that caches work per weights tensor (tfjs-backend-wasm packs them) is exercised here.
+          const gradient = tf.tidy(() => {
+            const X = tf.tensor2d(Float32Array.from(x), [rows, n]);
+            const residual = tf.sub(
+              tf.matMul(X, tf.reshape(variable, [n, 1])),
+              tf.tensor2d(Float32Array.from(y), [rows, 1]),
+            );
+            return tf.matMul(X, residual, true, false);
+          });
+          try {
+            return Float64Array.from((await gradient.data()) as Float32Array);
+          } finally {
+            gradient.dispose();
+          }
+        },
       };
     },
   };

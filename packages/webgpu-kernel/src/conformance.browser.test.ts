@@ -20,6 +20,7 @@ describeConformance(
   },
   {
     title: 'webgpu-kernel conformance in headless Chromium',
+    requireClosedLoop: true,
     ...(chromium.available ? {} : { unavailable: chromium.reason }),
     dispose: () => adapter?.dispose(),
   },

@@ -10,6 +10,7 @@ const node = await findNodeWebGPU();
 let plain: Adapter | undefined;
 describeConformance(async () => (plain = await conformanceAdapter()), {
   title: `webgpu-kernel conformance in Node (${node.available ? node.description : 'no adapter'})`,
+  requireClosedLoop: true,
   ...(node.available ? {} : { unavailable: node.reason }),
   dispose: () => plain?.dispose(),
 });
@@ -19,6 +20,7 @@ describeConformance(async () => (plain = await conformanceAdapter()), {
 let folded: Adapter | undefined;
 describeConformance(async () => (folded = await conformanceAdapter({ maxWorkgroupsPerDimension: 2 })), {
   title: 'webgpu-kernel conformance in Node, split bindings and folded dispatches',
+  requireClosedLoop: true,
   ...(node.available ? {} : { unavailable: node.reason }),
   dispose: () => folded?.dispose(),
 });

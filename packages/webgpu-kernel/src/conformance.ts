@@ -1,4 +1,5 @@
 import {
+  AccSGDConfigError,
   AccSGDGradientError,
   type ConformanceAdapter,
   type ConformanceProblem,
@@ -6,6 +7,7 @@ import {
 } from '@accsgd/core';
 import { AccSGDDeviceError } from './errors.js';
 import { createFlatStorage, type FlatStorage } from './flat-storage.js';
+import { leastSquaresGradientOnGPU } from './kernels/least-squares.js';
 import { WebGPUAccSGD } from './webgpu-optimizer.js';
 
 export interface WebGPUConformanceOptions {
@@ -135,6 +137,17 @@ export async function conformanceAdapter(
         },
         async importState(bytes) {
           await optimizer.importState(bytes);
+        },
+        async leastSquaresGradient(name, x, y) {
+          const storage = storageOf.get(name);
+          if (!storage) throw new AccSGDConfigError('name', name, 'a parameter of this session');
+          const gradient = await leastSquaresGradientOnGPU(
+            device,
+            storage.binding(name),
+            Float32Array.from(x),
+            Float32Array.from(y),
+          );
+          return Float64Array.from(gradient);
         },
         async close() {
           if (closed) return;

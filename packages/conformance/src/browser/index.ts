@@ -176,6 +176,55 @@ export async function openBrowserAdapter(options: BrowserAdapterOptions): Promis
   }
 }
 
+export interface RunInBrowserOptions
+  extends Pick<BrowserAdapterOptions, 'executablePath' | 'webgpu' | 'log' | 'staticDirs' | 'startTimeoutMs'> {
+  /** Absolute path of a module, or a specifier resolvable from process.cwd(). */
+  module: string;
+  /** The async function to call in the page, exported by `module`. */
+  exportName: string;
+  /** Its one argument: plain JSON, typed arrays allowed. */
+  args?: unknown;
+  /** Default 300 s: training a model on SwiftShader takes a while. */
+  timeoutMs?: number;
+}
+
+/**
+ * Calls one exported async function inside headless Chromium and returns its result (plain JSON,
+ * typed arrays allowed), or throws its error. For checks of your own that must run in a browser,
+ * such as training a model on tfjs's webgl or webgpu backend; same bundling, server and flags as
+ * openBrowserAdapter.
+ */
+export async function runInBrowser<T = unknown>(options: RunInBrowserOptions): Promise<T> {
+  const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const log = options.log ?? (() => {});
+  const label = `runInBrowser (${options.module}#${options.exportName})`;
+  const executablePath = options.executablePath ?? resolveChromium();
+  const files = await bundleForPage(options.module, options.exportName, log);
+  const server = await serve(files, options.staticDirs ?? {});
+  const cleanups: (() => Promise<void>)[] = [server.close];
+  try {
+    const browser = await chromium.launch({
+      executablePath,
+      headless: true,
+      args: [...BASE_FLAGS, ...(options.webgpu === false ? [] : WEBGPU_FLAGS)],
+      timeout: startTimeoutMs,
+    });
+    cleanups.unshift(() => browser.close().catch(() => {}));
+    const page = await browser.newPage();
+    const channel = new PageChannel(page, browser, label, log);
+    await page.goto(`${server.origin}/`, { timeout: startTimeoutMs });
+    await channel.loadBundle(`${server.origin}${BUNDLE_PATH}`, startTimeoutMs);
+    const value = await channel.request(
+      { op: 'run', args: encodeWire(options.args) },
+      options.timeoutMs ?? 300_000,
+      `${options.exportName}()`,
+    );
+    return decodeWire(value) as T;
+  } finally {
+    await runCleanups(cleanups);
+  }
+}
+
 function resolveChromium(): string {
   const found = findChromium();
   if (!found.available) throw new Error(`browser adapter: ${found.reason}`);
@@ -217,12 +266,12 @@ function makeAdapter({
     dtype,
     environment,
     async open(problem: ConformanceProblem): Promise<ConformanceSession> {
-      const session = (await channel.request(
+      const { session, closedLoop } = (await channel.request(
         { op: 'open', problem: encodeWire(problem) },
         callTimeoutMs,
         'open()',
-      )) as number;
-      return {
+      )) as { session: number; closedLoop: boolean };
+      const forwarded: ConformanceSession = {
         async step(grads) {
           await callSession(session, 'step', [grads]);
         },
@@ -242,6 +291,11 @@ function makeAdapter({
           await callSession(session, 'close', []);
         },
       };
+      if (closedLoop) {
+        forwarded.leastSquaresGradient = async (name, x, y) =>
+          (await callSession(session, 'leastSquaresGradient', [name, x, y])) as Float64Array;
+      }
+      return forwarded;
     },
     async dispose() {
       channel.markDisposed();

@@ -48,18 +48,22 @@ export function installPageHost(factory: unknown, exportName: string): void {
     return { name: String(adapter.name), dtype: String(adapter.dtype) };
   }
 
-  async function open(problem: unknown): Promise<number> {
+  /** The session's id, and whether it has the optional closed loop (SPEC §5.1). */
+  async function open(problem: unknown): Promise<{ session: number; closedLoop: boolean }> {
     if (!adapter) throw new Error('the adapter has not been created yet');
     const session = await adapter.open(decodeWire(problem) as ConformanceProblem);
     const id = nextSessionId++;
     sessions.set(id, session);
-    return id;
+    return { session: id, closedLoop: typeof session.leastSquaresGradient === 'function' };
   }
 
   async function callSession(id: number, method: string, args: unknown[]): Promise<unknown> {
     const session = sessions.get(id);
     if (!session) throw new Error(`session ${id} is closed or was never opened`);
-    if (!(SESSION_METHODS as readonly string[]).includes(method))
+    if (
+      !(SESSION_METHODS as readonly string[]).includes(method) ||
+      typeof session[method as keyof ConformanceSession] !== 'function'
+    )
       throw new TypeError(`unknown session method "${method}"`);
     const decoded = args.map(decodeWire);
     try {
@@ -93,6 +97,11 @@ export function installPageHost(factory: unknown, exportName: string): void {
             return { ok: true, value: await open(request.problem) };
           case 'session':
             return { ok: true, value: await callSession(request.session, request.method, request.args) };
+          case 'run':
+            // runInBrowser: the export is a plain async function, not an adapter factory.
+            if (typeof factory !== 'function')
+              throw new TypeError(`export "${exportName}" is a ${typeof factory}, not a function`);
+            return { ok: true, value: encodeWire(await factory(decodeWire(request.args))) };
           case 'describe-webgpu':
             return { ok: true, value: await describeWebGPU() };
           default:

@@ -44,6 +44,7 @@ export const SESSION_METHODS = [
   'exportState',
   'importState',
   'close',
+  'leastSquaresGradient',
 ] as const;
 export type SessionMethod = (typeof SESSION_METHODS)[number];
 
@@ -52,6 +53,7 @@ export type WireRequest =
   | { op: 'create'; options: unknown }
   | { op: 'open'; problem: unknown }
   | { op: 'session'; session: number; method: SessionMethod; args: unknown[] }
+  | { op: 'run'; args: unknown }
   | { op: 'describe-webgpu' };
 
 /** The name the page host is installed under on globalThis. */

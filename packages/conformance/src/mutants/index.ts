@@ -1,6 +1,8 @@
 import {
   AccSGDConfigError,
   AccSGDGradientError,
+  assertFloat32Multipliers,
+  assertFloat32StateGroups,
   assertStateFits,
   type ConformanceAdapter,
   type ConformanceProblem,
@@ -8,6 +10,7 @@ import {
   decodeState,
   deriveCoefficients,
   encodeState,
+  HYPERPARAM_NAMES,
   type Hyperparams,
   resolveHyperparams,
 } from '@accsgd/core';
@@ -28,7 +31,12 @@ type Variant =
   | 'weight-decay-after-update'
   | 'ignores-learning-rate-change'
   | 'missing-gradient-as-zeros'
-  | 'float32-coefficients';
+  | 'float32-coefficients'
+  | 'float32-multipliers-unchecked'
+  | 'stale-parameters-in-use'
+  | 'accepts-unknown-hyperparameters'
+  | 'ignores-imported-step-counts'
+  | 'mutates-caller-gradient';
 
 export const MUTANT_DESCRIPTIONS: Record<Exclude<Variant, `correct-${string}`>, string> = {
   'beta-for-alpha': 'buf <- beta*buf + ... : beta used where alpha belongs',
@@ -38,6 +46,36 @@ export const MUTANT_DESCRIPTIONS: Record<Exclude<Variant, `correct-${string}`>, 
   'ignores-learning-rate-change': 'setLearningRate accepted but not used',
   'missing-gradient-as-zeros': 'a missing gradient is treated as a zero gradient (buffer and p still move)',
   'float32-coefficients': 'alpha rounded to float32 before beta = 1 - alpha is formed',
+  'float32-multipliers-unchecked':
+    'hyperparameters validated in float64 only: lr = 1e38 (a float32 multiplier overflows) and lr = 1e-46 (one rounds to 0) accepted',
+  'stale-parameters-in-use':
+    "right in memory, wrong in use: the framework's matMul keeps a packed copy of each parameter from its first use (as tfjs-backend-wasm's XNNPACK cache did with weights updated in place)",
+  'accepts-unknown-hyperparameters': 'unknown hyperparameter keys (a misspelt learningRate) silently ignored',
+  'ignores-imported-step-counts':
+    "a state import restores buffers and hyperparameters but not the groups' step counts",
+  'mutates-caller-gradient': "weight decay added into the caller's gradient in place, as the reference does",
+};
+
+/**
+ * Which checks must catch each mutant (`checks`), and whether they must catch it by the numbers,
+ * missing the bound by a wide margin (`numeric`), rather than by a rule check.
+ */
+export const MUTANT_CAUGHT_BY: Record<
+  keyof typeof MUTANT_DESCRIPTIONS,
+  { checks: RegExp; numeric: boolean }
+> = {
+  'beta-for-alpha': { checks: /^(golden|resume)/, numeric: true },
+  'wrong-zeta': { checks: /^(golden|resume)/, numeric: true },
+  'zero-buffer-init': { checks: /^(golden|resume)/, numeric: true },
+  'weight-decay-after-update': { checks: /^(golden|resume)/, numeric: true },
+  'ignores-learning-rate-change': { checks: /^(golden|resume)/, numeric: true },
+  'missing-gradient-as-zeros': { checks: /^(golden|resume)/, numeric: true },
+  'float32-coefficients': { checks: /^(golden|resume)/, numeric: true },
+  'float32-multipliers-unchecked': { checks: /^bad input: open with lr = 1e(38|-46) /, numeric: false },
+  'stale-parameters-in-use': { checks: /^in use: /, numeric: true },
+  'accepts-unknown-hyperparameters': { checks: /^bad input: open with an unknown key/, numeric: false },
+  'ignores-imported-step-counts': { checks: /^state file: round trip/, numeric: false },
+  'mutates-caller-gradient': { checks: /^(golden|resume): weight-decay/, numeric: false },
 };
 
 const f = Math.fround;
@@ -95,7 +133,22 @@ function emulatedAdapter(variant: Variant): ConformanceAdapter {
       : `mutant/${variant}`,
     dtype: 'float32',
     async open(problem: ConformanceProblem): Promise<ConformanceSession> {
-      const hyper = problem.groups.map((g) => resolveHyperparams(g.hyperparams));
+      const hyper = problem.groups.map((g) =>
+        resolveHyperparams(
+          variant === 'accepts-unknown-hyperparameters'
+            ? (Object.fromEntries(
+                Object.entries(g.hyperparams).filter(([k]) =>
+                  (HYPERPARAM_NAMES as readonly string[]).includes(k),
+                ),
+              ) as typeof g.hyperparams)
+            : g.hyperparams,
+        ),
+      );
+      // A float32 device receives float32 multipliers: they must be finite and non-zero (SPEC §1).
+      const float32Checked = variant !== 'float32-multipliers-unchecked';
+      if (float32Checked) for (const h of hyper) assertFloat32Multipliers(h);
+      /** What the emulated framework's matMul packed from each parameter on first use. */
+      const packed = new Map<string, Float32Array>();
       const steps = problem.groups.map(() => 0);
       const params = new Map(Object.entries(problem.params).map(([n, p]) => [n, Float32Array.from(p.init)]));
       let buffers = new Map<string, Float32Array>();
@@ -120,7 +173,13 @@ function emulatedAdapter(variant: Variant): ConformanceAdapter {
               buf = variant === 'zero-buffer-init' ? new Float32Array(p.length) : Float32Array.from(p);
               buffers.set(name, buf);
             }
-            stepTensor(variant, hyper[groupOf.get(name)!]!, p, Float32Array.from(grad), buf);
+            const h = hyper[groupOf.get(name)!]!;
+            if (variant === 'mutates-caller-gradient' && h.weightDecay !== 0) {
+              for (let i = 0; i < grad.length; i++) grad[i] = f(grad[i]! + f(f(h.weightDecay) * p[i]!));
+              stepTensor(variant, { ...h, weightDecay: 0 }, p, Float32Array.from(grad), buf);
+            } else {
+              stepTensor(variant, h, p, Float32Array.from(grad), buf);
+            }
             touched.add(groupOf.get(name)!);
           }
           for (const g of touched) steps[g]!++;
@@ -129,6 +188,7 @@ function emulatedAdapter(variant: Variant): ConformanceAdapter {
           const current = hyper[group];
           if (!current) throw new AccSGDConfigError('group', group, `an index in [0, ${hyper.length - 1}]`);
           const next = resolveHyperparams({ ...current!, lr });
+          if (float32Checked) assertFloat32Multipliers(next);
           if (variant !== 'ignores-learning-rate-change') hyper[group] = next;
         },
         async read() {
@@ -151,20 +211,43 @@ function emulatedAdapter(variant: Variant): ConformanceAdapter {
         },
         async importState(bytes) {
           const state = decodeState(bytes);
+          if (float32Checked) assertFloat32StateGroups(state.groups);
           assertStateFits(state, {
             groups: problem.groups,
             shapes: new Map(Object.entries(problem.params).map(([n, p]) => [n, p.shape])),
           });
           state.groups.forEach((g, i) => {
             hyper[i] = g.hyperparams;
-            steps[i] = g.step;
+            if (variant !== 'ignores-imported-step-counts') steps[i] = g.step;
           });
           buffers = new Map([...state.buffers].map(([n, b]) => [n, Float32Array.from(b.data)]));
         },
         async close() {},
+        async leastSquaresGradient(name, x, y) {
+          const live = params.get(name);
+          if (!live) throw new AccSGDGradientError(name, 'unknown parameter');
+          if (variant === 'stale-parameters-in-use' && !packed.has(name)) packed.set(name, live.slice());
+          const p = variant === 'stale-parameters-in-use' ? packed.get(name)! : live;
+          return matMulLeastSquares(x, p, y);
+        },
       };
     },
   };
+}
+
+/** X^T (X p - y) in float32 arithmetic, as an emulated framework's matMul would compute it. */
+function matMulLeastSquares(x: Float64Array, p: Float32Array, y: Float64Array): Float64Array {
+  const n = p.length;
+  const residual = Array.from(y, (yr, r) => {
+    let sum = 0;
+    for (let k = 0; k < n; k++) sum = f(sum + f(f(x[r * n + k]!) * p[k]!));
+    return f(sum - f(yr));
+  });
+  return Float64Array.from({ length: n }, (_, j) => {
+    let sum = 0;
+    for (let r = 0; r < residual.length; r++) sum = f(sum + f(f(x[r * n + j]!) * residual[r]!));
+    return sum;
+  });
 }
 
 /** Strict float32 emulation of the fused update: must pass the suite. */
@@ -179,6 +262,11 @@ export const weightDecayAfterUpdate = () => emulatedAdapter('weight-decay-after-
 export const ignoresLearningRateChange = () => emulatedAdapter('ignores-learning-rate-change');
 export const missingGradientAsZeros = () => emulatedAdapter('missing-gradient-as-zeros');
 export const float32Coefficients = () => emulatedAdapter('float32-coefficients');
+export const float32MultipliersUnchecked = () => emulatedAdapter('float32-multipliers-unchecked');
+export const staleParametersInUse = () => emulatedAdapter('stale-parameters-in-use');
+export const acceptsUnknownHyperparameters = () => emulatedAdapter('accepts-unknown-hyperparameters');
+export const ignoresImportedStepCounts = () => emulatedAdapter('ignores-imported-step-counts');
+export const mutatesCallerGradient = () => emulatedAdapter('mutates-caller-gradient');
 
 /** Export name of each mutant factory, for the CLI's --export. */
 export const MUTANT_EXPORTS: Record<keyof typeof MUTANT_DESCRIPTIONS, string> = {
@@ -189,4 +277,9 @@ export const MUTANT_EXPORTS: Record<keyof typeof MUTANT_DESCRIPTIONS, string> = 
   'ignores-learning-rate-change': 'ignoresLearningRateChange',
   'missing-gradient-as-zeros': 'missingGradientAsZeros',
   'float32-coefficients': 'float32Coefficients',
+  'float32-multipliers-unchecked': 'float32MultipliersUnchecked',
+  'stale-parameters-in-use': 'staleParametersInUse',
+  'accepts-unknown-hyperparameters': 'acceptsUnknownHyperparameters',
+  'ignores-imported-step-counts': 'ignoresImportedStepCounts',
+  'mutates-caller-gradient': 'mutatesCallerGradient',
 };

@@ -3,8 +3,9 @@ import { AccSGDConfigError } from '@accsgd/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { accsgd } from '../accsgd-optimizer.js';
-import { registerAccSGDKernels } from './index.js';
+import { locateNonFinite, registerAccSGDKernels } from './index.js';
 import { ACCSGD_UPDATE } from './registry.js';
+import { ALL_FINITE, READ_BACK_CHECK, webgpuFirstNonFiniteIndices } from './webgpu.js';
 
 const found = await findNodeWebGPU();
 if (!found.available) console.warn(`\n[accsgd] SKIPPED webgpu kernel tests: ${found.reason}\n`);
@@ -23,7 +24,7 @@ describe.runIf(found.available || required)('webgpu kernel in Node', () => {
       .runKernel<tf.Tensor[]>(
         ACCSGD_UPDATE,
         { param: p, grad: g, buffer: p },
-        { coefficients: [0.5, 0.25, 2, 1, -1, 0.5], inPlace: true },
+        { coefficients: [0.5, 0.25, 2, 1, -1, 0.5] },
       );
     // buffer' = 0.75*p + 2*g = [1.75, 0.5, 4.25, 3]; param' = p - g + 0.5*buffer' = [1.375, 2.75, 4.125, 5.5]
     expect(Array.from(await b2!.data())).toEqual([1.75, 0.5, 4.25, 3]);
@@ -68,7 +69,7 @@ describe.runIf(found.available || required)('webgpu kernel in Node', () => {
       .runKernel<tf.Tensor[]>(
         ACCSGD_UPDATE,
         { param: p, grad: g, buffer: b },
-        { coefficients: [0.5, 0.25, 2, 1, -1, 0.5], inPlace: true },
+        { coefficients: [0.5, 0.25, 2, 1, -1, 0.5] },
       );
     // buffer' = 0.5*b + 0.25*p + 2*g; param' = p - g + 0.5*buffer'
     expect(Array.from(await b2!.data())).toEqual([1.25, -0.5, 2.75, 1, 8, -1, 0.5]);
@@ -107,4 +108,32 @@ describe.runIf(found.available || required)('webgpu kernel in Node', () => {
     tf.dispose([a, c, finite8, finite3, badA, badC]);
     opt.dispose();
   }, 120_000);
+});
+
+describe('locateNonFinite (the GPU scan read back)', () => {
+  it('finds the first bad gradient and element, after checking the read-back slot', () => {
+    expect(locateNonFinite([ALL_FINITE, ALL_FINITE, READ_BACK_CHECK])).toBeNull();
+    expect(locateNonFinite([ALL_FINITE, 17, 3, READ_BACK_CHECK])).toEqual({ tensor: 1, element: 17 });
+  });
+
+  it('refuses a read-back that is not what the GPU wrote (all zeros, as tfjs returns on SwiftShader in Chromium)', () => {
+    expect(() => locateNonFinite([0, 0, 0])).toThrow(AccSGDConfigError);
+    expect(() => locateNonFinite([0, 0, 0])).toThrow(/read-back came back wrong.*applyGradientsAsync/);
+  });
+});
+
+describe.runIf(found.available || required)('webgpu non-finite scan in Node', () => {
+  it('returns one index per gradient and the read-back check value', async () => {
+    expect(found.available, 'a WebGPU adapter (ACCSGD_REQUIRE_WEBGPU=1)').toBe(true);
+    await import('@tensorflow/tfjs-backend-webgpu');
+    await tf.setBackend('webgpu');
+    const finite = tf.mul(tf.ones([1000]), 2);
+    const bad = tf.mul(
+      tf.tensor1d(Float32Array.from({ length: 999 }, (_, i) => (i === 611 ? Number.NaN : i))),
+      1,
+    );
+    const scan = webgpuFirstNonFiniteIndices(tf.backend(), [finite, bad]);
+    expect(Array.from(await scan.data())).toEqual([ALL_FINITE, 611, READ_BACK_CHECK]);
+    tf.dispose([finite, bad, scan]);
+  });
 });

@@ -168,6 +168,8 @@ export const webgpuUpdateKernel: KernelConfig = {
 
 /** What `webgpuFirstNonFiniteIndices` leaves for a tensor with no NaN or infinity (i32 max). */
 export const ALL_FINITE = 2_147_483_647;
+/** The scan's last slot, which no program writes: a read-back that does not return it is wrong. */
+export const READ_BACK_CHECK = 0x0acc_5d00;
 
 /*
  * The non-finite check: one dispatch per gradient reads it once (four elements per invocation
@@ -215,20 +217,22 @@ function nonFiniteProgram(n: number, k: number, components: 1 | 4): WebGPUProgra
 }
 
 /**
- * Queues the non-finite check of every gradient on the GPU and returns an int32 [k] tensor: for
- * gradient i, the index of its first NaN or infinity, or ALL_FINITE. The caller reads it (one
- * read-back, synchronous or not) and disposes it.
+ * Queues the non-finite check of every gradient on the GPU and returns an int32 [k + 1] tensor:
+ * for gradient i, the index of its first NaN or infinity, or ALL_FINITE; then READ_BACK_CHECK.
+ * The caller reads it (one read-back, synchronous or not) and disposes it.
  */
 export function webgpuFirstNonFiniteIndices(backend: object, grads: readonly TensorInfo[]): Tensor {
   const gpu = backend as WebGPUBackend;
   // Uploaded from an exact Int32Array (a Fill program would pass the value through an f32 uniform).
-  const result = tensor(new Int32Array(grads.length).fill(ALL_FINITE), [grads.length], 'int32');
+  const slots = new Int32Array(grads.length + 1).fill(ALL_FINITE);
+  slots[grads.length] = READ_BACK_CHECK;
+  const result = tensor(slots, [grads.length + 1], 'int32');
   grads.forEach((grad, i) => {
     const n = sizeOf(grad.shape);
     if (n === 0) return;
     const components = componentsFor(n);
     gpu.runWebGPUProgram(
-      nonFiniteProgram(n, grads.length, components),
+      nonFiniteProgram(n, grads.length + 1, components),
       [{ dataId: grad.dataId, shape: [n], dtype: 'float32' }],
       'int32',
       [

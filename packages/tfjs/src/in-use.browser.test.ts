@@ -1,0 +1,63 @@
+import { fileURLToPath } from 'node:url';
+import { findChromium, webgpuRequired } from '@accsgd/conformance';
+import { runInBrowser } from '@accsgd/conformance/browser';
+import { describe, expect, it } from 'vitest';
+import type { FitComparison } from './test-support/fit-comparison.js';
+import { expectSameTraining } from './test-support/same-training.js';
+import type { SyncStepOutcome } from './test-support/sync-step.js';
+
+// The same model.fit comparison as in-use.test.ts, inside headless Chromium on its webgl and
+// webgpu backends (SwiftShader without a GPU).
+const chromium = findChromium();
+const module = fileURLToPath(new URL('./test-support/fit-comparison.ts', import.meta.url));
+
+describe('AccSGD in use in headless Chromium: model.fit, fused kernel against tfjs ops', () => {
+  for (const backend of ['webgl', 'webgpu'] as const) {
+    it(`${backend}: the same weights after 48 steps`, async (context) => {
+      if (!chromium.available) {
+        expect(webgpuRequired(), `ACCSGD_REQUIRE_WEBGPU=1 but ${chromium.reason}`).toBe(false);
+        console.warn(`[accsgd] SKIPPED ${backend} in-use training in Chromium: ${chromium.reason}`);
+        context.skip();
+      }
+      const result = await runInBrowser<FitComparison>({
+        module,
+        exportName: 'fitComparison',
+        // tfjs-backend-webgpu's synchronous read-back returns zeros in headless Chromium on
+        // SwiftShader, so model.fit's synchronous step cannot check gradients there (the optimizer
+        // says so with an AccSGDConfigError; see the test below).
+        args: { backend, nonFinite: backend === 'webgpu' ? 'allow' : 'error' },
+        executablePath: chromium.available ? chromium.executablePath : undefined,
+      });
+      expect(result.backend).toBe(backend);
+      expectSameTraining(result);
+    });
+  }
+});
+
+describe('the synchronous non-finite check in headless Chromium', () => {
+  for (const backend of ['webgl', 'webgpu'] as const) {
+    it(`${backend}: a finite gradient is applied, or the step refused as unverifiable, never rejected as non-finite`, async (context) => {
+      if (!chromium.available) {
+        expect(webgpuRequired(), `ACCSGD_REQUIRE_WEBGPU=1 but ${chromium.reason}`).toBe(false);
+        context.skip();
+      }
+      const outcome = await runInBrowser<SyncStepOutcome>({
+        module: fileURLToPath(new URL('./test-support/sync-step.ts', import.meta.url)),
+        exportName: 'syncStepOutcome',
+        args: { backend },
+        executablePath: chromium.available ? chromium.executablePath : undefined,
+      });
+      if (outcome.error === null) {
+        // GPU arithmetic may contract to fused multiply-adds: a few float32 ulps.
+        expect(outcome.untouched).toBe(false);
+        outcome.got!.forEach((v, i) => expect(Math.abs(v - outcome.expected[i]!)).toBeLessThan(1e-6));
+      } else {
+        // webgpu on SwiftShader: tfjs's synchronous read-back returns zeros, and the check says so.
+        expect(outcome.error).toBe('AccSGDConfigError');
+        expect(outcome.message).toMatch(/read-back came back wrong.*applyGradientsAsync/);
+        expect(outcome.untouched).toBe(true);
+      }
+      console.info(`[tfjs] synchronous check on ${backend} in Chromium: ${outcome.error ?? 'applied'}`);
+    });
+  }
+});
