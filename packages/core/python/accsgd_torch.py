@@ -40,7 +40,9 @@ from torch.optim import Optimizer
 FORMAT = "accsgd-state"
 FORMAT_VERSION = "1"
 BUFFER_SUFFIX = ".momentum_buffer"
-MAX_HEADER_BYTES = 1 << 20
+# The JS reader's default (state-file.ts): large enough for every state the writers can produce
+# (100,000 buffers with long names need about 75 MB of header).
+MAX_HEADER_BYTES = 100_000_000
 _DTYPES = {"F32": (torch.float32, 4), "F64": (torch.float64, 8)}
 _HYPERPARAMS = ("lr", "kappa", "xi", "small_const", "weight_decay")
 

@@ -4,6 +4,15 @@ import { AccSGD } from './optimizer.js';
 import { encodeSafetensors } from './safetensors.js';
 import { encodeState } from './state-file.js';
 
+/** A resizable ArrayBuffer (ES2024; the project's lib is ES2022). */
+const resizableBuffer = (bytes: number, maxByteLength: number) =>
+  new (
+    ArrayBuffer as unknown as new (
+      n: number,
+      options: { maxByteLength: number },
+    ) => ArrayBuffer & { resize(n: number): void }
+  )(bytes, { maxByteLength });
+
 /**
  * The bad-input catalogue. Each row: what is done, the typed error, the message it must contain,
  * and (checked for every row) that params, buffers, hyperparameters and step counts are unchanged.
@@ -43,6 +52,19 @@ const stateWith = (overrides: Partial<Parameters<typeof encodeState>[0]>) =>
     buffers: new Map([['w', { shape: [2, 2], data: new Float32Array(4) }]]),
     ...overrides,
   });
+
+/** A state file written without the writer's checks, with these `param_groups` (and no buffers). */
+const fileGood = { lr: 0.1, kappa: 1000, xi: 10, small_const: 0.7, weight_decay: 0 };
+const rawState = (groups: unknown) =>
+  encodeSafetensors([], {
+    format: 'accsgd-state',
+    format_version: '1',
+    param_groups: JSON.stringify(groups),
+  });
+
+const rawStateText = (groupsJson: string) =>
+  encodeSafetensors([], { format: 'accsgd-state', format_version: '1', param_groups: groupsJson });
+const deep = `${'['.repeat(4_100)}${']'.repeat(4_100)}`;
 
 type Row = [string, (ctx: ReturnType<typeof fixture>) => unknown, new (...args: never[]) => Error, string];
 
@@ -169,15 +191,115 @@ const catalogue: Row[] = [
     'invalid hyperparameters in the file',
     ({ opt }) =>
       opt.importState(
-        stateWith({
-          groups: [
-            { hyperparams: { ...good, xi: 1e6 }, params: ['w'], step: 1 },
-            { hyperparams: good, params: ['b'], step: 0 },
-          ],
-        }),
+        rawState([
+          { ...fileGood, xi: 1e6, params: ['w'], step: 1 },
+          { ...fileGood, params: ['b'], step: 0 },
+        ]),
       ),
     AccSGDStateError,
     'param_groups[0]: xi is out of range for kappa = 1000 and smallConst = 0.7',
+  ],
+  // hostile input (see hostile-input.test.ts for more of each kind)
+  [
+    'state file whose lr is an array nested 4,100 deep',
+    ({ opt }) =>
+      opt.importState(
+        rawStateText(
+          JSON.stringify([{ ...fileGood, params: ['w'], step: 1 }]).replace('"lr":0.1', `"lr":${deep}`),
+        ),
+      ),
+    AccSGDStateError,
+    'param_groups[0]: lr must be a finite number >= 0; got [[[[…]]]]',
+  ],
+  [
+    'state file whose step is an array nested 4,100 deep',
+    ({ opt }) =>
+      opt.importState(
+        rawStateText(
+          JSON.stringify([{ ...fileGood, params: ['w'], step: 0 }]).replace('"step":0', `"step":${deep}`),
+        ),
+      ),
+    AccSGDStateError,
+    'param_groups[0].step is [[[[…]]]]; expected an integer >= 0',
+  ],
+  [
+    'import limits of NaN',
+    ({ opt }) => opt.importState(stateWith({}), { maxTensors: Number.NaN }),
+    AccSGDConfigError,
+    'limits.maxTensors must be a safe integer >= 0; got NaN',
+  ],
+  [
+    'import limits of 1.5',
+    ({ opt }) => opt.importState(stateWith({}), { maxHeaderBytes: 1.5 }),
+    AccSGDConfigError,
+    'limits.maxHeaderBytes must be a safe integer >= 0; got 1.5',
+  ],
+  [
+    'NaN in an imported buffer',
+    ({ opt }) =>
+      opt.importState(
+        stateWith({
+          buffers: new Map([['w', { shape: [2, 2], data: new Float32Array([0, 0, Number.NaN, 0]) }]]),
+        }),
+      ),
+    AccSGDStateError,
+    'buffer "w.momentum_buffer": element 2 is NaN (non-finite buffers are rejected',
+  ],
+  [
+    'float64 buffer that overflows the float32 parameter',
+    ({ opt }) =>
+      opt.importState(
+        stateWith({ buffers: new Map([['w', { shape: [2, 2], data: new Float64Array([0, -1e39, 0, 0]) }]]) }),
+      ),
+    AccSGDStateError,
+    'buffer "w.momentum_buffer": element 1 is -1e+39, which overflows float32',
+  ],
+  [
+    'gradients as a Map',
+    ({ opt }) => opt.step(new Map([['w', new Float32Array(4)]]) as never),
+    AccSGDGradientError,
+    'expected an array of gradients aligned with the parameters or a plain object keyed by parameter name, got Map',
+  ],
+  ['gradients as a Set', ({ opt }) => opt.step(new Set() as never), AccSGDGradientError, 'got Set'],
+  [
+    'a gradient that is the parameter itself',
+    ({ opt, w }) => opt.step([w, null]),
+    AccSGDGradientError,
+    'gradient for parameter "w": its memory overlaps parameter "w"',
+  ],
+  [
+    'a gradient that views the momentum buffer',
+    ({ opt }) => opt.step([opt.buffer('w'), null]),
+    AccSGDGradientError,
+    'gradient for parameter "w": its memory overlaps the momentum buffer of parameter "w"',
+  ],
+  [
+    'a detached gradient',
+    ({ opt }) => {
+      const g = new Float32Array(4);
+      structuredClone(g.buffer, { transfer: [g.buffer] });
+      return opt.step([g, null]);
+    },
+    AccSGDGradientError,
+    'gradient for parameter "w": has 0 elements; the parameter has 4',
+  ],
+  [
+    'a Proxy of a Float32Array as a gradient',
+    ({ opt }) => opt.step([new Proxy(new Float32Array(4), {}), null]),
+    AccSGDGradientError,
+    'gradient for parameter "w": expected a Float32Array or Float64Array',
+  ],
+  [
+    'applyState with buffers that are not a Map',
+    ({ opt }) => opt.applyState({ groups: [], buffers: {} } as never),
+    AccSGDStateError,
+    'state.buffers is object; expected a Map',
+  ],
+  [
+    'exportState over its header limit',
+    ({ opt }) => opt.exportState({ maxHeaderBytes: 16 }),
+    AccSGDStateError,
+    'over the limit of 16 bytes',
   ],
 ];
 
@@ -245,6 +367,65 @@ describe('bad construction', () => {
       () => new AccSGD([new Float32Array(1)], { lr: 0.1 }, { nonFinite: 'ignore' as 'allow' }),
       'nonFinite must be "error", "skip-step" or "allow"; got "ignore"',
     ],
+    // hostile construction (see hostile-input.test.ts)
+    [
+      'options of null',
+      () => new AccSGD([new Float32Array(1)], { lr: 0.1 }, null as never),
+      'options must be an object; got null',
+    ],
+    [
+      'options as a string',
+      () => new AccSGD([new Float32Array(1)], { lr: 0.1 }, 'skip-step' as never),
+      'options must be an object; got "skip-step"',
+    ],
+    [
+      'a misspelt option',
+      () => new AccSGD([new Float32Array(1)], { lr: 0.1 }, { nonfinite: 'allow' } as never),
+      'options.nonfinite is not an AccSGD option (expected one of nonFinite, arena)',
+    ],
+    [
+      'a number as a name',
+      () => new AccSGD([{ params: [new Float32Array(1)], names: [5 as never] }], { lr: 0.1 }),
+      'params[0].names[0] must be a non-empty string other than "__proto__" and "__metadata__"; got 5',
+    ],
+    [
+      'the name "__proto__"',
+      () => new AccSGD([{ params: [new Float32Array(1)], names: ['__proto__'] }], { lr: 0.1 }),
+      'params[0].names[0] must be a non-empty string',
+    ],
+    [
+      'names of the wrong length',
+      () => new AccSGD([{ params: [new Float32Array(1), new Float32Array(1)], names: ['a'] }], { lr: 0.1 }),
+      'params[0].names must be an array of 2 names (one per parameter)',
+    ],
+    [
+      'negative dimensions whose product is the length',
+      () => new AccSGD([{ params: [new Float32Array(2)], shapes: [[-2, -1]] }], { lr: 0.1 }),
+      'params[0].shapes[0] must be an array of integers >= 0 whose product is 2; got [-2, -1]',
+    ],
+    [
+      'a fractional dimension',
+      () => new AccSGD([{ params: [new Float32Array(2)], shapes: [[0.5, 4]] }], { lr: 0.1 }),
+      'params[0].shapes[0] must be an array of integers >= 0 whose product is 2; got [0.5, 4]',
+    ],
+    [
+      'shapes that are not arrays',
+      () => new AccSGD([{ params: [new Float32Array(2)], shapes: [2] as never }], { lr: 0.1 }),
+      'params[0].shapes[0] must be an array of integers >= 0 whose product is 2; got 2',
+    ],
+    [
+      'a parameter over a resizable ArrayBuffer',
+      () => new AccSGD([new Float32Array(resizableBuffer(8, 16))], { lr: 0.1 }),
+      'params[0].params[0] is over a resizable ArrayBuffer',
+    ],
+    [
+      'two views of the same memory',
+      () => {
+        const p = new Float32Array(2);
+        return new AccSGD([p, p.subarray(0)], { lr: 0.1 });
+      },
+      'params[0].params[1] overlaps the memory of params[0].params[0]',
+    ],
   ])('%s', (_label, construct, message) => {
     expect(construct).toThrow(AccSGDConfigError);
     expect(construct).toThrow(message);
@@ -286,6 +467,45 @@ describe('applyState with a hand-built state', () => {
         buffers: new Map(),
       },
       'group 0 has step -3; expected an integer >= 0',
+    ],
+    [
+      'a NaN step count',
+      {
+        groups: [
+          { hyperparams: good, params: ['w'], step: Number.NaN },
+          { hyperparams: good, params: ['b'], step: 0 },
+        ],
+        buffers: new Map(),
+      },
+      'group 0 has step NaN; expected an integer >= 0',
+    ],
+    ['no groups', { buffers: new Map() }, 'state.groups is undefined; expected an array of groups'],
+    [
+      'buffers as a plain object',
+      { groups: [], buffers: { w: { shape: [2, 2], data: new Float32Array(4) } } },
+      'state.buffers is object; expected a Map',
+    ],
+    [
+      'buffer data that is a plain array',
+      {
+        groups: [
+          { hyperparams: good, params: ['w'], step: 1 },
+          { hyperparams: good, params: ['b'], step: 0 },
+        ],
+        buffers: new Map([['w', { shape: [2, 2], data: [0, 0, 0, 0] }]]),
+      },
+      'buffer "w.momentum_buffer" is not a Float32Array or Float64Array; got [0, 0, 0, 0]',
+    ],
+    [
+      'missing hyperparameters',
+      {
+        groups: [
+          { params: ['w'], step: 1 },
+          { hyperparams: good, params: ['b'], step: 0 },
+        ],
+        buffers: new Map(),
+      },
+      'group 0.hyperparams is undefined; expected an object',
     ],
   ])('%s is rejected with nothing changed', (_label, state, message) => {
     const ctx = fixture();

@@ -16,8 +16,113 @@ export function paramAt<T>(params: readonly T[], byName: ReadonlyMap<string, T>,
     throw new AccSGDConfigError(
       'param',
       param,
-      `an index in [0, ${params.length - 1}] or one of the names ${[...byName.keys()].join(', ')}`,
+      `an index in [0, ${params.length - 1}] or one of the names ${listNames([...byName.keys()])}`,
     );
   }
   return found;
+}
+
+/** Names for a message: the first 20, then how many more (a model may have 100,000). */
+export function listNames(names: readonly string[], max = 20): string {
+  const shown = names.slice(0, max).join(', ');
+  return names.length > max ? `${shown}, … (${names.length - max} more)` : shown;
+}
+
+// The typed-array intrinsics, read once: a hostile array can shadow `length` or `buffer` with an
+// own property, and a Proxy of a Float32Array passes `instanceof` but has no typed-array slots.
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const intrinsic = (key: string | symbol) =>
+  Object.getOwnPropertyDescriptor(TypedArrayPrototype, key)!.get! as (this: unknown) => unknown;
+const tagGetter = intrinsic(Symbol.toStringTag);
+const lengthGetter = intrinsic('length');
+const byteOffsetGetter = intrinsic('byteOffset');
+const byteLengthGetter = intrinsic('byteLength');
+const bufferGetter = intrinsic('buffer');
+const resizableGetter = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+const growableGetter =
+  typeof SharedArrayBuffer === 'function'
+    ? Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'growable')?.get
+    : undefined;
+const SHADOWED = ['length', 'byteOffset', 'byteLength', 'buffer', 'BYTES_PER_ELEMENT', 'constructor'];
+
+/** The typed-array kind of a value ("Float32Array", ...), or undefined for anything else (a Proxy too). */
+export function typedArrayName(value: unknown): string | undefined {
+  return typedArrayTag(value);
+}
+function typedArrayTag(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  return tagGetter.call(value) as string | undefined;
+}
+
+/**
+ * Whether `value` is a genuine Float32Array or Float64Array: its internal kind, its prototype chain
+ * and its visible properties all agree (no Proxy, no array posing as another kind through
+ * setPrototypeOf, no own `length` or `buffer` that would lie to the update loop).
+ */
+export function isGenuineFloatArray(value: unknown): value is Float32Array | Float64Array {
+  const tag = typedArrayTag(value);
+  if (tag === 'Float32Array') {
+    if (!(value instanceof Float32Array) || value instanceof Float64Array) return false;
+  } else if (tag === 'Float64Array') {
+    if (!(value instanceof Float64Array) || value instanceof Float32Array) return false;
+  } else return false;
+  return SHADOWED.every((key) => !Object.hasOwn(value, key));
+}
+
+/** Elements the typed array views now (0 once its buffer is detached). */
+export function typedLength(value: ArrayBufferView): number {
+  return lengthGetter.call(value) as number;
+}
+
+/** Where a typed array's memory lies: its buffer and byte range, read through the intrinsics. */
+export function memoryOf(value: ArrayBufferView): { buffer: ArrayBufferLike; begin: number; end: number } {
+  const begin = byteOffsetGetter.call(value) as number;
+  return {
+    buffer: bufferGetter.call(value) as ArrayBufferLike,
+    begin,
+    end: begin + (byteLengthGetter.call(value) as number),
+  };
+}
+
+/** Whether the array's buffer can change size (a resizable ArrayBuffer or growable SharedArrayBuffer). */
+export function hasResizableBuffer(value: ArrayBufferView): boolean {
+  const buffer = bufferGetter.call(value) as object;
+  if (resizableGetter && buffer instanceof ArrayBuffer && resizableGetter.call(buffer) === true) return true;
+  return (
+    growableGetter !== undefined &&
+    typeof SharedArrayBuffer === 'function' &&
+    buffer instanceof SharedArrayBuffer &&
+    growableGetter.call(buffer) === true
+  );
+}
+
+/**
+ * The first pair of arrays whose memory overlaps (same buffer, intersecting byte ranges), as
+ * indices into `arrays`, or undefined. Sorts by (buffer, offset): O(n log n). Empty arrays overlap
+ * nothing.
+ */
+export function firstOverlap(arrays: readonly ArrayBufferView[]): [number, number] | undefined {
+  const ids = new Map<ArrayBufferLike, number>();
+  const ranges = arrays
+    .map((a, index) => {
+      const m = memoryOf(a);
+      let id = ids.get(m.buffer);
+      if (id === undefined) {
+        id = ids.size;
+        ids.set(m.buffer, id);
+      }
+      return { id, begin: m.begin, end: m.end, index };
+    })
+    .filter((r) => r.end > r.begin);
+  ranges.sort((a, b) => a.id - b.id || a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < ranges.length; i++) {
+    const previous = ranges[i - 1]!;
+    const current = ranges[i]!;
+    // Sorted by start, and non-empty: when neighbours do not overlap, ends increase too, so
+    // checking neighbours is enough.
+    if (previous.id === current.id && current.begin < previous.end) {
+      return [Math.min(previous.index, current.index), Math.max(previous.index, current.index)];
+    }
+  }
+  return undefined;
 }

@@ -198,7 +198,7 @@ describe('state file parser under fuzzing', () => {
     };
     const cases: [Uint8Array, string][] = [
       [base.slice(0, 5), 'shorter than the 8-byte header length'],
-      [withHeader(headerText, data, 1n << 40n), 'exceeds the limit of 1048576 bytes'],
+      [withHeader(headerText, data, 1n << 40n), 'exceeds the limit of 100000000 bytes'],
       [withHeader(headerText, data, BigInt(headerText.length + data.length + 1)), 'runs past the end'],
       [withHeader('[1,2]'), 'header does not start with "{"'],
       [withHeader('{"a":'), 'header is not JSON'],

@@ -1,7 +1,9 @@
 import {
   AccSGDConfigError,
+  AccSGDError,
   AccSGDGradientError,
   AccSGDStateError,
+  assertFloat32StateGroups,
   assertStateFits,
   decodeState,
   encodeState,
@@ -18,8 +20,10 @@ import {
 } from '@accsgd/core';
 import {
   engine,
+  keep,
   type NamedTensorMap,
   Optimizer,
+  scalar,
   serialization,
   Tensor,
   tensor,
@@ -86,6 +90,25 @@ interface Entry {
   buffer: Variable | null;
 }
 
+/**
+ * A call that takes effect in its turn (applyGradientsAsync, setWeights, exportState, getWeights).
+ * Calls take effect in the order they are made: the queue runs one at a time, and a synchronous
+ * call (applyGradients, setLearningRate, importState, dispose) first completes the queued ones.
+ */
+interface QueuedCall {
+  /** Reads back what the call needs (asynchronously). */
+  prepare(): Promise<unknown>;
+  /** The same, synchronously; false where this platform cannot read back synchronously. */
+  canPrepareSync(): boolean;
+  prepareSync(): unknown;
+  /** Takes effect; synchronous, and a typed error thrown here has changed nothing. */
+  commit(prepared: unknown): unknown;
+  /** Frees what the call kept (its clones of the caller's tensors). */
+  release(): void;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
 interface Group {
   hyperparams: Hyperparams;
   schedule: LearningRateSchedule | null;
@@ -129,9 +152,16 @@ export class AccSGDOptimizer extends Optimizer {
   /** In creation order, which is the order of getWeights() and of the state file. */
   private entries: Entry[] = [];
   private readonly byVariable = new Map<string, Entry>();
+  /** Every entry by its state name (unique). */
+  private readonly byState = new Map<string, Entry>();
+  /** Calls waiting for their turn, in call order (see QueuedCall). */
+  private readonly queue: QueuedCall[] = [];
+  private driving = false;
 
   constructor(config: AccSGDConfig) {
     super();
+    // A plain copy, read once: a getter or Proxy trap that throws is an AccSGDConfigError.
+    config = readConfig(config) as AccSGDConfig;
     if (typeof config !== 'object' || config === null)
       throw new AccSGDConfigError('config', config, 'an object { lr, ... }');
     for (const key of Object.keys(config)) {
@@ -152,7 +182,14 @@ export class AccSGDOptimizer extends Optimizer {
     this.explicitGroups = groups !== undefined;
     this.groupConfigs = groups ?? [];
     if (!this.explicitGroups) {
-      this.groups = [{ hyperparams: { ...this.defaults }, schedule: this.defaultSchedule, step: 0 }];
+      // tfjs variables are float32: the multipliers must fit float32 (SPEC §1).
+      this.groups = [
+        {
+          hyperparams: validateHyperparams({ ...this.defaults }, F32),
+          schedule: this.defaultSchedule,
+          step: 0,
+        },
+      ];
     } else {
       if (!Array.isArray(groups) || groups.length === 0)
         throw new AccSGDConfigError('groups', groups, 'a non-empty array of { params: [...names] }');
@@ -165,7 +202,10 @@ export class AccSGDOptimizer extends Optimizer {
         const schedule =
           typeof groupLr === 'function' ? groupLr : groupLr === undefined ? this.defaultSchedule : null;
         const lrNow = groupLr === undefined ? this.defaults.lr : scheduledLr(groupLr, 0, `groups[${g}].lr`);
-        const hyperparams = resolveHyperparams({ ...hyper, lr: lrNow }, this.defaults, GROUP_KEYS);
+        const hyperparams = validateHyperparams(
+          resolveHyperparams({ ...hyper, lr: lrNow }, this.defaults, GROUP_KEYS),
+          F32,
+        );
         if (names !== undefined && (!Array.isArray(names) || names.length !== params.length)) {
           throw new AccSGDConfigError(
             `groups[${g}].names`,
@@ -196,7 +236,18 @@ export class AccSGDOptimizer extends Optimizer {
         return { hyperparams, schedule, step: 0 };
       });
     }
+    this.reindex();
     registerAccSGDKernels();
+  }
+
+  /** Rebuilds the name lookups from `entries`. */
+  private reindex(): void {
+    this.byVariable.clear();
+    this.byState.clear();
+    for (const e of this.entries) {
+      if (e.variableName !== null) this.byVariable.set(e.variableName, e);
+      this.byState.set(e.stateName, e);
+    }
   }
 
   /** The resolved hyperparameters, member names and step count of each group (copies). */
@@ -214,11 +265,17 @@ export class AccSGDOptimizer extends Optimizer {
    */
   setLearningRate(lr: number | LearningRateSchedule, group?: number): void {
     const targets = group === undefined ? this.groups : [groupAt(this.groups, group)];
-    if (typeof lr === 'function') {
-      for (const g of targets) g.schedule = lr;
+    // Checked first (no queued call changes kappa, xi or smallConst); then the calls made before
+    // this one take effect, so that a step called earlier uses the learning rate it was called with.
+    const updated =
+      typeof lr === 'function'
+        ? null
+        : targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }, F32));
+    this.drain('setLearningRate');
+    if (updated === null) {
+      for (const g of targets) g.schedule = lr as LearningRateSchedule;
       return;
     }
-    const updated = targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }));
     targets.forEach((g, i) => {
       g.hyperparams = updated[i]!;
       g.schedule = null;
@@ -239,48 +296,83 @@ export class AccSGDOptimizer extends Optimizer {
    * nonFinite: 'allow'.
    */
   override applyGradients(variableGradients: NamedTensorMap | NamedTensor[]): void {
-    const plan = this.plan(variableGradients);
-    const bad = this.nonFinite === 'allow' ? null : findNonFinite(plan.work.map((w) => w.grad));
-    if (bad) {
-      const value = plan.work[bad.tensor]!.grad.dataSync()[bad.element]!;
-      this.reject(plan.work[bad.tensor]!.variable.name, bad.element, value);
-      return;
-    }
-    this.commit(plan);
+    this.drain('applyGradients');
+    const work = this.readGradients(variableGradients, true);
+    const found = this.nonFinite === 'allow' ? null : findNonFinite(work.map((w) => w.grad));
+    const bad = found && { ...found, value: work[found.tensor]!.grad.dataSync()[found.element]! };
+    this.settle(this.plan(work), bad);
   }
 
   /**
    * The same step as applyGradients(), with the non-finite check read back asynchronously: the
    * way to step on GPU backends without stalling, and the only way to check gradients on
    * tfjs-backend-webgpu in Node.
+   *
+   * The step takes effect in call order: after the optimizer calls made before it, before those
+   * made after it (a setLearningRate() made while it is pending applies from the next step on).
+   * Its hyperparameters (and a schedule's learning rate) are those in force when it takes effect.
+   * A call that was accepted completes: it keeps its gradients (clones sharing their storage), so
+   * disposing them while it is pending changes nothing, as with a PyTorch step, which has read
+   * `.grad` by the time it returns.
    */
   async applyGradientsAsync(variableGradients: NamedTensorMap | NamedTensor[]): Promise<void> {
-    const plan = this.plan(variableGradients);
-    const grads = plan.work.map((w) => w.grad);
-    const bad = this.nonFinite === 'allow' ? null : await findNonFiniteAsync(grads);
-    if (bad) {
-      const value = (await plan.work[bad.tensor]!.grad.data())[bad.element]!;
-      this.reject(plan.work[bad.tensor]!.variable.name, bad.element, value);
-      return;
-    }
-    this.commit(plan);
+    // Checked now, so that a bad call is rejected at once and takes no turn; checked again in its
+    // turn, against the buffers then (an earlier setWeights may restore some).
+    const checked = this.readGradients(variableGradients, this.queue.length === 0);
+    const kept: NamedTensor[] = checked.map(({ variable, grad }) => ({
+      name: variable.name,
+      tensor: keep(grad.clone()),
+    }));
+    const grads = kept.map((k) => k.tensor);
+    const allow = this.nonFinite === 'allow';
+    return this.enqueue<void>({
+      prepare: async () => {
+        const found = allow ? null : await findNonFiniteAsync(grads);
+        return found && { ...found, value: (await grads[found.tensor]!.data())[found.element]! };
+      },
+      canPrepareSync: () => allow || canReadBackSync(),
+      prepareSync: () => {
+        const found = allow ? null : findNonFinite(grads);
+        return found && { ...found, value: grads[found.tensor]!.dataSync()[found.element]! };
+      },
+      commit: (bad) => {
+        this.settle(this.plan(this.checkGradients(kept)), bad as NonFiniteElement | null);
+      },
+      release: () => {
+        for (const g of grads) g.dispose();
+      },
+    });
   }
 
-  /** Everything that can fail, before anything changes: gradients, and this step's hyperparameters. */
-  private plan(variableGradients: NamedTensorMap | NamedTensor[]): {
+  /** Everything that can fail, before anything changes: this step's hyperparameters, from the state now. */
+  private plan(work: { variable: Variable; grad: Tensor }[]): {
     work: { variable: Variable; grad: Tensor }[];
     hyperparams: Hyperparams[];
   } {
-    const work = this.checkGradients(variableGradients);
     const hyperparams = this.groups.map((g, i) =>
       g.schedule
-        ? validateHyperparams({
-            ...g.hyperparams,
-            lr: scheduledLr(g.schedule, this.iterations, `learning rate of group ${i}`),
-          })
+        ? validateHyperparams(
+            {
+              ...g.hyperparams,
+              lr: scheduledLr(g.schedule, this.iterations, `learning rate of group ${i}`),
+            },
+            F32,
+          )
         : g.hyperparams,
     );
     return { work, hyperparams };
+  }
+
+  /** Commits a planned step, or reports its non-finite element under the nonFinite policy. */
+  private settle(
+    plan: { work: { variable: Variable; grad: Tensor }[]; hyperparams: Hyperparams[] },
+    bad: NonFiniteElement | null,
+  ): void {
+    if (bad) {
+      this.reject(plan.work[bad.tensor]!.variable.name, bad.element, bad.value);
+      return;
+    }
+    this.commit(plan);
   }
 
   private reject(variableName: string, element: number, value: number): void {
@@ -301,19 +393,92 @@ export class AccSGDOptimizer extends Optimizer {
     const coefficients = hyperparams.map((h) => fusedCoefficientArray(h));
     const fused = this.fused && hasFusedKernel(engine().backendName);
     const touched = new Set<number>();
-    for (const { variable, grad } of work) {
-      const entry = this.entryFor(variable);
+    const entries = this.bindEntries(work.map((w) => w.variable));
+    work.forEach(({ variable, grad }, k) => {
+      const entry = entries[k]!;
       this.update(entry, variable, grad, coefficients[entry.group]!, fused);
       touched.add(entry.group);
-    }
+    });
     for (const g of touched) this.groups[g]!.step++;
     this.incrementIterations();
     this.lastStep = { applied: true };
   }
 
+  /** Queues a call (see QueuedCall); it settles in its turn. */
+  private enqueue<T>(call: Omit<QueuedCall, 'resolve' | 'reject'>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ ...call, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.driving) void this.drive();
+    });
+  }
+
+  /** Runs the queue, one call at a time, in call order. */
+  private async drive(): Promise<void> {
+    this.driving = true;
+    try {
+      while (this.queue.length > 0) {
+        const call = this.queue[0]!;
+        let prepared: unknown = null;
+        let failure: { error: unknown } | null = null;
+        try {
+          prepared = await call.prepare();
+        } catch (error) {
+          failure = { error };
+        }
+        // A synchronous call may have completed it meanwhile (drain).
+        if (this.queue[0] !== call) continue;
+        this.queue.shift();
+        settleCall(call, prepared, failure);
+      }
+    } finally {
+      this.driving = false;
+    }
+  }
+
+  /**
+   * Completes every queued call now, in order: a synchronous call takes effect after the calls made
+   * before it. Where one of them needs a read-back this platform cannot do synchronously, throws
+   * AccSGDStateError and changes nothing.
+   */
+  private drain(caller: string): void {
+    if (this.queue.length === 0) return;
+    if (this.queue.some((c) => !c.canPrepareSync())) {
+      throw new AccSGDStateError(
+        `${caller}() was called while ${this.queue.length} earlier asynchronous call(s) (applyGradientsAsync, setWeights, getWeights, exportState) are pending, and the ${engine().backendName} backend cannot read back synchronously to let them take effect first; expected them to be awaited before ${caller}() (calls take effect in the order they are made)`,
+      );
+    }
+    while (this.queue.length > 0) {
+      const call = this.queue.shift()!;
+      let prepared: unknown = null;
+      let failure: { error: unknown } | null = null;
+      try {
+        prepared = call.prepareSync();
+      } catch (error) {
+        failure = { error };
+      }
+      settleCall(call, prepared, failure);
+    }
+  }
+
+  /** checkGradients() on the caller's gradients: a getter or Proxy trap that throws is an AccSGDGradientError. */
+  private readGradients(
+    variableGradients: NamedTensorMap | NamedTensor[],
+    checkBuffers: boolean,
+  ): { variable: Variable; grad: Tensor }[] {
+    return readInput(
+      () => this.checkGradients(variableGradients, checkBuffers),
+      (message) =>
+        new AccSGDGradientError(
+          undefined,
+          `the gradients could not be read (${message}); expected a NamedTensorMap or a NamedTensor[] of plain data`,
+        ),
+    );
+  }
+
   /** Validates names, shapes and dtypes of every gradient; returns those that are not null. */
   private checkGradients(
     variableGradients: NamedTensorMap | NamedTensor[],
+    checkBuffers = true,
   ): { variable: Variable; grad: Tensor }[] {
     let pairs: [string, Tensor | null | undefined][];
     if (Array.isArray(variableGradients)) {
@@ -326,12 +491,14 @@ export class AccSGDOptimizer extends Optimizer {
         }
         return [item.name, item.tensor];
       });
-    } else if (typeof variableGradients === 'object' && variableGradients !== null) {
+    } else if (isPlainObject(variableGradients)) {
       pairs = Object.entries(variableGradients);
     } else {
+      // A Map, a Tensor or another class instance has no own entries to read as gradients: tfjs
+      // would take it for an empty step.
       throw new AccSGDGradientError(
         undefined,
-        `expected a NamedTensorMap or a NamedTensor[], got ${typeof variableGradients}`,
+        `expected a NamedTensorMap (a plain object { [variableName]: tf.Tensor }) or a NamedTensor[], got ${describe(variableGradients)}`,
       );
     }
     const seen = new Set<string>();
@@ -367,9 +534,7 @@ export class AccSGDOptimizer extends Optimizer {
       }
       // A restored buffer of another shape (importState/setWeights before this variable existed, or a
       // variable disposed and re-created under its name) would fail inside commit, part-way.
-      const buffer = (
-        this.byVariable.get(name) ?? this.entries.find((e) => e.variableName === null && e.stateName === name)
-      )?.buffer;
+      const buffer = checkBuffers ? this.entryOf(name)?.buffer : null;
       if (buffer && !sameShape(buffer.shape, variable.shape)) {
         throw new AccSGDStateError(
           `the momentum buffer of variable "${name}" has shape [${buffer.shape.join(', ')}]; the variable has shape [${variable.shape.join(', ')}] (restore a state that fits, or dispose() the optimizer)`,
@@ -380,35 +545,65 @@ export class AccSGDOptimizer extends Optimizer {
     return work;
   }
 
-  /** The entry of a variable, created on first sight (or bound to a restored buffer waiting for it). */
-  private entryFor(variable: Variable): Entry {
-    const known = this.byVariable.get(variable.name);
+  /** The entry a variable has, or the restored one waiting for it under its exact name. */
+  private entryOf(variableName: string): Entry | undefined {
+    const known = this.byVariable.get(variableName);
     if (known) return known;
-    const waiting = this.adoptRestoredBuffer(variable);
-    const entry: Entry = waiting ?? {
-      stateName: variable.name,
-      variableName: variable.name,
-      group: 0,
-      buffer: null,
-    };
-    entry.variableName = variable.name;
-    if (!waiting) this.entries.push(entry);
-    this.byVariable.set(variable.name, entry);
-    return entry;
+    const waiting = this.byState.get(variableName);
+    return waiting?.variableName === null ? waiting : undefined;
   }
 
   /**
-   * A buffer restored by setWeights()/importState() before its variable was seen. Matched by name;
-   * failing that, by tfjs-layers' renaming (a model loaded into a process that already has one gets
-   * `dense_Dense1/kernel_1` for `dense_Dense1/kernel`), with the same shape, first in saved order.
+   * The entries of a step's variables: those they have; else, for every variable of the step
+   * first, a restored entry waiting under the exact name (with or without a buffer); else a
+   * restored buffer waiting under tfjs-layers' renaming (a model loaded into a process that already
+   * has one gets `dense_Dense1/kernel_1` for `dense_Dense1/kernel`), with the same shape, first in
+   * saved order, the variables taken by name (`_1` before `_2`); else a new entry.
    */
-  private adoptRestoredBuffer(variable: Variable): Entry | null {
-    const waiting = this.entries.filter((e) => e.variableName === null);
-    const fits = (e: Entry) => e.buffer !== null && sameShape(e.buffer.shape, variable.shape);
-    const exact = waiting.find((e) => e.stateName === variable.name && fits(e));
-    if (exact) return exact;
-    const base = layersBaseName(variable.name);
-    return waiting.find((e) => layersBaseName(e.stateName) === base && fits(e)) ?? null;
+  private bindEntries(variables: Variable[]): Entry[] {
+    const result: (Entry | undefined)[] = variables.map((v) => this.entryOf(v.name));
+    const bind = (k: number, entry: Entry) => {
+      const variable = variables[k]!;
+      entry.variableName = variable.name;
+      this.byVariable.set(variable.name, entry);
+      result[k] = entry;
+    };
+    // Exact names, for all variables, before any fallback.
+    result.forEach((entry, k) => {
+      if (entry && entry.variableName === null) bind(k, entry);
+    });
+    const unbound = variables.map((_, k) => k).filter((k) => result[k] === undefined);
+    if (unbound.length === 0) return result as Entry[];
+    // Waiting buffers by base name, in saved order.
+    const waiting = new Map<string, Entry[]>();
+    for (const e of this.entries) {
+      if (e.variableName !== null || e.buffer === null) continue;
+      const base = layersBaseName(e.stateName);
+      const list = waiting.get(base);
+      if (list) list.push(e);
+      else waiting.set(base, [e]);
+    }
+    const byName = [...unbound].sort((a, b) => compareVariableNames(variables[a]!.name, variables[b]!.name));
+    for (const k of byName) {
+      const variable = variables[k]!;
+      const list = waiting.get(layersBaseName(variable.name));
+      const at = list ? list.findIndex((e) => sameShape(e.buffer!.shape, variable.shape)) : -1;
+      if (at >= 0) bind(k, list!.splice(at, 1)[0]!);
+    }
+    // New entries in gradient order (the creation order of getWeights() and of the state file).
+    for (const k of unbound) {
+      if (result[k] !== undefined) continue;
+      const variable = variables[k]!;
+      // A new entry, under the variable's name (or, should a renamed variable hold that name in
+      // the state file, the first free `<name>_<n>`, so that every state name stays unique).
+      let stateName = variable.name;
+      for (let n = 1; this.byState.has(stateName); n++) stateName = `${variable.name}_${n}`;
+      const entry: Entry = { stateName, variableName: null, group: 0, buffer: null };
+      this.entries.push(entry);
+      this.byState.set(stateName, entry);
+      bind(k, entry);
+    }
+    return result as Entry[];
   }
 
   private update(
@@ -425,37 +620,53 @@ export class AccSGDOptimizer extends Optimizer {
       [newParam, newBuffer] = engine().runKernel<Tensor[]>(
         ACCSGD_UPDATE,
         { param: variable, grad, buffer },
-        {
-          coefficients: [...coefficients],
-          inPlace: true,
-        },
+        { coefficients: [...coefficients] },
       ) as [Tensor, Tensor];
     } else {
       [newParam, newBuffer] = compositeUpdate(variable, grad, buffer, coefficients);
     }
-    // An in-place kernel hands back the variable's own storage; assign only what is new.
-    if (newParam.dataId !== variable.dataId) variable.assign(newParam);
+    // assign() disposes the old storage, and with it whatever the backend cached for it.
+    variable.assign(newParam);
     newParam.dispose();
     if (entry.buffer === null) entry.buffer = makeBufferVariable(newBuffer, entry.stateName);
-    else if (newBuffer.dataId !== entry.buffer.dataId) entry.buffer.assign(newBuffer);
+    else entry.buffer.assign(newBuffer);
     newBuffer.dispose();
   }
 
+  /** Frees every tensor the optimizer made, after the calls made before it have taken effect. */
   override dispose(): void {
+    try {
+      this.drain('dispose');
+    } catch {
+      // They cannot complete synchronously here: they are rejected, having changed nothing.
+      for (const call of this.queue.splice(0)) {
+        settleCall(call, null, {
+          error: new AccSGDStateError(
+            'the optimizer was disposed before this call took effect; expected the call to be awaited before dispose()',
+          ),
+        });
+      }
+    }
     for (const entry of this.entries) entry.buffer?.dispose();
     this.entries = this.explicitGroups ? this.entries.map((e) => ({ ...e, buffer: null })) : [];
-    this.byVariable.clear();
-    for (const entry of this.entries)
-      if (entry.variableName !== null) this.byVariable.set(entry.variableName, entry);
+    this.reindex();
     super.dispose();
   }
 
-  /** `iter` (int32 scalar) first, then `<name>/momentum_buffer` for each buffer in creation order. */
+  /**
+   * `iter` (int32 scalar) first, then `<name>/momentum_buffer` for each buffer in creation order,
+   * as they are once the calls made before this one have taken effect.
+   */
   override async getWeights(): Promise<NamedTensor[]> {
-    const buffers = this.entries
-      .filter((e): e is Entry & { buffer: Variable } => e.buffer !== null)
-      .map((e) => ({ name: e.stateName + BUFFER_WEIGHT_SUFFIX, tensor: e.buffer }));
-    return [await this.saveIterations(), ...buffers];
+    return this.enqueue<NamedTensor[]>({
+      ...NO_READ_BACK,
+      commit: () => [
+        { name: 'iter', tensor: keep(scalar(this.iterations, 'int32')) },
+        ...this.entries
+          .filter((e): e is Entry & { buffer: Variable } => e.buffer !== null)
+          .map((e) => ({ name: e.stateName + BUFFER_WEIGHT_SUFFIX, tensor: e.buffer as Tensor })),
+      ],
+    });
   }
 
   /**
@@ -463,36 +674,41 @@ export class AccSGDOptimizer extends Optimizer {
    * includeOptimizer). Replaces every buffer; checks everything before changing anything. The
    * groups' step counts, which tfjs's layout has no place for, are set to the iteration count
    * (exact when every step had a gradient for some member of every group, as in model.fit).
+   * Takes effect in call order; the weights are kept (cloned) when it is called, so the caller may
+   * dispose them at once.
    */
   override async setWeights(weightValues: NamedTensor[]): Promise<void> {
-    if (!Array.isArray(weightValues) || weightValues.length === 0 || weightValues[0]!.name !== 'iter') {
+    const { iter, buffers } = readInput(
+      () => checkWeights(weightValues),
+      (message) =>
+        new AccSGDStateError(
+          `the weights could not be read (${message}); expected the plain layout of getWeights()`,
+        ),
+    );
+    const iterTensor = keep(iter.clone());
+    const restored = new Map(buffers.map(([stateName, t]) => [stateName, keep(t.clone())]));
+    return this.enqueue<void>({
+      prepare: () => iterTensor.data(),
+      canPrepareSync: canReadBackSync,
+      prepareSync: () => iterTensor.dataSync(),
+      commit: (iterValues) => this.restoreWeights(iterTensor, iterValues as ArrayLike<unknown>, restored),
+      release: () => {
+        iterTensor.dispose();
+        for (const t of restored.values()) t.dispose();
+      },
+    });
+  }
+
+  private restoreWeights(
+    iterTensor: Tensor,
+    iterValues: ArrayLike<unknown>,
+    restored: Map<string, Tensor>,
+  ): void {
+    const iterations = iterValues[0];
+    if (iterTensor.size !== 1 || !Number.isSafeInteger(iterations) || (iterations as number) < 0) {
       throw new AccSGDStateError(
-        'AccSGD weights must start with the int32 scalar "iter" (the layout of getWeights())',
+        `optimizer weight "iter" must be a scalar integer >= 0; got ${iterTensor.size === 1 ? String(iterations) : `shape [${iterTensor.shape}]`}`,
       );
-    }
-    // Read "iter" before any check: nothing may await between the checks and the commit, or a step
-    // taken meanwhile could be undone by a replacement checked against an older state.
-    const iterTensor = weightValues[0]!.tensor;
-    const iterValues = await iterTensor.data();
-    const iterations = iterValues[0]!;
-    if (iterTensor.size !== 1 || !Number.isSafeInteger(iterations) || iterations < 0) {
-      throw new AccSGDStateError(
-        `optimizer weight "iter" must be a scalar integer >= 0; got ${iterTensor.size === 1 ? iterations : `shape [${iterTensor.shape}]`}`,
-      );
-    }
-    const restored = new Map<string, Tensor>();
-    for (const { name, tensor: value } of weightValues.slice(1)) {
-      if (!name.endsWith(BUFFER_WEIGHT_SUFFIX))
-        throw new AccSGDStateError(
-          `optimizer weight "${name}" is not named "<variable>${BUFFER_WEIGHT_SUFFIX}"`,
-        );
-      if (value.dtype !== 'float32')
-        throw new AccSGDStateError(
-          `optimizer weight "${name}" is ${value.dtype}; AccSGD buffers are float32`,
-        );
-      const stateName = name.slice(0, -BUFFER_WEIGHT_SUFFIX.length);
-      if (restored.has(stateName)) throw new AccSGDStateError(`optimizer weight "${name}" appears twice`);
-      restored.set(stateName, value);
     }
     const missing = this.entries.filter(
       (e) => e.variableName !== null && e.buffer !== null && !restored.has(e.stateName),
@@ -506,21 +722,37 @@ export class AccSGDOptimizer extends Optimizer {
     this.replaceBuffers(new Map([...restored].map(([n, t]) => [n, { shape: t.shape, tensor: t }])), [
       [...restored.keys()],
     ]);
-    this.iterations_ = iterations;
-    for (const g of this.groups) g.step = iterations;
+    this.iterations_ = iterations as number;
+    for (const g of this.groups) g.step = iterations as number;
   }
 
-  /** The state file of @accsgd/core (safetensors, buffers named `<name>.momentum_buffer`). */
+  /**
+   * The state file of @accsgd/core (safetensors, buffers named `<name>.momentum_buffer`): a
+   * consistent snapshot of the state once the calls made before this one have taken effect (the
+   * buffers are cloned in one go, then read back), whatever is called while it reads.
+   */
   async exportState(): Promise<Uint8Array> {
-    const buffers = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const e of this.entries) {
-      if (e.buffer)
-        buffers.set(e.stateName, {
-          shape: [...e.buffer.shape],
-          data: Float32Array.from((await e.buffer.data()) as Float32Array),
+    const snapshot = await this.enqueue<{ groups: OptimizerState['groups']; buffers: [string, Tensor][] }>({
+      ...NO_READ_BACK,
+      commit: () => ({
+        groups: this.stateGroups(),
+        buffers: this.entries
+          .filter((e) => e.buffer !== null)
+          .map((e): [string, Tensor] => [e.stateName, keep(e.buffer!.clone())]),
+      }),
+    });
+    try {
+      const buffers = new Map<string, { shape: number[]; data: Float32Array }>();
+      for (const [stateName, t] of snapshot.buffers) {
+        buffers.set(stateName, {
+          shape: [...t.shape],
+          data: Float32Array.from((await t.data()) as Float32Array),
         });
+      }
+      return encodeState({ groups: snapshot.groups, buffers });
+    } finally {
+      for (const [, t] of snapshot.buffers) t.dispose();
     }
-    return encodeState({ groups: this.stateGroups(), buffers });
   }
 
   /**
@@ -530,6 +762,9 @@ export class AccSGDOptimizer extends Optimizer {
    */
   importState(bytes: Uint8Array): void {
     const state = decodeState(bytes);
+    // Checked against the state once the calls made before this one have taken effect.
+    this.drain('importState');
+    assertFloat32StateGroups(state.groups);
     if (state.groups.length !== this.groups.length) {
       throw new AccSGDStateError(
         `state has ${state.groups.length} parameter group(s); the optimizer has ${this.groups.length}`,
@@ -578,7 +813,7 @@ export class AccSGDOptimizer extends Optimizer {
   /** Restored buffers must fit the variables they belong to, where those are known. */
   private checkRestoredShapes(shapes: Map<string, readonly number[]>): void {
     for (const [stateName, shape] of shapes) {
-      const entry = this.entries.find((e) => e.stateName === stateName);
+      const entry = this.byState.get(stateName);
       if (this.explicitGroups && !entry)
         throw new AccSGDStateError(`buffer "${stateName}" belongs to no variable of this optimizer's groups`);
       const expected = registeredShape(entry ? entry.variableName : stateName);
@@ -626,8 +861,7 @@ export class AccSGDOptimizer extends Optimizer {
       }));
     }
     for (const value of values.values()) value.dispose();
-    this.byVariable.clear();
-    for (const e of this.entries) if (e.variableName !== null) this.byVariable.set(e.variableName, e);
+    this.reindex();
   }
 
   private stateGroups(): OptimizerState['groups'] {
@@ -663,20 +897,34 @@ export class AccSGDOptimizer extends Optimizer {
     cls: serialization.SerializableConstructor<T>,
     config: serialization.ConfigDict,
   ): T {
+    const read = readConfig(config);
+    // Not an object: the constructor says so.
+    if (typeof read !== 'object' || read === null) return new cls(read as never);
     // Only our keys: tfjs-layers adds its own (customObjects) to a config it deserialises.
     const { groups, ...rest } = Object.fromEntries(
-      Object.entries(config).filter(([k]) => CONFIG_KEYS.includes(k)),
+      Object.entries(read).filter(([k]) => CONFIG_KEYS.includes(k)),
     ) as Record<string, unknown>;
     const unwrap = (list: unknown) =>
       Array.isArray(list)
         ? list.map((x) => (typeof x === 'object' && x !== null ? (x as { name: string }).name : x))
         : list;
     const restored = { ...rest } as unknown as AccSGDConfig;
-    if (Array.isArray(groups)) {
-      restored.groups = groups.map(
-        (g: Record<string, unknown>) =>
-          ({ ...g, params: unwrap(g.params), names: unwrap(g.names) }) as AccSGDGroupConfig,
-      );
+    if (groups !== undefined) {
+      // Anything but an array (a string, an object, null) goes to the constructor as it is, which
+      // rejects it, as it rejects a group that is not an object.
+      restored.groups = (
+        Array.isArray(groups)
+          ? groups.map((g: unknown) =>
+              typeof g === 'object' && g !== null && !Array.isArray(g)
+                ? {
+                    ...g,
+                    params: unwrap((g as Record<string, unknown>).params),
+                    names: unwrap((g as Record<string, unknown>).names),
+                  }
+                : g,
+            )
+          : groups
+      ) as AccSGDGroupConfig[];
     }
     return new cls(restored);
   }
@@ -689,15 +937,27 @@ export function accsgd(config: AccSGDConfig): AccSGDOptimizer {
   return new AccSGDOptimizer(config);
 }
 
+/** Variables are float32, so every accepted set of hyperparameters must fit float32 (SPEC §1). */
+const F32 = { precision: 'float32' } as const;
+
 function scheduledLr(lr: number | LearningRateSchedule, iteration: number, field: string): number {
   if (typeof lr !== 'function') return lr;
-  const value = lr(iteration);
+  const value = readInput(
+    () => lr(iteration),
+    (message) =>
+      new AccSGDConfigError(
+        field,
+        lr,
+        'a schedule returning a finite number >= 0',
+        `schedule threw at iteration ${iteration} (${message}); expected it to return a finite number >= 0`,
+      ),
+  );
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new AccSGDConfigError(
       field,
       value,
       'a finite number >= 0',
-      `schedule gave ${value} at iteration ${iteration}; expected a finite number >= 0`,
+      `schedule gave ${describeValue(value)} at iteration ${iteration}; expected a finite number >= 0`,
     );
   }
   return value;
@@ -723,9 +983,11 @@ const findNonFinite: FindNonFinite = (grads) => {
     const gpuScan = gpuScanners[engine().backendName];
     if (!gpuScan || grads.length === 0) return compositeFirstNonFinite(grads);
     const firstBad = gpuScan(engine().backend, grads);
-    const found = locateNonFinite(firstBad.dataSync());
-    firstBad.dispose();
-    return found;
+    try {
+      return locateNonFinite(firstBad.dataSync());
+    } finally {
+      firstBad.dispose();
+    }
   }
   const backend = engine().backend;
   for (let t = 0; t < grads.length; t++) {
@@ -769,4 +1031,161 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 /** tfjs-layers makes a variable name unique by appending `_<n>`; this strips it. */
 function layersBaseName(name: string): string {
   return name.replace(/_\d+$/, '');
+}
+
+/** Where the tensors of the current backend can be read back synchronously. */
+function canReadBackSync(): boolean {
+  return !(
+    engine().backendName === 'webgpu' &&
+    typeof (globalThis as { OffscreenCanvas?: unknown }).OffscreenCanvas === 'undefined'
+  );
+}
+
+/** The first non-finite gradient element, and its value. */
+interface NonFiniteElement {
+  tensor: number;
+  element: number;
+  value: number;
+}
+
+/** The read-back part of a queued call that reads nothing back. */
+const NO_READ_BACK = {
+  prepare: async () => null,
+  canPrepareSync: () => true,
+  prepareSync: () => null,
+  release: () => {},
+};
+
+/** Commits a queued call whose read-back is done (or failed), and settles its promise. */
+function settleCall(call: QueuedCall, prepared: unknown, failure: { error: unknown } | null): void {
+  try {
+    if (failure) throw failure.error;
+    call.resolve(call.commit(prepared));
+  } catch (error) {
+    call.reject(error);
+  } finally {
+    call.release();
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** A short description of a value for error messages. */
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value !== 'object') return typeof value;
+  if (Array.isArray(value)) return 'an array';
+  const name = (Object.getPrototypeOf(value) as { constructor?: { name?: unknown } } | null)?.constructor
+    ?.name;
+  return typeof name === 'string' && name !== '' ? `a ${name}` : 'an object';
+}
+
+/** Sorts `kernel_1` before `kernel_2` before `kernel_10`, then by name. */
+function compareVariableNames(a: string, b: string): number {
+  const suffix = (name: string) => Number(/_(\d+)$/.exec(name)?.[1] ?? -1);
+  return suffix(a) - suffix(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/**
+ * The structure of setWeights()'s argument (the layout of getWeights()), checked before anything
+ * is read or kept: AccSGDStateError saying what is wrong.
+ */
+function checkWeights(weightValues: unknown): { iter: Tensor; buffers: [string, Tensor][] } {
+  const layout = `expected the layout of getWeights(): [{ name: 'iter', tensor: <int32 scalar> }, { name: '<variable>${BUFFER_WEIGHT_SUFFIX}', tensor: <float32 tensor> }, ...]`;
+  if (!Array.isArray(weightValues) || weightValues.length === 0) {
+    throw new AccSGDStateError(
+      `AccSGD weights must be a non-empty array, got ${describe(weightValues)}; ${layout}`,
+    );
+  }
+  const items = weightValues.map((item: unknown, i): NamedTensor => {
+    if (typeof item !== 'object' || item === null)
+      throw new AccSGDStateError(
+        `optimizer weight ${i} is ${describe(item)}, not a { name, tensor } pair; ${layout}`,
+      );
+    const { name, tensor: value } = item as { name?: unknown; tensor?: unknown };
+    if (typeof name !== 'string')
+      throw new AccSGDStateError(
+        `optimizer weight ${i} has a name of type ${typeof name}; expected a string`,
+      );
+    if (!(value instanceof Tensor))
+      throw new AccSGDStateError(`optimizer weight "${name}" is ${describe(value)}; expected a tf.Tensor`);
+    if (value.isDisposed) throw new AccSGDStateError(`optimizer weight "${name}" is a disposed tensor`);
+    return { name, tensor: value };
+  });
+  const [iter, ...rest] = items;
+  if (iter!.name !== 'iter') {
+    throw new AccSGDStateError(
+      `AccSGD weights must start with the int32 scalar "iter" (the layout of getWeights()); the first is "${iter!.name}"`,
+    );
+  }
+  if (iter!.tensor.dtype !== 'int32' && iter!.tensor.dtype !== 'float32') {
+    throw new AccSGDStateError(`optimizer weight "iter" is ${iter!.tensor.dtype}; expected an int32 scalar`);
+  }
+  const seen = new Set<string>();
+  const buffers = rest.map(({ name, tensor: value }): [string, Tensor] => {
+    if (!name.endsWith(BUFFER_WEIGHT_SUFFIX))
+      throw new AccSGDStateError(
+        `optimizer weight "${name}" is not named "<variable>${BUFFER_WEIGHT_SUFFIX}"`,
+      );
+    if (value.dtype !== 'float32')
+      throw new AccSGDStateError(`optimizer weight "${name}" is ${value.dtype}; AccSGD buffers are float32`);
+    const stateName = name.slice(0, -BUFFER_WEIGHT_SUFFIX.length);
+    if (seen.has(stateName)) throw new AccSGDStateError(`optimizer weight "${name}" appears twice`);
+    seen.add(stateName);
+    return [stateName, value];
+  });
+  return { iter: iter!.tensor, buffers };
+}
+
+/**
+ * Runs `read` over caller-supplied values; an untyped error from them (a getter or Proxy trap that
+ * throws, a schedule that throws) becomes the typed error `fail` makes.
+ */
+function readInput<T>(read: () => T, fail: (message: string) => AccSGDError): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof AccSGDError) throw error;
+    throw fail(describeError(error));
+  }
+}
+
+function describeError(error: unknown): string {
+  try {
+    return error instanceof Error ? error.message : String(error);
+  } catch {
+    return 'an unprintable value was thrown';
+  }
+}
+
+function describeValue(value: unknown): string {
+  try {
+    return typeof value === 'object' && value !== null ? describe(value) : String(value);
+  } catch {
+    return typeof value;
+  }
+}
+
+/** A copy of a config's plain objects and arrays (to a bounded depth), read once. */
+function readConfig(config: unknown): unknown {
+  const copy = (value: unknown, depth: number): unknown => {
+    if (depth === 0 || typeof value !== 'object' || value === null) return value;
+    if (Array.isArray(value)) return Array.from(value as unknown[], (x) => copy(x, depth - 1));
+    if (!isPlainObject(value)) return value;
+    return Object.fromEntries(Object.keys(value).map((k) => [k, copy(value[k], depth - 1)]));
+  };
+  return readInput(
+    () => copy(config, 6),
+    (message) =>
+      new AccSGDConfigError(
+        'config',
+        '(unreadable)',
+        'plain data',
+        `could not be read (${message}); expected plain data { lr, ... }`,
+      ),
+  );
 }

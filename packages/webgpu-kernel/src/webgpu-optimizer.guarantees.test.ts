@@ -68,8 +68,9 @@ describe.skipIf(noGPU)(
       });
 
       it('importState then a setLearningRate the import makes invalid: no group takes it', async () => {
-        // lr 1e300 is valid for kappa 1e3 (lr * kappa / smallConst = 1.4e303) when it is called,
-        // but the import queued before it gives the second group kappa 1e10, where it overflows.
+        // lr 1e30 is valid for xi 10 (the float32 multiplier bufFromGrad = -smallConst * xi * lr =
+        // -7e30) when it is called, but the import queued before it gives the second group kappa
+        // 1e10 and xi 1e9, where bufFromGrad = -7e38 overflows float32 (largest 3.4e38).
         // The change is dropped for every group, not applied to the first and refused by the second.
         const twoGroups = [
           { hyperparams: {}, tensors: [{ name: 'a', size: 8 }] },
@@ -78,14 +79,14 @@ describe.skipIf(noGPU)(
         const source = new AccSGD(
           [
             { params: [pattern(8, 1)], names: ['a'] },
-            { params: [pattern(8, 2)], names: ['b'], kappa: 1e10 },
+            { params: [pattern(8, 2)], names: ['b'], kappa: 1e10, xi: 1e9 },
           ],
           { lr: 0.5 },
         );
         const bytes = source.exportState();
         const twin = await twinOptimizers(device, twoGroups, { lr: 0.1 });
         const imported = twin.gpu.importState(bytes);
-        twin.gpu.setLearningRate(1e300);
+        twin.gpu.setLearningRate(1e30);
         await imported;
         await twin.gpu.read();
         expect(twin.gpu.paramGroups.map((g) => [g.hyperparams.lr, g.hyperparams.kappa])).toEqual([

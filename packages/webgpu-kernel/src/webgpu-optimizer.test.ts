@@ -556,6 +556,253 @@ describe.skipIf(noGPU)(`WebGPUAccSGD on ${noGPU ? `no adapter: ${noGPUReason}` :
     twin.gpu.destroy();
   });
 
+  it('rejects gradient flags in a Map, Set, typed array, class instance or sparse array, changing nothing', async () => {
+    const twin = await twinOptimizers(
+      device,
+      [
+        {
+          hyperparams: {},
+          tensors: [
+            { name: 'a', size: 8 },
+            { name: 'b', size: 8 },
+          ],
+        },
+      ],
+      { lr: 0.1 },
+    );
+    class Flags {
+      a = true;
+      b = true;
+    }
+    const sparse: boolean[] = [true];
+    sparse.length = 2; // [true, <hole>]
+    const wrong: unknown[] = [
+      new Map([
+        ['a', true],
+        ['b', true],
+      ]),
+      new Set(['a', 'b']),
+      Uint8Array.of(1, 1),
+      new Flags(),
+      sparse,
+      new Date(0),
+    ];
+    for (const flags of wrong) {
+      const error = await twin.gpu.step(flags as never).catch((e: unknown) => e);
+      expect(error, String(flags)).toBeInstanceOf(AccSGDGradientError);
+    }
+    await expect(twin.gpu.step(new Map([['a', true]]) as never)).rejects.toThrow(
+      /expected the gradient flags as an array of booleans \(one per tensor\) or a plain object \{ name: boolean \}, got a Map/,
+    );
+    await expect(twin.gpu.step(sparse)).rejects.toThrow(
+      /gradient for parameter "b": expected true or false, got undefined/,
+    );
+    // Nothing changed: initial parameters, no buffers, no step counted.
+    expect(await twin.gpu.readParam('a')).toEqual(twin.init.get('a'));
+    expect(await twin.gpu.readParam('b')).toEqual(twin.init.get('b'));
+    expect(await twin.gpu.readBuffer('a')).toBeNull();
+    expect(twin.gpu.paramGroups[0]!.step).toBe(0);
+    // The next valid step is the first step of a fresh optimizer: buffer = p + bufFromGrad * g, etc.
+    await twin.step({ a: pattern(8, 11), b: pattern(8, 12) });
+    for (const name of ['a', 'b']) {
+      expect(relativeError(await twin.gpu.readParam(name), twin.cpuParams.get(name)!)).toBeLessThanOrEqual(
+        accuracyBound('float32', 1),
+      );
+    }
+    expect(twin.gpu.paramGroups[0]!.step).toBe(1);
+    twin.gpu.destroy();
+  });
+
+  it('rejects create options that are null, not an object, or have unknown keys, creating nothing', async () => {
+    const params = device.createBuffer({ size: 64, usage: STORAGE | COPY_SRC | COPY_DST });
+    const grads = device.createBuffer({ size: 64, usage: STORAGE | COPY_SRC | COPY_DST });
+    const groups = [{ params, grads, segments: [{ name: 'w', offset: 0, size: 16 }] }];
+    const create = (options: unknown) => WebGPUAccSGD.create(device, groups, { lr: 0.1 }, options as never);
+    await expect(create(null)).rejects.toThrow(/^options must be undefined or an object \{ storage\?/);
+    await expect(create(null)).rejects.toBeInstanceOf(AccSGDConfigError);
+    await expect(create('float16')).rejects.toThrow(/^options must be .*; got "the string \\"float16\\""$/);
+    await expect(create(new Map([['storage', 'float32']]))).rejects.toBeInstanceOf(AccSGDConfigError);
+    await expect(create({ storage: 'float32', nonFinte: 'allow' })).rejects.toThrow(
+      /^options\.nonFinte is not an option of WebGPUAccSGD\.create \(expected one of storage, label, maxBindingBytes, maxWorkgroupsPerDimension, workgroupsPerDispatch, nonFinite\); got "allow"$/,
+    );
+    await expect(create({ label: 7 })).rejects.toBeInstanceOf(AccSGDConfigError);
+    // A valid create still works and steps like a fresh optimizer: p = 1, g = 0.5 gives 0.9479146 (see above).
+    device.queue.writeBuffer(params, 0, new Float32Array(16).fill(1));
+    device.queue.writeBuffer(grads, 0, new Float32Array(16).fill(0.5));
+    const optimizer = await create(undefined);
+    await optimizer.step();
+    const p = await optimizer.readParam('w');
+    for (const v of p) expect(v).toBeCloseTo(0.947914597815293, 6);
+    optimizer.destroy();
+    params.destroy();
+    grads.destroy();
+  });
+
+  it('rejects ranges of one buffer shared by two groups (params twice, grads as params, params as grads) at create', async () => {
+    const a = device.createBuffer({ size: 256, usage: STORAGE | COPY_SRC | COPY_DST });
+    const b = device.createBuffer({ size: 256, usage: STORAGE | COPY_SRC | COPY_DST });
+    const c = device.createBuffer({ size: 256, usage: STORAGE | COPY_SRC | COPY_DST });
+    const d = device.createBuffer({ size: 256, usage: STORAGE | COPY_SRC | COPY_DST });
+    const create = (groups: object[]) => WebGPUAccSGD.create(device, groups as never, { lr: 0.1 });
+    // Two groups over the same params buffer whose segments overlap: elements 8..15 updated twice.
+    await expect(
+      create([
+        { params: a, grads: b, segments: [{ name: 'x', offset: 0, size: 16 }] },
+        { params: a, grads: c, segments: [{ name: 'y', offset: 8, size: 16 }] },
+      ]),
+    ).rejects.toThrow(
+      /^groups\[1\]\.segments\[0\] \("y"\) params elements \[8, 24\) overlaps groups\[0\]\.segments\[0\] \("x"\) params elements \[0, 16\) in one GPUBuffer: elements \[8, 16\) would be updated twice in one step/,
+    );
+    // A group whose grads buffer is another group's params buffer, at the same elements.
+    await expect(
+      create([
+        { params: a, grads: b, segments: [{ name: 'x', offset: 0, size: 16 }] },
+        { params: c, grads: a, segments: [{ name: 'y', offset: 4, size: 4 }] },
+      ]),
+    ).rejects.toThrow(
+      /^groups\[1\]\.segments\[0\] \("y"\) grads elements \[4, 8\) overlaps groups\[0\]\.segments\[0\] \("x"\) params elements \[0, 16\) in one GPUBuffer: elements \[4, 8\) would hold one tensor's gradient and another's parameters/,
+    );
+    // The other way round, and against a list-form tensor (its buffers hold it from element 0).
+    await expect(
+      create([
+        { tensors: [{ name: 'x', params: c, grads: d, elements: 4 }] },
+        { params: a, grads: c, segments: [{ name: 'y', offset: 2, size: 4 }] },
+      ]),
+    ).rejects.toThrow(
+      /^groups\[1\]\.segments\[0\] \("y"\) grads elements \[2, 6\) overlaps groups\[0\]\.tensors\[0\] \("x"\) params elements \[0, 4\)/,
+    );
+    // Two groups reading one gradient range.
+    await expect(
+      create([
+        { params: a, grads: b, segments: [{ name: 'x', offset: 0, size: 16 }] },
+        { params: c, grads: b, segments: [{ name: 'y', offset: 15, size: 1 }] },
+      ]),
+    ).rejects.toThrow(/elements \[15, 16\) would be read as the gradient of two tensors/);
+    // All AccSGDConfigError; disjoint ranges of shared buffers are fine, and step like the CPU optimizer.
+    await expect(
+      create([
+        { params: a, grads: b, segments: [{ name: 'x', offset: 0, size: 16 }] },
+        { params: a, grads: c, segments: [{ name: 'y', offset: 0, size: 16 }] },
+      ]),
+    ).rejects.toBeInstanceOf(AccSGDConfigError);
+    const x = pattern(16, 1);
+    const y = pattern(16, 2);
+    device.queue.writeBuffer(a, 0, x as Float32Array<ArrayBuffer>);
+    device.queue.writeBuffer(a, 128, y as Float32Array<ArrayBuffer>);
+    device.queue.writeBuffer(b, 0, pattern(16, 3) as Float32Array<ArrayBuffer>);
+    device.queue.writeBuffer(b, 64, pattern(16, 4) as Float32Array<ArrayBuffer>);
+    const shared = await create([
+      { params: a, grads: b, segments: [{ name: 'x', offset: 0, size: 16 }] },
+      { lr: 0.05, params: a, grads: b, segments: [{ name: 'y', offset: 32, size: 16 }] },
+    ]);
+    // ...but group 1's grads [32, 48) of b do not hold pattern(16, 4) (written at element 16): write them.
+    device.queue.writeBuffer(b, 128, pattern(16, 4) as Float32Array<ArrayBuffer>);
+    await shared.step();
+    const cpuParams = { x: Float32Array.from(x), y: Float32Array.from(y) };
+    const cpu = new AccSGD(
+      [
+        { params: [cpuParams.x], names: ['x'] },
+        { lr: 0.05, params: [cpuParams.y], names: ['y'] },
+      ],
+      { lr: 0.1 },
+    );
+    cpu.step({ x: pattern(16, 3), y: pattern(16, 4) });
+    for (const name of ['x', 'y'] as const) {
+      expect(relativeError(await shared.readParam(name), cpuParams[name])).toBeLessThanOrEqual(
+        accuracyBound('float32', 1),
+      );
+    }
+    shared.destroy();
+    for (const buffer of [a, b, c, d]) buffer.destroy();
+  });
+
+  it('rejects a Proxy or look-alike of a GPUBuffer at create (Dawn would crash on a Proxy), creating nothing', async () => {
+    const params = device.createBuffer({ size: 64, usage: STORAGE | COPY_SRC | COPY_DST });
+    const grads = device.createBuffer({ size: 64, usage: STORAGE | COPY_SRC | COPY_DST });
+    // Forwards every read to the real buffer, so it reads like one (size 64, STORAGE usage).
+    const forwarding = new Proxy(grads, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    expect(forwarding.size).toBe(64);
+    const lookAlike = { size: 64, usage: STORAGE | COPY_SRC, label: '', destroy() {} };
+    for (const fake of [forwarding, lookAlike, Object.create(grads), new Proxy(grads, {})]) {
+      await expect(
+        WebGPUAccSGD.create(
+          device,
+          [{ params, grads: fake as GPUBuffer, segments: [{ offset: 0, size: 16 }] }],
+          {
+            lr: 0.1,
+          },
+        ),
+      ).rejects.toThrow(
+        /^groups\[0\]\.grads must be a GPUBuffer created by the device \(not a copy, look-alike or Proxy of one\)/,
+      );
+    }
+    await expect(
+      WebGPUAccSGD.create(
+        device,
+        [{ tensors: [{ name: 't', params: forwarding as GPUBuffer, grads: params, elements: 4 }] }],
+        { lr: 0.1 },
+      ),
+    ).rejects.toBeInstanceOf(AccSGDConfigError);
+    params.destroy();
+    grads.destroy();
+  });
+
+  it('rejects unreadable or wrongly typed arguments of step, setLearningRate, read-backs and importState as typed errors, changing nothing', async () => {
+    const twin = await twinOptimizers(device, [{ hyperparams: {}, tensors: [{ name: 'a', size: 4 }] }], {
+      lr: 0.1,
+    });
+    await twin.step({ a: pattern(4, 1) });
+    const before = await twin.gpu.exportState();
+    const param = await twin.gpu.readParam('a');
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    // step options: null, unknown keys, a query set that is not one.
+    await expect(twin.gpu.step(undefined, null as never)).rejects.toThrow(
+      /^step options must be undefined or \{ timestampWrites\? \}; got "null"$/,
+    );
+    await expect(twin.gpu.step(undefined, { timestamps: true } as never)).rejects.toBeInstanceOf(
+      AccSGDConfigError,
+    );
+    await expect(
+      twin.gpu.step(undefined, { timestampWrites: { querySet: {} as GPUQuerySet } }),
+    ).rejects.toThrow(
+      /^timestampWrites\.querySet must be a GPUQuerySet of type "timestamp" created by the device/,
+    );
+    await expect(twin.gpu.step(revoked.proxy as never)).rejects.toBeInstanceOf(AccSGDGradientError);
+    // A revoked Proxy where a number or name belongs (core's message formatting cannot read it).
+    expect(() => twin.gpu.setLearningRate(revoked.proxy as never)).toThrow(AccSGDConfigError);
+    expect(() => twin.gpu.setLearningRate(0.2, revoked.proxy as never)).toThrow(AccSGDConfigError);
+    expect(() => twin.gpu.hasBuffer(revoked.proxy as never)).toThrow(
+      /^param must be an index in \[0, 0\] or one of the names a; got "an unreadable object \(a revoked Proxy\?\)"$/,
+    );
+    await expect(twin.gpu.readParam(revoked.proxy as never)).rejects.toBeInstanceOf(AccSGDConfigError);
+    await expect(twin.gpu.readBuffer(revoked.proxy as never)).rejects.toBeInstanceOf(AccSGDConfigError);
+    // importState: a Proxy of the right bytes, other views.
+    await expect(twin.gpu.importState(new Proxy(before, {}))).rejects.toThrow(
+      /^importState expects the state file as a Uint8Array \(the bytes exportState returned\); got a Uint8Array$/,
+    );
+    await expect(twin.gpu.importState(new Uint8ClampedArray(before) as never)).rejects.toBeInstanceOf(
+      AccSGDStateError,
+    );
+    await expect(twin.gpu.importState(new DataView(before.buffer) as never)).rejects.toBeInstanceOf(
+      AccSGDStateError,
+    );
+    // Nothing changed; the next step continues as if none of these calls were made.
+    expect(await twin.gpu.exportState()).toEqual(before);
+    expect(await twin.gpu.readParam('a')).toEqual(param);
+    expect(twin.gpu.paramGroups[0]!.hyperparams.lr).toBe(0.1);
+    await twin.step({ a: pattern(4, 2) });
+    expect(relativeError(await twin.gpu.readParam('a'), twin.cpuParams.get('a')!)).toBeLessThanOrEqual(
+      accuracyBound('float32', 2),
+    );
+    twin.gpu.destroy();
+  });
+
   it('raises WebGPU validation errors as AccSGDDeviceError naming the call, without committing the step', async () => {
     const twin = await twinOptimizers(device, [{ hyperparams: {}, tensors: [{ name: 'w', size: 16 }] }], {
       lr: 0.1,

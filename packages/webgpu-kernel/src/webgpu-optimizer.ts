@@ -1,6 +1,9 @@
 import {
   AccSGDConfigError,
+  AccSGDError,
   AccSGDGradientError,
+  AccSGDStateError,
+  assertFloat32StateGroups,
   assertStateFits,
   decodeState,
   encodeState,
@@ -190,8 +193,21 @@ interface Group {
 }
 
 const GROUP_EXTRA_KEYS = ['params', 'grads', 'segments'];
+const OPTION_KEYS = [
+  'storage',
+  'label',
+  'maxBindingBytes',
+  'maxWorkgroupsPerDimension',
+  'workgroupsPerDispatch',
+  'nonFinite',
+] as const;
+const STEP_OPTION_KEYS = ['timestampWrites'];
+const TIMESTAMP_WRITES_KEYS = ['querySet', 'beginningOfPassWriteIndex', 'endOfPassWriteIndex'];
 const LIST_GROUP_EXTRA_KEYS = ['tensors'];
 const READBACK_CHUNK_BYTES = 64 * 1024 * 1024;
+
+/** The kernels compute with float32 multipliers, so accepted hyperparameters must fit float32 (SPEC §1). */
+const F32 = { precision: 'float32' } as const;
 
 /**
  * AccSGD on WebGPU over flat parameter storage the caller owns: one dispatch per parameter group
@@ -243,9 +259,20 @@ export class WebGPUAccSGD {
     device: GPUDevice,
     groups: WebGPUGroupInput[],
     defaults: HyperparamsInput,
-    options: WebGPUAccSGDOptions = {},
+    options?: WebGPUAccSGDOptions,
   ): Promise<WebGPUAccSGD> {
-    const optimizer = new WebGPUAccSGD(device, groups, defaults, options);
+    // Inputs that cannot even be read (a getter or Proxy trap that throws, a revoked Proxy) are
+    // rejected as configuration errors too; nothing has been created yet.
+    const optimizer = typed(
+      () => new WebGPUAccSGD(device, groups, defaults, options),
+      (detail) =>
+        new AccSGDConfigError(
+          'create',
+          'an unreadable argument',
+          'readable arguments (device, groups, defaults, options)',
+          `could not read its arguments (${detail})`,
+        ),
+    );
     try {
       await optimizer.enqueue('create', () => optimizer.checked('create', () => optimizer.allocate()));
     } catch (error) {
@@ -266,15 +293,29 @@ export class WebGPUAccSGD {
   private readonly maxWorkgroups: number;
   private readonly workgroupsPerDispatch: number;
 
+  /** The device's own GPUBuffer accessors: what tells a real buffer from a look-alike or a Proxy. */
+  private readonly bufferBrand: BufferBrand | null;
+
   private constructor(
     readonly device: GPUDevice,
     groupInputs: WebGPUGroupInput[],
     defaults: HyperparamsInput,
-    options: WebGPUAccSGDOptions,
+    optionsInput: WebGPUAccSGDOptions | undefined,
   ) {
-    if (!device || typeof device.createBuffer !== 'function' || !device.queue) {
-      throw new AccSGDConfigError('device', device, 'a GPUDevice');
+    let looksLikeDevice = false;
+    try {
+      looksLikeDevice =
+        typeof device === 'object' &&
+        device !== null &&
+        typeof device.createBuffer === 'function' &&
+        typeof device.queue === 'object' &&
+        device.queue !== null;
+    } catch {
+      // A Proxy of a device, or an object whose getters throw: not a device the optimizer can use.
     }
+    if (!looksLikeDevice) throw new AccSGDConfigError('device', describeValue(device), 'a GPUDevice');
+    const options = createOptions(optionsInput);
+    this.bufferBrand = brandOf(device);
     const storage = options.storage ?? 'float32';
     if (storage !== 'float32' && storage !== 'float16')
       throw new AccSGDConfigError('storage', storage, '"float32" or "float16"');
@@ -306,7 +347,7 @@ export class WebGPUAccSGD {
       Number.MAX_SAFE_INTEGER,
       defaultWorkgroupsPerDispatch(device),
     );
-    const base = resolveHyperparams(defaults);
+    const base = resolveHyperparams(shownValues(defaults) as HyperparamsInput);
     if (!Array.isArray(groupInputs) || groupInputs.length === 0) {
       throw new AccSGDConfigError(
         'groups',
@@ -320,18 +361,25 @@ export class WebGPUAccSGD {
     this.groups = [];
     this.slots = [];
     this.byName = new Map();
-    groupInputs.forEach((input, g) => {
+    // Index by index, holes as undefined (forEach and map would skip them); the first bad group
+    // stops the walk, so a sparse array of length 2^32 - 1 is not walked in full.
+    const groupCount = groupInputs.length;
+    for (let g = 0; g < groupCount; g++) {
+      const input = groupInputs[g];
       const where = `groups[${g}]`;
       if (typeof input !== 'object' || input === null)
         throw new AccSGDConfigError(where, input, 'a group { params, grads, segments } or { tensors }');
       if ('tensors' in input) {
         this.addTensorList(input, g, base, elementBytes, alignElements);
-        return;
+        continue;
       }
       const { params, grads, segments, ...hyper } = input;
-      const hyperparams = resolveHyperparams(hyper, base, GROUP_EXTRA_KEYS);
-      checkBuffer(`${where}.params`, params, GPUBufferUsageFlag.STORAGE);
-      checkBuffer(`${where}.grads`, grads, GPUBufferUsageFlag.STORAGE);
+      const hyperparams = validateHyperparams(
+        resolveHyperparams(shownValues(hyper) as Partial<Hyperparams>, base, GROUP_EXTRA_KEYS),
+        F32,
+      );
+      checkBuffer(`${where}.params`, params, GPUBufferUsageFlag.STORAGE, undefined, this.bufferBrand);
+      checkBuffer(`${where}.grads`, grads, GPUBufferUsageFlag.STORAGE, undefined, this.bufferBrand);
       if (params === grads)
         throw new AccSGDConfigError(`${where}.grads`, 'the params buffer', 'a buffer other than params');
       if (!Array.isArray(segments) || segments.length === 0) {
@@ -341,32 +389,31 @@ export class WebGPUAccSGD {
           'a non-empty array of { offset, shape or size }',
         );
       }
-      const slots = segments.map((segment, k): Slot => {
+      const names = new Set<string>();
+      const slots = Array.from(segments as readonly SegmentInput[], (segment, k): Slot => {
         const at = `${where}.segments[${k}]`;
         if (typeof segment !== 'object' || segment === null)
           throw new AccSGDConfigError(at, segment, '{ offset, shape or size }');
-        const { offset, shape, size } = segment;
+        const { offset, shape: shapeInput, size } = segment;
         if (!Number.isSafeInteger(offset) || offset < 0)
-          throw new AccSGDConfigError(`${at}.offset`, offset, 'an integer >= 0 (elements)');
-        const shapeCount = shapeElements(`${at}.shape`, shape);
+          throw new AccSGDConfigError(`${at}.offset`, shown(offset), 'an integer >= 0 (elements)');
+        const shape = checkedShape(`${at}.shape`, shapeInput);
+        const shapeCount = shape?.reduce((a, d) => a * d, 1);
         const count = size ?? shapeCount;
         if (count === undefined || !Number.isSafeInteger(count) || count < 0) {
-          throw new AccSGDConfigError(`${at}.size`, size, 'an integer >= 0 (or give a shape)');
+          throw new AccSGDConfigError(`${at}.size`, shown(size), 'an integer >= 0 (or give a shape)');
         }
         if (shapeCount !== undefined && shapeCount !== count) {
           throw new AccSGDConfigError(`${at}.shape`, shape, `a shape of ${count} elements (size)`);
         }
         const name = segment.name ?? String(this.slots.length + k);
-        if (
-          typeof name !== 'string' ||
-          this.byName.has(name) ||
-          segments.slice(0, k).some((s, j) => (s.name ?? String(this.slots.length + j)) === name)
-        ) {
-          throw new AccSGDConfigError(`${at}.name`, name, 'a unique name');
+        if (typeof name !== 'string' || this.byName.has(name) || names.has(name)) {
+          throw new AccSGDConfigError(`${at}.name`, shown(name), 'a unique name');
         }
+        names.add(name);
         return {
           name,
-          shape: shape ? [...shape] : [count],
+          shape: shape ?? [count],
           offset,
           size: count,
           params,
@@ -408,7 +455,8 @@ export class WebGPUAccSGD {
         }
       }
       this.addGroup(where, hyperparams, slots, table, end, alignElements, params, grads);
-    });
+    }
+    checkDisjoint(this.groups);
     this.lost = device.lost.then((info) => {
       this.lostInfo = info;
       return info;
@@ -433,12 +481,15 @@ export class WebGPUAccSGD {
       if (key in hyper) {
         throw new AccSGDConfigError(
           `${where}.${key}`,
-          (hyper as Record<string, unknown>)[key],
+          shown((hyper as Record<string, unknown>)[key]),
           'absent: a group is either { tensors } or { params, grads, segments }',
         );
       }
     }
-    const hyperparams = resolveHyperparams(hyper, base, LIST_GROUP_EXTRA_KEYS);
+    const hyperparams = validateHyperparams(
+      resolveHyperparams(shownValues(hyper) as Partial<Hyperparams>, base, LIST_GROUP_EXTRA_KEYS),
+      F32,
+    );
     if (!Array.isArray(tensors) || tensors.length === 0) {
       throw new AccSGDConfigError(
         `${where}.tensors`,
@@ -447,15 +498,17 @@ export class WebGPUAccSGD {
       );
     }
     const seen = new Map<GPUBuffer, string>();
+    const names = new Set<string>();
     let cursor = 0;
-    const slots = tensors.map((tensor, k): Slot => {
+    const slots = Array.from(tensors as readonly TensorInput[], (tensor, k): Slot => {
       const at = `${where}.tensors[${k}]`;
       if (typeof tensor !== 'object' || tensor === null)
         throw new AccSGDConfigError(at, tensor, '{ params, grads, elements }');
-      const { params, grads, elements, shape } = tensor;
+      const { params, grads, elements, shape: shapeInput } = tensor;
       if (!Number.isSafeInteger(elements) || elements < 0)
-        throw new AccSGDConfigError(`${at}.elements`, elements, 'an integer >= 0');
-      const shapeCount = shapeElements(`${at}.shape`, shape);
+        throw new AccSGDConfigError(`${at}.elements`, shown(elements), 'an integer >= 0');
+      const shape = checkedShape(`${at}.shape`, shapeInput);
+      const shapeCount = shape?.reduce((a, d) => a * d, 1);
       if (shapeCount !== undefined && shapeCount !== elements) {
         throw new AccSGDConfigError(`${at}.shape`, shape, `a shape of ${elements} elements (elements)`);
       }
@@ -464,7 +517,7 @@ export class WebGPUAccSGD {
         ['params', params],
         ['grads', grads],
       ] as const) {
-        checkBuffer(`${at}.${field}`, buffer, GPUBufferUsageFlag.STORAGE);
+        checkBuffer(`${at}.${field}`, buffer, GPUBufferUsageFlag.STORAGE, undefined, this.bufferBrand);
         const other = seen.get(buffer);
         if (other !== undefined) {
           throw new AccSGDConfigError(
@@ -484,18 +537,15 @@ export class WebGPUAccSGD {
         }
       }
       const name = tensor.name ?? String(this.slots.length + k);
-      if (
-        typeof name !== 'string' ||
-        this.byName.has(name) ||
-        tensors.slice(0, k).some((t, j) => (t.name ?? String(this.slots.length + j)) === name)
-      ) {
-        throw new AccSGDConfigError(`${at}.name`, name, 'a unique name');
+      if (typeof name !== 'string' || this.byName.has(name) || names.has(name)) {
+        throw new AccSGDConfigError(`${at}.name`, shown(name), 'a unique name');
       }
+      names.add(name);
       const offset = cursor;
       cursor = align(offset + elements, alignElements);
       return {
         name,
-        shape: shape ? [...shape] : [elements],
+        shape: shape ?? [elements],
         offset,
         size: elements,
         params,
@@ -773,8 +823,9 @@ export class WebGPUAccSGD {
    * an imported kappa), no group takes it.
    */
   setLearningRate(lr: number, group?: number): void {
+    if (typeof lr !== 'number') throw new AccSGDConfigError('lr', describeValue(lr), 'a finite number >= 0');
     const targets = group === undefined ? this.groups : [this.groupAt(group)];
-    for (const g of targets) validateHyperparams({ ...g.hyperparams, lr });
+    for (const g of targets) validateHyperparams({ ...g.hyperparams, lr }, F32);
     const token = ++this.lrChanges;
     for (const g of targets) g.pendingLr = { lr, token };
     const settle = () => {
@@ -783,7 +834,7 @@ export class WebGPUAccSGD {
     this.enqueue('setLearningRate', async () => {
       // Validated again here, all groups before any assignment: an importState() queued before
       // this call may have changed kappa or smallConst since.
-      const updated = targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }));
+      const updated = targets.map((g) => validateHyperparams({ ...g.hyperparams, lr }, F32));
       targets.forEach((g, i) => {
         g.hyperparams = updated[i]!;
       });
@@ -801,10 +852,12 @@ export class WebGPUAccSGD {
    * GPU under the nonFinite option: 'error' rejects with AccSGDGradientError, 'skip-step' resolves
    * { applied: false, reason }, and in both cases nothing changes.
    */
-  step(present?: GradientPresence, options: StepOptions = {}): Promise<StepResult> {
+  step(present?: GradientPresence, stepOptions?: StepOptions): Promise<StepResult> {
     let active: boolean[];
+    let options: StepOptions;
     try {
       active = this.resolvePresence(present);
+      options = this.checkStepOptions(stepOptions);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -821,6 +874,90 @@ export class WebGPUAccSGD {
       commit();
       return { applied: true };
     });
+  }
+
+  /**
+   * The options of step(), read once: undefined or a plain object whose timestampWrites, if any,
+   * names a real GPUQuerySet of type "timestamp" of this device and indices inside it.
+   */
+  private checkStepOptions(input: unknown): StepOptions {
+    return typed(
+      () => {
+        if (input === undefined) return {};
+        if (!isPlainObject(input))
+          throw new AccSGDConfigError(
+            'step options',
+            describeValue(input),
+            'undefined or { timestampWrites? }',
+          );
+        const options = { ...input };
+        for (const key of Object.keys(options)) {
+          if (!STEP_OPTION_KEYS.includes(key))
+            throw new AccSGDConfigError(
+              `step options.${key}`,
+              shown(options[key]),
+              'timestampWrites',
+              'is not an option of step (expected timestampWrites)',
+            );
+        }
+        if (options.timestampWrites === undefined) return {};
+        const writes = options.timestampWrites;
+        const expected = '{ querySet, beginningOfPassWriteIndex?, endOfPassWriteIndex? }';
+        if (!isPlainObject(writes))
+          throw new AccSGDConfigError('timestampWrites', describeValue(writes), expected);
+        const copy = { ...writes };
+        for (const key of Object.keys(copy)) {
+          if (!TIMESTAMP_WRITES_KEYS.includes(key))
+            throw new AccSGDConfigError(
+              `timestampWrites.${key}`,
+              shown(copy[key]),
+              expected,
+              `is not a field of ${expected}`,
+            );
+        }
+        const querySet = copy.querySet;
+        let facts: { type: unknown; count: unknown } | null = null;
+        const brand = querySetBrandOf(this.device);
+        if (typeof querySet === 'object' && querySet !== null) {
+          try {
+            if (brand && !Object.prototype.isPrototypeOf.call(brand.proto, querySet)) facts = null;
+            else
+              facts = brand
+                ? { type: brand.type.call(querySet), count: brand.count.call(querySet) }
+                : { type: (querySet as GPUQuerySet).type, count: (querySet as GPUQuerySet).count };
+          } catch {
+            facts = null;
+          }
+        }
+        if (facts?.type !== 'timestamp' || typeof facts.count !== 'number')
+          throw new AccSGDConfigError(
+            'timestampWrites.querySet',
+            describeValue(querySet),
+            'a GPUQuerySet of type "timestamp" created by the device',
+          );
+        const count = facts.count;
+        for (const key of ['beginningOfPassWriteIndex', 'endOfPassWriteIndex']) {
+          const index = copy[key];
+          if (
+            index !== undefined &&
+            !(Number.isSafeInteger(index) && (index as number) >= 0 && (index as number) < count)
+          )
+            throw new AccSGDConfigError(
+              `timestampWrites.${key}`,
+              shown(index),
+              `an integer in [0, ${count - 1}] (the query set's count)`,
+            );
+        }
+        return { timestampWrites: copy as unknown as GPUComputePassTimestampWrites };
+      },
+      (detail) =>
+        new AccSGDConfigError(
+          'step options',
+          'an unreadable value',
+          'undefined or { timestampWrites? }',
+          `could not be read (${detail})`,
+        ),
+    );
   }
 
   /** The first non-finite gradient the step's scan found (first group, lowest element), or null. */
@@ -1000,7 +1137,14 @@ export class WebGPUAccSGD {
    * checked against the optimizer before anything is written, so a bad file changes nothing.
    */
   async importState(bytes: Uint8Array): Promise<void> {
+    // A Uint8Array (or Buffer) itself: a Proxy of one passes instanceof but not ArrayBuffer.isView.
+    if (!ArrayBuffer.isView(bytes) || Object.prototype.toString.call(bytes) !== '[object Uint8Array]') {
+      throw new AccSGDStateError(
+        `importState expects the state file as a Uint8Array (the bytes exportState returned); got ${describeValue(bytes)}`,
+      );
+    }
     const state = decodeState(bytes);
+    assertFloat32StateGroups(state.groups);
     assertStateFits(state, {
       groups: this.groups.map((g) => ({ params: g.slots.map((s) => s.name) })),
       shapes: new Map(this.slots.map((s) => [s.name, s.shape])),
@@ -1050,7 +1194,19 @@ export class WebGPUAccSGD {
 
   // ---- internals ----
 
+  /**
+   * The gradient flags as booleans per tensor: undefined (all), an array of booleans (every index
+   * read, holes rejected) or a plain object keyed by name. Anything else (a Map, a Set, a typed
+   * array, a class instance) would read as no flags at all, so it is rejected.
+   */
   private resolvePresence(present: GradientPresence | undefined): boolean[] {
+    return typed(
+      () => this.readPresence(present),
+      (detail) => new AccSGDGradientError(undefined, `could not read the gradient flags (${detail})`),
+    );
+  }
+
+  private readPresence(present: GradientPresence | undefined): boolean[] {
     if (present === undefined) return this.slots.map(() => true);
     if (Array.isArray(present)) {
       if (present.length !== this.slots.length) {
@@ -1059,16 +1215,18 @@ export class WebGPUAccSGD {
           `expected ${this.slots.length} gradient flags (one per tensor), got ${present.length}`,
         );
       }
-      return present.map((flag, i) => {
+      const flags = Array.from(present as readonly unknown[]);
+      return this.slots.map((slot, i) => {
+        const flag = flags[i];
         if (typeof flag !== 'boolean')
-          throw new AccSGDGradientError(this.slots[i]!.name, `expected true or false, got ${typeof flag}`);
+          throw new AccSGDGradientError(slot.name, `expected true or false, got ${describeValue(flag)}`);
         return flag;
       });
     }
-    if (typeof present !== 'object' || present === null) {
+    if (!isPlainObject(present)) {
       throw new AccSGDGradientError(
         undefined,
-        `expected an array or a record of gradient flags, got ${typeof present}`,
+        `expected the gradient flags as an array of booleans (one per tensor) or a plain object { name: boolean }, got ${describeValue(present)}`,
       );
     }
     const active = this.slots.map(() => false);
@@ -1080,7 +1238,7 @@ export class WebGPUAccSGD {
           `no parameter has this name (parameters: ${this.paramNames.join(', ')})`,
         );
       if (flag != null && typeof flag !== 'boolean')
-        throw new AccSGDGradientError(name, `expected true, false or null, got ${typeof flag}`);
+        throw new AccSGDGradientError(name, `expected true, false or null, got ${describeValue(flag)}`);
       active[slot.index] = flag === true;
     }
     return active;
@@ -1226,10 +1384,23 @@ export class WebGPUAccSGD {
   }
 
   private groupAt(index: number): Group {
+    if (typeof index !== 'number')
+      throw new AccSGDConfigError(
+        'group',
+        describeValue(index),
+        `an integer in [0, ${this.groups.length - 1}]`,
+      );
     return groupAt(this.groups, index);
   }
 
   private slotAt(param: number | string): Slot {
+    if (typeof param !== 'number' && typeof param !== 'string') {
+      throw new AccSGDConfigError(
+        'param',
+        describeValue(param),
+        `an index in [0, ${this.slots.length - 1}] or one of the names ${this.paramNames.join(', ')}`,
+      );
+    }
     return paramAt(this.slots, this.byName, param);
   }
 }
@@ -1250,29 +1421,284 @@ const GPUBufferUsageFlag = {
 } as const;
 const GPUMapModeFlag = { READ: 0x1 } as const;
 
+/**
+ * The prototype and native `size` and `usage` getters of a device's GPUBuffers. A native getter
+ * must only be called on an object whose prototype chain holds `proto`: Dawn's getters do not
+ * check the kind of object they are called on (a GPUDevice would be read as a buffer and crash
+ * the process), while on a Proxy or an Object.create of a buffer they throw.
+ */
+interface BufferBrand {
+  proto: object;
+  size: (this: unknown) => unknown;
+  usage: (this: unknown) => unknown;
+}
+
+const brands = new WeakMap<object, BufferBrand | null>();
+
+/** The getter `key` on `object`'s prototype chain, if it is an accessor there. */
+function getterOf(object: object, key: string): ((this: unknown) => unknown) | undefined {
+  for (let p: object | null = object; p !== null; p = Object.getPrototypeOf(p)) {
+    const descriptor = Object.getOwnPropertyDescriptor(p, key);
+    if (descriptor) return typeof descriptor.get === 'function' ? descriptor.get : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The GPUBuffer accessors of the device's own buffers, taken from a 4-byte probe buffer (once per
+ * device). A native getter called on anything but a real buffer throws, so a look-alike object or
+ * a Proxy of a buffer (which passes Dawn's type check and then crashes the process inside Dawn) is
+ * rejected before it gets near a WebGPU call. null when the implementation has no such accessors
+ * (then buffers are checked by shape only).
+ */
+function brandOf(device: GPUDevice): BufferBrand | null {
+  const cached = brands.get(device);
+  if (cached !== undefined) return cached;
+  let probe: unknown;
+  try {
+    probe = device.createBuffer({ label: 'accsgd probe', size: 4, usage: GPUBufferUsageFlag.COPY_DST });
+  } catch (error) {
+    throw new AccSGDConfigError(
+      'device',
+      'a device whose createBuffer throws',
+      'a GPUDevice',
+      `is not a usable GPUDevice: createBuffer threw (${messageOf(error)})`,
+    );
+  }
+  if (typeof probe !== 'object' || probe === null)
+    throw new AccSGDConfigError(
+      'device',
+      describeValue(probe),
+      'a GPUDevice',
+      'is not a GPUDevice: createBuffer returned no buffer',
+    );
+  const size = getterOf(probe, 'size');
+  const usage = getterOf(probe, 'usage');
+  try {
+    (probe as GPUBuffer).destroy();
+  } catch {
+    // A look-alike device; its buffers are checked by shape below.
+  }
+  const proto = Object.getPrototypeOf(probe) as object | null;
+  const brand = size && usage && proto ? { proto, size, usage } : null;
+  brands.set(device, brand);
+  return brand;
+}
+
+interface QuerySetBrand {
+  proto: object;
+  type: (this: unknown) => unknown;
+  count: (this: unknown) => unknown;
+}
+
+const querySetBrands = new WeakMap<object, QuerySetBrand | null>();
+
+/** The native `type` and `count` getters of the device's GPUQuerySets (from a one-query occlusion probe, once per device). */
+function querySetBrandOf(device: GPUDevice): QuerySetBrand | null {
+  const cached = querySetBrands.get(device);
+  if (cached !== undefined) return cached;
+  const probe = device.createQuerySet({ label: 'accsgd probe', type: 'occlusion', count: 1 });
+  const type = getterOf(probe, 'type');
+  const count = getterOf(probe, 'count');
+  const proto = Object.getPrototypeOf(probe) as object | null;
+  probe.destroy();
+  const brand = type && count && proto ? { proto, type, count } : null;
+  querySetBrands.set(device, brand);
+  return brand;
+}
+
+/**
+ * Throws AccSGDConfigError unless `buffer` is a GPUBuffer (a real one of the device's kind, when
+ * `brand` is known) with `usage`; returns its size and usage as the buffer itself reports them.
+ */
 function checkBuffer(
   field: string,
   buffer: GPUBuffer,
   usage: number,
   purpose = 'for the update kernel',
-): void {
-  if (
-    !buffer ||
-    typeof buffer !== 'object' ||
-    typeof buffer.size !== 'number' ||
-    typeof buffer.usage !== 'number'
-  ) {
-    throw new AccSGDConfigError(field, buffer, 'a GPUBuffer');
+  brand: BufferBrand | null = null,
+): { size: number; usage: number } {
+  let facts: { size: unknown; usage: unknown } | null = null;
+  if (typeof buffer === 'object' && buffer !== null) {
+    try {
+      if (brand && !Object.prototype.isPrototypeOf.call(brand.proto, buffer)) facts = null;
+      else
+        facts = brand
+          ? { size: brand.size.call(buffer), usage: brand.usage.call(buffer) }
+          : { size: buffer.size, usage: buffer.usage };
+    } catch {
+      facts = null; // a Proxy or a look-alike: the native getters refuse it
+    }
   }
-  if ((buffer.usage & usage) !== usage) {
+  if (!facts || typeof facts.size !== 'number' || typeof facts.usage !== 'number') {
+    throw new AccSGDConfigError(
+      field,
+      describeValue(buffer),
+      'a GPUBuffer of this device',
+      `must be a GPUBuffer created by the device (not a copy, look-alike or Proxy of one); got ${describeValue(buffer)}`,
+    );
+  }
+  const actual = facts.usage;
+  if ((actual & usage) !== usage) {
     const names = Object.entries(GPUBufferUsageFlag)
       .filter(([, bit]) => (usage & bit) !== 0)
       .map(([n]) => n);
     throw new AccSGDConfigError(
       field,
-      `a buffer with usage 0x${buffer.usage.toString(16)}`,
+      `a buffer with usage 0x${actual.toString(16)}`,
       `a buffer with ${names.join(' | ')} usage ${purpose}`,
     );
+  }
+  return { size: facts.size, usage: actual };
+}
+
+/** Runs `body`; an error that is not an AccSGD error (a throwing getter, a revoked Proxy) becomes `wrap(message)`. */
+function typed<T>(body: () => T, wrap: (detail: string) => AccSGDError): T {
+  try {
+    return body();
+  } catch (error) {
+    if (error instanceof AccSGDError) throw error;
+    throw wrap(messageOf(error));
+  }
+}
+
+function messageOf(error: unknown): string {
+  try {
+    return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  } catch {
+    return 'an unprintable error';
+  }
+}
+
+/**
+ * A value as it may be handed to AccSGDConfigError (whose message prints arrays in full): objects
+ * become their description, short arrays a copy with objects described.
+ */
+function shown(value: unknown): unknown {
+  if (typeof value === 'function') return describeValue(value);
+  if (typeof value !== 'object' || value === null) return value;
+  try {
+    if (Array.isArray(value) && value.length <= 16) {
+      return Array.from(value as unknown[], (v) =>
+        (typeof v === 'object' && v !== null) || typeof v === 'function' ? describeValue(v) : v,
+      );
+    }
+  } catch {
+    // unreadable: described below
+  }
+  return describeValue(value);
+}
+
+/** A copy of an object's own enumerable values, each `shown` (non-objects pass through unchanged). */
+function shownValues(input: unknown): unknown {
+  if (typeof input !== 'object' || input === null) return input;
+  return Object.fromEntries(Object.entries(input).map(([key, value]) => [key, shown(value)]));
+}
+
+/** How a value reads in an error message, without touching it beyond its type and class name. */
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value !== 'object' && typeof value !== 'function') {
+    if (typeof value === 'string')
+      return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+    if (typeof value === 'symbol') return 'a symbol';
+    return `${typeof value} ${String(value)}`;
+  }
+  try {
+    if (Array.isArray(value)) return `an array of ${value.length}`;
+    const name: unknown = Object.getPrototypeOf(value)?.constructor?.name;
+    return typeof name === 'string' && name !== '' ? `a ${name}` : `an ${typeof value}`;
+  } catch {
+    return 'an unreadable object (a revoked Proxy?)';
+  }
+}
+
+/** A plain object: an object literal or Object.create(null), not a Map, array, typed array or class instance. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** The options of create(), read once: undefined or a plain object of known keys. */
+function createOptions(input: unknown): WebGPUAccSGDOptions {
+  if (input === undefined) return {};
+  const known = `{ ${OPTION_KEYS.map((k) => `${k}?`).join(', ')} }`;
+  if (!isPlainObject(input))
+    throw new AccSGDConfigError('options', describeValue(input), `undefined or an object ${known}`);
+  // No option takes an object: any object value is replaced by its description, so that neither
+  // the checks nor the messages read into it (a Proxy, a getter, a huge sparse array).
+  const raw = { ...input };
+  if (raw.label !== undefined && typeof raw.label !== 'string')
+    throw new AccSGDConfigError('options.label', shown(raw.label), 'a string');
+  const options = shownValues(raw) as Record<string, unknown>;
+  for (const key of Object.keys(options)) {
+    if (!(OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new AccSGDConfigError(
+        `options.${key}`,
+        options[key],
+        `one of ${OPTION_KEYS.join(', ')}`,
+        `is not an option of WebGPUAccSGD.create (expected one of ${OPTION_KEYS.join(', ')})`,
+      );
+    }
+  }
+  return options as WebGPUAccSGDOptions;
+}
+
+/**
+ * Rejects two tensors whose params or grads ranges share an element of one buffer (in any group):
+ * such an element would be updated twice in a step, or a gradient overwritten by another tensor's
+ * update, or one gradient read for two tensors. O(n log n): the ranges of each buffer are sorted
+ * and swept once.
+ */
+function checkDisjoint(groups: readonly Group[]): void {
+  interface Range {
+    start: number;
+    end: number;
+    slot: Slot;
+    which: 'params' | 'grads';
+  }
+  const byBuffer = new Map<GPUBuffer, Range[]>();
+  for (const group of groups) {
+    for (const slot of group.slots) {
+      if (slot.size === 0) continue;
+      for (const which of ['params', 'grads'] as const) {
+        const range = { start: slot.first, end: slot.first + slot.size, slot, which };
+        const ranges = byBuffer.get(slot[which]);
+        if (ranges) ranges.push(range);
+        else byBuffer.set(slot[which], [range]);
+      }
+    }
+  }
+  const where = (r: Range) => {
+    const group = groups[r.slot.group]!;
+    return group.params ? `${r.slot.where}.segments[${group.slots.indexOf(r.slot)}]` : r.slot.where;
+  };
+  const what = (r: Range) => `("${r.slot.name}") ${r.which} elements [${r.start}, ${r.end})`;
+  for (const ranges of byBuffer.values()) {
+    ranges.sort((a, b) => a.start - b.start || a.end - b.end);
+    let reach = ranges[0]!; // of the ranges so far, the one that ends last
+    for (let k = 1; k < ranges.length; k++) {
+      const range = ranges[k]!;
+      if (range.start < reach.end) {
+        // Named after the later of the two in group order.
+        const [first, second] = reach.slot.index <= range.slot.index ? [reach, range] : [range, reach];
+        const shared = `[${range.start}, ${Math.min(range.end, reach.end)})`;
+        const consequence =
+          first.which === 'params' && second.which === 'params'
+            ? 'would be updated twice in one step'
+            : first.which === 'grads' && second.which === 'grads'
+              ? 'would be read as the gradient of two tensors'
+              : "would hold one tensor's gradient and another's parameters, so an update would overwrite a gradient";
+        throw new AccSGDConfigError(
+          where(second),
+          `${second.which} elements [${second.start}, ${second.end})`,
+          'elements of a buffer that no other tensor uses as params or grads',
+          `${what(second)} overlaps ${where(first)} ${what(first)} in one GPUBuffer: elements ${shared} ${consequence} (ranges of one buffer must be disjoint across all groups)`,
+        );
+      }
+      if (range.end > reach.end) reach = range;
+    }
   }
 }
 
@@ -1318,11 +1744,28 @@ export function halfToFloat(bits: Uint16Array): Float32Array {
   return out;
 }
 
-/** The element count of an optional shape; throws AccSGDConfigError unless it is an array of integers >= 0. */
-function shapeElements(at: string, shape: unknown): number | undefined {
+/**
+ * A copy of an optional shape (read once, holes included); throws AccSGDConfigError unless it is an
+ * array of integers >= 0 whose product is a safe integer.
+ */
+function checkedShape(at: string, shape: unknown): number[] | undefined {
   if (shape === undefined) return undefined;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new AccSGDConfigError(at, shape, 'an array of integers >= 0');
+  // Index by index, stopping at the first bad dimension (a hole included): a sparse array of
+  // length 2^32 - 1 must not be walked in full.
+  const copy: unknown[] = [];
+  if (Array.isArray(shape)) {
+    const length = shape.length;
+    for (let i = 0; i < length; i++) {
+      const d: unknown = shape[i];
+      copy.push(d);
+      if (!(Number.isSafeInteger(d) && (d as number) >= 0)) break;
+    }
   }
-  return shape.reduce((a: number, d: number) => a * d, 1);
+  if (!Array.isArray(shape) || !copy.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
+    throw new AccSGDConfigError(at, shown(shape), 'an array of integers >= 0');
+  }
+  const dims = copy as number[];
+  if (!Number.isSafeInteger(dims.reduce((a, d) => a * d, 1)))
+    throw new AccSGDConfigError(at, dims, 'a shape of at most 2^53 - 1 elements');
+  return dims;
 }
