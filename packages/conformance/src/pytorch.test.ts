@@ -271,7 +271,11 @@ describe.skipIf(!torch.available)(
           good.subarray(0, good.length - 4),
           /data_offsets \[\d+, \d+\] outside the \d+-byte data section/,
         ],
-        ['huge header length', hugeHeader, /header length 1099511627776 exceeds the limit of 100000000 bytes/],
+        [
+          'huge header length',
+          hugeHeader,
+          /header length 1099511627776 exceeds the limit of 100000000 bytes/,
+        ],
       ];
       for (const [what, bytes, message] of cases) {
         const file = join(workdir, `bad-${what.replaceAll(' ', '-')}.safetensors`);

@@ -23,6 +23,7 @@ import {
   keep,
   type NamedTensorMap,
   Optimizer,
+  reshape,
   scalar,
   serialization,
   Tensor,
@@ -311,17 +312,23 @@ export class AccSGDOptimizer extends Optimizer {
    * The step takes effect in call order: after the optimizer calls made before it, before those
    * made after it (a setLearningRate() made while it is pending applies from the next step on).
    * Its hyperparameters (and a schedule's learning rate) are those in force when it takes effect.
-   * A call that was accepted completes: it keeps its gradients (clones sharing their storage), so
+   * A call that was accepted completes: it keeps its gradients (aliases sharing their storage), so
    * disposing them while it is pending changes nothing, as with a PyTorch step, which has read
    * `.grad` by the time it returns.
    */
   async applyGradientsAsync(variableGradients: NamedTensorMap | NamedTensor[]): Promise<void> {
+    if (this.queue.length === 0 && (this.nonFinite === 'allow' || memoryScanners[engine().backendName])) {
+      // Nothing pending and no read-back to wait for: the step takes effect now, as
+      // applyGradients() would, with no need to keep the gradients alive past this call.
+      this.applyGradients(variableGradients);
+      return;
+    }
     // Checked now, so that a bad call is rejected at once and takes no turn; checked again in its
     // turn, against the buffers then (an earlier setWeights may restore some).
     const checked = this.readGradients(variableGradients, this.queue.length === 0);
     const kept: NamedTensor[] = checked.map(({ variable, grad }) => ({
       name: variable.name,
-      tensor: keep(grad.clone()),
+      tensor: keep(alias(grad)),
     }));
     const grads = kept.map((k) => k.tensor);
     const allow = this.nonFinite === 'allow';
@@ -620,16 +627,17 @@ export class AccSGDOptimizer extends Optimizer {
       [newParam, newBuffer] = engine().runKernel<Tensor[]>(
         ACCSGD_UPDATE,
         { param: variable, grad, buffer },
-        { coefficients: [...coefficients] },
+        { coefficients: [...coefficients], inPlace: true },
       ) as [Tensor, Tensor];
     } else {
       [newParam, newBuffer] = compositeUpdate(variable, grad, buffer, coefficients);
     }
-    // assign() disposes the old storage, and with it whatever the backend cached for it.
-    variable.assign(newParam);
+    // A kernel that updated in place hands back the variable's own storage (and has told the
+    // backend to drop what it cached for it); assign only what is new.
+    if (newParam.dataId !== variable.dataId) variable.assign(newParam);
     newParam.dispose();
     if (entry.buffer === null) entry.buffer = makeBufferVariable(newBuffer, entry.stateName);
-    else entry.buffer.assign(newBuffer);
+    else if (newBuffer.dataId !== entry.buffer.dataId) entry.buffer.assign(newBuffer);
     newBuffer.dispose();
   }
 
@@ -685,8 +693,8 @@ export class AccSGDOptimizer extends Optimizer {
           `the weights could not be read (${message}); expected the plain layout of getWeights()`,
         ),
     );
-    const iterTensor = keep(iter.clone());
-    const restored = new Map(buffers.map(([stateName, t]) => [stateName, keep(t.clone())]));
+    const iterTensor = keep(alias(iter));
+    const restored = new Map(buffers.map(([stateName, t]) => [stateName, keep(alias(t))]));
     return this.enqueue<void>({
       prepare: () => iterTensor.data(),
       canPrepareSync: canReadBackSync,
@@ -738,7 +746,7 @@ export class AccSGDOptimizer extends Optimizer {
         groups: this.stateGroups(),
         buffers: this.entries
           .filter((e) => e.buffer !== null)
-          .map((e): [string, Tensor] => [e.stateName, keep(e.buffer!.clone())]),
+          .map((e): [string, Tensor] => [e.stateName, keep(alias(e.buffer!))]),
       }),
     });
     try {
@@ -830,13 +838,13 @@ export class AccSGDOptimizer extends Optimizer {
     restored: Map<string, { shape: number[]; tensor: Tensor | null; data?: Float32Array | Float64Array }>,
     groupMembers: string[][],
   ): void {
-    // The values first (a clone shares the caller's storage, and keeps it alive should the caller
+    // The values first (an alias shares the caller's storage, and keeps it alive should the caller
     // have passed our own buffers, as in setWeights(await getWeights())); then the old buffers go,
     // so that the new ones get the names `<name>/momentum_buffer` back.
     const values = new Map(
       [...restored].map(([stateName, r]) => [
         stateName,
-        r.tensor ? r.tensor.clone() : tensor(Float32Array.from(r.data!), r.shape, 'float32'),
+        r.tensor ? alias(r.tensor) : tensor(Float32Array.from(r.data!), r.shape, 'float32'),
       ]),
     );
     const old = this.entries;
@@ -1011,6 +1019,16 @@ async function findNonFiniteAsync(grads: Tensor[]): Promise<{ tensor: number; el
   } finally {
     firstBad.dispose();
   }
+}
+
+/**
+ * Another tensor over the same storage, kept alive until it is disposed. Not clone(): on the wasm
+ * backend clone() copies the data. Shared storage also keeps the wasm kernel from updating it in
+ * place (it writes in place only where it is the storage's sole owner), so a pending export or
+ * step sees the values of its turn.
+ */
+function alias(t: Tensor): Tensor {
+  return reshape(t, t.shape);
 }
 
 function makeBufferVariable(value: Tensor, stateName: string): Variable {

@@ -253,6 +253,9 @@ describe('call order (cpu)', () => {
     // tfjs-backend-webgpu in Node has no synchronous read-back: a pending checked step cannot be
     // completed by a synchronous call. Simulated here by the engine's backend name.
     const s = setup({ lr: 0.1 });
+    // An export first, so that the step is queued behind it (with nothing pending, a step on cpu
+    // takes effect at once).
+    const earlier = s.opt.exportState();
     const pending = s.opt.applyGradientsAsync(s.grads(G1));
     const engine = tf.engine() as unknown as { backendName: string };
     const real = engine.backendName;
@@ -260,12 +263,12 @@ describe('call order (cpu)', () => {
     try {
       expect(() => s.opt.setLearningRate(0.5)).toThrow(AccSGDStateError);
       expect(() => s.opt.setLearningRate(0.5)).toThrow(
-        /setLearningRate\(\) was called while 1 earlier asynchronous call\(s\) .* are pending, and the webgpu backend cannot read back synchronously .*; expected them to be awaited/,
+        /setLearningRate\(\) was called while 2 earlier asynchronous call\(s\) .* are pending, and the webgpu backend cannot read back synchronously .*; expected them to be awaited/,
       );
     } finally {
       engine.backendName = real;
     }
-    await pending;
+    await Promise.all([earlier, pending]);
     expect(s.opt.paramGroups[0]!.hyperparams.lr).toBe(0.1);
     const c = core([s.w.name, s.v.name], 0.1);
     c.step(G1);

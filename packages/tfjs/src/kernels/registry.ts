@@ -14,9 +14,11 @@ import {
  * optimizer passes the parameter itself as `buffer` (the spec's "buffer starts as a copy of p").
  * Attributes: `coefficients`, the six float64 multipliers of `fusedCoefficientArray` from
  * @accsgd/core, in its order [bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad,
- * paramFromBuf].
- * Outputs: [param', buffer'], always new tensors: backends cache per-tensor work (tfjs-backend-wasm
- * packs matMul weights per tensor id), so an input overwritten in place could be read stale later.
+ * paramFromBuf]; `inPlace`, whether the caller lets the kernel overwrite `param` and `buffer` (the
+ * optimizer does: it replaces both anyway). Outputs: [param', buffer']. With `inPlace`, a kernel may
+ * hand back an input's own storage, updated in place, only where no other tensor shares it and the
+ * backend is told (backends cache work per tensor: tfjs-backend-wasm keeps packed matMul weights per
+ * tensor id), so no later op reads a stale value.
  *
  *   buffer' = bufFromBuf * buffer + bufFromParam * param + bufFromGrad * grad
  *   param'  = paramFromParam * param + paramFromGrad * grad + paramFromBuf * buffer'
@@ -33,6 +35,7 @@ export function fusedCoefficientsOf(c: CoefficientArray): FusedCoefficients {
 
 export interface AccSGDUpdateAttrs {
   coefficients: number[];
+  inPlace: boolean;
 }
 
 export interface AccSGDUpdateInputs {
@@ -66,7 +69,7 @@ export function updateArguments(params: Parameters<KernelFunc>[0]): AccSGDUpdate
   if (!Array.isArray(coefficients) || coefficients.length !== 6) {
     throw new Error(`${ACCSGD_UPDATE} needs six coefficients (fusedCoefficientArray from @accsgd/core)`);
   }
-  return { param, grad, buffer, coefficients };
+  return { param, grad, buffer, coefficients, inPlace: attrs.inPlace === true };
 }
 
 /** Registers a kernel unless one is already registered under that name for that backend. */

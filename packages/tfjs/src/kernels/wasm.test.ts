@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { accsgd } from '../accsgd-optimizer.js';
 import { registerAccSGDKernels } from './index.js';
 import { ACCSGD_UPDATE } from './registry.js';
-import { heapKernelOf, wasmFirstNonFinite } from './wasm.js';
+import { cacheInvalidator, heapKernelOf, wasmFirstNonFinite } from './wasm.js';
 
 // 4099 elements: 1024 SIMD quads and a scalar tail of 3.
 const N = 4099;
@@ -32,13 +32,14 @@ function expected(p: Float32Array, g: Float32Array, b: Float32Array, initialise:
   return { param, buffer };
 }
 
-function run(param: tf.Tensor, grad: tf.Tensor, buffer: tf.Tensor): [tf.Tensor, tf.Tensor] {
+function run(param: tf.Tensor, grad: tf.Tensor, buffer: tf.Tensor, inPlace = true): [tf.Tensor, tf.Tensor] {
   return tf
     .engine()
-    .runKernel<tf.Tensor[]>(ACCSGD_UPDATE, { param, grad, buffer }, { coefficients: COEFFICIENTS }) as [
-    tf.Tensor,
-    tf.Tensor,
-  ];
+    .runKernel<tf.Tensor[]>(
+      ACCSGD_UPDATE,
+      { param, grad, buffer },
+      { coefficients: COEFFICIENTS, inPlace },
+    ) as [tf.Tensor, tf.Tensor];
 }
 
 describe('wasm kernel on the backend heap', () => {
@@ -53,20 +54,53 @@ describe('wasm kernel on the backend heap', () => {
     expect(heapKernelOf(tf.backend())).toBe(kernel);
   });
 
-  it('writes two fresh tensors, bit-identical to the core update, and leaves its inputs alone', () => {
+  it('updates in place, bit-identical to the core update, when it owns param and buffer', () => {
     const [p0, g0, b0] = [values(1), values(2), values(3)];
     const want = expected(p0, g0, b0, false);
     const p = tf.tensor1d(p0);
     const g = tf.tensor1d(g0);
     const b = tf.tensor1d(b0);
     const [p2, b2] = run(p, g, b);
+    // In place: the outputs are the inputs' own storage.
+    expect(p2.dataId).toBe(p.dataId);
+    expect(b2.dataId).toBe(b.dataId);
+    expect(p2.dataSync()).toEqual(want.param);
+    expect(b2.dataSync()).toEqual(want.buffer);
+    expect(g.dataSync()).toEqual(g0);
+    tf.dispose([p, g, b, p2, b2]);
+  });
+
+  it('writes fresh storage and leaves the inputs alone where another tensor shares their storage', () => {
+    const [p0, g0, b0] = [values(4), values(5), values(6)];
+    const want = expected(p0, g0, b0, false);
+    const p = tf.tensor1d(p0);
+    const g = tf.tensor1d(g0);
+    const b = tf.tensor1d(b0);
+    // A reshape shares p's storage: p is not overwritten; b is owned and updated in place.
+    const view = tf.reshape(p, [N, 1]);
+    const [p2, b2] = run(p, g, b);
+    expect(p2.dataId).not.toBe(p.dataId);
+    expect(b2.dataId).toBe(b.dataId);
+    expect(p2.dataSync()).toEqual(want.param);
+    expect(b2.dataSync()).toEqual(want.buffer);
+    expect(view.dataSync()).toEqual(p0);
+    expect(p.dataSync()).toEqual(p0);
+    tf.dispose([p, g, b, view, p2, b2]);
+  });
+
+  it('leaves its inputs alone unless the caller lets it write in place', () => {
+    const [p0, g0, b0] = [values(14), values(15), values(16)];
+    const want = expected(p0, g0, b0, false);
+    const p = tf.tensor1d(p0);
+    const g = tf.tensor1d(g0);
+    const b = tf.tensor1d(b0);
+    const [p2, b2] = run(p, g, b, false);
     expect(p2.dataId).not.toBe(p.dataId);
     expect(b2.dataId).not.toBe(b.dataId);
     expect(p2.dataSync()).toEqual(want.param);
     expect(b2.dataSync()).toEqual(want.buffer);
     expect(p.dataSync()).toEqual(p0);
     expect(b.dataSync()).toEqual(b0);
-    expect(g.dataSync()).toEqual(g0);
     tf.dispose([p, g, b, p2, b2]);
   });
 
@@ -76,12 +110,30 @@ describe('wasm kernel on the backend heap', () => {
     const p = tf.tensor1d(p0);
     const g = tf.tensor1d(g0);
     const [p2, b2] = run(p, g, p);
-    expect(p2.dataId).not.toBe(p.dataId);
+    expect(p2.dataId).toBe(p.dataId);
     expect(b2.dataId).not.toBe(p.dataId);
     expect(p2.dataSync()).toEqual(want.param);
     expect(b2.dataSync()).toEqual(want.buffer);
-    expect(p.dataSync()).toEqual(p0);
     tf.dispose([p, g, p2, b2]);
+  });
+
+  it('tells the backend of an in-place write through its own disposal path, or declines to write in place', () => {
+    const calls: string[] = [];
+    const told = cacheInvalidator({
+      wasm: {
+        tfjs: {
+          disposeData: (id: number) => calls.push(`dispose ${id}`),
+          registerTensor: (id: number, size: number, offset: number) =>
+            calls.push(`register ${id} ${size} ${offset}`),
+        },
+      },
+    });
+    told!({ id: 7, memoryOffset: 4096 }, 12);
+    // Dropping the entry runs the caches' disposal callbacks; the entry comes back at the same memory.
+    expect(calls).toEqual(['dispose 7', 'register 7 12 4096']);
+    expect(cacheInvalidator({ wasm: { tfjs: { registerTensor: () => {} } } })).toBeNull();
+    expect(cacheInvalidator({ wasm: {} })).toBeNull();
+    expect(cacheInvalidator(tf.backend())).not.toBeNull();
   });
 
   it('never lets a matMul see old weights: XNNPACK caches packed weights per tensor', () => {
@@ -105,6 +157,31 @@ describe('wasm kernel on the backend heap', () => {
     }
     opt.dispose();
     tf.dispose([x, w]);
+  });
+
+  it('never lets a conv2d see an old filter: XNNPACK caches packed filters per tensor too', () => {
+    const x = tf.tensor4d(
+      Float32Array.from({ length: 2 * 5 * 5 * 3 }, (_, i) => Math.sin(i)),
+      [2, 5, 5, 3],
+    );
+    const filter = tf.variable(
+      tf.tensor4d(
+        Float32Array.from({ length: 3 * 3 * 3 * 4 }, (_, i) => Math.cos(i)),
+        [3, 3, 3, 4],
+      ),
+    );
+    const opt = accsgd({ lr: 0.1, kappa: 100, xi: 5 });
+    for (let step = 0; step < 3; step++) {
+      tf.conv2d(x, filter, 1, 'same').dispose();
+      opt.applyGradients({ [filter.name]: tf.onesLike(filter) });
+      const got = tf.conv2d(x, filter, 1, 'same');
+      const fresh = tf.tensor4d(filter.dataSync(), [3, 3, 3, 4]);
+      const want = tf.conv2d(x, fresh, 1, 'same');
+      expect(Array.from(got.dataSync())).toEqual(Array.from(want.dataSync()));
+      tf.dispose([got, fresh, want]);
+    }
+    opt.dispose();
+    tf.dispose([x, filter]);
   });
 
   it('steps a large variable created on cpu: moving it to the heap may grow the heap', async () => {

@@ -12,6 +12,16 @@ import { fusedPass } from './typed-array-pass.js';
 /** The emscripten module of tfjs-backend-wasm, as far as this kernel uses it. */
 interface WasmModule {
   HEAPU8: Uint8Array;
+  /**
+   * The C++ backend's tensor table. dispose_data(id) drops a tensor's entry and runs the disposal
+   * callbacks registered on it, which is how every per-tensor cache (XNNPACK operators holding
+   * packed matMul and conv2d weights) is invalidated; register_tensor(id, size, offset) adds the
+   * entry back. Neither frees memory.
+   */
+  tfjs?: {
+    disposeData?: (id: number) => void;
+    registerTensor?: (id: number, size: number, memoryOffset: number) => void;
+  };
   /** The module's exports (emscripten 3.1.x, the version tfjs 4.x ships): `memory` is the heap. */
   asm?: { memory?: unknown };
   /** Newer emscripten names the exports `wasmExports`; a pthreads build keeps the memory here. */
@@ -27,7 +37,12 @@ interface WasmModule {
  */
 interface WasmBackend {
   wasm: WasmModule;
-  dataIdMap: { has(dataId: object): boolean; get(dataId: object): { memoryOffset: number } | undefined };
+  dataIdMap: {
+    has(dataId: object): boolean;
+    get(dataId: object): { id: number; memoryOffset: number } | undefined;
+  };
+  refCount(dataId: object): number;
+  incRef(dataId: object): void;
   makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
   typedArrayFromHeap(info: TensorInfo): Float32Array;
 }
@@ -59,48 +74,80 @@ export function heapKernelOf(backend: object): HeapKernel | null {
   return kernel;
 }
 
-function offsetOf(backend: WasmBackend, info: TensorInfo): number {
+function dataOf(backend: WasmBackend, info: TensorInfo): { id: number; memoryOffset: number } {
   const data = backend.dataIdMap.get(info.dataId);
   if (!data) throw new Error(`${ACCSGD_UPDATE} (wasm): a tensor is not on the wasm backend`);
-  return data.memoryOffset;
+  return data;
 }
 
 /**
- * wasm: the update writes two fresh heap tensors, never its inputs. tfjs-backend-wasm caches work
- * per tensor id: its matMul (xnn_matmul in batch_mat_mul_impl.cc) and conv2d keep XNNPACK operators
- * holding packed copies of their weights, and drop them only when that tensor is disposed. A
- * variable overwritten in place keeps its id, so every later matMul would run on the packed old
- * weights while dataSync() shows the new ones. A fresh output, assigned to the variable, disposes
- * the old tensor and with it the cache.
+ * Tells the backend that a tensor's values changed in place: its C++ entry is dropped, which runs
+ * the disposal callbacks that free every cache keyed on it, and registered again at the same
+ * memory. Null when this build of tfjs-backend-wasm does not expose both calls; the kernel then
+ * never writes in place.
+ */
+export function cacheInvalidator(
+  backend: object,
+): ((data: { id: number; memoryOffset: number }, size: number) => void) | null {
+  const tfjs = (backend as Partial<WasmBackend>).wasm?.tfjs;
+  const dispose = tfjs?.disposeData;
+  const register = tfjs?.registerTensor;
+  if (typeof dispose !== 'function' || typeof register !== 'function') return null;
+  return (data, size) => {
+    dispose(data.id);
+    register(data.id, size, data.memoryOffset);
+  };
+}
+
+/**
+ * wasm: with `inPlace`, p and buf are overwritten in place when no other tensor shares their
+ * storage, and the backend is told so. tfjs-backend-wasm caches work per tensor id: its matMul (xnn_matmul in
+ * batch_mat_mul_impl.cc) and conv2d keep XNNPACK operators holding packed copies of their weights
+ * until that tensor is disposed, so a silent in-place write left every later matMul on the old
+ * weights while dataSync() showed the new ones. After the write the kernel drops the tensor's
+ * C++ entry, which runs those caches' disposal callbacks, and registers it again (see
+ * cacheInvalidator). A step then moves 20 bytes per element and allocates nothing. Without
+ * `inPlace`, for storage that another tensor shares (a reshape of the variable), or on a backend
+ * without those calls, fresh outputs are written in the same single pass.
  *
  * The update is @accsgd/core's SIMD kernel instantiated on the backend's own memory (HeapKernel),
- * bit-identical to core's float32 `fusedUpdate`, reading the inputs and writing the outputs in one
- * pass (20 bytes per element); where it cannot be made, the same update runs through Float32Array
- * views of the heap.
+ * bit-identical to core's float32 `fusedUpdate`; where it cannot be made, the same update runs
+ * through Float32Array views of the heap, into fresh outputs.
  */
 export const wasmUpdateKernel: KernelConfig = {
   kernelName: ACCSGD_UPDATE,
   backendName: 'wasm',
   kernelFunc: (args) => {
-    const { param, grad, buffer, coefficients } = updateArguments(args);
+    const { param, grad, buffer, coefficients, inPlace } = updateArguments(args);
     const backend = args.backend as WasmBackend;
     const initialise = buffer.dataId === param.dataId;
     // Inputs first: reading an offset moves a tensor that still lives on another backend onto the
     // heap, which may throw, and may grow the heap. Once resolved, offsets stay valid; views do not,
     // so every view is taken after the last allocation.
-    const inputs = [offsetOf(backend, param), offsetOf(backend, grad), offsetOf(backend, buffer)] as const;
-    const paramOut = backend.makeOutput([...param.shape], 'float32');
-    const bufferOut = backend.makeOutput([...param.shape], 'float32');
+    const [paramIn, gradIn, bufferIn] = [param, grad, buffer].map((t) => dataOf(backend, t)) as [
+      { id: number; memoryOffset: number },
+      { id: number; memoryOffset: number },
+      { id: number; memoryOffset: number },
+    ];
     const n = sizeOf(param.shape);
     const heap = n > 0 ? heapKernelOf(backend) : null;
+    const invalidate = heap && inPlace ? cacheInvalidator(backend) : null;
+    const ownParam = invalidate !== null && backend.refCount(param.dataId) === 1;
+    const ownBuffer = invalidate !== null && !initialise && backend.refCount(buffer.dataId) === 1;
+    const paramOut = ownParam ? share(backend, param) : backend.makeOutput([...param.shape], 'float32');
+    const bufferOut = ownBuffer ? share(backend, buffer) : backend.makeOutput([...param.shape], 'float32');
     if (heap) {
       heap.update(
-        ...inputs,
+        paramIn.memoryOffset,
+        gradIn.memoryOffset,
+        bufferIn.memoryOffset,
         n,
         fusedCoefficientsOf(coefficients as unknown as CoefficientArray),
         initialise,
-        { param: offsetOf(backend, paramOut), buffer: offsetOf(backend, bufferOut) },
+        { param: dataOf(backend, paramOut).memoryOffset, buffer: dataOf(backend, bufferOut).memoryOffset },
       );
+      if (ownParam) invalidate!(paramIn, n);
+      if (ownBuffer) invalidate!(bufferIn, n);
       return [paramOut, bufferOut];
     }
     fusedPass(
@@ -116,6 +163,12 @@ export const wasmUpdateKernel: KernelConfig = {
   },
 };
 
+/** Hands an input's storage back as an output: one more tensor will refer to it. */
+function share(backend: WasmBackend, input: TensorInfo): TensorInfo {
+  backend.incRef(input.dataId);
+  return { dataId: input.dataId, shape: [...input.shape], dtype: 'float32' };
+}
+
 /**
  * Index of the first NaN or infinity of a float32 tensor on the wasm backend, -1, or null when the
  * backend does not hold it. A SIMD scan of the heap in place (HeapKernel) where possible.
@@ -125,6 +178,6 @@ export function wasmFirstNonFinite(backend: object, info: TensorInfo): number | 
   if (!wasm.dataIdMap.has(info.dataId)) return null;
   const n = sizeOf(info.shape);
   const heap = n > 0 ? heapKernelOf(wasm) : null;
-  if (heap) return heap.firstNonFinite(offsetOf(wasm, info), n);
+  if (heap) return heap.firstNonFinite(dataOf(wasm, info).memoryOffset, n);
   return firstNonFinite(wasm.typedArrayFromHeap(info));
 }
