@@ -1,4 +1,4 @@
-import { AccSGD, AccSGDError } from '@accsgd/core';
+import { AccSGD, AccSGDConfigError, AccSGDError } from '@accsgd/core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFlatStorage } from './flat-storage.js';
@@ -465,11 +465,7 @@ describe.skipIf(noGPU)(`hostile input on ${noGPU ? `no adapter: ${noGPUReason}` 
     );
   });
 
-  // createFlatStorage (src/flat-storage.ts) still throws TypeErrors on null tensors or options,
-  // accepts fractional or negative shape dimensions and non-string names, writes a Float64Array's
-  // bytes into float32 storage, and treats any `which` other than 'params' as 'grads'. Enable this
-  // property once it validates its input.
-  it.skip('createFlatStorage and its write and binding: a typed error or a storage', async () => {
+  it('createFlatStorage and its write and binding: a typed error or a storage', async () => {
     const tensor = fc.oneof(anyValue(), fc.record({ name: anyValue(), shape: anyValue() }));
     await fc.assert(
       fc.asyncProperty(
@@ -494,5 +490,59 @@ describe.skipIf(noGPU)(`hostile input on ${noGPU ? `no adapter: ${noGPUReason}` 
       ),
       { numRuns: RUNS },
     );
+  });
+});
+
+describe.skipIf(noGPU)('createFlatStorage rejects what it cannot lay out', () => {
+  let gpuDevice: GPUDevice;
+  let created = 0;
+  let destroyed = 0;
+  const leakedBuffers = () => created - destroyed;
+  beforeAll(async () => {
+    gpuDevice = await testDevice();
+    const createBuffer = gpuDevice.createBuffer.bind(gpuDevice);
+    gpuDevice.createBuffer = (descriptor: GPUBufferDescriptor) => {
+      const buffer = createBuffer(descriptor);
+      created++;
+      const destroy = buffer.destroy.bind(buffer);
+      buffer.destroy = () => {
+        destroyed++;
+        destroy();
+      };
+      return buffer;
+    };
+  });
+  afterAll(() => gpuDevice?.destroy());
+
+  it('names the field and what was expected, and creates no buffer', async () => {
+    const bad: [unknown, unknown, RegExp][] = [
+      [null, undefined, /tensors.*an array of \{ name: string, shape: number\[\] \}/],
+      [[{ name: 'w', shape: [1.5, 2] }], undefined, /tensors\[0\]\.shape\[0\].*an integer >= 0/],
+      [[{ name: 'w', shape: [-1, -1] }], undefined, /tensors\[0\]\.shape\[0\].*an integer >= 0/],
+      [[{ name: 7, shape: [2] }], undefined, /tensors\[0\]\.name.*a non-empty string/],
+      [[{ name: 'w', shape: [2] }], null, /options.*undefined or \{ storage/],
+      [[{ name: 'w', shape: [2] }], { storage: 'float64' }, /options\.storage.*"float32" or "float16"/],
+      [[{ name: 'w', shape: [2] }], { labl: 'x' }, /options\.labl/],
+      [[{ name: 'w', shape: [2 ** 40] }], undefined, /maxBufferSize/],
+    ];
+    for (const [tensors, options, message] of bad) {
+      const before = leakedBuffers();
+      expect(() => createFlatStorage(gpuDevice, tensors as never, options as never)).toThrow(
+        AccSGDConfigError,
+      );
+      expect(() => createFlatStorage(gpuDevice, tensors as never, options as never)).toThrow(message);
+      expect(leakedBuffers()).toBe(before);
+    }
+  });
+
+  it('writes only a Float32Array (float32 storage) into params or grads', () => {
+    const storage = createFlatStorage(gpuDevice, [{ name: 'w', shape: [2] }]);
+    expect(() => storage.write('w', 'params', new Float64Array(2) as never)).toThrow(/a Float32Array/);
+    expect(() => storage.write('w', 'momentum' as never, new Float32Array(2))).toThrow(/"params" or "grads"/);
+    expect(() => storage.binding('w', 'momentum' as never)).toThrow(/"params" or "grads"/);
+    expect(() => storage.write('w', 'params', new Float32Array(3))).toThrow(/2 elements/);
+    storage.write('w', 'grads', new Float32Array([1, 2]));
+    expect(storage.binding('w', 'grads').size).toBe(8);
+    storage.destroy();
   });
 });
