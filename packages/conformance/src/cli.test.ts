@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +7,8 @@ import { findChromium, webgpuRequired } from './environment.js';
 import { MUTANT_EXPORTS } from './mutants/index.js';
 
 const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+// The bin entry npm links, as users run it.
+const cli = fileURLToPath(new URL('../bin/accsgd-conformance.js', import.meta.url));
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 
 async function conformanceCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -23,6 +25,17 @@ async function conformanceCli(...args: string[]): Promise<{ code: number; stdout
 }
 
 describe('accsgd-conformance CLI', () => {
+  it("links a bin that exists before the build (npm links bins at install, before dist/ is built)", async () => {
+    const manifest = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
+      bin: Record<string, string>;
+      files: string[];
+    };
+    expect(manifest.bin).toEqual({ 'accsgd-conformance': './bin/accsgd-conformance.js' });
+    expect(manifest.files).toContain('bin');
+    const { stdout } = await run('git', ['ls-files', 'bin/accsgd-conformance.js'], { cwd: packageRoot });
+    expect(stdout.trim()).toBe('bin/accsgd-conformance.js');
+  });
+
   for (const dtype of ['float32', 'float64']) {
     it(`passes the core adapter in ${dtype} (package specifier)`, async () => {
       const { code, stdout } = await conformanceCli(

@@ -28,7 +28,25 @@ async function loadBackend(name: TfjsBackendName): Promise<void> {
   if (name === 'cpu') await import('@tensorflow/tfjs-backend-cpu');
   else if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
   else if (name === 'webgl') await import('@tensorflow/tfjs-backend-webgl');
-  else await import('@tensorflow/tfjs-backend-webgpu');
+  else {
+    await provideNodeWebGPU();
+    await import('@tensorflow/tfjs-backend-webgpu');
+  }
+}
+
+/**
+ * In Node there is no navigator.gpu: @accsgd/conformance's findNodeWebGPU() installs one from the
+ * `webgpu` package (Dawn), as the conformance CLI's user has it. The specifier is a variable so
+ * that browser bundles leave it out.
+ */
+async function provideNodeWebGPU(): Promise<void> {
+  if ((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu) return;
+  const specifier = '@accsgd/conformance';
+  const { findNodeWebGPU } = (await import(/* @vite-ignore */ specifier)) as {
+    findNodeWebGPU(): Promise<{ available: boolean; reason?: string }>;
+  };
+  const found = await findNodeWebGPU();
+  if (!found.available) throw new Error(`tfjs backend "webgpu": no WebGPU here (${found.reason})`);
 }
 
 let sessions = 0;
