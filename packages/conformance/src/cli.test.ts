@@ -25,7 +25,7 @@ async function conformanceCli(...args: string[]): Promise<{ code: number; stdout
 }
 
 describe('accsgd-conformance CLI', () => {
-  it("links a bin that exists before the build (npm links bins at install, before dist/ is built)", async () => {
+  it('links a bin that exists before the build (npm links bins at install, before dist/ is built)', async () => {
     const manifest = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
       bin: Record<string, string>;
       files: string[];
@@ -45,10 +45,43 @@ describe('accsgd-conformance CLI', () => {
         JSON.stringify({ dtype }),
       );
       expect(stdout).toMatch(new RegExp(`core/${dtype} \\(${dtype}\\): 51 passed, 0 failed`));
-      expect(stdout).toContain('golden: long-trajectory');
+      // One line per check family by default, no failures section, no diagnosis, no colours (not a TTY).
+      for (const family of ['golden', 'resume', 'in use', 'state file', 'bad input'])
+        expect(stdout).toMatch(new RegExp(`^  ${family} +\\d+ passed,  0 failed`, 'm'));
+      expect(stdout).toMatch(/^ {2}golden +13 passed, {2}0 failed {2}worst error\/bound \d/m);
+      expect(stdout).not.toContain('golden: long-trajectory');
+      expect(stdout).not.toContain('failures:');
+      expect(stdout).not.toContain('diagnosis');
+      expect(stdout).not.toContain('\u001b[');
       expect(code).toBe(0);
     }, 60_000);
   }
+
+  it('prints the full table with --verbose', async () => {
+    const { code, stdout } = await conformanceCli('--adapter', '@accsgd/core/conformance', '--verbose');
+    expect(stdout).toMatch(/│ golden: long-trajectory +│ pass +│/);
+    expect(stdout).toContain('core/float32 (float32): 51 passed, 0 failed');
+    expect(code).toBe(0);
+  }, 60_000);
+
+  it('details failures only and diagnoses a known mistake', async () => {
+    const { code, stdout } = await conformanceCli(
+      '--adapter',
+      './dist/mutants/index.js',
+      '--export',
+      'zeroBufferInit',
+    );
+    expect(code).toBe(1);
+    expect(stdout).toMatch(/^ {2}golden +3 passed, 10 failed {2}worst error\/bound [\d.]+e\+5$/m);
+    expect(stdout).toMatch(/^ {2}state file +2 passed, {2}0 failed$/m);
+    expect(stdout).toContain('failures:\n  FAIL golden: defaults (error 6.66e-3, bound 2.15e-6');
+    expect(stdout).not.toContain('FAIL state file');
+    expect(stdout).toContain(
+      'diagnosis: this looks like the known mistake "zero-buffer-init": momentum buffer initialised to zeros',
+    );
+    expect(stdout).toContain('mutant/zero-buffer-init (float32): 20 passed, 31 failed');
+    expect(stdout).not.toContain('\u001b[');
+  }, 60_000);
 
   it('fails every mutant with exit code 1 (file path relative to the current directory)', async () => {
     for (const exportName of Object.values(MUTANT_EXPORTS)) {

@@ -37,7 +37,15 @@ const program = new Command()
   .option('--portability-options <json>', "JSON object passed to the second adapter's factory", json)
   .option('--only <text...>', 'only checks whose name contains one of these strings')
   .option('--json', 'print the report(s) as JSON instead of a table')
-  .option('--verbose', 'print full details for passing checks too');
+  .option('--verbose', 'print the full table of every check instead of one line per check family')
+  .addHelpText(
+    'after',
+    `
+By default: one line per check family (golden, resume, in use, state file, bad input, portability)
+with passed/failed counts and the worst error/bound, then the details of failures only, and a
+diagnosis when the failures match a known mistake the suite owns as a mutant. Colours only on a
+terminal, and never when NO_COLOR is set.`,
+  );
 
 program.parse();
 const options = program.opts<{
@@ -76,7 +84,11 @@ try {
     reports.push(await runPortability(other, adapter, { only: options.only }));
   }
   if (options.json) console.log(JSON.stringify(reports, null, 2));
-  else for (const report of reports) console.log(formatReport(report, { verbose: options.verbose }));
+  else {
+    // No ANSI colours when NO_COLOR is set (to anything non-empty) or stdout is not a terminal.
+    const color = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+    for (const report of reports) console.log(formatReport(report, { verbose: options.verbose, color }));
+  }
   exitCode = reports.every((r) => r.passed) ? 0 : 1;
 } catch (error) {
   console.error(`accsgd-conformance: ${(error as Error).message ?? error}`);

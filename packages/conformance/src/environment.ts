@@ -20,9 +20,27 @@ export function webgpuRequired(): boolean {
 
 export type Found<T> = ({ available: true } & T) | { available: false; reason: string };
 
+/**
+ * The WebGPU types where the program has them (@webgpu/types, or a DOM lib with WebGPU), else the
+ * little used here: so that these declarations compile in a Node-only program too, without making
+ * every user of this package install @webgpu/types (which itself needs the DOM lib).
+ */
+type WebGPUGlobal<Name extends string, Fallback> =
+  typeof globalThis extends Record<Name, { prototype: infer T }> ? T : Fallback;
+interface MinimalGPUAdapter {
+  readonly features: ReadonlySet<string>;
+  readonly info: { vendor: string; architecture: string; device: string; description: string };
+  requestDevice(descriptor?: object): Promise<unknown>;
+}
+interface MinimalGPU {
+  requestAdapter(options?: object): Promise<MinimalGPUAdapter | null>;
+}
+export type NodeGPU = WebGPUGlobal<'GPU', MinimalGPU>;
+export type NodeGPUAdapter = WebGPUGlobal<'GPUAdapter', MinimalGPUAdapter>;
+
 export interface NodeWebGPU {
-  gpu: GPU;
-  adapter: GPUAdapter;
+  gpu: NodeGPU;
+  adapter: NodeGPUAdapter;
   /** e.g. "google / swiftshader". */
   description: string;
 }

@@ -1,8 +1,19 @@
+export type {
+  ConformanceAdapter,
+  ConformanceAdapterFactory,
+  ConformanceDType,
+  ConformanceProblem,
+  ConformanceSession,
+  ConformanceSnapshot,
+} from '@accsgd/core';
+export { type Diagnosis, diagnose, formatDiagnosis } from './diagnose.js';
 export {
   type Found,
   findChromium,
   findNodeWebGPU,
   findPyTorch,
+  type NodeGPU,
+  type NodeGPUAdapter,
   type NodeWebGPU,
   pytorchRequired,
   SWIFTSHADER_ICD,
@@ -10,7 +21,7 @@ export {
 } from './environment.js';
 export { GOLDEN_CASE_SPECS, generateGoldenCases } from './golden-cases.js';
 export { loadAdapter } from './load-adapter.js';
-export { formatReport } from './report.js';
+export { CHECK_FAMILIES, type FormatOptions, formatReport } from './report.js';
 export {
   type CheckResult,
   type ConformanceCheck,

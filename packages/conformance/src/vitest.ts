@@ -10,7 +10,14 @@ import {
 } from './runner.js';
 
 export interface DescribeConformanceOptions {
-  /** Title of the describe block; default: the adapter's name once known, else "conformance". */
+  /**
+   * Title of the describe block. With a title, the factory is called in the block's beforeAll.
+   * Without one, the block is "AccSGD conformance" and the factory is called when vitest collects
+   * the file, so that the tests can sit in a nested block named after the adapter
+   * ("AccSGD conformance > core/float32 > golden: defaults"): two adapters in one file never share
+   * test names. Give a title when the factory is expensive (a browser, a GPU device), so that it
+   * runs only if the tests do.
+   */
   title?: string;
   /**
    * Why the adapter cannot run here (no WebGPU adapter, no browser). The suite is then skipped
@@ -31,18 +38,22 @@ export interface DescribeConformanceOptions {
 }
 
 const checks = await conformanceChecks();
+const DEFAULT_TITLE = 'AccSGD conformance';
 
 /**
  * Registers the whole conformance suite as vitest tests, one test per check:
  *
  *   describeConformance(() => conformanceAdapter({ backend: 'cpu' }));
+ *
+ * Without `options.title` the tests are named after the adapter (see DescribeConformanceOptions).
  */
 export function describeConformance(
   factory: () => ConformanceAdapter | Promise<ConformanceAdapter>,
   options: DescribeConformanceOptions = {},
 ): void {
-  const title = options.title ?? 'AccSGD conformance';
+  const title = options.title ?? DEFAULT_TITLE;
   const selected: ConformanceCheck[] = selectChecks(checks, options.only);
+  const timeoutMs = options.timeoutMs ?? 120_000;
   if (options.unavailable !== undefined) {
     if (webgpuRequired()) {
       describe(title, () => {
@@ -58,11 +69,8 @@ export function describeConformance(
     }
     return;
   }
-  describe(title, () => {
-    let adapter: ConformanceAdapter;
-    beforeAll(async () => {
-      adapter = await factory();
-    }, options.timeoutMs ?? 120_000);
+
+  const registerChecks = (adapter: () => ConformanceAdapter) => {
     afterAll(async () => {
       await options.dispose?.();
     }, 60_000);
@@ -70,19 +78,43 @@ export function describeConformance(
       it(
         check.name,
         async (context) => {
-          const report = await runChecks(adapter, [check]);
+          const report = await runChecks(adapter(), [check]);
           const result = report.results[0] as CheckResult;
-          expect(result.passed, `${adapter.name} / ${check.name}: ${result.detail}`).toBe(true);
+          const label = `${adapter().name} / ${check.name}: ${result.detail}`;
+          expect(result.passed, label).toBe(true);
           if (result.skipped) {
-            expect(options.requireClosedLoop, `${adapter.name} / ${check.name}: ${result.detail}`).not.toBe(
-              true,
-            );
-            console.warn(`[accsgd] SKIPPED ${adapter.name} / ${check.name}: ${result.detail}`);
+            expect(options.requireClosedLoop, label).not.toBe(true);
+            console.warn(`[accsgd] SKIPPED ${label}`);
             context.skip();
           }
         },
-        options.timeoutMs ?? 120_000,
+        timeoutMs,
       );
     }
+  };
+
+  if (options.title !== undefined) {
+    describe(title, () => {
+      let adapter: ConformanceAdapter;
+      beforeAll(async () => {
+        adapter = await factory();
+      }, timeoutMs);
+      registerChecks(() => adapter);
+    });
+    return;
+  }
+
+  // No title: open the adapter while collecting, to name the tests after it.
+  describe(title, async () => {
+    let adapter: ConformanceAdapter;
+    try {
+      adapter = await factory();
+    } catch (error) {
+      it('creates the adapter', () => {
+        throw error;
+      });
+      return;
+    }
+    describe(adapter.name, () => registerChecks(() => adapter));
   });
 }

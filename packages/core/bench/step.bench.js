@@ -100,8 +100,20 @@ console.log(
 console.log(
   `Float32Array.set copy: ${copyMs.toFixed(1)} ms -> memory floor (2.5x copy): ${floorMs.toFixed(1)} ms\n`,
 );
+// The target applies to the optimizer's step (the rows that start with "core AccSGD.step"); the
+// kernel alone and the seven passes are printed for scale only.
+const TARGET = 1.2;
+const verdict = (r) => (r.label.startsWith('core AccSGD.step') ? (r.ratio <= TARGET ? 'met' : 'missed') : '');
 const width = Math.max(...rows.map((r) => r.label.length));
-console.log(`${'case'.padEnd(width)}  ${'ms'.padStart(8)}  ${'x floor'.padStart(8)}`);
+console.log(
+  `${'case'.padEnd(width)}  ${'ms'.padStart(8)}  ${'x floor'.padStart(8)}  target <= ${TARGET.toFixed(2)}x`,
+);
 for (const r of rows)
-  console.log(`${r.label.padEnd(width)}  ${r.ms.toFixed(1).padStart(8)}  ${r.ratio.toFixed(2).padStart(8)}`);
-console.log('\ntarget: core float32 step <= 1.20x floor');
+  console.log(
+    `${r.label.padEnd(width)}  ${r.ms.toFixed(1).padStart(8)}  ${r.ratio.toFixed(2).padStart(8)}  ${verdict(r)}`.trimEnd(),
+  );
+const stepRows = rows.filter((r) => r.label.startsWith('core AccSGD.step'));
+const missed = stepRows.filter((r) => verdict(r) === 'missed').length;
+console.log(
+  `\ntarget: core float32 step <= ${TARGET.toFixed(2)}x floor: ${missed === 0 ? 'met' : 'missed'} (${stepRows.length - missed} of ${stepRows.length} cases met)`,
+);

@@ -1,5 +1,5 @@
 import { AccSGDConfigError } from './errors.js';
-import { HeapKernel } from './kernels/wasm-kernel.js';
+import { HeapKernel, type WasmMemory } from './kernels/wasm-kernel.js';
 
 const PAGE_BYTES = 65_536;
 /** 16 bytes: one SIMD vector, so every array starts on a vector boundary. */
@@ -22,7 +22,8 @@ const arenas = new WeakMap<ArrayBuffer, ParameterArena>();
  * Arrays are never freed individually; the arena is freed when nothing refers to it.
  */
 export class ParameterArena {
-  readonly memory: WebAssembly.Memory;
+  /** A `WebAssembly.Memory` (typed by the part of it used here, so no DOM lib is needed). */
+  readonly memory: WasmMemory;
   /** Capacity in float32 elements. */
   readonly capacity: number;
   private usedBytes = 0;

@@ -25,9 +25,16 @@ export {
   TUNING_GUIDE,
   validateHyperparams,
 } from './hyperparams.js';
-export { HeapKernel } from './kernels/wasm-kernel.js';
-export { groupAt, paramAt } from './lookup.js';
+export { HeapKernel, type WasmMemory } from './kernels/wasm-kernel.js';
 export {
+  firstCrossOverlap,
+  firstRangeOverlap,
+  groupAt,
+  type MemoryRange,
+  paramAt,
+} from './lookup.js';
+export {
+  firstNonFiniteAs,
   NON_FINITE_POLICIES,
   type NonFinitePolicy,
   nonFinitePolicy,
@@ -40,7 +47,20 @@ export {
   type ParamGroupInput,
   type StepResult,
 } from './optimizer.js';
+export { OrderedCalls } from './ordered-calls.js';
 export { referenceStep } from './reference.js';
+export {
+  type ImportOptions,
+  type ImportPlan,
+  type KeyedGradients,
+  ParameterRegistry,
+  type Precision,
+  type RegistryGroup,
+  type RegistryOptions,
+  type RegistryParam,
+  type StepPlan,
+  type StepWork,
+} from './registry.js';
 export {
   decodeSafetensors,
   encodeSafetensors,
@@ -54,6 +74,7 @@ export {
   BUFFER_SUFFIX,
   decodeState,
   encodeState,
+  normalizeState,
   type OptimizerState,
   STATE_FORMAT,
   STATE_FORMAT_VERSION,

@@ -96,33 +96,96 @@ export function hasResizableBuffer(value: ArrayBufferView): boolean {
   );
 }
 
+/** A byte range [begin, end) of some storage: an ArrayBuffer, a GPUBuffer, anything compared by identity. */
+export interface MemoryRange {
+  resource: unknown;
+  begin: number;
+  end: number;
+}
+
+/** Where a typed array's memory lies, as a MemoryRange (its ArrayBuffer and byte range). */
+export function rangeOf(value: ArrayBufferView): MemoryRange {
+  const m = memoryOf(value);
+  return { resource: m.buffer, begin: m.begin, end: m.end };
+}
+
 /**
  * The first pair of arrays whose memory overlaps (same buffer, intersecting byte ranges), as
  * indices into `arrays`, or undefined. Sorts by (buffer, offset): O(n log n). Empty arrays overlap
  * nothing.
  */
 export function firstOverlap(arrays: readonly ArrayBufferView[]): [number, number] | undefined {
-  const ids = new Map<ArrayBufferLike, number>();
-  const ranges = arrays
-    .map((a, index) => {
-      const m = memoryOf(a);
-      let id = ids.get(m.buffer);
-      if (id === undefined) {
-        id = ids.size;
-        ids.set(m.buffer, id);
-      }
-      return { id, begin: m.begin, end: m.end, index };
-    })
+  return firstRangeOverlap(arrays.map(rangeOf));
+}
+
+/** Numbers the distinct resources of `ranges` in order of appearance. */
+function resourceIds(ranges: readonly MemoryRange[]): number[] {
+  const ids = new Map<unknown, number>();
+  return ranges.map((r) => {
+    let id = ids.get(r.resource);
+    if (id === undefined) {
+      id = ids.size;
+      ids.set(r.resource, id);
+    }
+    return id;
+  });
+}
+
+/**
+ * The first pair of ranges that overlap (same resource, intersecting byte ranges), as indices
+ * [lower, higher] into `ranges`, or undefined. O(n log n); empty ranges overlap nothing.
+ */
+export function firstRangeOverlap(ranges: readonly MemoryRange[]): [number, number] | undefined {
+  const ids = resourceIds(ranges);
+  const sorted = ranges
+    .map((r, index) => ({ id: ids[index]!, begin: r.begin, end: r.end, index }))
     .filter((r) => r.end > r.begin);
-  ranges.sort((a, b) => a.id - b.id || a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < ranges.length; i++) {
-    const previous = ranges[i - 1]!;
-    const current = ranges[i]!;
+  sorted.sort((a, b) => a.id - b.id || a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < sorted.length; i++) {
+    const previous = sorted[i - 1]!;
+    const current = sorted[i]!;
     // Sorted by start, and non-empty: when neighbours do not overlap, ends increase too, so
     // checking neighbours is enough.
     if (previous.id === current.id && current.begin < previous.end) {
       return [Math.min(previous.index, current.index), Math.max(previous.index, current.index)];
     }
+  }
+  return undefined;
+}
+
+/**
+ * The first pair [probe, owned] (indices into the two lists) whose ranges overlap, or undefined.
+ * Probes may overlap each other and owned ranges may overlap each other; only a probe against an
+ * owned range counts (a gradient against a parameter or a momentum buffer). One sort of the ranges
+ * on resources that some probe lives on, then one sweep: O((n + m) log(n + m)).
+ */
+export function firstCrossOverlap(
+  probes: readonly MemoryRange[],
+  owned: readonly MemoryRange[],
+): [number, number] | undefined {
+  if (probes.length === 0) return undefined;
+  const onProbed = new Set(probes.map((p) => p.resource));
+  type Entry = { id: number; begin: number; end: number; index: number; probe: boolean };
+  const all = [...probes, ...owned];
+  const ids = resourceIds(all);
+  const entries: Entry[] = [];
+  all.forEach((r, i) => {
+    if (r.end <= r.begin || !onProbed.has(r.resource)) return;
+    const probe = i < probes.length;
+    entries.push({ id: ids[i]!, begin: r.begin, end: r.end, index: probe ? i : i - probes.length, probe });
+  });
+  entries.sort((a, b) => a.id - b.id || a.begin - b.begin);
+  let ownedSoFar: Entry | undefined;
+  let probeSoFar: Entry | undefined;
+  for (const entry of entries) {
+    if (ownedSoFar && ownedSoFar.id !== entry.id) ownedSoFar = undefined;
+    if (probeSoFar && probeSoFar.id !== entry.id) probeSoFar = undefined;
+    const other = entry.probe ? ownedSoFar : probeSoFar;
+    if (other && entry.begin < other.end)
+      return entry.probe ? [entry.index, other.index] : [other.index, entry.index];
+    if (entry.probe) {
+      if (!probeSoFar || entry.end > probeSoFar.end) probeSoFar = entry;
+    } else if (!ownedSoFar || entry.end > ownedSoFar.end) ownedSoFar = entry;
   }
   return undefined;
 }

@@ -1,4 +1,5 @@
 import { AccSGDConfigError, AccSGDGradientError } from './errors.js';
+import { type FloatArray, firstNonFinite } from './fused-update.js';
 
 /**
  * What a step does when a gradient of a parameter that has one this step holds NaN or infinity
@@ -37,4 +38,21 @@ export function rejectNonFinite(
   );
   if (policy !== 'skip-step') throw error;
   return { applied: false, reason: error.message };
+}
+
+/**
+ * The first element of `values` that is not finite once stored at `precision` (a float64 value
+ * stored into float32 is rounded once first, so 1e39 overflows), with how it reads in a message
+ * ("NaN", "-Infinity", "1e+39, which overflows float32"); null when every element is finite.
+ * Copies through the typed arrays' internal slots, calling no user code.
+ */
+export function firstNonFiniteAs(
+  values: FloatArray,
+  precision: 'float32' | 'float64',
+): { element: number; value: string } | null {
+  const narrowed = precision === 'float32' && values instanceof Float64Array;
+  const element = firstNonFinite(narrowed ? new Float32Array(values) : values);
+  if (element < 0) return null;
+  const raw = values[element]!;
+  return { element, value: Number.isFinite(raw) ? `${raw}, which overflows float32` : `${raw}` };
 }

@@ -21,7 +21,7 @@ let counter = 0;
 interface TensorSpec {
   readonly tensorSpec: true;
   dtype: 'float32' | 'int32' | 'bool' | 'string' | 'complex64';
-  shape: number[];
+  shape: readonly number[];
   disposed: boolean;
   special: 'none' | 'nan' | 'inf';
 }
@@ -116,16 +116,17 @@ function materialize(value: unknown, made: tf.Tensor[], depth = 0): unknown {
     const spec = value as TensorSpec;
     const size = spec.shape.reduce((a, b) => a * b, 1);
     const fill = spec.special === 'nan' ? Number.NaN : spec.special === 'inf' ? Infinity : 0.5;
+    const shape = [...spec.shape];
     const t =
       spec.dtype === 'string'
         ? tf.tensor(
             Array.from({ length: size }, () => 's'),
-            spec.shape,
+            shape,
             'string',
           )
         : spec.dtype === 'complex64'
-          ? tf.complex(tf.fill(spec.shape, fill), tf.zeros(spec.shape))
-          : tf.fill(spec.shape, fill, spec.dtype);
+          ? tf.complex(tf.fill(shape, fill), tf.zeros(shape))
+          : tf.fill(shape, fill, spec.dtype);
     made.push(t);
     if (spec.disposed) t.dispose();
     return t;

@@ -75,6 +75,12 @@ async function openAdapter() {
   };
 }
 const { adapter, how } = await openAdapter();
+// Targets (see the README): on a GPU, "of copy bw" >= 80% (step <= 1.25x the copy floor); on a CPU
+// adapter (SwiftShader, lavapipe), step <= 1.3x the copy floor.
+const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe/i.test(how);
+const TARGET = CPU_ADAPTER ? 1.3 : 1 / 0.8;
+const TARGET_TEXT = CPU_ADAPTER ? 'step/floor <= 1.3x (CPU adapter)' : 'of copy bw >= 80% (GPU)';
+const met = (r) => r.stepMs / (2.5 * r.copyMs) <= TARGET;
 const timestamps = adapter.features.has('timestamp-query');
 const device = await adapter.requestDevice({
   requiredFeatures: timestamps ? ['timestamp-query'] : [],
@@ -273,6 +279,7 @@ const COLUMNS = [
   ['of copy bw', 10, (r) => `${((250 * r.copyMs) / r.stepMs).toFixed(0)}%`],
   ['WGSL copy', 11, (r) => `${r.kernelCopyMs.toFixed(2)} ms`],
   ['step/kernel floor', 17, (r) => `${(r.stepMs / (2.5 * r.kernelCopyMs)).toFixed(2)}x`],
+  ['target', 6, (r) => (met(r) ? 'met' : 'missed')],
 ];
 const line = (cells) =>
   cells.map((cell, k) => (k === 1 ? cell.padEnd(COLUMNS[k][1]) : cell.padStart(COLUMNS[k][1]))).join('  ');
@@ -297,6 +304,9 @@ for (const elements of SIZES) {
     `${elements}: one multi-tensor dispatch is ${(single.stepMs / multi.stepMs).toFixed(2)}x faster than ${TENSORS} per-tensor dispatches`,
   );
 }
+console.log(
+  `target: ${TARGET_TEXT}: ${rows.filter(met).length} of ${rows.length} rows met, ${rows.filter((r) => !met(r)).length} missed`,
+);
 clearInterval(keepAlive);
 device.destroy();
 process.exit(0);

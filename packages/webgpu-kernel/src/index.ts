@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 export { AccSGDDeviceError, AccSGDDeviceLostError, type DeviceFailure } from './errors.js';
 export { createFlatStorage, type FlatStorage, type FlatTensor } from './flat-storage.js';
 export {

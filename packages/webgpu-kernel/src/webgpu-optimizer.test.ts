@@ -645,13 +645,14 @@ describe.skipIf(noGPU)(`WebGPUAccSGD on ${noGPU ? `no adapter: ${noGPUReason}` :
     const d = device.createBuffer({ size: 256, usage: STORAGE | COPY_SRC | COPY_DST });
     const create = (groups: object[]) => WebGPUAccSGD.create(device, groups as never, { lr: 0.1 });
     // Two groups over the same params buffer whose segments overlap: elements 8..15 updated twice.
+    // Params ranges are the registry's storage ranges, so its overlap check (and message) applies.
     await expect(
       create([
         { params: a, grads: b, segments: [{ name: 'x', offset: 0, size: 16 }] },
         { params: a, grads: c, segments: [{ name: 'y', offset: 8, size: 16 }] },
       ]),
     ).rejects.toThrow(
-      /^groups\[1\]\.segments\[0\] \("y"\) params elements \[8, 24\) overlaps groups\[0\]\.segments\[0\] \("x"\) params elements \[0, 16\) in one GPUBuffer: elements \[8, 16\) would be updated twice in one step/,
+      /^groups\[1\]\.segments\[0\] overlaps the memory of groups\[0\]\.segments\[0\] \(two views of the same buffer\); each parameter needs memory of its own; got "params elements \[8, 24\)"/,
     );
     // A group whose grads buffer is another group's params buffer, at the same elements.
     await expect(
@@ -714,6 +715,51 @@ describe.skipIf(noGPU)(`WebGPUAccSGD on ${noGPU ? `no adapter: ${noGPUReason}` :
     }
     shared.destroy();
     for (const buffer of [a, b, c, d]) buffer.destroy();
+  });
+
+  it("takes the registry's name rules: reserved, empty and non-string names are rejected at create", async () => {
+    const params = device.createBuffer({ size: 64, usage: STORAGE });
+    const grads = device.createBuffer({ size: 64, usage: STORAGE });
+    for (const [name, pattern_] of [
+      ['__proto__', /^groups\[0\]\.segments\[1\]\.name must be a non-empty string/],
+      ['__metadata__', /^groups\[0\]\.segments\[1\]\.name must be a non-empty string/],
+      ['', /^groups\[0\]\.segments\[1\]\.name must be a non-empty string/],
+      [7, /^groups\[0\]\.segments\[1\]\.name must be a non-empty string/],
+      ['a', /^groups\[0\]\.segments\[1\]\.name must be a unique name/],
+    ] as const) {
+      const error = await WebGPUAccSGD.create(
+        device,
+        [
+          {
+            params,
+            grads,
+            segments: [
+              { name: 'a', offset: 0, size: 4 },
+              { name: name as never, offset: 4, size: 4 },
+            ],
+          },
+        ],
+        { lr: 0.1 },
+      ).catch((e: unknown) => e);
+      expect(error, String(name)).toBeInstanceOf(AccSGDConfigError);
+      expect((error as AccSGDConfigError).field).toBe('groups[0].segments[1].name');
+      expect((error as Error).message).toMatch(pattern_);
+    }
+    // A getter that throws in the gradient flags is reported as unreadable flags.
+    const optimizer = await WebGPUAccSGD.create(
+      device,
+      [{ params, grads, segments: [{ name: 'a', offset: 0, size: 4 }] }],
+      { lr: 0.1 },
+    );
+    const flags = {
+      get a(): boolean {
+        throw new Error('boom');
+      },
+    };
+    await expect(optimizer.step(flags)).rejects.toThrow(/could not read the gradient flags \(Error: boom\)/);
+    optimizer.destroy();
+    params.destroy();
+    grads.destroy();
   });
 
   it('rejects a Proxy or look-alike of a GPUBuffer at create (Dawn would crash on a Proxy), creating nothing', async () => {

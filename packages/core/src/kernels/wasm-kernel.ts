@@ -12,6 +12,16 @@ import { FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64, FUSED_UPDATE_WASM_BASE64 } fr
  * float32 in the JavaScript float32 kernel's order (see fused-update.ts), so both give
  * bit-identical results.
  */
+/**
+ * The part of a `WebAssembly.Memory` this package's public types use, declared here so that they
+ * compile without the DOM lib (TypeScript declares WebAssembly only there; @types/node does not).
+ * A real `WebAssembly.Memory` is one.
+ */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(delta: number): number;
+}
+
 const CHUNK = 32_768;
 const PAGE = 65_536;
 
@@ -114,16 +124,16 @@ function decode(base64: string): Uint8Array<ArrayBuffer> {
  */
 export class HeapKernel {
   private constructor(
-    private readonly memory: WebAssembly.Memory,
+    private readonly memory: WasmMemory,
     private readonly exports: Omit<Exports, 'memory'>,
   ) {}
 
   /** null where WebAssembly SIMD is unavailable or the memory cannot be imported (a shared memory). */
-  static create(memory: WebAssembly.Memory): HeapKernel | null {
+  static create(memory: WasmMemory): HeapKernel | null {
     if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) return null;
     try {
       const module = new WebAssembly.Module(decode(FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64));
-      const instance = new WebAssembly.Instance(module, { env: { memory } });
+      const instance = new WebAssembly.Instance(module, { env: { memory: memory as WebAssembly.Memory } });
       return new HeapKernel(memory, instance.exports as unknown as Exports);
     } catch {
       return null;

@@ -1,0 +1,136 @@
+/**
+ * The side-by-side throughput report: every adapter and backend at 16,777,216 float32 parameters,
+ * each beside its framework's own baseline. Runs each section in a child process, prints the
+ * tables and targets, writes reports/throughput.{json,md,svg}.
+ *
+ *   npm run bench:side-by-side -w @accsgd/evidence
+ *   npm run bench:side-by-side -w @accsgd/evidence -- --repeats 9 --sections core,torch:1,torch:2
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import Table from 'cli-table3';
+import { throughputPlot } from './plot.js';
+import { COLUMNS, cells, type Environment, markdown, targetCells } from './report.js';
+import { crossTargets } from './targets.js';
+import { LAYOUTS, RESULT_MARKER, type SectionResult } from './types.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const packageRoot = resolve(here, '..', '..');
+const ALL = ['core', 'torch:1', 'torch:2', 'onnx', 'tfjs:cpu', 'tfjs:wasm', 'tfjs:webgpu', 'webgpu-kernel'];
+
+const { values } = parseArgs({
+  options: {
+    repeats: { type: 'string', default: '5' },
+    sections: { type: 'string', default: ALL.join(',') },
+    out: { type: 'string' },
+    timeout: { type: 'string', default: '900' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+if (values.help) {
+  process.stdout.write(
+    `Usage: bench:side-by-side [--repeats N] [--sections ${ALL.join(',')}] [--out DIR] [--timeout SECONDS]\n`,
+  );
+  process.exit(0);
+}
+const repeats = Number(values.repeats);
+if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`--repeats must be a positive integer`);
+const wanted = values.sections.split(',').map((s) => s.trim());
+for (const s of wanted)
+  if (!ALL.includes(s)) throw new Error(`unknown section ${s} (known: ${ALL.join(', ')})`);
+const timeoutMs = Number(values.timeout) * 1000;
+const outDir = resolve(values.out ?? join(packageRoot, 'reports'));
+
+/** Runs one section in a child process; its output goes to stderr, its result comes back. */
+function runSection(section: string): Promise<SectionResult> {
+  return new Promise((done) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(here, 'section.ts'), section, String(repeats)],
+      { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const line = stdout.split('\n').find((l) => l.startsWith(RESULT_MARKER));
+      for (const l of stdout.split('\n'))
+        if (l && !l.startsWith(RESULT_MARKER)) process.stderr.write(`  ${l}\n`);
+      if (line) done(JSON.parse(line.slice(RESULT_MARKER.length)) as SectionResult);
+      else
+        done({
+          section,
+          rows: [],
+          skipped: `failed (${signal === 'SIGKILL' ? `killed after ${values.timeout} s` : `exit ${code ?? signal}`}; its output is above)`,
+        });
+    });
+  });
+}
+
+const start = performance.now();
+const loadBefore = loadavg();
+const sections: SectionResult[] = [];
+for (const section of wanted) {
+  const t0 = performance.now();
+  process.stderr.write(`[${section}] running...\n`);
+  const result = await runSection(section);
+  sections.push(result);
+  process.stderr.write(
+    `[${section}] ${result.skipped ? `skipped: ${result.skipped}` : `${result.rows.length} rows`} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+  );
+}
+const loadAfter = loadavg();
+const wallSeconds = (performance.now() - start) / 1000;
+
+const rows = sections.flatMap((s) => s.rows);
+const targets = crossTargets(
+  rows,
+  LAYOUTS.map((l) => l.label),
+);
+const args = process.argv.slice(2);
+const env: Environment = {
+  date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+  command: `npm run bench:side-by-side -w @accsgd/evidence${args.length ? ` -- ${args.join(' ')}` : ''}`,
+  repeats,
+  wallSeconds,
+  node: process.version,
+  cpus: `${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? '?'})`,
+  loadBefore,
+  loadAfter,
+};
+
+mkdirSync(outDir, { recursive: true });
+const plotFile = 'throughput.svg';
+writeFileSync(join(outDir, plotFile), throughputPlot(rows));
+writeFileSync(join(outDir, 'throughput.md'), markdown(sections, targets, env, plotFile));
+writeFileSync(
+  join(outDir, 'throughput.json'),
+  `${JSON.stringify({ environment: env, sections, targets }, null, 1)}\n`,
+);
+
+const out = process.stdout;
+out.write(
+  `\nOne optimizer step over 16,777,216 float32 parameters: median of ${repeats} (first step not timed), wall ${wallSeconds.toFixed(0)} s, load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} -> ${loadAfter.map((x) => x.toFixed(2)).join(' ')} on ${env.cpus}\n`,
+);
+for (const layout of LAYOUTS) {
+  const table = new Table({ head: ['layout', ...COLUMNS], style: { head: [], border: [] } });
+  for (const r of rows.filter((x) => x.layout === layout.label)) table.push([r.layout, ...cells(r)]);
+  out.write(`${table.toString()}\n`);
+}
+const t = new Table({
+  head: ['layout', 'target', 'value', 'verdict', 'note'],
+  style: { head: [], border: [] },
+});
+for (const x of targets) t.push(targetCells(x));
+out.write(`${t.toString()}\n`);
+for (const s of sections) if (s.skipped) out.write(`${s.section}: skipped (${s.skipped})\n`);
+out.write(`Report: ${join(relative(process.cwd(), outDir) || '.', 'throughput.md')}\n`);

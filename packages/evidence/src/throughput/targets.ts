@@ -1,0 +1,77 @@
+import { ratio, type Target, type Verdict, verdict } from './stats.js';
+import type { LayoutLabel, Row } from './types.js';
+
+/** A cross-framework target of the issue, evaluated on one layout. */
+export interface CrossTarget {
+  layout: LayoutLabel;
+  name: string;
+  /** How the value is computed, e.g. "torch reference (1 thread) / core arena". */
+  value: string;
+  ratio: number;
+  target: Target;
+  verdict: Verdict;
+  note?: string;
+}
+
+const find = (rows: readonly Row[], layout: string, framework: string, backend: RegExp, variant: RegExp) =>
+  rows.find(
+    (r) =>
+      r.layout === layout && r.framework === framework && backend.test(r.backend) && variant.test(r.variant),
+  );
+
+/**
+ * The issue's targets that compare frameworks: core's arena path at least 3x faster than the torch
+ * reference at 1 thread and 2x at 2 threads; core's default path faster than the reference at 2
+ * threads. "Faster by k" means torch ms / core ms >= k. Where a target is missed and even the
+ * single-threaded floor pass does not reach it, a single-threaded path cannot: the note says so.
+ */
+export function crossTargets(rows: readonly Row[], layouts: readonly LayoutLabel[]): CrossTarget[] {
+  const out: CrossTarget[] = [];
+  for (const layout of layouts) {
+    const arena = find(rows, layout, '@accsgd/core', /Arena/, /^arena: .*'error'/);
+    const plain = find(rows, layout, '@accsgd/core', /Float32Array/, /'error'/);
+    const torch = (threads: number) =>
+      find(rows, layout, 'PyTorch', new RegExp(`, ${threads} threads?$`), /reference/);
+    const add = (
+      name: string,
+      value: string,
+      torchRow: Row | undefined,
+      coreRow: Row | undefined,
+      target: Target,
+    ) => {
+      const r = ratio(torchRow?.ms, coreRow?.ms);
+      const v = verdict(r, target);
+      let note: string | undefined;
+      if (v === 'missed' && coreRow) {
+        const floorSpeedup = ratio(torchRow?.ms, coreRow.baselineMs);
+        note =
+          verdict(floorSpeedup, target) === 'met'
+            ? `the single-threaded floor pass reaches ${floorSpeedup.toFixed(2)}x, so a single-threaded path could meet it`
+            : `even the single-threaded floor pass reaches only ${floorSpeedup.toFixed(2)}x: a multi-threaded arena path is what it would take`;
+      }
+      out.push({ layout, name, value, ratio: r, target, verdict: v, ...(note ? { note } : {}) });
+    };
+    add(
+      'core arena path ≥ 3x faster than the torch reference at 1 thread',
+      'torch reference (1 thread) ms / core arena (nonFinite error) ms',
+      torch(1),
+      arena,
+      { op: '>=', limit: 3 },
+    );
+    add(
+      'core arena path ≥ 2x faster than the torch reference at 2 threads',
+      'torch reference (2 threads) ms / core arena (nonFinite error) ms',
+      torch(2),
+      arena,
+      { op: '>=', limit: 2 },
+    );
+    add(
+      'core default path faster than the torch reference at 2 threads',
+      'torch reference (2 threads) ms / core AccSGD on Float32Arrays (nonFinite error) ms',
+      torch(2),
+      plain,
+      { op: '>', limit: 1 },
+    );
+  }
+  return out;
+}

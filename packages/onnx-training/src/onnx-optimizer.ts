@@ -1,0 +1,474 @@
+import {
+  AccSGDConfigError,
+  AccSGDGradientError,
+  AccSGDStateError,
+  decodeState,
+  encodeState,
+  firstNonFinite,
+  float32Multipliers,
+  type Hyperparams,
+  type HyperparamsInput,
+  type NonFinitePolicy,
+  nonFinitePolicy,
+  OrderedCalls,
+  ParameterRegistry,
+  rejectNonFinite,
+  resolveHyperparams,
+  type StepResult,
+} from '@accsgd/core';
+import { buildUpdateGraph, type UpdateGraphParam, updateGraphNames } from './graphs/update-graph.js';
+import { buildIdentityModel } from './graphs/utility-graphs.js';
+import {
+  type ExecutionProvider,
+  executionProvider,
+  type OrtModule,
+  type OrtSession,
+  type OrtTensor,
+  resolveOrt,
+  scalar,
+  sessionOptions,
+} from './runtime.js';
+
+export interface ParamInput {
+  /** Default: the parameter's index over all groups ("0", "1", ...), as in a PyTorch state_dict. */
+  name?: string;
+  /** Default: [data.length]. */
+  shape?: readonly number[];
+  /** Initial values, copied (float64 rounded once to float32). */
+  data: Float32Array | Float64Array | readonly number[];
+}
+
+export interface ParamGroupInput extends Partial<Hyperparams> {
+  params: readonly ParamInput[];
+}
+
+export interface OnnxAccSGDOptions {
+  /** The ONNX Runtime module; default: globalThis[Symbol.for('onnxruntime')] (how transformers.js shares its ORT). */
+  ort?: OrtModule;
+  /** 'cpu' (default) or 'webgpu' with onnxruntime-node; 'wasm' with onnxruntime-web ('webgpu' with onnxruntime-web/webgpu in a browser). */
+  executionProvider?: ExecutionProvider;
+  /** What a step does with a NaN or infinite gradient (default 'error'); see @accsgd/core. */
+  nonFinite?: NonFinitePolicy;
+  /**
+   * Create every session with ORT's disable_cpu_ep_fallback, so a node the execution provider
+   * cannot run fails session creation instead of running on the CPU. Default false.
+   */
+  strictPlacement?: boolean;
+  /** Update sessions kept (one per pattern of present / first-step parameters); default 8. */
+  maxCachedSessions?: number;
+  /**
+   * Further ORT session options for every session, e.g. { intraOpNumThreads: 1 }. The execution
+   * provider, output locations and strict placement are this class's and override these.
+   */
+  sessionOptions?: Readonly<Record<string, unknown>>;
+}
+
+type Gradient = Float32Array | Float64Array;
+
+/**
+ * AccSGD on ONNX Runtime. Each step runs one ONNX graph of standard ai.onnx Mul and Add nodes
+ * (buildUpdateGraph) over every parameter that has a gradient, with the six float32 multipliers of
+ * SPEC §2.1 fed as inputs, so learning-rate changes reuse the session:
+ *
+ *   buf' = (c0 * buf + c1 * p) + c2 * g            c0..c5: fusedCoefficients, rounded once
+ *   p'   = (c3 * p + c4 * g) + c5 * buf'           first step: buf' = (bufFromBuf + bufFromParam) p + c2 g
+ *
+ * Groups, names, shapes, step counts, buffer presence, import matching and export snapshots are
+ * @accsgd/core's ParameterRegistry; this class keeps only ORT tensors and sessions. On 'webgpu'
+ * parameters and buffers stay on the GPU between steps (ORT output tensors with
+ * preferredOutputLocation 'gpu-buffer'), read back through a tiny Identity session. A step is
+ * atomic: every gradient is checked before anything changes, and the new tensors replace the old
+ * ones only after the run succeeds. Asynchronous calls take effect in the order they are made
+ * (OrderedCalls); setLearningRate while one is pending is an AccSGDStateError.
+ */
+export class OnnxAccSGD {
+  readonly executionProvider: ExecutionProvider;
+  readonly nonFinite: NonFinitePolicy;
+  readonly ort: OrtModule;
+  private readonly registry: ParameterRegistry;
+  private readonly calls = new OrderedCalls();
+  private readonly strictPlacement: boolean;
+  private readonly maxCachedSessions: number;
+  private readonly baseSessionOptions: Readonly<Record<string, unknown>>;
+  /** Live tensors, by parameter index; a buffer is null exactly when the registry has none. */
+  private readonly params: OrtTensor[] = [];
+  private readonly buffers: (OrtTensor | null)[];
+  private readonly sessions = new Map<string, Promise<OrtSession>>();
+  private readonly helpers = new Map<string, Promise<OrtSession>>();
+  private disposed = false;
+
+  private constructor(
+    registry: ParameterRegistry,
+    ort: OrtModule,
+    options: Required<Omit<OnnxAccSGDOptions, 'ort'>>,
+  ) {
+    this.registry = registry;
+    this.ort = ort;
+    this.executionProvider = options.executionProvider;
+    this.nonFinite = options.nonFinite;
+    this.strictPlacement = options.strictPlacement;
+    this.maxCachedSessions = options.maxCachedSessions;
+    this.baseSessionOptions = options.sessionOptions;
+    this.buffers = new Array(registry.size).fill(null);
+  }
+
+  /**
+   * Checks the groups (AccSGDConfigError naming what is wrong) and copies the initial values into
+   * ORT tensors (uploaded to the GPU on 'webgpu').
+   */
+  static async create(
+    groups: readonly ParamGroupInput[],
+    defaults: HyperparamsInput,
+    options: OnnxAccSGDOptions = {},
+  ): Promise<OnnxAccSGD> {
+    const ort = resolveOrt(options.ort);
+    const resolved = {
+      executionProvider: executionProvider(options.executionProvider),
+      nonFinite: nonFinitePolicy(options.nonFinite),
+      strictPlacement: options.strictPlacement === true,
+      maxCachedSessions: Math.max(1, Math.floor(options.maxCachedSessions ?? 8)),
+      sessionOptions: { ...options.sessionOptions },
+    };
+    const { registry, initial } = readGroups(groups, defaults);
+    const optimizer = new OnnxAccSGD(registry, ort, resolved);
+    try {
+      optimizer.params.push(...(await optimizer.upload(initial)));
+    } catch (error) {
+      await optimizer.dispose();
+      throw error;
+    }
+    return optimizer;
+  }
+
+  get paramNames(): string[] {
+    return this.registry.paramNames;
+  }
+
+  /** Each group's hyperparameters, member names and step count (copies). */
+  get groups(): { hyperparams: Hyperparams; params: string[]; step: number }[] {
+    return this.registry.paramGroups;
+  }
+
+  /**
+   * The live ORT tensor of a parameter (flat, float32; on the GPU for 'webgpu'), to feed to a model.
+   * It belongs to the optimizer and is disposed by the next step that updates it: do not keep it.
+   */
+  paramTensor(name: string): OrtTensor {
+    this.assertOpen();
+    return this.params[this.registry.indexOf(name)]!;
+  }
+
+  /** Sets the learning rate of one group, or of every group; takes effect at the next step, same session. */
+  setLearningRate(lr: number, group?: number): void {
+    this.assertOpen();
+    this.calls.now('setLearningRate', () => this.registry.setLearningRate(lr, group));
+  }
+
+  /**
+   * One step. `grads` is keyed by parameter name (or aligned with the parameters, an array); null
+   * or absent: no gradient this step (the parameter and its buffer are untouched). Each gradient is
+   * a Float32Array or Float64Array (rounded to float32) with the parameter's element count. Keep the
+   * arrays unchanged until the returned promise settles.
+   */
+  step(
+    grads: Readonly<Record<string, Gradient | null | undefined>> | readonly (Gradient | null | undefined)[],
+  ): Promise<StepResult> {
+    return this.calls.run(async () => {
+      this.assertOpen();
+      const plan = this.registry.planStep<unknown>(grads);
+      const work: { index: number; group: number; first: boolean; grad: Float32Array }[] = [];
+      for (const { index, name, group, first, grad } of plan.work) {
+        if (!(grad instanceof Float32Array || grad instanceof Float64Array))
+          throw new AccSGDGradientError(
+            name,
+            `expected a Float32Array or Float64Array, got ${Object.prototype.toString.call(grad)}`,
+          );
+        const size = this.registry.length(index);
+        if (grad.length !== size)
+          throw new AccSGDGradientError(name, `has ${grad.length} elements; the parameter has ${size}`);
+        // A float64 gradient is rounded to float32 first (1e39 is finite but overflows); a float32
+        // one is fed as it is (ORT never writes to its inputs).
+        work.push({
+          index,
+          group,
+          first,
+          grad: grad instanceof Float32Array ? grad : new Float32Array(grad),
+        });
+      }
+      if (this.nonFinite !== 'allow') {
+        for (const { index, grad } of work) {
+          const bad = firstNonFinite(grad);
+          if (bad < 0) continue;
+          const raw = plan.work.find((w) => w.index === index)!.grad as Gradient;
+          const value = Number.isFinite(raw[bad]) ? `${raw[bad]}, which overflows float32` : `${raw[bad]}`;
+          return rejectNonFinite(this.nonFinite, this.registry.name(index), bad, value);
+        }
+      }
+      if (work.length === 0) {
+        this.registry.commitStep(plan);
+        return { applied: true };
+      }
+      const graphParams: UpdateGraphParam[] = work.map((w) => ({
+        index: w.index,
+        size: w.grad.length,
+        group: w.group,
+        initialise: w.first,
+      }));
+      const session = await this.updateSession(graphParams);
+      const names = updateGraphNames;
+      const feeds: Record<string, OrtTensor> = {};
+      for (const g of new Set(graphParams.map((p) => p.group))) {
+        const c = plan.coefficients[g]!;
+        const later = float32Multipliers(c, false);
+        for (let k = 0; k < 6; k++) feeds[names.coefficient(g, k)] = scalar(this.ort, later[k]!);
+        feeds[names.firstStepCoefficient(g)] = scalar(this.ort, float32Multipliers(c, true)[1]);
+      }
+      for (const { index, grad } of work) {
+        feeds[names.param(index)] = this.params[index]!;
+        feeds[names.grad(index)] = new this.ort.Tensor('float32', grad, [grad.length]);
+        const buffer = this.buffers[index];
+        if (buffer) feeds[names.buffer(index)] = buffer;
+      }
+      // Only the inputs this graph declares (a group with no first-step member has no c1_first).
+      const used: Record<string, OrtTensor> = {};
+      for (const name of session.inputNames) used[name] = feeds[name]!;
+      const outputs = await session.run(used);
+      // The run succeeded: from here nothing can fail. Replace and dispose the old tensors.
+      for (const { index } of work) {
+        this.params[index]!.dispose();
+        this.buffers[index]?.dispose();
+        this.params[index] = outputs[names.newParam(index)]!;
+        this.buffers[index] = outputs[names.newBuffer(index)]!;
+      }
+      this.registry.commitStep(plan);
+      return { applied: true };
+    });
+  }
+
+  /** Copies of every parameter and buffer (null before a parameter's first step), as float32. */
+  read(): Promise<{ params: Map<string, Float32Array>; buffers: Map<string, Float32Array | null> }> {
+    return this.calls.run(async () => {
+      this.assertOpen();
+      const params = new Map<string, Float32Array>();
+      const buffers = new Map<string, Float32Array | null>();
+      for (let i = 0; i < this.registry.size; i++) {
+        const name = this.registry.name(i);
+        params.set(name, await this.download(this.params[i]!));
+        const buffer = this.buffers[i];
+        buffers.set(name, buffer ? await this.download(buffer) : null);
+      }
+      return { params, buffers };
+    });
+  }
+
+  /** The state file of SPEC §4 (a safetensors file of the momentum buffers and the groups). */
+  exportState(): Promise<Uint8Array> {
+    return this.calls.run(async () => {
+      this.assertOpen();
+      const copies = new Map<number, Float32Array>();
+      for (let i = 0; i < this.registry.size; i++) {
+        const buffer = this.buffers[i];
+        if (buffer) copies.set(i, await this.download(buffer));
+      }
+      return encodeState(this.registry.snapshot((i) => copies.get(i)!));
+    });
+  }
+
+  /**
+   * Replaces buffers, hyperparameters and step counts from a state file, or throws
+   * AccSGDStateError and changes nothing.
+   */
+  importState(bytes: Uint8Array): Promise<void> {
+    return this.calls.run(async () => {
+      this.assertOpen();
+      const plan = this.registry.planImport(decodeState(bytes));
+      const incoming: { index: number; data: Float32Array }[] = [];
+      plan.buffers.forEach((stored, index) => {
+        if (!stored) return;
+        const data = new Float32Array(stored); // float64 rounds once
+        if (this.nonFinite !== 'allow') {
+          const bad = firstNonFinite(data);
+          if (bad >= 0) {
+            const raw = stored[bad]!;
+            const value = Number.isFinite(raw) ? `${raw}, which overflows float32` : `${raw}`;
+            throw new AccSGDStateError(
+              `buffer "${this.registry.name(index)}.momentum_buffer": element ${bad} is ${value} (non-finite buffers are rejected unless the nonFinite option is 'allow')`,
+            );
+          }
+        }
+        incoming.push({ index, data });
+      });
+      const uploaded = await this.upload(incoming.map((i) => i.data));
+      // Everything is checked and uploaded: from here nothing can fail.
+      this.registry.commitImport(plan);
+      this.buffers.forEach((b, i) => {
+        b?.dispose();
+        this.buffers[i] = null;
+      });
+      incoming.forEach(({ index }, k) => {
+        this.buffers[index] = uploaded[k]!;
+      });
+    });
+  }
+
+  /** Releases every session and tensor, after pending calls settle; later calls throw. Safe to call twice. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.calls.idle();
+    const sessions = [...this.sessions.values(), ...this.helpers.values()];
+    this.sessions.clear();
+    this.helpers.clear();
+    for (const t of [...this.params, ...this.buffers]) t?.dispose();
+    this.params.length = 0;
+    this.buffers.fill(null);
+    await Promise.all(sessions.map((s) => s.then((x) => x.release()).catch(() => undefined)));
+  }
+
+  /** Number of update sessions currently cached (one per pattern of present / first-step parameters). */
+  get cachedSessions(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * A session on this optimizer's runtime and execution provider for a model of your own (the
+   * conformance closed loop uses it); cached by `key`, released by dispose().
+   */
+  helperSession(
+    key: string,
+    model: () => Uint8Array,
+    gpuOutputs: readonly string[] = [],
+  ): Promise<OrtSession> {
+    this.assertOpen();
+    let session = this.helpers.get(key);
+    if (!session) {
+      session = this.ort.InferenceSession.create(
+        model(),
+        sessionOptions({
+          executionProvider: this.executionProvider,
+          strictPlacement: this.strictPlacement,
+          base: this.baseSessionOptions,
+          gpuOutputs,
+        }),
+      );
+      this.helpers.set(key, session);
+      session.catch(() => this.helpers.delete(key));
+    }
+    return session;
+  }
+
+  /** Copies a tensor of this optimizer's runtime to the CPU (through an Identity session on the GPU). */
+  async download(tensor: OrtTensor): Promise<Float32Array> {
+    if (tensor.location === 'cpu') return Float32Array.from(tensor.data as Float32Array);
+    // Never tensor.getData() on a GPU tensor: in Node that aborts the process.
+    const identity = await this.helperSession('download', buildIdentityModel);
+    const { y } = await identity.run({ x: tensor });
+    try {
+      return Float32Array.from(y!.data as Float32Array);
+    } finally {
+      y!.dispose();
+    }
+  }
+
+  /** ORT tensors holding `values` (on the GPU for 'webgpu'); all or nothing. */
+  private async upload(values: readonly Float32Array[]): Promise<OrtTensor[]> {
+    const cpu = values.map((v) => new this.ort.Tensor('float32', v, [v.length]));
+    if (this.executionProvider !== 'webgpu') return cpu;
+    const identity = await this.helperSession('upload', buildIdentityModel, ['y']);
+    const out: OrtTensor[] = [];
+    try {
+      for (const t of cpu) out.push((await identity.run({ x: t })).y!);
+    } catch (error) {
+      for (const t of out) t.dispose();
+      throw error;
+    }
+    return out;
+  }
+
+  private updateSession(params: readonly UpdateGraphParam[]): Promise<OrtSession> {
+    const key = params.map((p) => `${p.index}${p.initialise ? 'i' : 'c'}`).join(',');
+    let session = this.sessions.get(key);
+    if (session) {
+      // Most recently used last, so eviction drops the least recently used.
+      this.sessions.delete(key);
+      this.sessions.set(key, session);
+      return session;
+    }
+    const outputs = params.flatMap((p) => [
+      updateGraphNames.newParam(p.index),
+      updateGraphNames.newBuffer(p.index),
+    ]);
+    session = this.ort.InferenceSession.create(
+      buildUpdateGraph(params),
+      sessionOptions({
+        executionProvider: this.executionProvider,
+        strictPlacement: this.strictPlacement,
+        base: this.baseSessionOptions,
+        gpuOutputs: outputs,
+      }),
+    );
+    this.sessions.set(key, session);
+    session.catch(() => this.sessions.delete(key));
+    while (this.sessions.size > this.maxCachedSessions) {
+      const [oldest, evicted] = this.sessions.entries().next().value as [string, Promise<OrtSession>];
+      this.sessions.delete(oldest);
+      void evicted.then((s) => s.release()).catch(() => undefined);
+    }
+    return session;
+  }
+
+  private assertOpen(): void {
+    if (this.disposed) throw new AccSGDStateError('this OnnxAccSGD has been disposed');
+  }
+}
+
+/** The registry of the groups, and each parameter's initial values as float32. */
+function readGroups(
+  groups: readonly ParamGroupInput[],
+  defaults: HyperparamsInput,
+): { registry: ParameterRegistry; initial: Float32Array[] } {
+  if (!Array.isArray(groups) || groups.length === 0)
+    throw new AccSGDConfigError('groups', groups, 'a non-empty array of parameter groups { params: [...] }');
+  const base = resolveHyperparams(defaults as Partial<Hyperparams>);
+  const initial: Float32Array[] = [];
+  const declared = groups.map((group: ParamGroupInput, g) => {
+    if (
+      typeof group !== 'object' ||
+      group === null ||
+      !Array.isArray(group.params) ||
+      group.params.length === 0
+    )
+      throw new AccSGDConfigError(
+        `groups[${g}]`,
+        group,
+        'a group { params: [...] } with at least one parameter',
+      );
+    const { params, ...hyper } = group;
+    return {
+      hyperparams: resolveHyperparams(hyper, base),
+      precision: 'float32' as const,
+      params: params.map((param: ParamInput, k: number) => {
+        const data = param?.data;
+        if (!(data instanceof Float32Array || data instanceof Float64Array || Array.isArray(data)))
+          throw new AccSGDConfigError(
+            `groups[${g}].params[${k}].data`,
+            data,
+            'a Float32Array, Float64Array or array of numbers',
+          );
+        if (data.length === 0)
+          throw new AccSGDConfigError(`groups[${g}].params[${k}].data`, data, 'at least one element');
+        initial.push(Float32Array.from(data));
+        return {
+          ...(param.name === undefined ? {} : { name: param.name }),
+          ...(param.shape === undefined ? {} : { shape: param.shape }),
+          length: data.length,
+        };
+      }),
+    };
+  });
+  const part = { names: 'name', shapes: 'shape', params: 'data' } as const;
+  const registry = new ParameterRegistry(declared, {
+    field: (g, k, which) => `groups[${g}].params[${k}].${part[which]}`,
+  });
+  return { registry, initial };
+}

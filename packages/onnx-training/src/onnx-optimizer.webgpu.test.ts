@@ -1,0 +1,98 @@
+import { findNodeWebGPU } from '@accsgd/conformance';
+import { AccSGD, accuracyBound, relativeError } from '@accsgd/core';
+import * as ortNode from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { OnnxAccSGD } from './onnx-optimizer.js';
+import type { OrtModule } from './runtime.js';
+import { countingOrt, sameBits, seeded } from './test-support/counting-ort.js';
+import { webgpuUnavailable } from './test-support/webgpu.js';
+
+const ort: OrtModule = ortNode;
+const unavailable = await webgpuUnavailable(await findNodeWebGPU());
+const required = process.env.ACCSGD_REQUIRE_WEBGPU === '1';
+if (unavailable !== undefined && !required)
+  console.warn(`[accsgd] SKIPPED onnxruntime-node webgpu: ${unavailable}`);
+const suite = unavailable !== undefined && !required ? describe.skip : describe;
+
+const grads = (t: number) => ({ w: seeded(4096, 10 + t), b: seeded(7, 20 + t) });
+
+suite('OnnxAccSGD on onnxruntime-node webgpu', () => {
+  it('has its execution provider (ACCSGD_REQUIRE_WEBGPU=1 fails here instead of skipping)', () => {
+    expect(unavailable).toBeUndefined();
+  });
+
+  const create = (options = {}) =>
+    OnnxAccSGD.create(
+      [
+        {
+          lr: 0.1,
+          weightDecay: 0.001,
+          params: [
+            { name: 'w', shape: [64, 64], data: seeded(4096, 1) },
+            { name: 'b', data: seeded(7, 2) },
+          ],
+        },
+      ],
+      { lr: 0.1 },
+      { ort, executionProvider: 'webgpu', strictPlacement: true, ...options },
+    );
+
+  it('keeps parameters and buffers on the GPU between steps and disposes the previous tensors', async () => {
+    const opt = await create();
+    expect(opt.paramTensor('w').location).toBe('gpu-buffer'); // uploaded at create
+    const initial = opt.paramTensor('w');
+    await opt.step(grads(0));
+    expect(initial.location).toBe('none'); // disposed by the step that replaced it
+    for (let t = 1; t < 4; t++) {
+      const previous = opt.paramTensor('b');
+      await opt.step(grads(t));
+      expect(previous.location).toBe('none');
+      expect(opt.paramTensor('w').location).toBe('gpu-buffer');
+      expect(opt.paramTensor('b').location).toBe('gpu-buffer');
+    }
+    await opt.dispose();
+  });
+
+  it("matches core's float32 AccSGD (bit-identical here; the contract is SPEC §3's bound)", async () => {
+    // strictPlacement: every session is created with disable_cpu_ep_fallback, so the update, the
+    // Identity uploads and read-backs all run on the WebGPU EP or fail.
+    const opt = await create();
+    const w = seeded(4096, 1);
+    const b = seeded(7, 2);
+    const core = new AccSGD([{ lr: 0.1, weightDecay: 0.001, params: [w, b], names: ['w', 'b'] }], {
+      lr: 0.1,
+    });
+    for (let t = 0; t < 5; t++) {
+      if (t === 2) {
+        opt.setLearningRate(0.03);
+        core.setLearningRate(0.03);
+      }
+      await opt.step(grads(t));
+      core.step(grads(t));
+    }
+    const { params, buffers } = await opt.read();
+    expect(relativeError(params.get('w')!, w)).toBeLessThanOrEqual(accuracyBound('float32', 5));
+    expect(relativeError(buffers.get('b')!, core.buffer('b')!)).toBeLessThanOrEqual(
+      accuracyBound('float32', 5),
+    );
+    // Observed on SwiftShader: Mul and Add are separate WGSL dispatches, so no contraction into FMA.
+    expect(sameBits(params.get('w')!, w)).toBe(true);
+    expect(sameBits(params.get('b')!, b)).toBe(true);
+    await opt.dispose();
+  });
+
+  it('round-trips the state file through GPU buffers and releases every session on dispose', async () => {
+    const counting = countingOrt(ort);
+    const opt = await create({ ort: counting.ort });
+    await opt.step(grads(0));
+    const state = await opt.exportState();
+    await opt.step(grads(1));
+    await opt.importState(state);
+    expect(await opt.exportState()).toEqual(state);
+    expect(opt.paramTensor('w').location).toBe('gpu-buffer');
+    // upload (Identity to gpu-buffer), download (Identity to cpu), first-step and later update graphs.
+    expect(counting.created()).toBe(4);
+    await opt.dispose();
+    expect(counting.released()).toBe(4);
+  });
+});
