@@ -133,11 +133,15 @@ interface GroupState {
  * them, and calls `commitStep` / `commitImport`. Calls take effect in the order they are made;
  * adapters with asynchronous steps serialise them with `OrderedCalls`.
  *
- * Parameters are declared at construction, or added to a group later with `addParams` (validated
- * the same way, all or nothing) by an adapter that discovers them lazily. A parameter is never
- * removed: an adapter whose set of parameters a state import replaces (tfjs without `groups`)
- * builds a new registry for it. Names whose parameters do not exist yet (a restored state that
- * lists them) are the adapter's to keep until they join with addParams.
+ * Parameters discovered lazily (tfjs without `groups`: a variable joins the group on its first
+ * gradient) join an existing group with `addParams`, validated as at construction, all or
+ * nothing; existing indices and plans stay valid. A parameter whose shape is not known yet (tfjs
+ * names variables that may not exist yet, and a restored state can list names whose variables do
+ * not exist) is declared with `shape: null`: it waits in the registry, by name, with no buffer,
+ * until `setShape` (before its first step) or an import (the buffer's shape) gives it one. A
+ * parameter is never removed: an adapter whose set of parameters a state import replaces (tfjs
+ * without `groups`) builds a new registry of the state's names, and `restore` takes a state the
+ * adapter checked itself (tfjs's getWeights layout).
  */
 export class ParameterRegistry {
   private readonly groups: GroupState[] = [];

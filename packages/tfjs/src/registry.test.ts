@@ -1,4 +1,11 @@
-import { AccSGD, decodeState, encodeState, resolveHyperparams } from '@accsgd/core';
+import {
+  AccSGD,
+  AccSGDConfigError,
+  AccSGDStateError,
+  decodeState,
+  encodeState,
+  resolveHyperparams,
+} from '@accsgd/core';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -166,6 +173,36 @@ describe('buffer registry (cpu, no groups)', () => {
     const params = decodeState(await opt.exportState()).groups[0]!.params;
     expect(new Set(params).size).toBe(params.length);
     expect(params).toHaveLength(2);
+  });
+
+  it('refuses state names the core registry refuses ("", "__proto__", "__metadata__"), changing nothing', async () => {
+    const w = variable([1, 2], uniqueName('w'));
+    for (const name of ['', '__proto__', '__metadata__']) {
+      expect(() => accsgd({ lr: 0.1, groups: [{ params: [w.name], names: [name] }] })).toThrow(
+        AccSGDConfigError,
+      );
+      expect(() => accsgd({ lr: 0.1, groups: [{ params: [w.name], names: [name] }] })).toThrow(
+        /groups\[0\]\.names\[0\] must be a non-empty string other than "__proto__" and "__metadata__"/,
+      );
+    }
+    const opt = track(accsgd({ lr: 0.1 }));
+    step(opt, [[w.name, [1, 1]]]);
+    const before = Array.from(await opt.exportState());
+    const iter = track(tf.scalar(1, 'int32'));
+    const buffer = track(tf.tensor1d([1, 2]));
+    const tensors = tf.memory().numTensors;
+    await expect(
+      opt.setWeights([
+        { name: 'iter', tensor: iter },
+        { name: `${w.name}/momentum_buffer`, tensor: buffer },
+        { name: '/momentum_buffer', tensor: buffer },
+      ]),
+    ).rejects.toThrow(AccSGDStateError);
+    expect(() => opt.importState(state([w.name, ''], [[w.name, [1, 2]]]))).toThrow(
+      /the restored names cannot be state names/,
+    );
+    expect(Array.from(await opt.exportState())).toEqual(before);
+    expect(tf.memory().numTensors).toBe(tensors);
   });
 
   it('matches 20,000 restored buffers to 20,000 renamed variables in one step, each name once', async () => {

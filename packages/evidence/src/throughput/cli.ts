@@ -5,9 +5,10 @@
  *
  *   npm run bench:side-by-side -w @accsgd/evidence
  *   npm run bench:side-by-side -w @accsgd/evidence -- --repeats 9 --sections core,torch:1,torch:2
+ *   npm run bench:side-by-side -w @accsgd/evidence -- --render reports/throughput.json   # re-renders md/svg and the JSON's targets, measures nothing
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,13 +29,14 @@ const { values } = parseArgs({
     sections: { type: 'string', default: ALL.join(',') },
     out: { type: 'string' },
     timeout: { type: 'string', default: '900' },
+    render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 });
 if (values.help) {
   process.stdout.write(
-    `Usage: bench:side-by-side [--repeats N] [--sections ${ALL.join(',')}] [--out DIR] [--timeout SECONDS]\n`,
+    `Usage: bench:side-by-side [--repeats N] [--sections ${ALL.join(',')}] [--out DIR] [--timeout SECONDS] [--render JSON]\n`,
   );
   process.exit(0);
 }
@@ -76,42 +78,54 @@ function runSection(section: string): Promise<SectionResult> {
   });
 }
 
-const start = performance.now();
-const loadBefore = loadavg();
-const sections: SectionResult[] = [];
-for (const section of wanted) {
-  const t0 = performance.now();
-  process.stderr.write(`[${section}] running...\n`);
-  const result = await runSection(section);
-  sections.push(result);
-  process.stderr.write(
-    `[${section}] ${result.skipped ? `skipped: ${result.skipped}` : `${result.rows.length} rows`} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
-  );
+let sections: SectionResult[];
+let env: Environment;
+if (values.render) {
+  // Re-render the Markdown and the chart from a report's JSON (targets recomputed), measuring nothing.
+  const saved = JSON.parse(readFileSync(values.render, 'utf8')) as {
+    environment: Environment;
+    sections: SectionResult[];
+  };
+  sections = saved.sections;
+  env = saved.environment;
+} else {
+  const start = performance.now();
+  const loadBefore = loadavg();
+  sections = [];
+  for (const section of wanted) {
+    const t0 = performance.now();
+    process.stderr.write(`[${section}] running...\n`);
+    const result = await runSection(section);
+    sections.push(result);
+    process.stderr.write(
+      `[${section}] ${result.skipped ? `skipped: ${result.skipped}` : `${result.rows.length} rows`} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
+  }
+  const args = process.argv.slice(2);
+  env = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    command: `npm run bench:side-by-side -w @accsgd/evidence${args.length ? ` -- ${args.join(' ')}` : ''}`,
+    repeats,
+    wallSeconds: (performance.now() - start) / 1000,
+    node: process.version,
+    cpus: `${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? '?'})`,
+    cpuCount: cpus().length,
+    loadBefore,
+    loadAfter: loadavg(),
+  };
 }
-const loadAfter = loadavg();
-const wallSeconds = (performance.now() - start) / 1000;
-
+const { wallSeconds, loadBefore, loadAfter } = env;
 const rows = sections.flatMap((s) => s.rows);
 const targets = crossTargets(
   rows,
   LAYOUTS.map((l) => l.label),
 );
-const args = process.argv.slice(2);
-const env: Environment = {
-  date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-  command: `npm run bench:side-by-side -w @accsgd/evidence${args.length ? ` -- ${args.join(' ')}` : ''}`,
-  repeats,
-  wallSeconds,
-  node: process.version,
-  cpus: `${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? '?'})`,
-  loadBefore,
-  loadAfter,
-};
 
 mkdirSync(outDir, { recursive: true });
 const plotFile = 'throughput.svg';
 writeFileSync(join(outDir, plotFile), throughputPlot(rows));
 writeFileSync(join(outDir, 'throughput.md'), markdown(sections, targets, env, plotFile));
+// Also on --render, so that the JSON's targets match the Markdown's.
 writeFileSync(
   join(outDir, 'throughput.json'),
   `${JSON.stringify({ environment: env, sections, targets }, null, 1)}\n`,
@@ -119,7 +133,7 @@ writeFileSync(
 
 const out = process.stdout;
 out.write(
-  `\nOne optimizer step over 16,777,216 float32 parameters: median of ${repeats} (first step not timed), wall ${wallSeconds.toFixed(0)} s, load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} -> ${loadAfter.map((x) => x.toFixed(2)).join(' ')} on ${env.cpus}\n`,
+  `\nOne optimizer step over 16,777,216 float32 parameters: median of ${env.repeats} (first step not timed), wall ${wallSeconds.toFixed(0)} s, load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} -> ${loadAfter.map((x) => x.toFixed(2)).join(' ')} on ${env.cpus}\n`,
 );
 for (const layout of LAYOUTS) {
   const table = new Table({ head: ['layout', ...COLUMNS], style: { head: [], border: [] } });

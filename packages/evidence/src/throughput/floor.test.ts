@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { floorBench, instantiateFloor } from './floor.js';
+import { floorBench, instantiateFloor, splitCalls, threadedFloorBench } from './floor.js';
 
 /** Bytes that no arithmetic would keep: NaN payloads, -0, subnormals, infinities. */
 function pattern(n: number, seed: number): Uint32Array {
@@ -43,5 +43,42 @@ describe('the floor kernel (floor.wat)', () => {
     run();
     expect(new Uint32Array(all.buffer, 0, all.length)).toEqual(new Uint32Array(before.buffer));
     await expect(floorBench(1, 6)).rejects.toThrow(/multiple of 4/);
+  });
+});
+
+describe('the floor split over threads', () => {
+  it('covers every element exactly once, in whole vectors', () => {
+    for (const [tensors, size, threads] of [
+      [1, 40, 2],
+      [1, 44, 3],
+      [4, 8, 2],
+      [5, 8, 2],
+      [3, 16, 1],
+    ] as const) {
+      const calls = splitCalls(tensors, size, threads);
+      expect(calls).toHaveLength(threads);
+      const bytes = tensors * size * 4;
+      const covered = new Uint8Array(tensors * size);
+      for (const [p, g, b, n] of calls.flat()) {
+        expect(n % 4).toBe(0);
+        expect(g - p).toBe(bytes);
+        expect(b - p).toBe(2 * bytes);
+        for (let i = 0; i < n; i++) covered[p / 4 + i]! += 1;
+      }
+      expect([...covered].every((c) => c === 1)).toBe(true);
+    }
+  });
+
+  it('runs in place on a shared memory with a worker, leaving the values as they were', async () => {
+    const { run, close, memory } = await threadedFloorBench(1, 64, 2);
+    try {
+      const all = new Uint32Array(memory.buffer, 0, 3 * 64);
+      const before = all.slice();
+      run();
+      run();
+      expect(all.slice()).toEqual(before);
+    } finally {
+      await close();
+    }
   });
 });

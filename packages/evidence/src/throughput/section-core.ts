@@ -1,10 +1,11 @@
 import { AccSGD, ParameterArena } from '@accsgd/core';
-import { floorBench } from './floor.js';
+import { floorBench, threadedFloorBench } from './floor.js';
 import { filled, timeInterleaved } from './timing.js';
 import { LAYOUTS, type Row, type SectionResult } from './types.js';
 
 const LR = 1e-3;
 const FLOOR = 'wasm SIMD floor (read 3, write 2 arrays)';
+export const THREADS = 2;
 
 /**
  * @accsgd/core's AccSGD on ordinary Float32Arrays and in a ParameterArena, nonFinite 'error' (the
@@ -21,7 +22,7 @@ export async function runCore(repeats: number): Promise<SectionResult> {
       error: new AccSGD(params, { lr: LR }, { nonFinite: 'error' }),
       allow: new AccSGD(params, { lr: LR }, { nonFinite: 'allow' }),
     };
-    let ms = await timeInterleaved(
+    const ms = await timeInterleaved(
       {
         floor: floor.run,
         error: () => plain.error.step(grads),
@@ -57,16 +58,31 @@ export async function runCore(repeats: number): Promise<SectionResult> {
       });
       return { opt: new AccSGD(p, { lr: LR }, { nonFinite, arena }), g };
     });
-    ms = await timeInterleaved(
+    // The floor over THREADS threads: the best a multi-threaded arena path could reach here.
+    const threaded = await threadedFloorBench(tensors, size, THREADS);
+    const arenaMs = await timeInterleaved(
       {
         floor: floor.run,
         error: () => arenas[0]!.opt.step(arenas[0]!.g),
         allow: () => arenas[1]!.opt.step(arenas[1]!.g),
+        threaded: threaded.run,
       },
       repeats,
     );
-    add("arena: AccSGD, nonFinite 'error' (default)", ms.error, ms.floor);
-    add("arena: AccSGD, nonFinite 'allow'", ms.allow, ms.floor);
+    await threaded.close();
+    add("arena: AccSGD, nonFinite 'error' (default)", arenaMs.error, arenaMs.floor);
+    add("arena: AccSGD, nonFinite 'allow'", arenaMs.allow, arenaMs.floor);
+    rows.push({
+      framework: 'physical floor',
+      backend: `wasm SIMD, ${THREADS} threads`,
+      layout: layout.label,
+      variant: `the floor pass split over ${THREADS} threads (worker_threads, one shared memory)`,
+      ms: arenaMs.threaded,
+      baseline: FLOOR,
+      baselineMs: arenaMs.floor,
+      ratio: arenaMs.threaded / arenaMs.floor,
+      note: `the fastest a ${THREADS}-thread arena path could be on this machine; no such path exists in @accsgd/core`,
+    });
   }
   return { section: 'core', rows };
 }
