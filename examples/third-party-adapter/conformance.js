@@ -81,7 +81,7 @@ export function conformanceAdapter() {
           }
         },
 
-        async setLearningRate(group, lr) {
+        async setLearningRate(lr, group) {
           const target = groups[group];
           if (!Number.isInteger(group) || !target)
             throw new AccSGDConfigError('group', group, `an index below ${groups.length}`);

@@ -155,7 +155,7 @@ async function withSession<T>(
 }
 
 async function applyStep(session: ConformanceSession, step: GoldenCase['steps'][number]): Promise<void> {
-  for (const { group, lr } of step.learningRates) await session.setLearningRate(group, lr);
+  for (const { group, lr } of step.learningRates) await session.setLearningRate(lr, group);
   // The adapter gets its own copies, compared afterwards: SPEC §2 rule 3 (never mutate them).
   const grads = Object.fromEntries(
     Object.entries(step.grads).map(([name, grad]) => [name, grad && Float64Array.from(grad)]),
@@ -466,17 +466,17 @@ const BAD_INPUTS: BadInput[] = [
   {
     name: 'negative learning rate',
     expected: /^AccSGDConfigError$/,
-    attempt: (s) => s.setLearningRate(0, -0.1),
+    attempt: (s) => s.setLearningRate(-0.1, 0),
   },
   {
     name: 'NaN learning rate',
     expected: /^AccSGDConfigError$/,
-    attempt: (s) => s.setLearningRate(0, Number.NaN),
+    attempt: (s) => s.setLearningRate(Number.NaN, 0),
   },
   {
     name: 'learning rate for a group that does not exist',
     expected: /^AccSGDConfigError$/,
-    attempt: (s) => s.setLearningRate(7, 0.1),
+    attempt: (s) => s.setLearningRate(0.1, 7),
   },
   {
     name: 'state file that is not a state file',

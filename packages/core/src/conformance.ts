@@ -38,7 +38,7 @@ export function conformanceAdapter(options: { dtype?: ConformanceDType } = {}): 
           for (const [name, grad] of Object.entries(grads)) converted[name] = grad && Array_.from(grad);
           optimizer.step(converted);
         },
-        async setLearningRate(group, lr) {
+        async setLearningRate(lr, group) {
           optimizer.setLearningRate(lr, group);
         },
         async read() {

@@ -27,7 +27,7 @@ export interface ConformanceSnapshot {
 export interface ConformanceSession {
   /** null or absent: no gradient for that parameter this step. */
   step(grads: Record<string, Float64Array | null>): Promise<void>;
-  setLearningRate(group: number, lr: number): Promise<void>;
+  setLearningRate(lr: number, group: number): Promise<void>;
   read(): Promise<ConformanceSnapshot>;
   /** The state file (see SPEC.md). */
   exportState(): Promise<Uint8Array>;

@@ -85,7 +85,7 @@ export async function conformanceAdapter(options: OnnxConformanceOptions = {}): 
         async step(grads) {
           await optimizer.step(grads);
         },
-        async setLearningRate(group, lr) {
+        async setLearningRate(lr, group) {
           optimizer.setLearningRate(lr, group);
         },
         async read() {

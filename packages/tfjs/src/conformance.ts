@@ -105,7 +105,7 @@ export async function conformanceAdapter(options: TfjsConformanceOptions = {}): 
             tf.dispose(Object.values(named));
           }
         },
-        async setLearningRate(group, lr) {
+        async setLearningRate(lr, group) {
           optimizer.setLearningRate(lr, group);
         },
         async read(): Promise<ConformanceSnapshot> {

@@ -123,7 +123,7 @@ export async function conformanceAdapter(
             storageOf.get(name)!.write(name, 'grads', Float32Array.from(grads[name]!));
           await optimizer.step(present);
         },
-        async setLearningRate(group, lr) {
+        async setLearningRate(lr, group) {
           optimizer.setLearningRate(lr, group);
         },
         async read() {

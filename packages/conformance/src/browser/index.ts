@@ -275,8 +275,8 @@ function makeAdapter({
         async step(grads) {
           await callSession(session, 'step', [grads]);
         },
-        async setLearningRate(group, lr) {
-          await callSession(session, 'setLearningRate', [group, lr]);
+        async setLearningRate(lr, group) {
+          await callSession(session, 'setLearningRate', [lr, group]);
         },
         async read() {
           return (await callSession(session, 'read', [])) as ConformanceSnapshot;

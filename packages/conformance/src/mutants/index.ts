@@ -184,7 +184,7 @@ function emulatedAdapter(variant: Variant): ConformanceAdapter {
           }
           for (const g of touched) steps[g]!++;
         },
-        async setLearningRate(group, lr) {
+        async setLearningRate(lr, group) {
           const current = hyper[group];
           if (!current) throw new AccSGDConfigError('group', group, `an index in [0, ${hyper.length - 1}]`);
           const next = resolveHyperparams({ ...current!, lr });
