@@ -3,15 +3,7 @@ import { AccSGDConfigError, AccSGDGradientError, AccSGDStateError } from './erro
 import { AccSGD } from './optimizer.js';
 import { encodeSafetensors } from './safetensors.js';
 import { encodeState } from './state-file.js';
-
-/** A resizable ArrayBuffer (ES2024; the project's lib is ES2022). */
-const resizableBuffer = (bytes: number, maxByteLength: number) =>
-  new (
-    ArrayBuffer as unknown as new (
-      n: number,
-      options: { maxByteLength: number },
-    ) => ArrayBuffer & { resize(n: number): void }
-  )(bytes, { maxByteLength });
+import { resizableBuffer } from './test-support/hostile.js';
 
 /**
  * The bad-input catalogue. Each row: what is done, the typed error, the message it must contain,

@@ -5,15 +5,7 @@ import { HYPERPARAM_NAMES, type Hyperparams, validateHyperparams } from './hyper
 import { AccSGD } from './optimizer.js';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.js';
 import { decodeState, encodeState, type OptimizerState, type StateBuffer } from './state-file.js';
-
-/** A resizable ArrayBuffer (ES2024; the project's lib is ES2022). */
-const resizableBuffer = (bytes: number, maxByteLength: number) =>
-  new (
-    ArrayBuffer as unknown as new (
-      n: number,
-      options: { maxByteLength: number },
-    ) => ArrayBuffer & { resize(n: number): void }
-  )(bytes, { maxByteLength });
+import { resizableBuffer, twoGroupOptimizer } from './test-support/hostile.js';
 
 /**
  * Property tests for the hostile-input rules:
@@ -385,19 +377,7 @@ const hostile = fc
   .integer({ min: 0, max: hostileMakers.length - 1 })
   .map((i) => ({ i, make: hostileMakers[i]! }));
 
-function makeOptimizer() {
-  const w = new Float32Array([0.5, -1, 2, 0.25]);
-  const b = new Float64Array([1, 2, 3]);
-  const opt = new AccSGD(
-    [
-      { params: [w], names: ['w'], shapes: [[2, 2]] },
-      { params: [b], names: ['b'], lr: 0.01 },
-    ],
-    good,
-  );
-  opt.step([new Float32Array([0.1, 0.2, -0.3, 0.4]), null]);
-  return { opt, w, b };
-}
+const makeOptimizer = () => twoGroupOptimizer(good);
 const fingerprint = ({ opt, w, b }: ReturnType<typeof makeOptimizer>) =>
   JSON.stringify({ w: [...w], b: [...b], state: [...opt.exportState()], groups: opt.paramGroups });
 const validBytes = makeOptimizer().opt.exportState();

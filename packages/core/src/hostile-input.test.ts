@@ -10,15 +10,7 @@ import {
 import { AccSGD } from './optimizer.js';
 import { decodeSafetensors, encodeSafetensors, type SafetensorsLimits } from './safetensors.js';
 import { decodeState, encodeState, type OptimizerState } from './state-file.js';
-
-/** A resizable ArrayBuffer (ES2024; the project's lib is ES2022). */
-const resizableBuffer = (bytes: number, maxByteLength: number) =>
-  new (
-    ArrayBuffer as unknown as new (
-      n: number,
-      options: { maxByteLength: number },
-    ) => ArrayBuffer & { resize(n: number): void }
-  )(bytes, { maxByteLength });
+import { resizableBuffer, twoGroupOptimizer } from './test-support/hostile.js';
 
 /**
  * Hostile input, one describe per reported problem: each input is rejected with a typed AccSGD
@@ -44,20 +36,7 @@ const meta = (groups: string) =>
 
 /** A two-parameter optimizer after one step, and a fresh twin to compare against. */
 function pair(options?: ConstructorParameters<typeof AccSGD>[2]) {
-  const make = () => {
-    const w = new Float32Array([0.5, -1, 2, 0.25]);
-    const b = new Float64Array([1, 2, 3]);
-    const opt = new AccSGD(
-      [
-        { params: [w], names: ['w'], shapes: [[2, 2]] },
-        { params: [b], names: ['b'], lr: 0.01 },
-      ],
-      good,
-      options,
-    );
-    opt.step([new Float32Array([0.1, 0.2, -0.3, 0.4]), null]);
-    return { opt, w, b };
-  };
+  const make = () => twoGroupOptimizer(good, options);
   return { subject: make(), twin: make() };
 }
 

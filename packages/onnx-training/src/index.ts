@@ -1,3 +1,13 @@
+export { FORWARD_OPS, MAX_OPSET, MIN_OPSET } from './autodiff/forward-model.js';
+export {
+  type AutodiffOptions,
+  buildGradientModel,
+  type GradientModel,
+  gradientOutputName,
+  LOSS_KINDS,
+  type LossKind,
+} from './autodiff/gradient.js';
+export { DIFFERENTIABLE_OPS } from './autodiff/rules.js';
 export { IR_VERSION, OPSET_VERSION } from './graphs/onnx-proto.js';
 export {
   buildAccSGDUpdateModel,
@@ -23,3 +33,10 @@ export {
   type OrtTensor,
   SHARED_ORT_SYMBOL,
 } from './runtime.js';
+export { type Batch, OnnxTrainer, type OnnxTrainerOptions } from './train-step/onnx-trainer.js';
+export {
+  buildTrainStepModel,
+  type TrainStepModel,
+  type TrainStepOptions,
+  type TrainStepParam,
+} from './train-step/train-step-model.js';

@@ -13,9 +13,10 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { AccSGDOptimizer, accsgd } from './accsgd-optimizer.js';
 import { ACCSGD_UPDATE } from './kernels/index.js';
+import { disposeAfterEach } from './test-support/dispose-after-each.js';
 
 tf.env().set('IS_TEST', true);
 
@@ -27,14 +28,7 @@ function variable(values: number[], shape?: number[], name = uniqueName('v')): t
   return tf.tidy(() => tf.variable(tf.tensor(values, shape ?? [values.length], 'float32'), true, name));
 }
 
-const owned: { dispose(): void }[] = [];
-afterEach(() => {
-  for (const o of owned.splice(0)) o.dispose();
-});
-function track<T extends { dispose(): void }>(o: T): T {
-  owned.push(o);
-  return o;
-}
+const track = disposeAfterEach();
 
 function step(
   opt: tf.Optimizer,

@@ -2,8 +2,9 @@ import { AccSGD, AccSGDStateError, decodeState, encodeState, resolveHyperparams 
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type AccSGDConfig, accsgd } from './accsgd-optimizer.js';
+import { disposeAfterEach } from './test-support/dispose-after-each.js';
 
 /**
  * Calls take effect in the order they are made, as PyTorch's would: several calls issued without
@@ -16,14 +17,7 @@ tf.env().set('IS_TEST', true);
 let counter = 0;
 const uniqueName = (base: string) => `ord${counter++}_${base}`;
 
-const owned: { dispose(): void }[] = [];
-afterEach(() => {
-  for (const o of owned.splice(0)) o.dispose();
-});
-function track<T extends { dispose(): void }>(o: T): T {
-  owned.push(o);
-  return o;
-}
+const track = disposeAfterEach();
 
 const W0 = [1, -2, 3, 0.5];
 const V0 = [0.25, -1];

@@ -8,8 +8,9 @@ import {
 } from '@accsgd/core';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { accsgd } from './accsgd-optimizer.js';
+import { disposeAfterEach } from './test-support/dispose-after-each.js';
 
 /**
  * The optimizer's registry of buffers (without `groups`): restored entries waiting for their
@@ -21,14 +22,7 @@ tf.env().set('IS_TEST', true);
 let counter = 0;
 const uniqueName = (base: string) => `reg${counter++}_${base}`;
 
-const owned: { dispose(): void }[] = [];
-afterEach(() => {
-  for (const o of owned.splice(0)) o.dispose();
-});
-function track<T extends { dispose(): void }>(o: T): T {
-  owned.push(o);
-  return o;
-}
+const track = disposeAfterEach();
 const variable = (values: number[], name: string) =>
   track(tf.tidy(() => tf.variable(tf.tensor1d(values), true, name)));
 

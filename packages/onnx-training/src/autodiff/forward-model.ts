@@ -1,0 +1,265 @@
+import { AccSGDConfigError } from '@accsgd/core';
+import { fromBinary } from '@bufbuild/protobuf';
+import {
+  type ModelProto,
+  ModelProtoSchema,
+  type TensorProto,
+  TensorProto_DataLocation,
+  TensorProto_DataType,
+  type ValueInfoProto,
+} from 'onnx-buf';
+import { describeNode, GraphBuilder } from './graph.js';
+import { DATA_TYPE_NAMES, type FloatType, tensorValues } from './proto.js';
+import { DIFFERENTIABLE_OPS } from './rules.js';
+
+/** Opsets of the default (ai.onnx) domain whose semantics the rules follow (Softmax, Reduce*, Reshape). */
+export const MIN_OPSET = 13;
+export const MAX_OPSET = 18;
+
+/** Ops a forward model may use: those with a backward rule, and Constant (a leaf). */
+export const FORWARD_OPS: readonly string[] = [...DIFFERENTIABLE_OPS, 'Constant'].sort();
+
+const QUANTIZED = new Set<number>([
+  TensorProto_DataType.INT8,
+  TensorProto_DataType.UINT8,
+  TensorProto_DataType.INT4,
+  TensorProto_DataType.UINT4,
+  TensorProto_DataType.FLOAT8E4M3FN,
+  TensorProto_DataType.FLOAT8E4M3FNUZ,
+  TensorProto_DataType.FLOAT8E5M2,
+  TensorProto_DataType.FLOAT8E5M2FNUZ,
+  ...(['FLOAT4E2M1', 'FLOAT8E8M0', 'INT2', 'UINT2'] as const)
+    .map((k) => (TensorProto_DataType as unknown as Record<string, number | undefined>)[k])
+    .filter((v): v is number => v !== undefined),
+]);
+
+export interface ForwardModelOptions {
+  /**
+   * Sizes for symbolic dimensions (dim_param) of the model's inputs, e.g. { batch: 32 }: the
+   * train step is built for static shapes.
+   */
+  dimensions?: Readonly<Record<string, number>>;
+}
+
+/** A validated forward model: its decoded proto (a private copy), inputs, outputs and every value's shape. */
+export interface ForwardModel {
+  model: ModelProto;
+  floatType: FloatType;
+  opset: number;
+  graph: GraphBuilder;
+  /** Graph inputs that are not initializers (the batch), with their static shapes. */
+  inputs: { name: string; shape: number[] }[];
+  outputs: string[];
+  initializers: Map<string, TensorProto>;
+}
+
+const typeName = (t: number) => DATA_TYPE_NAMES[t] ?? `data type ${t}`;
+
+function dataTypeProblem(type: number): string | undefined {
+  if (
+    type === TensorProto_DataType.FLOAT ||
+    type === TensorProto_DataType.DOUBLE ||
+    type === TensorProto_DataType.INT64
+  )
+    return undefined;
+  if (QUANTIZED.has(type)) return `is quantized (${typeName(type)}); quantized models cannot be trained`;
+  if (type === TensorProto_DataType.FLOAT16 || type === TensorProto_DataType.BFLOAT16)
+    return `is ${typeName(type)}; only float32 (and float64) models are supported`;
+  return `is ${typeName(type)}, which the autodiff does not support`;
+}
+
+/**
+ * Decodes and checks a forward model, before any session exists: AccSGDConfigError for external
+ * data, quantized or half-precision tensors, an op outside the default domain (com.microsoft, ...),
+ * an op without a backward rule (naming the op and the node), an unsupported opset, or a dynamic
+ * shape. Every value's static shape is inferred here.
+ */
+export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions = {}): ForwardModel {
+  if (!(bytes instanceof Uint8Array))
+    throw new AccSGDConfigError('model', bytes, 'the bytes of an ONNX model (Uint8Array)');
+  let model: ModelProto;
+  try {
+    // fromBinary's bytes fields are zero-copy views of its input: decode a private copy, so that
+    // the caller may reuse its buffer and nothing here aliases it.
+    model = fromBinary(ModelProtoSchema, bytes.slice());
+  } catch (error) {
+    throw new AccSGDConfigError(
+      'model',
+      `${bytes.length} bytes`,
+      'the bytes of an ONNX model',
+      `is not an ONNX ModelProto (${(error as Error).message})`,
+    );
+  }
+  const g = model.graph;
+  if (!g) throw new AccSGDConfigError('model.graph', undefined, 'an ONNX model with a graph');
+  const opsetEntry = model.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx');
+  const opset = Number(opsetEntry?.version ?? 0);
+  if (opset < MIN_OPSET || opset > MAX_OPSET)
+    throw new AccSGDConfigError(
+      'model.opset_import',
+      opset,
+      `an ai.onnx opset from ${MIN_OPSET} to ${MAX_OPSET}`,
+    );
+
+  // Ops first: an unsupported or custom op is the most useful thing to report.
+  g.node.forEach((node, i) => {
+    const domain = node.domain;
+    if (domain !== '' && domain !== 'ai.onnx')
+      throw new AccSGDConfigError(
+        describeNode(node, i),
+        `${domain}.${node.opType}`,
+        `an ai.onnx op (${FORWARD_OPS.join(', ')})`,
+        `uses op ${node.opType} of domain "${domain}"; only standard ai.onnx ops can be differentiated`,
+      );
+    if (!FORWARD_OPS.includes(node.opType))
+      throw new AccSGDConfigError(
+        describeNode(node, i),
+        node.opType,
+        `an op with a backward rule (${FORWARD_OPS.join(', ')})`,
+        `uses op ${node.opType}, which has no backward rule; supported: ${FORWARD_OPS.join(', ')}`,
+      );
+    for (const a of node.attribute) {
+      if (a.g || a.graphs.length > 0)
+        throw new AccSGDConfigError(describeNode(node, i), a.name, 'a node without subgraphs');
+    }
+  });
+  if (g.sparseInitializer.length > 0)
+    throw new AccSGDConfigError(
+      'model.graph.sparse_initializer',
+      g.sparseInitializer[0]!.values?.name,
+      'no sparse initializers',
+    );
+
+  const initializers = new Map<string, TensorProto>();
+  let floatType: FloatType | undefined;
+  const noteFloat = (type: number, where: string) => {
+    if (type !== TensorProto_DataType.FLOAT && type !== TensorProto_DataType.DOUBLE) return;
+    if (floatType === undefined) floatType = type;
+    else if (floatType !== type)
+      throw new AccSGDConfigError(where, typeName(type), `${typeName(floatType)}, as the rest of the model`);
+  };
+  for (const t of g.initializer) {
+    const where = `initializer "${t.name}"`;
+    if (t.dataLocation === TensorProto_DataLocation.EXTERNAL || t.externalData.length > 0)
+      throw new AccSGDConfigError(
+        where,
+        'external data',
+        'a tensor stored inside the model',
+        'uses external data; save the model with its tensors inside it',
+      );
+    const problem = dataTypeProblem(t.dataType);
+    if (problem)
+      throw new AccSGDConfigError(where, typeName(t.dataType), 'a float32, float64 or int64 tensor', problem);
+    const expected = t.dims.reduce((a, d) => a * Number(d), 1);
+    const values = tensorValues(t);
+    if (values === undefined || values.length !== expected)
+      throw new AccSGDConfigError(where, values?.length, `${expected} values for dims [${t.dims.join(',')}]`);
+    noteFloat(t.dataType, where);
+    initializers.set(t.name, t);
+  }
+  const inputs: { name: string; shape: number[] }[] = [];
+  const inputTypes: { name: string; type: number }[] = [];
+  for (const v of g.input) {
+    if (initializers.has(v.name)) continue;
+    const { type, shape } = staticShape(v, 'input', options.dimensions ?? {});
+    const problem = dataTypeProblem(type);
+    if (problem || type === TensorProto_DataType.INT64)
+      throw new AccSGDConfigError(`input "${v.name}"`, typeName(type), 'a float tensor', problem);
+    noteFloat(type, `input "${v.name}"`);
+    inputs.push({ name: v.name, shape });
+    inputTypes.push({ name: v.name, type });
+  }
+  for (const v of [...g.output, ...g.valueInfo]) {
+    const t = v.type?.value.case === 'tensorType' ? v.type.value.value.elemType : undefined;
+    if (t !== undefined && t !== 0) {
+      const problem = dataTypeProblem(t);
+      if (problem)
+        throw new AccSGDConfigError(
+          `value "${v.name}"`,
+          typeName(t),
+          'a float32, float64 or int64 tensor',
+          problem,
+        );
+    }
+  }
+  if (floatType === undefined)
+    throw new AccSGDConfigError('model', 'no float tensors', 'a model with float32 inputs or initializers');
+
+  const taken = new Set<string>();
+  for (const node of g.node) for (const n of [...node.input, ...node.output, node.name]) taken.add(n);
+  for (const v of [...g.input, ...g.output, ...g.valueInfo]) taken.add(v.name);
+  for (const t of g.initializer) taken.add(t.name);
+  const graph = new GraphBuilder(floatType, opset, taken);
+  for (const t of g.initializer) {
+    const shape = t.dims.map((d) => Number(d));
+    if (t.dataType === TensorProto_DataType.INT64) {
+      graph.declare(t.name, { kind: 'int64', shape });
+      graph.intConstants.set(t.name, tensorValues(t)!);
+    } else graph.declare(t.name, { kind: 'float', shape });
+  }
+  for (const i of inputs) graph.declare(i.name, { kind: 'float', shape: i.shape });
+  g.node.forEach((node, i) => {
+    graph.addNode(node, i);
+  });
+  const outputs = g.output.map((o) => o.name);
+  for (const o of g.output) {
+    const declared = o.type?.value.case === 'tensorType' ? o.type.value.value.shape?.dim : undefined;
+    const inferred = graph.values.get(o.name);
+    if (!inferred)
+      throw new AccSGDConfigError(
+        `output "${o.name}"`,
+        o.name,
+        'an output produced by a node, an input or an initializer',
+      );
+    declared?.forEach((d, k) => {
+      if (d.value.case === 'dimValue' && Number(d.value.value) !== inferred.shape[k])
+        throw new AccSGDConfigError(
+          `output "${o.name}"`,
+          `[${inferred.shape}]`,
+          `the declared shape`,
+          `has inferred shape [${inferred.shape}], which contradicts its declared dimension ${k} = ${d.value.value}`,
+        );
+    });
+  }
+  return { model, floatType, opset, graph, inputs, outputs, initializers };
+}
+
+function staticShape(
+  v: ValueInfoProto,
+  what: string,
+  dimensions: Readonly<Record<string, number>>,
+): { type: number; shape: number[] } {
+  const where = `${what} "${v.name}"`;
+  if (v.type?.value.case !== 'tensorType') throw new AccSGDConfigError(where, v.type?.value.case, 'a tensor');
+  const t = v.type.value.value;
+  if (!t.shape)
+    throw new AccSGDConfigError(
+      where,
+      'no shape',
+      'a static shape',
+      'has no shape; the train step needs static shapes',
+    );
+  const shape = t.shape.dim.map((d, k) => {
+    if (d.value.case === 'dimValue') return Number(d.value.value);
+    if (d.value.case === 'dimParam') {
+      const size = dimensions[d.value.value];
+      if (size === undefined)
+        throw new AccSGDConfigError(
+          where,
+          d.value.value,
+          'a static shape',
+          `has the symbolic dimension "${d.value.value}" (axis ${k}); fix it with the dimensions option, e.g. { dimensions: { ${JSON.stringify(d.value.value)}: 32 } }`,
+        );
+      if (!Number.isInteger(size) || size < 1)
+        throw new AccSGDConfigError(`dimensions.${d.value.value}`, size, 'a positive integer');
+      return size;
+    }
+    throw new AccSGDConfigError(
+      where,
+      `axis ${k}`,
+      'a static shape',
+      `has an unknown dimension at axis ${k}; the train step needs static shapes`,
+    );
+  });
+  return { type: t.elemType, shape };
+}

@@ -1,0 +1,285 @@
+import { AccSGDConfigError } from '@accsgd/core';
+import { create, toBinary } from '@bufbuild/protobuf';
+import {
+  GraphProtoSchema,
+  ModelProtoSchema,
+  OperatorSetIdProtoSchema,
+  type TensorProto,
+  type TensorProto_DataType,
+  type ValueInfoProto,
+} from 'onnx-buf';
+import { PRODUCER_NAME, tensorInfo } from '../graphs/onnx-proto.js';
+import { type ForwardModel, type ForwardModelOptions, readForwardModel } from './forward-model.js';
+import { describeNode, type GraphBuilder, size } from './graph.js';
+import { BACKWARD_RULES } from './rules.js';
+
+/**
+ * The loss the train step minimises:
+ * - 'scalar': the model's output is the loss (one element);
+ * - 'mse': mean over every element of (output - labels)^2;
+ * - 'softmax-cross-entropy': the output is logits with classes on the last axis, labels are float
+ *   one-hot (or soft) targets of the same shape: -mean over rows of sum(labels * (z - logsumexp(z))).
+ *   Built from ReduceLogSumExp, never LogSoftmax or SoftmaxCrossEntropyLoss (which fall back to
+ *   the CPU on WebGPU).
+ */
+export type LossKind = 'scalar' | 'mse' | 'softmax-cross-entropy';
+export const LOSS_KINDS: readonly LossKind[] = ['scalar', 'mse', 'softmax-cross-entropy'];
+
+export interface AutodiffOptions extends ForwardModelOptions {
+  loss: LossKind;
+  /** The model output the loss is taken of (default: the model's only output). */
+  output?: string;
+  /** Name of the labels input that 'mse' and 'softmax-cross-entropy' add (default 'labels'). */
+  labels?: string;
+  /** Initializers to train (default: every float initializer). */
+  trainable?: readonly string[];
+}
+
+export interface Differentiated {
+  forward: ForwardModel;
+  g: GraphBuilder;
+  /** The scalar loss value's name. */
+  loss: string;
+  labels: { name: string; shape: number[] } | undefined;
+  /** The trainable initializers, in the model's order. */
+  params: { name: string; shape: number[]; tensor: TensorProto }[];
+  /** Graph inputs differentiated as well (buildGradientModel's `inputs`). */
+  inputGrads: string[];
+  /** Gradient value name per differentiated name (parameter or input). */
+  grads: Map<string, string>;
+}
+
+/**
+ * Forward model + loss + reverse-mode gradients of the loss with respect to the trainable
+ * initializers (and `wrtInputs`), in one GraphBuilder. Everything is checked before anything runs.
+ */
+export function differentiate(
+  bytes: Uint8Array,
+  options: AutodiffOptions,
+  wrtInputs: readonly string[] = [],
+): Differentiated {
+  if (typeof options !== 'object' || options === null)
+    throw new AccSGDConfigError('options', options, '{ loss, trainable?, ... }');
+  if (!LOSS_KINDS.includes(options.loss))
+    throw new AccSGDConfigError('loss', options.loss, `one of ${LOSS_KINDS.join(', ')}`);
+  const forward = readForwardModel(bytes, options);
+  const g = forward.graph;
+
+  const floatInits = [...forward.initializers.values()].filter((t) => t.dataType === forward.floatType);
+  let trainable: TensorProto[];
+  if (options.trainable === undefined) trainable = floatInits;
+  else {
+    if (!Array.isArray(options.trainable))
+      throw new AccSGDConfigError('trainable', options.trainable, 'an array of initializer names');
+    for (const name of options.trainable) {
+      if (!floatInits.some((t) => t.name === name))
+        throw new AccSGDConfigError(
+          'trainable',
+          name,
+          `the name of a float initializer (${floatInits.map((t) => t.name).join(', ')})`,
+        );
+    }
+    trainable = floatInits.filter((t) => options.trainable!.includes(t.name));
+  }
+  if (trainable.length + wrtInputs.length === 0)
+    throw new AccSGDConfigError('trainable', options.trainable, 'at least one float initializer');
+  for (const name of wrtInputs)
+    if (!forward.inputs.some((i) => i.name === name))
+      throw new AccSGDConfigError('inputs', name, 'the name of a graph input');
+
+  const output = options.output ?? (forward.outputs.length === 1 ? forward.outputs[0] : undefined);
+  if (output === undefined || !forward.outputs.includes(output))
+    throw new AccSGDConfigError(
+      'output',
+      options.output,
+      `one of the model's outputs (${forward.outputs.join(', ')})`,
+    );
+  const outShape = g.shape(output);
+
+  let labels: Differentiated['labels'];
+  let lossValue: string;
+  if (options.loss === 'scalar') {
+    if (size(outShape) !== 1)
+      throw new AccSGDConfigError(
+        'loss',
+        'scalar',
+        'an output of one element',
+        `is 'scalar' but output "${output}" has shape [${outShape}]; use 'mse' or 'softmax-cross-entropy'`,
+      );
+    lossValue = g.reshape(output, [], 'loss_value');
+  } else {
+    const name = options.labels ?? 'labels';
+    if (g.isTaken(name)) throw new AccSGDConfigError('labels', name, 'a name the model does not use');
+    g.declare(name, { kind: 'float', shape: [...outShape] });
+    labels = { name, shape: [...outShape] };
+    const all = outShape.map((_, i) => i);
+    if (options.loss === 'mse') {
+      const diff = g.op('Sub', [output, name], 'mse_diff');
+      lossValue = g.reduce('ReduceMean', g.op('Mul', [diff, diff], 'mse_square'), all, false, 'mse');
+    } else {
+      if (outShape.length === 0)
+        throw new AccSGDConfigError('loss', options.loss, 'logits with a class axis (rank >= 1)');
+      const last = outShape.length - 1;
+      const lse = g.reduce('ReduceLogSumExp', output, [last], true, 'logsumexp');
+      const logProbs = g.op('Sub', [output, lse], 'log_probs');
+      const picked = g.reduce(
+        'ReduceSum',
+        g.op('Mul', [name, logProbs], 'labelled_log_probs'),
+        [last],
+        false,
+        'row_log_likelihood',
+      );
+      const mean =
+        last === 0
+          ? picked
+          : g.reduce('ReduceMean', picked, all.slice(0, last), false, 'mean_log_likelihood');
+      lossValue = g.op('Neg', [mean], 'cross_entropy');
+    }
+  }
+  const loss = g.op('Identity', [lossValue], 'loss');
+
+  // Which values depend on something differentiated (float inputs only: shapes and axes do not).
+  const wrt = [...trainable.map((t) => t.name), ...wrtInputs];
+  const needs = new Set<string>(wrt);
+  const forwardNodes = [...g.nodes];
+  for (const node of forwardNodes) {
+    if (node.input.some((i) => needs.has(i) && g.values.get(i)?.kind === 'float'))
+      for (const o of node.output) if (g.values.get(o)?.kind === 'float') needs.add(o);
+  }
+  const pending = new Map<string, string[]>();
+  pending.set(loss, [g.floatConstant([1])]);
+  const total = (name: string): string => {
+    const parts = pending.get(name)!;
+    let sum = parts[0]!;
+    for (let k = 1; k < parts.length; k++) sum = g.op('Add', [sum, parts[k]!], `${name}_grad_sum`);
+    pending.set(name, [sum]);
+    return sum;
+  };
+  for (let n = forwardNodes.length - 1; n >= 0; n--) {
+    const node = forwardNodes[n]!;
+    const out = node.output[0]!;
+    if (!pending.has(out)) continue;
+    const needed = (k: number) => {
+      const name = node.input[k];
+      return name !== undefined && name !== '' && needs.has(name) && g.values.get(name)?.kind === 'float';
+    };
+    if (!node.input.some((_, k) => needed(k))) continue;
+    const rule = BACKWARD_RULES[node.opType];
+    const index = n < forward.model.graph!.node.length ? n : undefined;
+    if (!rule)
+      throw new AccSGDConfigError(
+        describeNode(node, index),
+        node.opType,
+        'an op with a backward rule',
+        'has no backward rule',
+      );
+    const dy = total(out);
+    const inputGrads = rule({ node, index, g, dy, needs: needed });
+    node.input.forEach((name, k) => {
+      const grad = inputGrads[k];
+      if (!needed(k) || grad === undefined) return;
+      const list = pending.get(name) ?? [];
+      list.push(grad);
+      pending.set(name, list);
+    });
+  }
+  const grads = new Map<string, string>();
+  for (const name of wrt) {
+    // A parameter the loss does not depend on has a zero gradient.
+    grads.set(
+      name,
+      pending.has(name)
+        ? total(name)
+        : g.floatConstant(new Array(size(g.shape(name))).fill(0), g.shape(name)),
+    );
+  }
+  const params = trainable.map((t) => ({ name: t.name, shape: g.shape(t.name), tensor: t }));
+  return { forward, g, loss, labels, params, inputGrads: [...wrtInputs], grads };
+}
+
+/** Serialises a differentiated graph (forward + loss + backward + whatever was appended) as a model. */
+export function encodeDifferentiated(
+  d: Differentiated,
+  name: string,
+  inputs: readonly ValueInfoProto[],
+  outputs: readonly ValueInfoProto[],
+  docString: string,
+): Uint8Array {
+  const trained = new Set(d.params.map((p) => p.name));
+  const graph = create(GraphProtoSchema, {
+    name,
+    node: d.g.nodes,
+    input: [...inputs],
+    output: [...outputs],
+    initializer: [
+      ...[...d.forward.initializers.values()].filter((t) => !trained.has(t.name)),
+      ...d.g.initializers,
+    ],
+    docString,
+  });
+  const model = create(ModelProtoSchema, {
+    irVersion: d.forward.model.irVersion,
+    producerName: PRODUCER_NAME,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(d.forward.opset) })],
+    graph,
+  });
+  return toBinary(ModelProtoSchema, model);
+}
+
+/** The name of the gradient output for a parameter or input in buildGradientModel's model. */
+export const gradientOutputName = (name: string) => `${name}.grad`;
+
+export interface GradientModel {
+  model: Uint8Array;
+  /** Inputs to feed: the batch inputs, the labels (if any), then the parameters (initial values in the forward model). */
+  inputs: { name: string; shape: number[] }[];
+  params: { name: string; shape: number[] }[];
+  labels: { name: string; shape: number[] } | undefined;
+  /** Output names: 'loss', then one gradient per parameter (and per differentiated input). */
+  loss: string;
+  gradients: Map<string, string>;
+}
+
+/**
+ * A model computing the loss and its gradients, without an update: inputs are the batch, labels and
+ * the trainable parameters (the initializers become inputs); outputs the loss and `<name>.grad` per
+ * parameter, and per graph input named in `inputs`. float32 or float64 (a float64 model is how the
+ * tests check every backward rule against finite differences).
+ */
+export function buildGradientModel(
+  bytes: Uint8Array,
+  options: AutodiffOptions & { inputs?: readonly string[] },
+): GradientModel {
+  const d = differentiate(bytes, options, options.inputs ?? []);
+  const type = d.forward.floatType as TensorProto_DataType;
+  const feeds = [
+    ...d.forward.inputs,
+    ...(d.labels ? [d.labels] : []),
+    ...d.params.map((p) => ({ name: p.name, shape: p.shape })),
+  ];
+  const gradients = new Map<string, string>();
+  const outputs = [tensorInfo(d.loss, [], type)];
+  for (const [name, value] of d.grads) {
+    const out = gradientOutputName(name);
+    if (d.g.isTaken(out))
+      throw new AccSGDConfigError('model', out, 'no value named like a gradient output (<name>.grad)');
+    d.g.op('Identity', [value], out);
+    gradients.set(name, out);
+    outputs.push(tensorInfo(out, d.g.shape(name), type));
+  }
+  const model = encodeDifferentiated(
+    d,
+    `${d.forward.model.graph!.name || 'model'}_gradients`,
+    feeds.map((f) => tensorInfo(f.name, f.shape, type)),
+    outputs,
+    `Loss (${d.labels ? 'with labels' : 'model output'}) and its gradients, by @accsgd/onnx-training's autodiff.`,
+  );
+  return {
+    model,
+    inputs: feeds,
+    params: d.params.map((p) => ({ name: p.name, shape: p.shape })),
+    labels: d.labels,
+    loss: d.loss,
+    gradients,
+  };
+}

@@ -1,0 +1,117 @@
+import { AccSGDConfigError, BUFFER_SUFFIX } from '@accsgd/core';
+import { TensorProto_DataType } from 'onnx-buf';
+import { type AutodiffOptions, differentiate, encodeDifferentiated } from '../autodiff/gradient.js';
+import { tensorValues } from '../autodiff/proto.js';
+import { tensorInfo } from '../graphs/onnx-proto.js';
+import { updateGraphNames } from '../graphs/update-graph.js';
+
+export type TrainStepOptions = AutodiffOptions;
+
+/** One trainable parameter of a train-step model and the names of its values there. */
+export interface TrainStepParam {
+  /** The initializer's name in the forward model: the train step's input for the parameter. */
+  name: string;
+  shape: number[];
+  /** Its values in the forward model (float32). */
+  initial: Float32Array;
+  /** Input: the momentum buffer (`<name>.momentum_buffer`). */
+  buffer: string;
+  /** Outputs: the updated parameter and buffer. */
+  newParam: string;
+  newBuffer: string;
+}
+
+export interface TrainStepModel {
+  /** The ONNX model of one training step (forward, loss, backward, AccSGD update) in float32. */
+  model: Uint8Array;
+  /** The batch inputs of the forward model, with static shapes. */
+  batchInputs: { name: string; shape: number[] }[];
+  /** The labels input ('mse' and 'softmax-cross-entropy'), or undefined for 'scalar'. */
+  labels: { name: string; shape: number[] } | undefined;
+  params: TrainStepParam[];
+  /** The six float32 scalar multiplier inputs [c0..c5] (updateGraphNames.coefficient(0, k)). */
+  coefficients: string[];
+  /** The scalar loss output (of the batch, before the update). */
+  loss: string;
+}
+
+/**
+ * One AccSGD training step as a single float32 ONNX model of standard ai.onnx ops: the forward
+ * model, the loss, its reverse-mode gradients (see ../autodiff) and, per trainable parameter, the
+ * update graph's fused AccSGD nodes in @accsgd/core's float32 operation order:
+ *
+ *   buf' = (c0 * buf + c1 * p) + c2 * g
+ *   p'   = (c3 * p + c4 * g) + c5 * buf'
+ *
+ * Inputs: the batch, the labels, every trainable parameter (its initializer becomes an input, with
+ * the same name), its momentum buffer, and the six multipliers as 0-d float32 tensors named as in
+ * the update graph (group0_c0 ... group0_c5). Outputs: the loss, then per parameter the new
+ * parameter and the new buffer. One session.run is one step.
+ *
+ * The first step uses the same graph: feed buf = p and float32Multipliers(c, true), whose c0 is 0
+ * and c1 is bufFromBuf + bufFromParam, so buf' = c1 p + c2 g as core computes it (equal bit for bit
+ * for finite parameters, up to the sign of a zero buffer element).
+ *
+ * Every check (op support, domains, external data, quantized types, static shapes) runs here, before
+ * any session exists, and fails with AccSGDConfigError naming the node or tensor.
+ */
+export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStepOptions): TrainStepModel {
+  const d = differentiate(forwardModel, options);
+  if (d.forward.floatType !== TensorProto_DataType.FLOAT)
+    throw new AccSGDConfigError('model', 'float64', 'a float32 model (the AccSGD update graph is float32)');
+  const g = d.g;
+  const coefficients = Array.from({ length: 6 }, (_, k) => updateGraphNames.coefficient(0, k));
+  for (const c of coefficients) {
+    if (g.isTaken(c))
+      throw new AccSGDConfigError('model', c, `no value named ${c} (a train-step coefficient input)`);
+    g.declare(c, { kind: 'float', shape: [] });
+  }
+  const [c0, c1, c2, c3, c4, c5] = coefficients as [string, string, string, string, string, string];
+  const params: TrainStepParam[] = d.params.map((p) => {
+    const buffer = g.fresh(`${p.name}${BUFFER_SUFFIX}`);
+    g.declare(buffer, { kind: 'float', shape: p.shape });
+    const grad = d.grads.get(p.name)!;
+    const t = (what: string) => `${p.name}_${what}`;
+    const head = g.op(
+      'Add',
+      [g.op('Mul', [c0, buffer], t('c0b')), g.op('Mul', [c1, p.name], t('c1p'))],
+      t('head'),
+    );
+    const newBuffer = g.op('Add', [head, g.op('Mul', [c2, grad], t('c2g'))], `${buffer}.updated`);
+    const pg = g.op('Add', [g.op('Mul', [c3, p.name], t('c3p')), g.op('Mul', [c4, grad], t('c4g'))], t('pg'));
+    const newParam = g.op('Add', [pg, g.op('Mul', [c5, newBuffer], t('c5b'))], `${p.name}.updated`);
+    return {
+      name: p.name,
+      shape: p.shape,
+      initial: Float32Array.from(tensorValues(p.tensor)!),
+      buffer,
+      newParam,
+      newBuffer,
+    };
+  });
+  const inputs = [
+    ...d.forward.inputs.map((i) => tensorInfo(i.name, i.shape)),
+    ...(d.labels ? [tensorInfo(d.labels.name, d.labels.shape)] : []),
+    ...params.flatMap((p) => [tensorInfo(p.name, p.shape), tensorInfo(p.buffer, p.shape)]),
+    ...coefficients.map((c) => tensorInfo(c, [])),
+  ];
+  const outputs = [
+    tensorInfo(d.loss, []),
+    ...params.flatMap((p) => [tensorInfo(p.newParam, p.shape), tensorInfo(p.newBuffer, p.shape)]),
+  ];
+  const model = encodeDifferentiated(
+    d,
+    `${d.forward.model.graph!.name || 'model'}_accsgd_train_step`,
+    inputs,
+    outputs,
+    'One AccSGD training step (forward, loss, backward, fused update) by @accsgd/onnx-training; multipliers are inputs.',
+  );
+  return {
+    model,
+    batchInputs: d.forward.inputs.map((i) => ({ name: i.name, shape: [...i.shape] })),
+    labels: d.labels,
+    params,
+    coefficients,
+    loss: d.loss,
+  };
+}
