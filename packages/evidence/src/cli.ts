@@ -74,7 +74,7 @@ bar.stop();
 mkdirSync(outDir, { recursive: true });
 const plotName = 'linear-regression.svg';
 writeFileSync(join(outDir, plotName), iterationsPlot(result.cells));
-const command = `npm run ${values.full ? 'report:full' : 'start'} -w @accsgd/evidence${estimator === 'mc' ? ' -- --estimator mc' : ''}`;
+const command = `npm run ${values.full ? 'report:full' : 'linear-regression'} -w @accsgd/evidence${estimator === 'mc' ? ' -- --estimator mc' : ''}`;
 writeFileSync(join(outDir, 'linear-regression.md'), markdown(result, plotName, command));
 writeFileSync(
   join(outDir, 'linear-regression.json'),
