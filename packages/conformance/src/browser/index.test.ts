@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { AccSGDGradientError, type ConformanceProblem, type ConformanceSession } from '@accsgd/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findChromium, webgpuRequired } from '../environment.js';
-import { type BrowserAdapter, openBrowserAdapter } from './index.js';
+import { type BrowserAdapter, openBrowserAdapter, runInBrowser } from './index.js';
 
 const chromiumFound = findChromium();
 const skip = !chromiumFound.available && !webgpuRequired();
@@ -261,6 +261,17 @@ describe('openBrowserAdapter, bundling errors', () => {
     );
   });
 
+  it('a statically imported package that is not installed fails the build', async () => {
+    const module = path.join(dir, 'static-missing.js');
+    await writeFile(
+      module,
+      "import 'accsgd-no-such-package';\nexport const conformanceAdapter = () => ({});\n",
+    );
+    await expect(openBrowserAdapter({ module, executablePath: '/nonexistent' })).rejects.toThrow(
+      /Could not resolve "accsgd-no-such-package"/,
+    );
+  });
+
   it('a missing factory export fails loudly', async () => {
     const module = path.join(dir, 'no-factory.js');
     await writeFile(module, 'export const somethingElse = 1;\n');
@@ -268,4 +279,41 @@ describe('openBrowserAdapter, bundling errors', () => {
       /No matching export .* for import "conformanceAdapter"/,
     );
   });
+});
+
+// An adapter that loads optional peers lazily (tfjs's loads only the backend it is asked for) must
+// bundle in a project that lacks the others: such an import() becomes a module that throws.
+describe.skipIf(skip)('runInBrowser, lazily imported packages that are not installed', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'accsgd-browser-lazy-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('bundles, runs, and throws only if the missing package is really loaded', async () => {
+    const module = path.join(dir, 'lazy.js');
+    await writeFile(
+      module,
+      [
+        'export async function probe(which) {',
+        "  if (which !== 'missing') return 'not loaded';",
+        "  try { await import('accsgd-no-such-package'); return 'loaded'; } catch (e) { return e.message; }",
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const run = (which: string) =>
+      runInBrowser<string>({
+        module,
+        exportName: 'probe',
+        args: which,
+        webgpu: false,
+        startTimeoutMs: START_TIMEOUT_MS,
+        timeoutMs: CALL_TIMEOUT_MS,
+      });
+    expect(await run('present')).toBe('not loaded');
+    expect(await run('missing')).toMatch(/^accsgd-no-such-package is not installed \(it was imported lazily/);
+  }, 240_000);
 });

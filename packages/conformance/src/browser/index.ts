@@ -28,7 +28,7 @@ import {
   type ConformanceSession,
   type ConformanceSnapshot,
 } from '@accsgd/core';
-import { build, formatMessages, type Message, type OutputFile } from 'esbuild';
+import { build, formatMessages, type Message, type OutputFile, type Plugin } from 'esbuild';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { findChromium } from '../environment.js';
 import {
@@ -523,6 +523,7 @@ async function bundleForPage(
       loader: { '.wasm': 'file' },
       publicPath: '/',
       logLevel: 'silent',
+      plugins: [missingDynamicImports],
     });
     for (const line of await formatMessages(result.warnings, { kind: 'warning', color: false }))
       log(`[esbuild] ${line}`);
@@ -547,6 +548,35 @@ async function bundleForPage(
   }
   return files;
 }
+
+const MISSING = 'accsgd-missing-package';
+
+/**
+ * A package imported only by a dynamic import() that is not installed (an optional peer, such as a
+ * tfjs backend the run does not use) becomes a module that throws when it is loaded, instead of
+ * failing the whole bundle: the adapter's own lazy loading decides whether it is needed. Static
+ * imports of missing packages still fail the build.
+ */
+const missingDynamicImports: Plugin = {
+  name: 'accsgd-missing-dynamic-imports',
+  setup(build) {
+    build.onResolve({ filter: /^[^./]/ }, async (args) => {
+      if (args.kind !== 'dynamic-import' || args.pluginData === MISSING) return undefined;
+      const resolved = await build.resolve(args.path, {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        pluginData: MISSING,
+      });
+      if (resolved.errors.length === 0) return resolved;
+      return { path: args.path, namespace: MISSING };
+    });
+    build.onLoad({ filter: /.*/, namespace: MISSING }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not installed (it was imported lazily, so the bundle was built without it); install it to use this part of the adapter`)});`,
+      loader: 'js',
+    }));
+  },
+};
 
 /** page-host.js next to this file once built; page-host.ts when running from source (vitest). */
 function pageHostSource(): string {
