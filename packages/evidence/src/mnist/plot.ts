@@ -33,6 +33,15 @@ function points(runs: readonly RunResult[]): Point[] {
   );
 }
 
+type Group = 'wasm' | 'other' | 'onnx';
+
+/** wasm runs solid, another tfjs backend dashed, an ONNX Runtime run dotted. */
+const DASH: Record<Group, string | undefined> = { wasm: undefined, other: '5,4', onnx: '1,3' };
+
+function groupOf(backend: string): Group {
+  return backend === 'wasm' ? 'wasm' : backend.startsWith('onnxruntime') ? 'onnx' : 'other';
+}
+
 function panel(
   document: Document,
   data: Point[],
@@ -43,18 +52,19 @@ function panel(
 ): string {
   const shown = y === 'accuracy' ? data.filter((d) => d.epoch >= 1) : data;
   const color = { domain: Object.keys(COLORS), range: Object.values(COLORS) };
-  const mark = (backend: string, dashed: boolean) => {
-    const d = shown.filter((p) => (backend === 'wasm' ? p.backend === 'wasm' : p.backend !== 'wasm'));
+  const mark = (group: Group) => {
+    const d = shown.filter((p) => groupOf(p.backend) === group);
+    const dash = DASH[group];
     return [
       Plot.line(d, {
         x: 'epoch',
         y,
         z: 'series',
         stroke: 'optimizer',
-        strokeWidth: 1.8,
-        ...(dashed ? { strokeDasharray: '5,4' } : {}),
+        strokeWidth: group === 'onnx' ? 2.4 : 1.8,
+        ...(dash ? { strokeDasharray: dash } : {}),
       }),
-      Plot.dot(d, { x: 'epoch', y, stroke: 'optimizer', fill: dashed ? 'white' : 'optimizer', r: 2.5 }),
+      Plot.dot(d, { x: 'epoch', y, stroke: 'optimizer', fill: dash ? 'white' : 'optimizer', r: 2.5 }),
     ];
   };
   const svg = Plot.plot({
@@ -73,14 +83,14 @@ function panel(
     },
     y: { type, label, grid: true, ...(type === 'log' ? { tickFormat: '~g' } : {}) },
     color,
-    marks: [...mark('wasm', false), ...mark('other', true)],
+    marks: [...mark('wasm'), ...mark('other'), ...mark('onnx')],
   }) as unknown as { outerHTML: string };
   return svg.outerHTML;
 }
 
 /**
  * Training loss and test accuracy per epoch, one line per run (the best setting of each
- * optimizer on wasm, solid; a run on another backend, dashed), stacked in one standalone SVG with
+ * optimizer on wasm, solid; a run on another tfjs backend, dashed; an ONNX Runtime run, dotted), stacked in one standalone SVG with
  * a legend on top.
  */
 export function curvesPlot(runs: readonly RunResult[], epochs: number, title: string): string {
@@ -101,7 +111,8 @@ export function curvesPlot(runs: readonly RunResult[], epochs: number, title: st
       row += 18;
     }
     const c = COLORS[r.spec.name] ?? '#000';
-    const dash = r.backend === 'wasm' ? '' : ' stroke-dasharray="5,4"';
+    const d = DASH[groupOf(r.backend)];
+    const dash = d ? ` stroke-dasharray="${d}"` : '';
     legend.push(
       `<line x1="${x}" y1="${row}" x2="${x + 22}" y2="${row}" stroke="${c}" stroke-width="2"${dash}/><text x="${x + 27}" y="${row + 4}">${escapeXml(label)}</text>`,
     );

@@ -10,6 +10,12 @@ export interface MnistPreset {
   lrs: Record<OptimizerName, readonly number[]>;
   /** Also train AccSGD's best setting on the tfjs cpu backend, to compare with wasm. */
   cpuCheck: boolean;
+  /**
+   * Also train AccSGD's best setting as an ONNX Runtime train step (@accsgd/onnx-training's
+   * OnnxTrainer on onnxruntime-node cpu), from the same weights and batches. Absent in reports
+   * written before it existed.
+   */
+  onnxCheck?: boolean;
 }
 
 export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
@@ -20,6 +26,7 @@ export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
     batchSize: 100,
     lrs: { AccSGD: [0.3], SGD: [0.3], Momentum: [0.03], Nesterov: [0.03], Adam: [0.001] },
     cpuCheck: false,
+    onnxCheck: true, // about 1 s here (200 steps); `--onnx no` skips it
   },
   full: {
     name: 'full',
@@ -36,5 +43,6 @@ export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
       Adam: [0.0003, 0.001, 0.003],
     },
     cpuCheck: true,
+    onnxCheck: true,
   },
 };
