@@ -1,17 +1,4 @@
-import { create, toBinary } from '@bufbuild/protobuf';
-import {
-  GraphProtoSchema,
-  ModelProtoSchema,
-  NodeProtoSchema,
-  OperatorSetIdProtoSchema,
-  TensorProto_DataType,
-  TensorProtoSchema,
-  TensorShapeProto_DimensionSchema,
-  TensorShapeProtoSchema,
-  TypeProto_TensorSchema,
-  TypeProtoSchema,
-  ValueInfoProtoSchema,
-} from 'onnx-buf';
+import { encodeModel, floatInitializer, node, valueInfo } from '@accsgd/onnx-training/model-builder';
 import { glorotUniform, Rng } from './random.js';
 
 export const INPUTS = 784;
@@ -44,71 +31,27 @@ export function initialWeights(seed: number): MlpWeights {
   };
 }
 
-function valueInfo(name: string, dims: (number | string)[]) {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: create(TypeProtoSchema, {
-      value: {
-        case: 'tensorType',
-        value: create(TypeProto_TensorSchema, {
-          elemType: TensorProto_DataType.FLOAT,
-          shape: create(TensorShapeProtoSchema, {
-            dim: dims.map((d) =>
-              create(TensorShapeProto_DimensionSchema, {
-                value:
-                  typeof d === 'number'
-                    ? { case: 'dimValue', value: BigInt(d) }
-                    : { case: 'dimParam', value: d },
-              }),
-            ),
-          }),
-        }),
-      },
-    }),
-  });
-}
-
-function floatInitializer(name: string, dims: number[], values: Float32Array) {
-  return create(TensorProtoSchema, {
-    name,
-    dataType: TensorProto_DataType.FLOAT,
-    dims: dims.map((d) => BigInt(d)),
-    rawData: new Uint8Array(Float32Array.from(values).buffer),
-  });
-}
-
-function node(opType: string, input: string[], output: string[]) {
-  return create(NodeProtoSchema, { opType, input, output, name: `${output[0]}_${opType}` });
-}
-
 /**
  * The forward ONNX model (IR 8, opset 17, float32) of a 784-256-10 MLP:
  * x[batch, 784] -> MatMul W1 -> Add b1 -> Relu -> MatMul W2 -> Add b2 -> logits[batch, 10].
  * The batch dimension is symbolic ('batch'): the trainer fixes it, inference takes any size.
  */
 export function mlpForwardModel(weights: MlpWeights): Uint8Array {
-  const graph = create(GraphProtoSchema, {
+  return encodeModel({
     name: 'mnist_mlp',
-    node: [
+    nodes: [
       node('MatMul', ['x', 'W1'], ['h0']),
       node('Add', ['h0', 'b1'], ['h1']),
       node('Relu', ['h1'], ['h']),
       node('MatMul', ['h', 'W2'], ['z0']),
       node('Add', ['z0', 'b2'], ['logits']),
     ],
-    input: [valueInfo('x', ['batch', INPUTS])],
-    output: [valueInfo('logits', ['batch', CLASSES])],
-    initializer: (Object.keys(PARAM_SHAPES) as (keyof MlpWeights)[]).map((name) =>
+    inputs: [valueInfo('x', ['batch', INPUTS])],
+    outputs: [valueInfo('logits', ['batch', CLASSES])],
+    initializers: (Object.keys(PARAM_SHAPES) as (keyof MlpWeights)[]).map((name) =>
       floatInitializer(name, PARAM_SHAPES[name], weights[name]),
     ),
+    opset: 17,
+    producerName: '@accsgd/example-onnx-mnist',
   });
-  return toBinary(
-    ModelProtoSchema,
-    create(ModelProtoSchema, {
-      irVersion: 8n,
-      producerName: '@accsgd/example-onnx-mnist',
-      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 17n })],
-      graph,
-    }),
-  );
 }

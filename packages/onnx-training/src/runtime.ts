@@ -23,7 +23,10 @@ export interface OrtSession {
 }
 
 export interface OrtModule {
-  Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => OrtTensor;
+  Tensor: {
+    new (type: 'float32', data: Float32Array, dims: readonly number[]): OrtTensor;
+    new (type: 'int64', data: BigInt64Array, dims: readonly number[]): OrtTensor;
+  };
   InferenceSession: {
     create(model: Uint8Array, options?: Record<string, unknown>): Promise<OrtSession>;
   };

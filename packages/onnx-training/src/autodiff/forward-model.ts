@@ -1,8 +1,10 @@
 import { AccSGDConfigError } from '@accsgd/core';
-import { fromBinary } from '@bufbuild/protobuf';
+import { create, fromBinary } from '@bufbuild/protobuf';
 import {
   type ModelProto,
   ModelProtoSchema,
+  type NodeProto,
+  NodeProtoSchema,
   type TensorProto,
   TensorProto_DataLocation,
   TensorProto_DataType,
@@ -12,12 +14,42 @@ import { describeNode, GraphBuilder } from './graph.js';
 import { DATA_TYPE_NAMES, type FloatType, tensorValues } from './proto.js';
 import { DIFFERENTIABLE_OPS } from './rules.js';
 
-/** Opsets of the default (ai.onnx) domain whose semantics the rules follow (Softmax, Reduce*, Reshape). */
+/** Opsets of the default (ai.onnx) domain whose semantics the rules follow (Softmax, Reduce*, Reshape, Gelu). */
 export const MIN_OPSET = 13;
-export const MAX_OPSET = 18;
+export const MAX_OPSET = 20;
 
-/** Ops a forward model may use: those with a backward rule, and Constant (a leaf). */
-export const FORWARD_OPS: readonly string[] = [...DIFFERENTIABLE_OPS, 'Constant'].sort();
+/**
+ * The opset the generated graphs declare at least: Gather's gradient needs ScatterND's reduction
+ * (opset 16). Every op the autodiff accepts means the same at 13 to 16 (those opsets only added
+ * types), so raising a 13-15 model to 16 changes nothing it computes.
+ */
+export const GENERATED_MIN_OPSET = 16;
+
+/**
+ * Ops a forward model may use without a gradient flowing through them: leaves (constants), shape
+ * computations (folded to constants at build time, so shapes stay static) and masks.
+ */
+export const NON_DIFFERENTIABLE_OPS: readonly string[] = [
+  'And',
+  'Constant',
+  'ConstantOfShape',
+  'Equal',
+  'Greater',
+  'GreaterOrEqual',
+  'Less',
+  'LessOrEqual',
+  'Not',
+  'Or',
+  'Shape',
+];
+
+/** Ops written into the train step as another op: Dropout in inference mode is an Identity. */
+export const REWRITTEN_OPS: readonly string[] = ['Dropout'];
+
+/** Ops a forward model may use. */
+export const FORWARD_OPS: readonly string[] = [
+  ...new Set([...DIFFERENTIABLE_OPS, ...NON_DIFFERENTIABLE_OPS, ...REWRITTEN_OPS]),
+].sort();
 
 const QUANTIZED = new Set<number>([
   TensorProto_DataType.INT8,
@@ -45,10 +77,11 @@ export interface ForwardModelOptions {
 export interface ForwardModel {
   model: ModelProto;
   floatType: FloatType;
+  /** The opset of the generated graphs: the model's, at least GENERATED_MIN_OPSET. */
   opset: number;
   graph: GraphBuilder;
   /** Graph inputs that are not initializers (the batch), with their static shapes. */
-  inputs: { name: string; shape: number[] }[];
+  inputs: { name: string; shape: number[]; type: 'float' | 'int64' }[];
   outputs: string[];
   initializers: Map<string, TensorProto>;
 }
@@ -157,17 +190,15 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
     noteFloat(t.dataType, where);
     initializers.set(t.name, t);
   }
-  const inputs: { name: string; shape: number[] }[] = [];
-  const inputTypes: { name: string; type: number }[] = [];
+  const inputs: ForwardModel['inputs'] = [];
   for (const v of g.input) {
     if (initializers.has(v.name)) continue;
     const { type, shape } = staticShape(v, 'input', options.dimensions ?? {});
     const problem = dataTypeProblem(type);
-    if (problem || type === TensorProto_DataType.INT64)
-      throw new AccSGDConfigError(`input "${v.name}"`, typeName(type), 'a float tensor', problem);
+    if (problem)
+      throw new AccSGDConfigError(`input "${v.name}"`, typeName(type), 'a float or int64 tensor', problem);
     noteFloat(type, `input "${v.name}"`);
-    inputs.push({ name: v.name, shape });
-    inputTypes.push({ name: v.name, type });
+    inputs.push({ name: v.name, shape, type: type === TensorProto_DataType.INT64 ? 'int64' : 'float' });
   }
   for (const v of [...g.output, ...g.valueInfo]) {
     const t = v.type?.value.case === 'tensorType' ? v.type.value.value.elemType : undefined;
@@ -189,7 +220,8 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
   for (const node of g.node) for (const n of [...node.input, ...node.output, node.name]) taken.add(n);
   for (const v of [...g.input, ...g.output, ...g.valueInfo]) taken.add(v.name);
   for (const t of g.initializer) taken.add(t.name);
-  const graph = new GraphBuilder(floatType, opset, taken);
+  const emitted = Math.max(opset, GENERATED_MIN_OPSET);
+  const graph = new GraphBuilder(floatType, emitted, taken);
   for (const t of g.initializer) {
     const shape = t.dims.map((d) => Number(d));
     if (t.dataType === TensorProto_DataType.INT64) {
@@ -197,9 +229,13 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
       graph.intConstants.set(t.name, tensorValues(t)!);
     } else graph.declare(t.name, { kind: 'float', shape });
   }
-  for (const i of inputs) graph.declare(i.name, { kind: 'float', shape: i.shape });
+  for (const i of inputs) {
+    graph.declare(i.name, { kind: i.type, shape: i.shape });
+    if (i.type === 'int64') graph.int64Inputs.add(i.name);
+  }
+  const consumed = new Set([...g.node.flatMap((n) => n.input), ...g.output.map((o) => o.name)]);
   g.node.forEach((node, i) => {
-    graph.addNode(node, i);
+    graph.addNode(node.opType === 'Dropout' ? inferenceDropout(node, i, graph, consumed) : node, i);
   });
   const outputs = g.output.map((o) => o.name);
   for (const o of g.output) {
@@ -221,7 +257,45 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
         );
     });
   }
-  return { model, floatType, opset, graph, inputs, outputs, initializers };
+  return { model, floatType, opset: emitted, graph, inputs, outputs, initializers };
+}
+
+/**
+ * Dropout in inference mode (no training_mode input, or a constant false one) is the identity;
+ * the train step holds an Identity in its place, which every execution provider runs. Training-mode
+ * dropout (random masks) and a used mask output are refused.
+ */
+function inferenceDropout(
+  node: NodeProto,
+  index: number,
+  graph: GraphBuilder,
+  consumed: ReadonlySet<string>,
+): NodeProto {
+  const mode = node.input[2];
+  if (mode) {
+    const v = graph.values.get(mode);
+    const t = v?.kind === 'bool' || v?.kind === 'int64' ? graph.intConstants.get(mode) : undefined;
+    if (!t || t.some((b) => b !== 0))
+      throw new AccSGDConfigError(
+        describeNode(node, index),
+        mode,
+        'a Dropout in inference mode (no training_mode input, or a constant false one)',
+        'is a Dropout whose training_mode is not a constant false; only inference-mode Dropout (the identity) is supported',
+      );
+  }
+  if (node.output[1] && consumed.has(node.output[1]))
+    throw new AccSGDConfigError(
+      describeNode(node, index),
+      node.output[1],
+      'a Dropout whose mask output is unused',
+    );
+  return create(NodeProtoSchema, {
+    ...node,
+    opType: 'Identity',
+    input: [node.input[0]!],
+    output: [node.output[0]!],
+    attribute: [],
+  });
 }
 
 function staticShape(

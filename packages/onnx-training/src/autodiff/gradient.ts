@@ -5,7 +5,7 @@ import {
   ModelProtoSchema,
   OperatorSetIdProtoSchema,
   type TensorProto,
-  type TensorProto_DataType,
+  TensorProto_DataType,
   type ValueInfoProto,
 } from 'onnx-buf';
 import { PRODUCER_NAME, tensorInfo } from '../graphs/onnx-proto.js';
@@ -84,8 +84,8 @@ export function differentiate(
   if (trainable.length + wrtInputs.length === 0)
     throw new AccSGDConfigError('trainable', options.trainable, 'at least one float initializer');
   for (const name of wrtInputs)
-    if (!forward.inputs.some((i) => i.name === name))
-      throw new AccSGDConfigError('inputs', name, 'the name of a graph input');
+    if (!forward.inputs.some((i) => i.name === name && i.type === 'float'))
+      throw new AccSGDConfigError('inputs', name, 'the name of a float graph input');
 
   const output = options.output ?? (forward.outputs.length === 1 ? forward.outputs[0] : undefined);
   if (output === undefined || !forward.outputs.includes(output))
@@ -158,6 +158,14 @@ export function differentiate(
   for (let n = forwardNodes.length - 1; n >= 0; n--) {
     const node = forwardNodes[n]!;
     const out = node.output[0]!;
+    const later = node.output.slice(1).find((o) => o !== '' && pending.has(o));
+    if (later)
+      throw new AccSGDConfigError(
+        describeNode(node, n < forward.model.graph!.node.length ? n : undefined),
+        later,
+        `a loss that depends only on the first output of ${node.opType}`,
+        `has its output "${later}" used on the way to the loss; only the first output can be differentiated`,
+      );
     if (!pending.has(out)) continue;
     const needed = (k: number) => {
       const name = node.input[k];
@@ -218,7 +226,8 @@ export function encodeDifferentiated(
     docString,
   });
   const model = create(ModelProtoSchema, {
-    irVersion: d.forward.model.irVersion,
+    // Opset 16 (GENERATED_MIN_OPSET) needs IR 8.
+    irVersion: d.forward.model.irVersion < 8n ? 8n : d.forward.model.irVersion,
     producerName: PRODUCER_NAME,
     opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(d.forward.opset) })],
     graph,
@@ -229,10 +238,22 @@ export function encodeDifferentiated(
 /** The name of the gradient output for a parameter or input in buildGradientModel's model. */
 export const gradientOutputName = (name: string) => `${name}.grad`;
 
+/**
+ * An extra int64 input of a generated model: the forward model's input `from` in another shape
+ * (Gather's gradient reads token ids as rows). Feed it the same data with these dims.
+ */
+export interface ReshapedInput {
+  name: string;
+  from: string;
+  shape: number[];
+}
+
 export interface GradientModel {
   model: Uint8Array;
+  /** Extra inputs to feed: forward-model inputs in another shape. */
+  reshapedInputs: ReshapedInput[];
   /** Inputs to feed: the batch inputs, the labels (if any), then the parameters (initial values in the forward model). */
-  inputs: { name: string; shape: number[] }[];
+  inputs: { name: string; shape: number[]; type: 'float' | 'int64' }[];
   params: { name: string; shape: number[] }[];
   labels: { name: string; shape: number[] } | undefined;
   /** Output names: 'loss', then one gradient per parameter (and per differentiated input). */
@@ -254,8 +275,9 @@ export function buildGradientModel(
   const type = d.forward.floatType as TensorProto_DataType;
   const feeds = [
     ...d.forward.inputs,
-    ...(d.labels ? [d.labels] : []),
-    ...d.params.map((p) => ({ name: p.name, shape: p.shape })),
+    ...d.g.reshapedInputs.map((r) => ({ name: r.name, shape: r.shape, type: 'int64' as const })),
+    ...(d.labels ? [{ ...d.labels, type: 'float' as const }] : []),
+    ...d.params.map((p) => ({ name: p.name, shape: p.shape, type: 'float' as const })),
   ];
   const gradients = new Map<string, string>();
   const outputs = [tensorInfo(d.loss, [], type)];
@@ -270,12 +292,13 @@ export function buildGradientModel(
   const model = encodeDifferentiated(
     d,
     `${d.forward.model.graph!.name || 'model'}_gradients`,
-    feeds.map((f) => tensorInfo(f.name, f.shape, type)),
+    feeds.map((f) => tensorInfo(f.name, f.shape, f.type === 'int64' ? TensorProto_DataType.INT64 : type)),
     outputs,
     `Loss (${d.labels ? 'with labels' : 'model output'}) and its gradients, by @accsgd/onnx-training's autodiff.`,
   );
   return {
     model,
+    reshapedInputs: d.g.reshapedInputs.map((r) => ({ ...r, shape: [...r.shape] })),
     inputs: feeds,
     params: d.params.map((p) => ({ name: p.name, shape: p.shape })),
     labels: d.labels,

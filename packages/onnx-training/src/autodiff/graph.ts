@@ -4,6 +4,7 @@ import {
   type AttributeValue,
   attribute,
   type FloatType,
+  findAttribute,
   floatTensor,
   int64Tensor,
   intAttribute,
@@ -60,6 +61,10 @@ export class GraphBuilder {
   private readonly used = new Set<string>();
   private counter = 0;
   private readonly floatConstants = new Map<string, string>();
+  /** Graph inputs this builder reads in another shape: the input's name, its source input's, the shape. */
+  readonly reshapedInputs: { name: string; from: string; shape: number[] }[] = [];
+  /** The forward model's int64 graph inputs (token ids): reshaped as extra inputs, not in the graph. */
+  readonly int64Inputs = new Set<string>();
 
   constructor(
     readonly floatType: FloatType,
@@ -131,10 +136,11 @@ export class GraphBuilder {
     return name;
   }
 
-  int64Constant(values: readonly number[]): string {
+  /** An int64 constant (1-D unless a shape is given, e.g. [] for a scalar index). */
+  int64Constant(values: readonly number[], shape: readonly number[] = [values.length]): string {
     const name = this.fresh('const_i64');
-    this.initializers.push(int64Tensor(name, [values.length], values));
-    this.declare(name, { kind: 'int64', shape: [values.length] });
+    this.initializers.push(int64Tensor(name, shape, values));
+    this.declare(name, { kind: 'int64', shape: [...shape] });
     this.intConstants.set(name, [...values]);
     return name;
   }
@@ -157,7 +163,21 @@ export class GraphBuilder {
 
   reshape(x: string, shape: readonly number[], hint: string): string {
     if (sameShape(this.shape(x), shape)) return x;
+    if (this.int64Inputs.has(x)) return this.reshapedInput(x, shape);
     return this.op('Reshape', [x, this.int64Constant(shape)], hint);
+  }
+
+  /**
+   * An int64 graph input in another shape, as an extra input that the caller feeds with the same
+   * data: ORT's WebGPU EP has no int64 Reshape, so a Reshape node would run on the CPU.
+   */
+  private reshapedInput(from: string, shape: readonly number[]): string {
+    const known = this.reshapedInputs.find((r) => r.from === from && sameShape(r.shape, shape));
+    if (known) return known.name;
+    const name = this.fresh(`${from}.${shape.join('x')}`);
+    this.declare(name, { kind: 'int64', shape: [...shape] });
+    this.reshapedInputs.push({ name, from, shape: [...shape] });
+    return name;
   }
 
   /**
@@ -236,45 +256,235 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       fail(
         node,
         index,
-        `input ${k} ("${node.input[k]}") must be an int64 constant (initializer or Constant node)`,
+        `input ${k} ("${node.input[k]}") must be an int64 constant (initializer or Constant node, or computed from shapes)`,
       );
     return values;
   };
+  const optionalConstant = (k: number): number[] | undefined => (node.input[k] ? constant(k) : undefined);
+  /** Records the value of an int64 output computed from constants, so that shapes computed in the graph stay static. */
+  const folded = (shape: number[], values: number[] | undefined): ValueShape[] => {
+    if (values) graph.intConstants.set(node.output[0]!, values);
+    return [{ kind: 'int64', shape }];
+  };
+  const intValues = (k: number) => graph.intConstants.get(node.input[k] ?? '');
   switch (node.opType) {
     case 'Add':
     case 'Sub':
     case 'Mul':
     case 'Div': {
-      const out = broadcastShapes(floatInput(0), floatInput(1));
+      const a = input(0);
+      const b = input(1);
+      const out = broadcastShapes(a.shape, b.shape);
       if (!out)
-        fail(
-          node,
-          index,
-          `has inputs of shapes [${floatInput(0)}] and [${floatInput(1)}], which do not broadcast`,
-        );
+        fail(node, index, `has inputs of shapes [${a.shape}] and [${b.shape}], which do not broadcast`);
+      if (a.kind === 'int64' && b.kind === 'int64') {
+        const x = intValues(0);
+        const y = intValues(1);
+        return folded(out, x && y ? broadcastInts(node.opType, x, a.shape, y, b.shape, out) : undefined);
+      }
+      floatInput(0);
+      floatInput(1);
       return [float(out)];
     }
-    case 'Greater': {
-      const out = broadcastShapes(floatInput(0), floatInput(1));
+    case 'Pow': {
+      const a = floatInput(0);
+      const b = input(1);
+      if (b.kind === 'bool') fail(node, index, 'has a bool exponent');
+      const out = broadcastShapes(a, b.shape);
+      if (!out) fail(node, index, 'has inputs that do not broadcast');
+      return [float(out)];
+    }
+    case 'Greater':
+    case 'Less':
+    case 'GreaterOrEqual':
+    case 'LessOrEqual':
+    case 'Equal': {
+      const a = input(0);
+      const b = input(1);
+      if (a.kind !== b.kind) fail(node, index, `compares ${a.kind} with ${b.kind}`);
+      const out = broadcastShapes(a.shape, b.shape);
+      if (!out) fail(node, index, 'has inputs that do not broadcast');
+      return [{ kind: 'bool', shape: out }];
+    }
+    case 'Not':
+    case 'And':
+    case 'Or': {
+      const shapes = node.input.map((_, k) => {
+        const v = input(k);
+        if (v.kind !== 'bool') fail(node, index, `input ${k} is ${v.kind}, expected bool`);
+        return v.shape;
+      });
+      const out = shapes.reduce<number[] | undefined>((s, t) => s && broadcastShapes(s, t), []);
       if (!out) fail(node, index, 'has inputs that do not broadcast');
       return [{ kind: 'bool', shape: out }];
     }
     case 'Where': {
       const c = input(0);
-      const out = broadcastShapes(broadcastShapes(c.shape, floatInput(1)) ?? [], floatInput(2));
-      if (!out) fail(node, index, 'has inputs that do not broadcast');
-      return [float(out)];
+      if (c.kind !== 'bool') fail(node, index, `has a ${c.kind} condition, expected bool`);
+      const a = input(1);
+      const b = input(2);
+      if (a.kind !== b.kind || a.kind === 'bool')
+        fail(node, index, `selects between ${a.kind} and ${b.kind}`);
+      const out = broadcastShapes(broadcastShapes(c.shape, a.shape) ?? [-1], b.shape);
+      if (!out || out.includes(-1)) fail(node, index, 'has inputs that do not broadcast');
+      return [{ kind: a.kind, shape: out }];
+    }
+    case 'Cast': {
+      const v = input(0);
+      const to = intAttribute(node, 'to', 0);
+      if (to === TensorProto_DataType.INT64)
+        return folded([...v.shape], v.kind === 'int64' ? intValues(0) : undefined);
+      if (to === TensorProto_DataType.BOOL) return [{ kind: 'bool', shape: [...v.shape] }];
+      if (to === graph.floatType) return [float([...v.shape])];
+      return fail(
+        node,
+        index,
+        `casts to data type ${to}; only the model's float type, int64 and bool are supported`,
+      );
+    }
+    case 'Shape': {
+      const shape = input(0).shape;
+      const rank = shape.length;
+      const clamp = (a: number) => Math.min(rank, Math.max(0, a < 0 ? a + rank : a));
+      const start = clamp(intAttribute(node, 'start', 0));
+      const end = clamp(intAttribute(node, 'end', rank));
+      const dims = shape.slice(start, Math.max(start, end));
+      return folded([dims.length], dims);
+    }
+    case 'ConstantOfShape': {
+      const shape = constant(0);
+      const t = findAttribute(node, 'value')?.t;
+      const values = t ? tensorValues(t) : [0];
+      if (!values || values.length !== 1) fail(node, index, 'has a value that is not one float or int64');
+      const type = t?.dataType ?? TensorProto_DataType.FLOAT;
+      if (type === TensorProto_DataType.INT64)
+        return folded([...shape], new Array<number>(size(shape)).fill(values[0]!));
+      if (type !== graph.floatType)
+        fail(node, index, "has a value of another type than the model's float type");
+      return [float([...shape])];
+    }
+    case 'Gather': {
+      const data = input(0);
+      const indices = input(1);
+      if (indices.kind !== 'int64') fail(node, index, `has ${indices.kind} indices, expected int64`);
+      if (data.kind === 'bool') fail(node, index, 'gathers from a bool tensor');
+      const rank = data.shape.length;
+      const axis = normaliseAxis(intAttribute(node, 'axis', 0), rank);
+      if (axis < 0 || axis >= rank)
+        fail(node, index, `has axis ${intAttribute(node, 'axis', 0)} out of range`);
+      const out = [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)];
+      const idx = intValues(1);
+      if (idx?.some((i) => i < -data.shape[axis]! || i >= data.shape[axis]!))
+        fail(node, index, `has an index out of range for axis ${axis} of size ${data.shape[axis]}`);
+      if (data.kind === 'float') return [float(out)];
+      const values = intValues(0);
+      return folded(out, values && idx ? gatherInts(values, data.shape, axis, idx) : undefined);
+    }
+    case 'Unsqueeze': {
+      const v = input(0);
+      const rank = v.shape.length;
+      const axes = constant(1).map((a) => normaliseAxis(a, rank + constant(1).length));
+      const out: number[] = [];
+      let k = 0;
+      for (let i = 0; i < rank + axes.length; i++) out.push(axes.includes(i) ? 1 : v.shape[k++]!);
+      if (k !== rank || new Set(axes).size !== axes.length)
+        fail(node, index, `has axes [${constant(1)}] out of range`);
+      return v.kind === 'int64' ? folded(out, intValues(0)) : [{ kind: v.kind, shape: out }];
+    }
+    case 'Squeeze': {
+      const v = input(0);
+      const given = optionalConstant(1)?.map((a) => normaliseAxis(a, v.shape.length));
+      if (given?.some((a) => v.shape[a] !== 1))
+        fail(node, index, `squeezes an axis of [${v.shape}] that is not 1`);
+      const out = v.shape.filter((d, i) => (given ? !given.includes(i) : d !== 1));
+      return v.kind === 'int64' ? folded(out, intValues(0)) : [{ kind: v.kind, shape: out }];
+    }
+    case 'Concat': {
+      const all = node.input.map((_, k) => input(k));
+      const kind = all[0]!.kind;
+      const rank = all[0]!.shape.length;
+      const axis = normaliseAxis(intAttribute(node, 'axis', 0), rank);
+      if (axis < 0 || axis >= rank) fail(node, index, 'has an axis out of range');
+      for (const v of all)
+        if (
+          v.kind !== kind ||
+          v.shape.length !== rank ||
+          v.shape.some((d, i) => i !== axis && d !== all[0]!.shape[i])
+        )
+          fail(
+            node,
+            index,
+            `joins inputs of shapes ${all.map((a) => `[${a.shape}]`).join(', ')} along axis ${axis}`,
+          );
+      const out = [...all[0]!.shape];
+      out[axis] = all.reduce((s, v) => s + v.shape[axis]!, 0);
+      if (kind !== 'int64') return [{ kind, shape: out }];
+      const values = node.input.map((_, k) => intValues(k));
+      return folded(
+        out,
+        values.every((v) => v !== undefined)
+          ? concatInts(
+              values as number[][],
+              all.map((a) => a.shape),
+              axis,
+            )
+          : undefined,
+      );
+    }
+    case 'Slice': {
+      const v = input(0);
+      const s = sliceOf(node, index, v.shape, graph);
+      return v.kind === 'int64'
+        ? folded(s.shape, intValues(0) && sliceInts(intValues(0)!, v.shape, s))
+        : [{ kind: v.kind, shape: s.shape }];
+    }
+    case 'LayerNormalization': {
+      const x = floatInput(0);
+      const axis = normaliseAxis(intAttribute(node, 'axis', -1), x.length);
+      if (axis < 0 || axis >= x.length) fail(node, index, 'has an axis out of range');
+      const normalised = x.slice(axis);
+      for (const k of [1, 2]) {
+        if (!node.input[k]) continue;
+        const p = floatInput(k);
+        const b = broadcastShapes(p, normalised);
+        if (!b || !sameShape(b, normalised))
+          fail(
+            node,
+            index,
+            `has ${k === 1 ? 'Scale' : 'B'} of shape [${p}], which does not broadcast to [${normalised}]`,
+          );
+      }
+      const stats = x.map((d, i) => (i < axis ? d : 1));
+      return [float([...x]), float(stats), float([...stats])];
+    }
+    // Only in gradients this package writes (Gather's and Slice's).
+    case 'ScatterND':
+      return [float([...floatInput(0)])];
+    case 'Pad': {
+      const shape = floatInput(0);
+      const pads = constant(1);
+      if (pads.length !== 2 * shape.length) fail(node, index, 'has pads of the wrong length');
+      return [float(shape.map((d, i) => d + pads[i]! + pads[i + shape.length]!))];
+    }
+    case 'Identity': {
+      const v = input(0);
+      return v.kind === 'int64'
+        ? folded([...v.shape], intValues(0))
+        : [{ kind: v.kind, shape: [...v.shape] }];
     }
     case 'Neg':
     case 'Relu':
+    case 'LeakyRelu':
     case 'Tanh':
     case 'Sigmoid':
     case 'Exp':
     case 'Log':
     case 'Sqrt':
-    case 'Identity':
+    case 'Erf':
+    case 'Gelu':
       return [float([...floatInput(0)])];
-    case 'Softmax': {
+    case 'Softmax':
+    case 'LogSoftmax': {
       const shape = floatInput(0);
       const axis = normaliseAxis(intAttribute(node, 'axis', -1), shape.length);
       if (axis < 0 || axis >= shape.length)
@@ -326,7 +536,8 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       return [float(out)];
     }
     case 'Reshape': {
-      const shape = floatInput(0);
+      const v = input(0);
+      const shape = v.shape;
       const target = constant(1);
       const allowZero = intAttribute(node, 'allowzero', 0) === 1;
       const out = target.map((d, i) => (d === 0 && !allowZero ? shape[i]! : d));
@@ -339,13 +550,14 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
         out[out.indexOf(-1)] = size(shape) / rest;
       }
       if (size(out) !== size(shape)) fail(node, index, `cannot reshape [${shape}] to [${target}]`);
-      return [float(out)];
+      return v.kind === 'int64' ? folded(out, intValues(0)) : [{ kind: v.kind, shape: out }];
     }
     case 'Expand': {
-      const shape = floatInput(0);
+      const v = input(0);
+      const shape = v.shape;
       const out = broadcastShapes(shape, constant(1));
       if (!out) fail(node, index, 'has a shape that does not broadcast');
-      return [float(out)];
+      return [{ kind: v.kind, shape: out }];
     }
     case 'Transpose': {
       const shape = floatInput(0);
@@ -361,16 +573,32 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       return [float([size(shape.slice(0, axis)), size(shape.slice(axis))])];
     }
     case 'Constant': {
-      const a = node.attribute.find((x) => x.name === 'value');
-      const t = a?.t;
-      const values = t ? tensorValues(t) : undefined;
-      if (!t || !values || node.attribute.length !== 1)
-        fail(node, index, 'must hold a float or int64 tensor in its "value" attribute');
-      const shape = t.dims.map((d) => Number(d));
-      if (t.dataType === TensorProto_DataType.INT64) {
-        graph.intConstants.set(node.output[0]!, values);
-        return [{ kind: 'int64', shape }];
+      const a = node.attribute.length === 1 ? node.attribute[0]! : undefined;
+      switch (a?.name) {
+        case 'value_int':
+          return folded([], [Number(a.i)]);
+        case 'value_ints':
+          return folded(
+            [a.ints.length],
+            a.ints.map((v) => Number(v)),
+          );
+        case 'value_float':
+        case 'value_floats':
+          // float32 by definition: a float64 model cannot use them.
+          if (graph.floatType !== TensorProto_DataType.FLOAT)
+            fail(node, index, 'holds a float32 constant in a model of another float type');
+          return [float(a.name === 'value_float' ? [] : [a.floats.length])];
       }
+      const t = a?.name === 'value' ? a.t : undefined;
+      const values = t ? tensorValues(t) : undefined;
+      if (!t || !values)
+        fail(
+          node,
+          index,
+          'must hold a float or int64 tensor in its "value" attribute (or value_int(s), value_float(s))',
+        );
+      const shape = t.dims.map((d) => Number(d));
+      if (t.dataType === TensorProto_DataType.INT64) return folded(shape, values);
       if (t.dataType !== graph.floatType)
         fail(node, index, "holds a tensor of another float type than the model's");
       return [float(shape)];
@@ -378,4 +606,135 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
     default:
       fail(node, index, 'has no shape rule');
   }
+}
+
+/** A Slice node's per-axis starts and steps (after ONNX's clamping) and its output shape. */
+export interface SliceBounds {
+  shape: number[];
+  /** Per axis of the input: first index taken and step (0 and 1 for axes not sliced). */
+  starts: number[];
+  steps: number[];
+}
+
+/** Static bounds of a Slice (starts, ends, axes, steps must be constants), clamped as ONNX specifies. */
+export function sliceOf(
+  node: NodeProto,
+  index: number | undefined,
+  shape: readonly number[],
+  graph: GraphBuilder,
+): SliceBounds {
+  const get = (k: number) => {
+    const name = node.input[k];
+    if (!name) return undefined;
+    const values = graph.intConstants.get(name);
+    if (!values)
+      fail(node, index, `input ${k} ("${name}") must be an int64 constant (or computed from shapes)`);
+    return values;
+  };
+  const starts = get(1);
+  const ends = get(2);
+  if (!starts || !ends || starts.length !== ends.length)
+    fail(node, index, 'needs starts and ends of one length');
+  const rank = shape.length;
+  const axes = (get(3) ?? starts.map((_, i) => i)).map((a) => normaliseAxis(a, rank));
+  const steps = get(4) ?? starts.map(() => 1);
+  if (axes.length !== starts.length || steps.length !== starts.length)
+    fail(node, index, 'has axes or steps of another length than starts');
+  if (axes.some((a) => a < 0 || a >= rank) || new Set(axes).size !== axes.length)
+    fail(node, index, `has axes [${axes}] out of range or repeated`);
+  const out: SliceBounds = { shape: [...shape], starts: shape.map(() => 0), steps: shape.map(() => 1) };
+  axes.forEach((axis, i) => {
+    const d = shape[axis]!;
+    const step = steps[i]!;
+    if (step === 0) fail(node, index, 'has a step of 0');
+    let start = starts[i]! < 0 ? starts[i]! + d : starts[i]!;
+    let end = ends[i]! < 0 ? ends[i]! + d : ends[i]!;
+    if (step > 0) {
+      start = Math.min(d, Math.max(0, start));
+      end = Math.min(d, Math.max(0, end));
+    } else {
+      start = Math.min(d - 1, Math.max(0, start));
+      end = Math.min(d - 1, Math.max(-1, end));
+    }
+    out.shape[axis] = Math.max(0, Math.ceil((end - start) / step));
+    out.starts[axis] = start;
+    out.steps[axis] = step;
+  });
+  return out;
+}
+
+/** Row-major strides of a shape. */
+function strides(shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length).fill(1);
+  for (let i = shape.length - 2; i >= 0; i--) out[i] = out[i + 1]! * shape[i + 1]!;
+  return out;
+}
+
+/** Calls `visit` with each multi-index of `shape` in row-major order. */
+function eachIndex(shape: readonly number[], visit: (index: number[]) => void): void {
+  const total = size(shape);
+  const index = new Array<number>(shape.length).fill(0);
+  for (let n = 0; n < total; n++) {
+    visit(index);
+    for (let i = shape.length - 1; i >= 0; i--) {
+      if (++index[i]! < shape[i]!) break;
+      index[i] = 0;
+    }
+  }
+}
+
+function broadcastInts(
+  op: string,
+  a: number[],
+  aShape: number[],
+  b: number[],
+  bShape: number[],
+  out: number[],
+): number[] {
+  const at = (values: number[], shape: number[], index: number[]) => {
+    const st = strides(shape);
+    const offset = index.length - shape.length;
+    return values[shape.reduce((s, d, i) => s + (d === 1 ? 0 : index[i + offset]!) * st[i]!, 0)]!;
+  };
+  const result: number[] = [];
+  eachIndex(out, (index) => {
+    const x = at(a, aShape, index);
+    const y = at(b, bShape, index);
+    // int64 Div truncates toward zero, as ONNX Runtime's integer division does.
+    result.push(op === 'Add' ? x + y : op === 'Sub' ? x - y : op === 'Mul' ? x * y : Math.trunc(x / y));
+  });
+  return result;
+}
+
+function gatherInts(values: number[], shape: number[], axis: number, indices: number[]): number[] {
+  const outer = size(shape.slice(0, axis));
+  const inner = size(shape.slice(axis + 1));
+  const result: number[] = [];
+  for (let o = 0; o < outer; o++)
+    for (const raw of indices) {
+      const i = raw < 0 ? raw + shape[axis]! : raw;
+      const base = (o * shape[axis]! + i) * inner;
+      for (let k = 0; k < inner; k++) result.push(values[base + k]!);
+    }
+  return result;
+}
+
+function concatInts(values: number[][], shapes: number[][], axis: number): number[] {
+  const outer = size(shapes[0]!.slice(0, axis));
+  const result: number[] = [];
+  for (let o = 0; o < outer; o++)
+    values.forEach((v, k) => {
+      const chunk = size(shapes[k]!.slice(axis));
+      result.push(...v.slice(o * chunk, (o + 1) * chunk));
+    });
+  return result;
+}
+
+function sliceInts(values: number[], shape: number[], s: SliceBounds): number[] {
+  const st = strides(shape);
+  const result: number[] = [];
+  eachIndex(s.shape, (index) => {
+    result.push(values[index.reduce((sum, i, a) => sum + (s.starts[a]! + i * s.steps[a]!) * st[a]!, 0)]!);
+  });
+  return result;
 }

@@ -11,9 +11,21 @@ import {
 } from 'onnx-buf';
 
 /** An attribute value as the autodiff writes it: an int, a float, a list of ints, or a tensor. */
-export type AttributeValue = number | bigint | readonly number[] | { ints: readonly number[] } | TensorProto;
+export type AttributeValue =
+  | number
+  | bigint
+  | string
+  | readonly number[]
+  | { ints: readonly number[] }
+  | TensorProto;
 
 export function attribute(name: string, value: AttributeValue): AttributeProto {
+  if (typeof value === 'string')
+    return create(AttributeProtoSchema, {
+      name,
+      type: AttributeProto_AttributeType.STRING,
+      s: new TextEncoder().encode(value),
+    });
   if (typeof value === 'bigint')
     return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: value });
   if (typeof value === 'number') {
@@ -71,6 +83,11 @@ export function intAttribute(node: NodeProto, name: string, fallback: number): n
 export function floatAttributeValue(node: NodeProto, name: string, fallback: number): number {
   const a = findAttribute(node, name);
   return a ? a.f : fallback;
+}
+
+export function stringAttribute(node: NodeProto, name: string, fallback: string): string {
+  const a = findAttribute(node, name);
+  return a ? new TextDecoder().decode(a.s) : fallback;
 }
 
 export function intsAttribute(node: NodeProto, name: string): number[] | undefined {

@@ -1,3 +1,4 @@
+import { TensorProto_DataType } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type ForwardSpec, forwardModel, positive, random } from '../test-support/forward-models.js';
@@ -18,12 +19,22 @@ import { BACKWARD_RULES } from './rules.js';
 const H = 1e-5;
 const TOLERANCE = 1e-7;
 
+/**
+ * ONNX Runtime's CPU has no float64 Erf, so Erf and exact Gelu are checked in float32: h = 4e-3
+ * balances truncation (h^2/6 |third derivative| ~ 5e-6) and rounding (6e-8 |L| / h ~ 2e-5); a
+ * wrong rule is still off by O(|gradient|), far above 2e-4.
+ */
+const H_FLOAT32 = 4e-3;
+const TOLERANCE_FLOAT32 = 2e-4;
+
 interface Case {
   name: string;
   spec: Omit<ForwardSpec, 'double'>;
   /** Inputs to differentiate (all float inputs by default) and their values (random by default). */
   values?: Record<string, number[]>;
   loss?: AutodiffOptions['loss'];
+  /** Checked in float32 (ops ONNX Runtime's CPU lacks in float64). */
+  float32?: true;
 }
 
 const away = (n: number, seed: number) => random(n, seed).map((v) => (v >= 0 ? v + 0.1 : v - 0.1));
@@ -186,6 +197,145 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'LeakyRelu alpha 0.2 (inputs away from 0)',
+    spec: unary('LeakyRelu', [3, 4], { alpha: { float: 0.2 } } as never),
+    values: { a: away(12, 21) },
+  },
+  { name: 'Erf (float32)', spec: unary('Erf', [3, 4]), float32: true },
+  {
+    name: 'Gelu (opset 20, exact; float32)',
+    spec: { ...unary('Gelu', [3, 4]), opset: 20 },
+    float32: true,
+  },
+  {
+    name: "Gelu (opset 20, approximate 'tanh')",
+    spec: { ...unary('Gelu', [3, 4], { approximate: 'tanh' } as never), opset: 20 },
+  },
+  {
+    name: 'Pow broadcast [3,4] ^ [4] (both differentiated)',
+    spec: binary('Pow', [3, 4], [4], [3, 4]),
+    values: { a: positive(12, 22), b: random(4, 23, 2) },
+  },
+  {
+    name: 'Pow with an int64 exponent 3',
+    spec: {
+      inputs: { a: [3, 4] },
+      intTensors: { three: [[], [3]] },
+      nodes: [['Pow', ['a', 'three'], ['y']]],
+      outputs: { y: [3, 4] },
+    },
+  },
+  { name: 'LogSoftmax axis 1', spec: unary('LogSoftmax', [2, 3, 4], { axis: 1 }) },
+  {
+    name: 'Squeeze axes [1] and Unsqueeze axes [0, 3]',
+    spec: {
+      inputs: { a: [2, 1, 3] },
+      ints: { one: [1], outer: [0, 3] },
+      nodes: [
+        ['Squeeze', ['a', 'one'], ['s']],
+        ['Unsqueeze', ['s', 'outer'], ['y']],
+      ],
+      outputs: { y: [1, 2, 3, 1] },
+    },
+  },
+  {
+    name: 'Concat axis 1 of [2,3] and [2,2] and [2,3] (a used twice)',
+    spec: {
+      inputs: { a: [2, 3], b: [2, 2] },
+      nodes: [['Concat', ['a', 'b', 'a'], ['y'], { axis: 1 }]],
+      outputs: { y: [2, 8] },
+    },
+  },
+  {
+    name: 'Slice starts [1, -3] ends [big, -1] axes [0, 2]',
+    spec: {
+      inputs: { a: [3, 2, 5] },
+      ints: { starts: [1, -3], ends: [1000, -1], axes: [0, 2] },
+      nodes: [['Slice', ['a', 'starts', 'ends', 'axes'], ['y']]],
+      outputs: { y: [2, 2, 2] },
+    },
+  },
+  {
+    name: 'Cast to the model float type',
+    spec: unary('Cast', [2, 3], { to: TensorProto_DataType.DOUBLE }),
+  },
+  {
+    name: 'Where(a > b, a, b) with b broadcast [4]',
+    spec: {
+      inputs: { a: [3, 4], b: [4] },
+      nodes: [
+        ['Greater', ['a', 'b'], ['c']],
+        ['Where', ['c', 'a', 'b'], ['y']],
+      ],
+      outputs: { y: [3, 4] },
+    },
+  },
+  {
+    name: 'Gather axis 0 (an embedding) with repeated indices [2,3]',
+    spec: {
+      inputs: { a: [5, 3] },
+      intTensors: {
+        ids: [
+          [2, 3],
+          [4, 0, 4, 1, 4, 0],
+        ],
+      },
+      nodes: [['Gather', ['a', 'ids'], ['y']]],
+      outputs: { y: [2, 3, 3] },
+    },
+  },
+  {
+    name: 'Gather axis 1 with indices [2] (one negative)',
+    spec: {
+      inputs: { a: [2, 4, 3] },
+      intTensors: { ids: [[2], [-1, 1]] },
+      nodes: [['Gather', ['a', 'ids'], ['y'], { axis: 1 }]],
+      outputs: { y: [2, 2, 3] },
+    },
+  },
+  {
+    name: 'Gather axis 1 with a scalar index (first-token pooling)',
+    spec: {
+      inputs: { a: [2, 4, 3] },
+      intTensors: { first: [[], [0]] },
+      nodes: [['Gather', ['a', 'first'], ['y'], { axis: 1 }]],
+      outputs: { y: [2, 3] },
+    },
+  },
+  {
+    name: 'LayerNormalization axis -1 with Scale and B',
+    spec: {
+      inputs: { a: [2, 3, 4], scale: [4], bias: [4] },
+      nodes: [['LayerNormalization', ['a', 'scale', 'bias'], ['y'], { epsilon: { float: 1e-5 } }]],
+      outputs: { y: [2, 3, 4] },
+    },
+  },
+  {
+    name: 'LayerNormalization axis 1 over [3,4], Scale [3,4], no B',
+    spec: {
+      inputs: { a: [2, 3, 4], scale: [3, 4] },
+      nodes: [['LayerNormalization', ['a', 'scale'], ['y'], { axis: 1 }]],
+      outputs: { y: [2, 3, 4] },
+    },
+  },
+  {
+    name: 'Dropout in inference mode (the identity) and a shape computed by Shape/Gather/Unsqueeze/Concat',
+    spec: {
+      inputs: { a: [2, 3, 4] },
+      ints: { zero: [0], minus: [-1] },
+      intTensors: { first: [[], [0]] },
+      nodes: [
+        ['Dropout', ['a'], ['d']],
+        ['Shape', ['d'], ['s']],
+        ['Gather', ['s', 'first'], ['n']],
+        ['Unsqueeze', ['n', 'zero'], ['n1']],
+        ['Concat', ['n1', 'minus'], ['target'], { axis: 0 }],
+        ['Reshape', ['d', 'target'], ['y']],
+      ],
+      outputs: { y: [2, 12] },
+    },
+  },
+  {
     name: 'a value used three times: y = a * tanh(a) + a (gradients accumulate)',
     spec: {
       inputs: { a: [3, 4] },
@@ -216,12 +366,14 @@ const cases: Case[] = [
   },
 ];
 
-const worst: { name: string; error: number }[] = [];
+const worst: { name: string; error: number; float32: boolean }[] = [];
 afterAll(() => {
-  worst.sort((a, b) => b.error - a.error);
-  console.log(
-    `[finite differences] worst error ${worst[0]?.error.toExponential(2)} (${worst[0]?.name}); tolerance ${TOLERANCE}`,
-  );
+  for (const float32 of [false, true]) {
+    const cases = worst.filter((w) => w.float32 === float32).sort((a, b) => b.error - a.error);
+    console.log(
+      `[finite differences, ${float32 ? 'float32' : 'float64'}] worst error ${cases[0]?.error.toExponential(2)} (${cases[0]?.name}); tolerance ${float32 ? TOLERANCE_FLOAT32 : TOLERANCE}`,
+    );
+  }
 });
 
 describe('backward rules against central finite differences (float64, onnxruntime-node cpu)', () => {
@@ -232,11 +384,15 @@ describe('backward rules against central finite differences (float64, onnxruntim
 
   for (const [k, c] of cases.entries()) {
     it(c.name, async () => {
-      const bytes = forwardModel({ ...c.spec, double: true });
+      const bytes = forwardModel({ ...c.spec, double: !c.float32 });
+      const [h, tolerance, type] = c.float32
+        ? ([H_FLOAT32, TOLERANCE_FLOAT32, 'float32'] as const)
+        : ([H, TOLERANCE, 'float64'] as const);
+      const Data = c.float32 ? Float32Array : Float64Array;
       const names = Object.keys(c.spec.inputs);
       const gm = buildGradientModel(bytes, { loss: c.loss ?? 'mse', inputs: names, trainable: [] });
       const session = await ort.InferenceSession.create(gm.model, { executionProviders: ['cpu'] });
-      const values = new Map<string, Float64Array>();
+      const values = new Map<string, Float32Array | Float64Array>();
       gm.inputs.forEach((input, j) => {
         const n = input.shape.reduce((a, b) => a * b, 1);
         const given = c.values?.[input.name];
@@ -244,37 +400,37 @@ describe('backward rules against central finite differences (float64, onnxruntim
           input.name === gm.labels?.name && c.loss === 'softmax-cross-entropy'
             ? positive(n, 100 + k, 0, 1) // soft labels
             : (given ?? random(n, 1000 * k + j + 1));
-        values.set(input.name, Float64Array.from(data));
+        values.set(input.name, Data.from(data));
       });
       const run = async () => {
         const feeds: Record<string, ort.Tensor> = {};
         for (const input of gm.inputs)
-          feeds[input.name] = new ort.Tensor('float64', values.get(input.name)!, input.shape);
+          feeds[input.name] = new ort.Tensor(type, values.get(input.name)!, input.shape);
         return session.run(feeds);
       };
       const out = await run();
       let caseWorst = 0;
       for (const name of names) {
-        const analytic = out[gm.gradients.get(name)!]!.data as Float64Array;
+        const analytic = out[gm.gradients.get(name)!]!.data as Float32Array | Float64Array;
         const x = values.get(name)!;
         expect(analytic.length).toBe(x.length);
         for (let i = 0; i < x.length; i++) {
           const saved = x[i]!;
-          x[i] = saved + H;
-          const plus = ((await run())[gm.loss]!.data as Float64Array)[0]!;
-          x[i] = saved - H;
-          const minus = ((await run())[gm.loss]!.data as Float64Array)[0]!;
+          x[i] = saved + h;
+          const plus = Number((await run())[gm.loss]!.data[0]);
+          x[i] = saved - h;
+          const minus = Number((await run())[gm.loss]!.data[0]);
           x[i] = saved;
-          const numeric = (plus - minus) / (2 * H);
+          const numeric = (plus - minus) / (2 * h);
           const error = Math.abs(analytic[i]! - numeric) / Math.max(1, Math.abs(analytic[i]!));
           caseWorst = Math.max(caseWorst, error);
           expect(
             error,
             `${name}[${i}]: autodiff ${analytic[i]} vs finite difference ${numeric}`,
-          ).toBeLessThan(TOLERANCE);
+          ).toBeLessThan(tolerance);
         }
       }
-      worst.push({ name: c.name, error: caseWorst });
+      worst.push({ name: c.name, error: caseWorst, float32: c.float32 === true });
       await session.release();
     });
   }

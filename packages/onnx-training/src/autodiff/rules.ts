@@ -1,6 +1,7 @@
+import { AccSGDConfigError } from '@accsgd/core';
 import type { NodeProto } from 'onnx-buf';
-import { type GraphBuilder, reduceAxes, sameShape, size } from './graph.js';
-import { floatAttributeValue, intAttribute, intsAttribute } from './proto.js';
+import { describeNode, type GraphBuilder, reduceAxes, sameShape, size, sliceOf } from './graph.js';
+import { floatAttributeValue, intAttribute, intsAttribute, stringAttribute } from './proto.js';
 
 /** What a backward rule is given: the node, its output's gradient, and which inputs need one. */
 export interface RuleContext {
@@ -36,6 +37,27 @@ const reduceTo = (c: RuleContext, k: number, term: string) =>
 const zero = (g: GraphBuilder) => g.floatConstant([0]);
 const one = (g: GraphBuilder) => g.floatConstant([1]);
 
+const axisOf = (c: RuleContext, fallback: number) => {
+  const rank = c.g.shape(x(c, 0)).length;
+  const a = intAttribute(c.node, 'axis', fallback);
+  return a < 0 ? a + rank : a;
+};
+
+/** x > 0 as a bool mask (for Where: a NaN or Inf in the unselected branch does not leak). */
+const positiveMask = (c: RuleContext) => c.g.op('Greater', [x(c, 0), zero(c.g)], `${x(c, 0)}_positive`);
+
+const mul = (c: RuleContext, a: string, b: string) => c.g.op('Mul', [a, b], hint(c, 0));
+const scaled = (c: RuleContext, a: string, k: number) => mul(c, a, c.g.floatConstant([k]));
+
+function unsupported(c: RuleContext, what: string): never {
+  throw new AccSGDConfigError(
+    describeNode(c.node, c.index),
+    c.node.opType,
+    'a node the autodiff can differentiate',
+    what,
+  );
+}
+
 /**
  * Backward rules (reverse mode) in standard ai.onnx ops. The maths follows the usual identities
  * (as in ONNX Runtime's training gradient builder); broadcasting is undone by summing the gradient
@@ -65,13 +87,63 @@ export const BACKWARD_RULES: Record<string, BackwardRule> = {
   },
   Neg: (c) => [c.g.op('Neg', [c.dy], hint(c, 0))],
   // dy where x > 0, else 0 (Where, not a multiply by a mask: a NaN/Inf elsewhere does not leak)
-  Relu: (c) => [
+  Relu: (c) => [c.g.op('Where', [positiveMask(c), c.dy, zero(c.g)], hint(c, 0))],
+  // dy where x > 0, alpha * dy elsewhere
+  LeakyRelu: (c) => [
     c.g.op(
       'Where',
-      [c.g.op('Greater', [x(c, 0), zero(c.g)], `${x(c, 0)}_positive`), c.dy, zero(c.g)],
+      [positiveMask(c), c.dy, scaled(c, c.dy, floatAttributeValue(c.node, 'alpha', 0.01))],
       hint(c, 0),
     ),
   ],
+  // dy * 2/sqrt(pi) * exp(-x^2)
+  Erf: (c) => {
+    const gauss = c.g.op('Exp', [c.g.op('Neg', [mul(c, x(c, 0), x(c, 0))], hint(c, 0))], hint(c, 0));
+    return [mul(c, c.dy, scaled(c, gauss, 2 / Math.sqrt(Math.PI)))];
+  },
+  // 'none': dy * (Phi(x) + x phi(x)); 'tanh': the derivative of 0.5 x (1 + tanh(k (x + 0.044715 x^3)))
+  Gelu: (c) => {
+    const g = c.g;
+    const v = x(c, 0);
+    const half = g.floatConstant([0.5]);
+    const x2 = mul(c, v, v);
+    if (stringAttribute(c.node, 'approximate', 'none') === 'tanh') {
+      const k = Math.sqrt(2 / Math.PI);
+      const inner = mul(c, v, g.op('Add', [one(g), scaled(c, x2, 0.044715)], hint(c, 0)));
+      const t = g.op('Tanh', [scaled(c, inner, k)], hint(c, 0));
+      const dInner = scaled(c, g.op('Add', [one(g), scaled(c, x2, 3 * 0.044715)], hint(c, 0)), k);
+      const outer = mul(c, half, g.op('Add', [one(g), t], hint(c, 0)));
+      const sech2 = g.op('Sub', [one(g), mul(c, t, t)], hint(c, 0));
+      const slope = g.op('Add', [outer, mul(c, mul(c, half, v), mul(c, sech2, dInner))], hint(c, 0));
+      return [mul(c, c.dy, slope)];
+    }
+    const cdf = mul(
+      c,
+      half,
+      g.op('Add', [one(g), g.op('Erf', [scaled(c, v, Math.SQRT1_2)], hint(c, 0))], hint(c, 0)),
+    );
+    const pdf = scaled(c, g.op('Exp', [scaled(c, x2, -0.5)], hint(c, 0)), 1 / Math.sqrt(2 * Math.PI));
+    return [mul(c, c.dy, g.op('Add', [cdf, mul(c, v, pdf)], hint(c, 0)))];
+  },
+  // d(a^b) = dy * b * a^(b-1), dy * y * ln(a)
+  Pow: (c) => {
+    const g = c.g;
+    const intExponent = g.values.get(x(c, 1))?.kind === 'int64';
+    const b = intExponent ? g.op('Cast', [x(c, 1)], hint(c, 1), { to: g.floatType }) : x(c, 1);
+    const da = c.needs(0)
+      ? reduceTo(
+          c,
+          0,
+          mul(c, mul(c, c.dy, b), g.op('Pow', [x(c, 0), g.op('Sub', [b, one(g)], hint(c, 0))], hint(c, 0))),
+        )
+      : undefined;
+    const db = c.needs(1)
+      ? reduceTo(c, 1, g.op('Mul', [mul(c, c.dy, y(c)), g.op('Log', [x(c, 0)], hint(c, 1))], hint(c, 1)))
+      : undefined;
+    return [da, db];
+  },
+  // Cast to the model's own float type (the only float cast a model may hold) passes the gradient on.
+  Cast: (c) => [c.dy],
   // dy * (1 - y^2)
   Tanh: (c) => [
     c.g.op(
@@ -100,6 +172,12 @@ export const BACKWARD_RULES: Record<string, BackwardRule> = {
     const dot = c.g.reduce('ReduceSum', c.g.op('Mul', [c.dy, y(c)], hint(c, 0)), [axis], true, hint(c, 0));
     return [c.g.op('Mul', [y(c), c.g.op('Sub', [c.dy, dot], hint(c, 0))], hint(c, 0))];
   },
+  // dy - exp(y) * sum(dy, axis)
+  LogSoftmax: (c) => {
+    const total = c.g.reduce('ReduceSum', c.dy, [axisOf(c, -1)], true, hint(c, 0));
+    const soft = c.g.op('Exp', [y(c)], hint(c, 0));
+    return [c.g.op('Sub', [c.dy, mul(c, soft, total)], hint(c, 0))];
+  },
   // dy (kept dims) * softmax(x) over the axes = dy * exp(x - y)
   ReduceLogSumExp: (c) => {
     const dy = keptDims(c);
@@ -116,6 +194,38 @@ export const BACKWARD_RULES: Record<string, BackwardRule> = {
   },
   Reshape: (c) => [c.g.reshape(c.dy, c.g.shape(x(c, 0)), hint(c, 0))],
   Flatten: (c) => [c.g.reshape(c.dy, c.g.shape(x(c, 0)), hint(c, 0))],
+  Squeeze: (c) => [c.g.reshape(c.dy, c.g.shape(x(c, 0)), hint(c, 0))],
+  Unsqueeze: (c) => [c.g.reshape(c.dy, c.g.shape(x(c, 0)), hint(c, 0))],
+  // Each input's part of dy, sliced back out along the axis.
+  Concat: (c) => {
+    const axis = axisOf(c, 0);
+    let offset = 0;
+    return c.node.input.map((name, k) => {
+      const start = offset;
+      offset += c.g.shape(name)[axis]!;
+      if (!c.needs(k)) return undefined;
+      const bounds = [c.g.int64Constant([start]), c.g.int64Constant([offset]), c.g.int64Constant([axis])];
+      return c.g.op('Slice', [c.dy, ...bounds], hint(c, k));
+    });
+  },
+  // dy padded with zeros back to the input's shape (unit steps only).
+  Slice: (c) => {
+    const inShape = c.g.shape(x(c, 0));
+    const s = sliceOf(c.node, c.index, inShape, c.g);
+    if (s.steps.some((step) => step !== 1))
+      unsupported(c, 'has steps other than 1, which have no backward rule here');
+    const before = s.starts;
+    const after = inShape.map((d, i) => d - s.starts[i]! - s.shape[i]!);
+    return [c.g.op('Pad', [c.dy, c.g.int64Constant([...before, ...after]), zero(c.g)], hint(c, 0))];
+  },
+  // The selected branch gets dy, the other 0; the bool condition has no gradient.
+  Where: (c) => [
+    undefined,
+    c.needs(1) ? reduceTo(c, 1, c.g.op('Where', [x(c, 0), c.dy, zero(c.g)], hint(c, 1))) : undefined,
+    c.needs(2) ? reduceTo(c, 2, c.g.op('Where', [x(c, 0), zero(c.g), c.dy], hint(c, 2))) : undefined,
+  ],
+  Gather: (c) => [gatherGrad(c)],
+  LayerNormalization: (c) => layerNormGrads(c),
   Expand: (c) => [reduceTo(c, 0, c.dy)],
   Transpose: (c) => {
     const rank = c.g.shape(x(c, 0)).length;
@@ -157,6 +267,75 @@ export const BACKWARD_RULES: Record<string, BackwardRule> = {
     return [da, db, dc];
   },
 };
+
+/**
+ * Gather's gradient with respect to its data: dy's rows added into zeros at the gathered indices
+ * with ScatterND(reduction='add') (correct with repeated indices on cpu, wasm and WebGPU; OneHot,
+ * ScatterElements-add and int64 Equal would run on the CPU under WebGPU). For axis > 0 the axis is
+ * moved to the front and back with Transposes. Indices are used as they are: negative ones count
+ * from the end, as ScatterND allows.
+ */
+function gatherGrad(c: RuleContext): string {
+  const g = c.g;
+  const dataShape = g.shape(x(c, 0));
+  const indexShape = g.shape(x(c, 1));
+  const axis = axisOf(c, 0);
+  const rank = dataShape.length;
+  const r = indexShape.length;
+  const count = size(indexShape);
+  const rest = [...dataShape.slice(0, axis), ...dataShape.slice(axis + 1)];
+  let updates = c.dy;
+  if (axis > 0 && r > 0) {
+    const perm = [
+      ...Array.from({ length: r }, (_, i) => axis + i),
+      ...Array.from({ length: axis }, (_, i) => i),
+      ...Array.from({ length: rank - 1 - axis }, (_, i) => axis + r + i),
+    ];
+    updates = g.op('Transpose', [updates], hint(c, 0), { perm });
+  }
+  updates = g.reshape(updates, [count, ...rest], hint(c, 0));
+  const indices = g.reshape(x(c, 1), [count, 1], `${x(c, 1)}_rows`);
+  const front = [dataShape[axis]!, ...rest];
+  const zeros = g.op('Expand', [zero(g), g.int64Constant(front)], hint(c, 0));
+  const summed = g.op('ScatterND', [zeros, indices, updates], hint(c, 0), { reduction: 'add' });
+  if (axis === 0) return summed;
+  const back = [
+    ...Array.from({ length: axis }, (_, i) => i + 1),
+    0,
+    ...Array.from({ length: rank - 1 - axis }, (_, i) => axis + 1 + i),
+  ];
+  return g.op('Transpose', [summed], hint(c, 0), { perm: back });
+}
+
+/**
+ * LayerNormalization's gradients, with the statistics recomputed in the graph (xhat = (x - mean) *
+ * rstd over the normalised axes): dScale = sum(dy * xhat), dB = sum(dy) over the other axes, and
+ * dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dy * Scale.
+ */
+function layerNormGrads(c: RuleContext): (string | undefined)[] {
+  const g = c.g;
+  const v = x(c, 0);
+  const rank = g.shape(v).length;
+  const axes = Array.from({ length: rank - axisOf(c, -1) }, (_, i) => axisOf(c, -1) + i);
+  const h = hint(c, 0);
+  const mean = g.reduce('ReduceMean', v, axes, true, h);
+  const centred = g.op('Sub', [v, mean], h);
+  const variance = g.reduce('ReduceMean', mul(c, centred, centred), axes, true, h);
+  const epsilon = g.floatConstant([floatAttributeValue(c.node, 'epsilon', 1e-5)]);
+  const rstd = g.op('Div', [one(g), g.op('Sqrt', [g.op('Add', [variance, epsilon], h)], h)], h);
+  const xhat = mul(c, centred, rstd);
+  const out: (string | undefined)[] = [];
+  if (c.needs(1)) out[1] = reduceTo(c, 1, g.op('Mul', [c.dy, xhat], hint(c, 1)));
+  if (c.node.input[2] && c.needs(2)) out[2] = reduceTo(c, 2, c.dy);
+  if (c.needs(0)) {
+    const dxhat = mul(c, c.dy, x(c, 1));
+    const m1 = g.reduce('ReduceMean', dxhat, axes, true, h);
+    const m2 = g.reduce('ReduceMean', mul(c, dxhat, xhat), axes, true, h);
+    const inner = g.op('Sub', [g.op('Sub', [dxhat, m1], h), mul(c, xhat, m2)], h);
+    out[0] = mul(c, rstd, inner);
+  }
+  return out;
+}
 
 function maybeT(g: GraphBuilder, v: string, transpose: boolean): string {
   return transpose ? transposeLast2(g, v, `${v}_T`) : v;

@@ -49,11 +49,11 @@ async function rejection(
 describe('models the train step rejects, with AccSGDConfigError, before any session exists', () => {
   it('an op without a backward rule, naming the op and the node', async () => {
     const e = await rejection(
-      forwardModel({ ...base, nodes: [base.nodes[0]!, ['LogSoftmax', ['h'], ['y']]] }),
+      forwardModel({ ...base, nodes: [base.nodes[0]!, ['HardSwish', ['h'], ['y']]] }),
     );
-    expect(e.field).toBe('graph.node[1] "node1_LogSoftmax" (LogSoftmax)');
+    expect(e.field).toBe('graph.node[1] "node1_HardSwish" (HardSwish)');
     expect(e.message).toMatch(
-      /uses op LogSoftmax, which has no backward rule; supported: Add, Constant, Div, Exp/,
+      /uses op HardSwish, which has no backward rule; supported: Add, And, Cast, Concat, Constant, ConstantOfShape, Div, Dropout/,
     );
   });
 
@@ -115,8 +115,11 @@ describe('models the train step rejects, with AccSGDConfigError, before any sess
     ).rejects.toThrow(/dimensions.batch must be a positive integer/);
   });
 
-  it('an opset outside 13-18, a shape rule violation, an unknown loss or trainable name', async () => {
+  it('an opset outside 13-20, a shape rule violation, an unknown loss or trainable name', async () => {
     expect((await rejection(forwardModel({ ...base, opset: 12 }))).field).toBe('model.opset_import');
+    expect((await rejection(forwardModel({ ...base, opset: 21 }))).message).toMatch(
+      /an ai.onnx opset from 13 to 20/,
+    );
     const bad = await rejection(
       forwardModel({
         ...base,
@@ -136,9 +139,65 @@ describe('models the train step rejects, with AccSGDConfigError, before any sess
     );
   });
 
+  it('training-mode Dropout, a used Dropout mask, a strided Slice, an index out of range, a LayerNormalization statistic on the way to the loss, a cast to int32', async () => {
+    const training = await rejection(
+      forwardModel({
+        ...base,
+        ints: { on: [1] },
+        nodes: [base.nodes[0]!, ['Dropout', ['h', '', 'on'], ['y']]],
+      }),
+    );
+    expect(training.message).toMatch(/Dropout whose training_mode is not a constant false/);
+    const mask = await rejection(
+      forwardModel({
+        ...base,
+        nodes: [
+          base.nodes[0]!,
+          ['Dropout', ['h'], ['d', 'm']],
+          ['Cast', ['m'], ['mf'], { to: 1 }],
+          ['Mul', ['d', 'mf'], ['y']],
+        ],
+      }),
+    );
+    expect(mask.message).toMatch(/a Dropout whose mask output is unused/);
+    const strided = await rejection(
+      forwardModel({
+        ...base,
+        outputs: { y: [1, 3] },
+        ints: { s: [0], e: [2], a: [0], st: [2] },
+        nodes: [base.nodes[0]!, ['Slice', ['h', 's', 'e', 'a', 'st'], ['y']]],
+      }),
+    );
+    expect(strided.message).toMatch(/\(Slice\) has steps other than 1, which have no backward rule/);
+    const range = await rejection(
+      forwardModel({
+        ...base,
+        outputs: { y: [1, 3] },
+        ints: { ids: [2] },
+        nodes: [base.nodes[0]!, ['Gather', ['h', 'ids'], ['y']]],
+      }),
+    );
+    expect(range.message).toMatch(/has an index out of range for axis 0 of size 2/);
+    const statistic = await rejection(
+      forwardModel({
+        ...base,
+        outputs: { y: [2, 1] },
+        nodes: [base.nodes[0]!, ['LayerNormalization', ['h', 'S'], ['n', 'y']]],
+        params: { ...base.params, S: [[3], [1, 1, 1]] },
+      }),
+    );
+    expect(statistic.message).toMatch(
+      /has its output "y" used on the way to the loss; only the first output/,
+    );
+    const int32 = await rejection(
+      forwardModel({ ...base, nodes: [base.nodes[0]!, ['Cast', ['h'], ['y'], { to: 6 }]] }),
+    );
+    expect(int32.message).toMatch(/casts to data type 6; only the model's float type, int64 and bool/);
+  });
+
   it('buildTrainStepModel throws the same errors synchronously', () => {
     expect(() =>
-      buildTrainStepModel(forwardModel({ ...base, nodes: [['Erf', ['x'], ['y']]] }), { loss: 'mse' }),
+      buildTrainStepModel(forwardModel({ ...base, nodes: [['Conv', ['x', 'W'], ['y']]] }), { loss: 'mse' }),
     ).toThrow(AccSGDConfigError);
     expect(() => buildTrainStepModel(new Uint8Array([1, 2, 3]), { loss: 'mse' })).toThrow(AccSGDConfigError);
   });

@@ -23,8 +23,12 @@ export interface ForwardSpec {
   inputs: Record<string, Dim[]>;
   /** Float initializers: [shape, values]. */
   params?: Record<string, [number[], ArrayLike<number>]>;
-  /** int64 initializers (shapes, axes). */
+  /** int64 initializers (shapes, axes): 1-D values. */
   ints?: Record<string, number[]>;
+  /** int64 initializers of any shape (indices): [shape, values]. */
+  intTensors?: Record<string, [number[], number[]]>;
+  /** int64 graph inputs (token ids). */
+  intInputs?: Record<string, Dim[]>;
   nodes: NodeSpec[];
   outputs: Record<string, Dim[]>;
   double?: boolean;
@@ -57,12 +61,20 @@ export function forwardModel(spec: ForwardSpec): Uint8Array {
       floatTensor(name, type, shape, values),
     ),
     ...Object.entries(spec.ints ?? {}).map(([name, values]) => int64Tensor(name, [values.length], values)),
+    ...Object.entries(spec.intTensors ?? {}).map(([name, [shape, values]]) =>
+      int64Tensor(name, shape, values),
+    ),
     ...(spec.raw ?? []),
   ];
   const graph = create(GraphProtoSchema, {
     name: 'forward',
     node: nodes,
-    input: Object.entries(spec.inputs).map(([name, dims]) => tensorInfo(name, dims, type)),
+    input: [
+      ...Object.entries(spec.inputs).map(([name, dims]) => tensorInfo(name, dims, type)),
+      ...Object.entries(spec.intInputs ?? {}).map(([name, dims]) =>
+        tensorInfo(name, dims, TensorProto_DataType.INT64),
+      ),
+    ],
     output: Object.entries(spec.outputs).map(([name, dims]) => tensorInfo(name, dims, type)),
     initializer,
   });
@@ -117,4 +129,169 @@ export function mlpModel(options: {
     ],
     outputs: { logits: [batch, classes] },
   });
+}
+
+/** Sizes of encoderModel: vocabulary, width, heads, feed-forward width, positions, classes. */
+export const ENCODER = { vocab: 11, width: 8, heads: 2, ffn: 16, positions: 16, classes: 2 } as const;
+
+/**
+ * A one-layer BERT-shaped encoder classifier that uses every op the autodiff supports except
+ * LogSoftmax and Gelu (which ORT's WebGPU EP does not run; they have their own finite-difference
+ * cases): int64 token ids and mask -> word and position embeddings (Gather; position ids sliced
+ * by a length computed with Shape/Gather/Unsqueeze, as Hugging Face exports do) -> Dropout
+ * (inference) -> LayerNormalization -> two-head self-attention with an additive mask (Cast, Sub,
+ * Mul), Softmax -> residual, LayerNormalization -> feed-forward with GELU written with Erf ->
+ * LeakyRelu, Concat, Slice, Where, Pow -> first-token pooling (Gather axis 1), Gemm, Tanh ->
+ * Unsqueeze/Squeeze -> logits[batch, classes]. Shapes of the attention reshapes are [0, 0, ...],
+ * so the model runs at any batch size and length. The mask is a float input: ORT's WebGPU EP has
+ * no int64 Unsqueeze or Cast, so an int64 mask's preprocessing would run on the CPU (as it does in
+ * inference) and the strict-placement test could not run.
+ */
+export function encoderModel(options: { batch: Dim; seq: Dim; seed?: number }): Uint8Array {
+  const { vocab: V, width: D, heads: H, ffn: F, positions: P, classes: C } = ENCODER;
+  const seed = options.seed ?? 1;
+  const w = (shape: number[], k: number, scale = 0.5): [number[], number[]] => [
+    shape,
+    random(
+      shape.reduce((a, b) => a * b, 1),
+      seed + k,
+      scale,
+    ),
+  ];
+  const constant = (name: string, value: number): NodeSpec => [
+    'Constant',
+    [],
+    [name],
+    { value_float: { float: value } } as never,
+  ];
+  return forwardModel({
+    inputs: { mask: [options.batch, options.seq] },
+    intInputs: { ids: [options.batch, options.seq] },
+    params: {
+      E: w([V, D], 1),
+      Pe: w([P, D], 2),
+      ln1_s: [[D], new Array(D).fill(1)],
+      ln1_b: [[D], new Array(D).fill(0)],
+      Wq: w([D, D], 3),
+      Wk: w([D, D], 4),
+      Wv: w([D, D], 5),
+      Wo: w([D, D], 6),
+      ln2_s: [[D], new Array(D).fill(1)],
+      ln2_b: [[D], new Array(D).fill(0)],
+      W1: w([D, F], 7),
+      b1: w([F], 8, 0.1),
+      W2: w([F, D], 9),
+      Wp: w([D, D], 10),
+      bp: w([D], 11, 0.1),
+      Wc: w([D, C], 12),
+      bc: w([C], 13, 0.1),
+    },
+    ints: {
+      zero: [0],
+      axis1: [1],
+      heads: [0, 0, H, D / H],
+      merge: [0, 0, D],
+      axes12: [1, 2],
+      half: [D / 2],
+      end: [D / 2 + D],
+      last: [2],
+    },
+    intTensors: {
+      position_ids: [[1, P], Array.from({ length: P }, (_, i) => i)],
+      first: [[], [0]],
+      second: [[], [1]],
+    },
+    nodes: [
+      ['Shape', ['ids'], ['ids_shape']],
+      ['Gather', ['ids_shape', 'second'], ['length']],
+      ['Unsqueeze', ['length', 'zero'], ['length1']],
+      ['Slice', ['position_ids', 'zero', 'length1', 'axis1'], ['pids']],
+      ['Gather', ['Pe', 'pids'], ['pos']],
+      ['Gather', ['E', 'ids'], ['tok']],
+      ['Add', ['tok', 'pos'], ['emb']],
+      ['Dropout', ['emb'], ['emb_d']],
+      ['LayerNormalization', ['emb_d', 'ln1_s', 'ln1_b'], ['h0'], { epsilon: { float: 1e-5 } }],
+      ['MatMul', ['h0', 'Wq'], ['q']],
+      ['Reshape', ['q', 'heads'], ['q4']],
+      ['Transpose', ['q4'], ['qt'], { perm: [0, 2, 1, 3] }],
+      ['MatMul', ['h0', 'Wk'], ['k']],
+      ['Reshape', ['k', 'heads'], ['k4']],
+      ['Transpose', ['k4'], ['kt'], { perm: [0, 2, 3, 1] }],
+      ['MatMul', ['h0', 'Wv'], ['v']],
+      ['Reshape', ['v', 'heads'], ['v4']],
+      ['Transpose', ['v4'], ['vt'], { perm: [0, 2, 1, 3] }],
+      ['MatMul', ['qt', 'kt'], ['scores']],
+      constant('sqrt_dh', Math.sqrt(D / H)),
+      ['Div', ['scores', 'sqrt_dh'], ['scaled']],
+      ['Unsqueeze', ['mask', 'axes12'], ['mask4']],
+      ['Cast', ['mask4'], ['maskf'], { to: TensorProto_DataType.FLOAT }],
+      constant('one', 1),
+      ['Sub', ['one', 'maskf'], ['masked']],
+      constant('big', -10000),
+      ['Mul', ['masked', 'big'], ['mask_bias']],
+      ['Add', ['scaled', 'mask_bias'], ['biased']],
+      ['Softmax', ['biased'], ['probs'], { axis: -1 }],
+      ['MatMul', ['probs', 'vt'], ['ctx']],
+      ['Transpose', ['ctx'], ['ctx_t'], { perm: [0, 2, 1, 3] }],
+      ['Reshape', ['ctx_t', 'merge'], ['ctx_m']],
+      ['MatMul', ['ctx_m', 'Wo'], ['attn']],
+      ['Add', ['attn', 'h0'], ['r1']],
+      ['LayerNormalization', ['r1', 'ln2_s', 'ln2_b'], ['h1']],
+      ['MatMul', ['h1', 'W1'], ['f0']],
+      ['Add', ['f0', 'b1'], ['f1']],
+      constant('sqrt2', Math.SQRT2),
+      ['Div', ['f1', 'sqrt2'], ['f2']],
+      ['Erf', ['f2'], ['f3']],
+      ['Add', ['f3', 'one'], ['f4']],
+      ['Mul', ['f1', 'f4'], ['f5']],
+      constant('halfway', 0.5),
+      ['Mul', ['f5', 'halfway'], ['gelu']],
+      ['MatMul', ['gelu', 'W2'], ['f6']],
+      ['Add', ['f6', 'h1'], ['h2']],
+      ['LeakyRelu', ['h2'], ['leaky'], { alpha: { float: 0.1 } }],
+      ['Concat', ['leaky', 'h2'], ['both'], { axis: -1 }],
+      ['Slice', ['both', 'half', 'end', 'last'], ['window']],
+      ['Greater', ['window', 'h2'], ['larger']],
+      ['Where', ['larger', 'window', 'h2'], ['top']],
+      constant('two', 2),
+      ['Pow', ['top', 'two'], ['squared']],
+      ['Add', ['squared', 'top'], ['z']],
+      ['Gather', ['z', 'first'], ['cls'], { axis: 1 }],
+      ['Gemm', ['cls', 'Wp', 'bp'], ['pooled0']],
+      ['Tanh', ['pooled0'], ['pooled']],
+      ['Unsqueeze', ['pooled', 'axis1'], ['pooled3']],
+      ['Squeeze', ['pooled3', 'axis1'], ['pooled2']],
+      ['MatMul', ['pooled2', 'Wc'], ['z0']],
+      ['Add', ['z0', 'bc'], ['logits']],
+    ],
+    outputs: { logits: [options.batch, C] },
+  });
+}
+
+/**
+ * A batch of B token sequences of length L for encoderModel: ids 1..10, the last 0-2 positions padding (id 0, mask 0);
+ * class 1 when token 3 occurs among the real tokens. Positive rows are made half the batch by
+ * planting a 3 at a random real position.
+ */
+export function tokenBatch(
+  seed: number,
+  B = 8,
+  L = 6,
+): { ids: BigInt64Array; mask: Float32Array; labels: Float32Array } {
+  const r = random(3 * B * L, seed).map((v) => (v + 1) / 2);
+  const ids = new BigInt64Array(B * L);
+  const mask = new Float32Array(B * L);
+  const labels = new Float32Array(B * ENCODER.classes);
+  for (let b = 0; b < B; b++) {
+    const real = L - Math.floor(r[b]! * 3);
+    for (let t = 0; t < L; t++) {
+      const id = t < real ? 1 + Math.floor(r[B + b * L + t]! * 10) : 0;
+      ids[b * L + t] = BigInt(id === 3 ? 4 : id);
+      mask[b * L + t] = t < real ? 1 : 0;
+    }
+    const positive = b % 2 === 1;
+    if (positive) ids[b * L + 1 + Math.floor(r[2 * B * L - b - 1]! * (real - 1))] = 3n;
+    labels[b * ENCODER.classes + (positive ? 1 : 0)] = 1;
+  }
+  return { ids, mask, labels };
 }

@@ -40,8 +40,8 @@ export interface OnnxTrainerOptions extends TrainStepOptions {
   nonFiniteLoss?: 'error' | 'allow';
 }
 
-/** float32 arrays of a batch, keyed by the forward model's input names. */
-export type Batch = Readonly<Record<string, Float32Array>>;
+/** A batch: per forward-model input, a Float32Array (float inputs) or a BigInt64Array (int64 inputs such as token ids). */
+export type Batch = Readonly<Record<string, Float32Array | BigInt64Array>>;
 
 /**
  * Trains an ONNX model with AccSGD, one session.run per step: the session runs the model built by
@@ -173,16 +173,28 @@ export class OnnxTrainer {
       this.assertOpen();
       const t = this.trainStep;
       const feeds: Record<string, OrtTensor> = {};
-      const expect = (name: string, where: string, value: unknown, shape: number[]) => {
+      const expect = (
+        name: string,
+        where: string,
+        value: unknown,
+        shape: number[],
+        type: 'float32' | 'int64' = 'float32',
+      ) => {
         const n = shape.reduce((a, b) => a * b, 1);
-        if (!(value instanceof Float32Array) || value.length !== n)
-          throw new AccSGDConfigError(where, value, `a Float32Array of ${n} elements (shape [${shape}])`);
-        feeds[name] = new this.ort.Tensor('float32', value, shape);
+        const kind = type === 'int64' ? BigInt64Array : Float32Array;
+        if (!(value instanceof kind) || value.length !== n)
+          throw new AccSGDConfigError(where, value, `a ${kind.name} of ${n} elements (shape [${shape}])`);
+        feeds[name] =
+          value instanceof BigInt64Array
+            ? new this.ort.Tensor('int64', value, shape)
+            : new this.ort.Tensor('float32', value as Float32Array, shape);
       };
       if (typeof batch !== 'object' || batch === null)
         throw new AccSGDConfigError('batch', batch, `{ ${t.batchInputs.map((i) => i.name).join(', ')} }`);
       for (const input of t.batchInputs)
-        expect(input.name, `batch.${input.name}`, batch[input.name], input.shape);
+        expect(input.name, `batch.${input.name}`, batch[input.name], input.shape, input.type);
+      for (const r of t.reshapedInputs)
+        feeds[r.name] = new this.ort.Tensor('int64', batch[r.from] as BigInt64Array, r.shape);
       if (t.labels) expect(t.labels.name, 'labels', labels, t.labels.shape);
       const first = this.buffers === null;
       const multipliers = float32Multipliers(fusedCoefficients(this.hyper), first);

@@ -1,6 +1,11 @@
 import { AccSGDConfigError, BUFFER_SUFFIX } from '@accsgd/core';
 import { TensorProto_DataType } from 'onnx-buf';
-import { type AutodiffOptions, differentiate, encodeDifferentiated } from '../autodiff/gradient.js';
+import {
+  type AutodiffOptions,
+  differentiate,
+  encodeDifferentiated,
+  type ReshapedInput,
+} from '../autodiff/gradient.js';
 import { tensorValues } from '../autodiff/proto.js';
 import { tensorInfo } from '../graphs/onnx-proto.js';
 import { updateGraphNames } from '../graphs/update-graph.js';
@@ -25,7 +30,12 @@ export interface TrainStepModel {
   /** The ONNX model of one training step (forward, loss, backward, AccSGD update) in float32. */
   model: Uint8Array;
   /** The batch inputs of the forward model, with static shapes. */
-  batchInputs: { name: string; shape: number[] }[];
+  batchInputs: { name: string; shape: number[]; type: 'float32' | 'int64' }[];
+  /**
+   * Extra int64 inputs: batch inputs in another shape (token ids as rows for Gather's gradient),
+   * fed with the same data (OnnxTrainer does this).
+   */
+  reshapedInputs: ReshapedInput[];
   /** The labels input ('mse' and 'softmax-cross-entropy'), or undefined for 'scalar'. */
   labels: { name: string; shape: number[] } | undefined;
   params: TrainStepParam[];
@@ -90,7 +100,14 @@ export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStep
     };
   });
   const inputs = [
-    ...d.forward.inputs.map((i) => tensorInfo(i.name, i.shape)),
+    ...d.forward.inputs.map((i) =>
+      tensorInfo(
+        i.name,
+        i.shape,
+        i.type === 'int64' ? TensorProto_DataType.INT64 : TensorProto_DataType.FLOAT,
+      ),
+    ),
+    ...g.reshapedInputs.map((r) => tensorInfo(r.name, r.shape, TensorProto_DataType.INT64)),
     ...(d.labels ? [tensorInfo(d.labels.name, d.labels.shape)] : []),
     ...params.flatMap((p) => [tensorInfo(p.name, p.shape), tensorInfo(p.buffer, p.shape)]),
     ...coefficients.map((c) => tensorInfo(c, [])),
@@ -108,7 +125,12 @@ export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStep
   );
   return {
     model,
-    batchInputs: d.forward.inputs.map((i) => ({ name: i.name, shape: [...i.shape] })),
+    batchInputs: d.forward.inputs.map((i) => ({
+      name: i.name,
+      shape: [...i.shape],
+      type: i.type === 'int64' ? ('int64' as const) : ('float32' as const),
+    })),
+    reshapedInputs: g.reshapedInputs.map((r) => ({ ...r, shape: [...r.shape] })),
     labels: d.labels,
     params,
     coefficients,

@@ -2,7 +2,7 @@ import { findNodeWebGPU } from '@accsgd/conformance';
 import * as ortNode from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import type { OrtModule } from '../runtime.js';
-import { mlpModel, random } from '../test-support/forward-models.js';
+import { encoderModel, mlpModel, random, tokenBatch } from '../test-support/forward-models.js';
 import { webgpuUnavailable } from '../test-support/webgpu.js';
 import { OnnxTrainer } from './onnx-trainer.js';
 
@@ -50,6 +50,46 @@ suite('OnnxTrainer on onnxruntime-node webgpu', () => {
       const theirs = c.params.get(name)!;
       for (let i = 0; i < mine.length; i++) expect(Math.abs(mine[i]! - theirs[i]!)).toBeLessThan(1e-4);
     }
+    await gpu.dispose();
+    await cpu.dispose();
+  });
+
+  it('runs every node of the BERT-shaped encoder train step on the GPU (Gather and its ScatterND-add gradient, LayerNormalization, Erf, Slice/Pad, Concat, Where, Pow, ...) and matches cpu', async () => {
+    const [B, L] = [8, 6];
+    const model = encoderModel({ batch: 'batch', seq: 'seq', seed: 3 });
+    const options = {
+      loss: 'softmax-cross-entropy',
+      dimensions: { batch: B, seq: L },
+      hyperparams: { lr: 0.05 },
+      ort,
+    } as const;
+    const gpu = await OnnxTrainer.create(model, {
+      ...options,
+      executionProvider: 'webgpu',
+      strictPlacement: true,
+    });
+    const cpu = await OnnxTrainer.create(model, { ...options, executionProvider: 'cpu' });
+    let worst = 0;
+    for (let t = 0; t < 5; t++) {
+      const { ids, mask, labels } = tokenBatch(200 + t, B, L);
+      const a = await gpu.step({ ids, mask }, labels);
+      const b = await cpu.step({ ids, mask }, labels);
+      worst = Math.max(worst, Math.abs(a - b) / Math.abs(b));
+    }
+    const g = await gpu.read();
+    const c = await cpu.read();
+    let worstParam = 0;
+    for (const name of gpu.paramNames) {
+      const mine = g.params.get(name)!;
+      const theirs = c.params.get(name)!;
+      for (let i = 0; i < mine.length; i++)
+        worstParam = Math.max(worstParam, Math.abs(mine[i]! - theirs[i]!));
+    }
+    console.log(
+      `[encoder on webgpu] loss relative difference ${worst.toExponential(2)}, parameters ${worstParam.toExponential(2)}`,
+    );
+    expect(worst).toBeLessThan(1e-4);
+    expect(worstParam).toBeLessThan(1e-4);
     await gpu.dispose();
     await cpu.dispose();
   });

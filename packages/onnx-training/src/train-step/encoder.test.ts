@@ -1,0 +1,61 @@
+import * as ortNode from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import type { OrtModule } from '../runtime.js';
+import { ENCODER, encoderModel, tokenBatch } from '../test-support/forward-models.js';
+import { OnnxTrainer } from './onnx-trainer.js';
+
+const ort: OrtModule = ortNode;
+const [B, L] = [8, 6];
+
+describe('OnnxTrainer on a BERT-shaped encoder (int64 token ids, onnxruntime-node cpu)', () => {
+  it('learns whether a token occurs (loss falls below a third) and exports a model that runs at any batch size and length', async () => {
+    const trainer = await OnnxTrainer.create(encoderModel({ batch: 'batch', seq: 'seq', seed: 3 }), {
+      loss: 'softmax-cross-entropy',
+      dimensions: { batch: B, seq: L },
+      hyperparams: { lr: 0.05 },
+      ort,
+    });
+    expect(trainer.trainStep.batchInputs).toEqual([
+      { name: 'mask', shape: [B, L], type: 'float32' },
+      { name: 'ids', shape: [B, L], type: 'int64' },
+    ]);
+    // Gather's gradient reads the ids as rows: an extra input the trainer feeds with the same data.
+    expect(trainer.trainStep.reshapedInputs).toEqual([{ name: 'ids.48x1', from: 'ids', shape: [B * L, 1] }]);
+    const losses: number[] = [];
+    for (let step = 0; step < 150; step++) {
+      const { ids, mask, labels } = tokenBatch(100 + (step % 20));
+      losses.push(await trainer.step({ ids, mask }, labels));
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const first = mean(losses.slice(0, 10));
+    const last = mean(losses.slice(-10));
+    expect(first).toBeGreaterThan(0.5);
+    expect(last).toBeLessThan(first / 3);
+
+    // The exported model keeps its symbolic shapes: here 3 rows of 9 tokens.
+    const exported = await ort.InferenceSession.create(await trainer.exportModel());
+    const ids = new BigInt64Array(27).fill(5n);
+    const out = await exported.run({
+      ids: new ortNode.Tensor('int64', ids, [3, 9]),
+      mask: new ortNode.Tensor('float32', new Float32Array(27).fill(1), [3, 9]),
+    });
+    expect(out.logits!.dims).toEqual([3, ENCODER.classes]);
+    expect([...(out.logits!.data as Float32Array)].every(Number.isFinite)).toBe(true);
+    await exported.release();
+    await trainer.dispose();
+  });
+
+  it('rejects token ids given as floats with AccSGDConfigError naming the input', async () => {
+    const trainer = await OnnxTrainer.create(encoderModel({ batch: B, seq: L }), {
+      loss: 'softmax-cross-entropy',
+      hyperparams: { lr: 0.05 },
+      ort,
+    });
+    const { mask, labels } = tokenBatch(1);
+    await expect(trainer.step({ ids: new Float32Array(B * L), mask }, labels)).rejects.toThrow(
+      /batch\.ids must be a BigInt64Array of 48 elements/,
+    );
+    expect(trainer.stepCount).toBe(0);
+    await trainer.dispose();
+  });
+});
