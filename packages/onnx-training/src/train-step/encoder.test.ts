@@ -59,3 +59,31 @@ describe('OnnxTrainer on a BERT-shaped encoder (int64 token ids, onnxruntime-nod
     await trainer.dispose();
   });
 });
+
+describe('OnnxTrainer on onnxruntime-web wasm (in Node)', () => {
+  it('trains the encoder as onnxruntime-node cpu does (losses within 1e-5 relative over 10 steps)', async () => {
+    const web = (await import('onnxruntime-web')) as unknown as OrtModule & {
+      env: { wasm: { numThreads: number } };
+    };
+    web.env.wasm.numThreads = 1;
+    const model = encoderModel({ batch: 'batch', seq: 'seq', seed: 5 });
+    const options = {
+      loss: 'softmax-cross-entropy',
+      dimensions: { batch: B, seq: L },
+      hyperparams: { lr: 0.05 },
+    } as const;
+    const wasm = await OnnxTrainer.create(model, { ...options, ort: web, executionProvider: 'wasm' });
+    const cpu = await OnnxTrainer.create(model, { ...options, ort });
+    let worst = 0;
+    for (let step = 0; step < 10; step++) {
+      const { ids, mask, labels } = tokenBatch(300 + step);
+      const a = await wasm.step({ ids, mask }, labels);
+      const b = await cpu.step({ ids, mask }, labels);
+      worst = Math.max(worst, Math.abs(a - b) / Math.abs(b));
+    }
+    console.log(`[encoder on onnxruntime-web wasm] worst relative loss difference ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThan(1e-5);
+    await wasm.dispose();
+    await cpu.dispose();
+  });
+});
