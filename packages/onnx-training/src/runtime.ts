@@ -26,6 +26,7 @@ export interface OrtModule {
   Tensor: {
     new (type: 'float32', data: Float32Array, dims: readonly number[]): OrtTensor;
     new (type: 'int64', data: BigInt64Array, dims: readonly number[]): OrtTensor;
+    new (type: 'bool', data: Uint8Array, dims: readonly number[]): OrtTensor;
   };
   InferenceSession: {
     create(model: Uint8Array, options?: Record<string, unknown>): Promise<OrtSession>;

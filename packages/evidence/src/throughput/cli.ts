@@ -1,6 +1,7 @@
 /**
  * The side-by-side throughput report: every adapter and backend at 16,777,216 float32 parameters,
- * each beside its framework's own baseline. Runs each section in a child process, prints the
+ * each beside its framework's own baseline, and the MNIST MLP's fused train step in steps per
+ * second on ONNX Runtime and tfjs (train-step.ts). Runs each section in a child process, prints the
  * tables and targets, writes reports/throughput.{json,md,svg}.
  *
  *   npm run bench:side-by-side -w @accsgd/evidence
@@ -15,13 +16,32 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import { throughputPlot } from './plot.js';
-import { COLUMNS, cells, type Environment, markdown, targetCells } from './report.js';
+import {
+  COLUMNS,
+  cells,
+  type Environment,
+  markdown,
+  TRAIN_STEP_COLUMNS,
+  targetCells,
+  trainStepCells,
+  trainStepSummary,
+} from './report.js';
 import { crossTargets } from './targets.js';
 import { LAYOUTS, RESULT_MARKER, type SectionResult } from './types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const packageRoot = resolve(here, '..', '..');
-const ALL = ['core', 'torch:1', 'torch:2', 'onnx', 'tfjs:cpu', 'tfjs:wasm', 'tfjs:webgpu', 'webgpu-kernel'];
+const ALL = [
+  'core',
+  'torch:1',
+  'torch:2',
+  'onnx',
+  'tfjs:cpu',
+  'tfjs:wasm',
+  'tfjs:webgpu',
+  'webgpu-kernel',
+  'train-step',
+];
 
 const { values } = parseArgs({
   options: {
@@ -98,7 +118,7 @@ if (values.render) {
     const result = await runSection(section);
     sections.push(result);
     process.stderr.write(
-      `[${section}] ${result.skipped ? `skipped: ${result.skipped}` : `${result.rows.length} rows`} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+      `[${section}] ${result.skipped ? `skipped: ${result.skipped}` : `${result.rows.length + (result.trainStep?.rows.length ?? 0)} rows`} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
     );
   }
   const args = process.argv.slice(2);
@@ -123,7 +143,8 @@ const targets = crossTargets(
 
 mkdirSync(outDir, { recursive: true });
 const plotFile = 'throughput.svg';
-writeFileSync(join(outDir, plotFile), throughputPlot(rows));
+const trainStep = sections.find((s) => s.trainStep)?.trainStep;
+writeFileSync(join(outDir, plotFile), throughputPlot(rows, trainStep?.rows));
 writeFileSync(join(outDir, 'throughput.md'), markdown(sections, targets, env, plotFile));
 // Also on --render, so that the JSON's targets match the Markdown's.
 writeFileSync(
@@ -146,5 +167,12 @@ const t = new Table({
 });
 for (const x of targets) t.push(targetCells(x));
 out.write(`${t.toString()}\n`);
+if (trainStep) {
+  out.write(`\nTrain step: ${trainStepSummary(trainStep)}\n`);
+  const table = new Table({ head: [...TRAIN_STEP_COLUMNS], style: { head: [], border: [] } });
+  for (const r of trainStep.rows) table.push(trainStepCells(r));
+  if (trainStep.rows.length > 0) out.write(`${table.toString()}\n`);
+  for (const s of trainStep.skipped) out.write(`train-step: ${s.runtime} skipped (${s.reason})\n`);
+}
 for (const s of sections) if (s.skipped) out.write(`${s.section}: skipped (${s.skipped})\n`);
 out.write(`Report: ${join(relative(process.cwd(), outDir) || '.', 'throughput.md')}\n`);

@@ -1,6 +1,6 @@
-import { formatMs, formatRatio, formatTarget } from './stats.js';
+import { formatMs, formatRatio, formatStepsPerSecond, formatTarget } from './stats.js';
 import type { CrossTarget } from './targets.js';
-import { type Row, type SectionResult, TOTAL } from './types.js';
+import { type Row, type SectionResult, TOTAL, type TrainStepResult, type TrainStepRow } from './types.js';
 
 export interface Environment {
   date: string;
@@ -38,6 +38,37 @@ export function cells(r: Row): string[] {
     formatRatio(r.ratio),
     r.target ? `${formatTarget(r.target)}: ${r.verdict}` : '',
   ];
+}
+
+export const TRAIN_STEP_COLUMNS = [
+  'framework',
+  'runtime',
+  'step',
+  'steps/s',
+  'baseline',
+  'baseline steps/s',
+  'speed vs baseline',
+  'steps/block',
+  'warm-up loss',
+] as const;
+
+export function trainStepCells(r: TrainStepRow): string[] {
+  return [
+    r.framework,
+    r.runtime,
+    r.variant,
+    formatStepsPerSecond(r.stepsPerSecond),
+    r.baseline,
+    formatStepsPerSecond(r.baselineStepsPerSecond),
+    formatRatio(r.ratio),
+    String(r.stepsPerBlock),
+    r.warmupLoss.toFixed(6),
+  ];
+}
+
+/** One line on how the train-step table was measured, for the console and the Markdown. */
+export function trainStepSummary(t: TrainStepResult): string {
+  return `${t.workload}: steps per second, median over ${t.blocks} timed blocks (each about ${t.blockSeconds} s, at least ${t.minStepsPerBlock} steps) after ${t.warmupSteps} warm-up steps, every runtime in one process`;
 }
 
 export function targetCells(t: CrossTarget): string[] {
@@ -95,6 +126,8 @@ export function markdown(
   lines.push(
     "Per-row targets (in the tables): tfjs fused AccSGD (default nonFinite) ≤ 0.5x momentum on wasm and ≤ 0.1x on cpu; onnx cpu ≤ 1.5x core. \"Faster by k\" above is torch ms / core ms ≥ k; core's arena and default paths are taken with nonFinite 'error', the default.",
   );
+  const trainStep = sections.find((s) => s.trainStep)?.trainStep;
+  if (trainStep) lines.push('', ...trainStepMarkdown(trainStep));
   const skipped = sections.filter((s) => s.skipped);
   const info = sections.filter((s) => s.info);
   if (skipped.length + info.length > 0) {
@@ -109,6 +142,24 @@ export function markdown(
   return `${lines.join('\n')}\n`;
 }
 
+function trainStepMarkdown(t: TrainStepResult): string[] {
+  const lines = ['## Train step: the MNIST MLP, fused, in steps per second', ''];
+  lines.push(
+    `${trainStepSummary(t)}. "speed vs baseline" is steps/s over tfjs wasm's steps/s in the same process (above 1x is faster); the blocks of the runtimes alternate, so load falls on all of them alike. Every runtime trains the same initial weights on the same seeded random batches, so their losses after the warm-up (the same step for all) should agree to float32 rounding.`,
+  );
+  lines.push('');
+  if (t.rows.length > 0) {
+    lines.push(`| ${TRAIN_STEP_COLUMNS.join(' | ')} |`);
+    lines.push(`| ${TRAIN_STEP_COLUMNS.map((_, i) => (i >= 3 && i !== 4 ? '---:' : '---')).join(' | ')} |`);
+    for (const r of t.rows) lines.push(`| ${trainStepCells(r).map(escapeCell).join(' | ')} |`);
+  } else lines.push('Nothing was measured.');
+  for (const s of t.skipped) {
+    lines.push('');
+    lines.push(`- ${s.runtime}: skipped (${s.reason})`);
+  }
+  return lines;
+}
+
 const METHOD = `## How each row is measured
 
 - **@accsgd/tfjs**: \`accsgd({ lr: 0.01 })\` (fused kernel, default nonFinite check) and with \`nonFinite: 'allow'\`, beside \`tf.train.momentum(0.01, 0.9)\` on the same backend, variables and gradients (as \`packages/tfjs/bench/step.bench.ts\`). cpu and wasm run every kernel inside the call; webgpu (Dawn in Node, when \`findNodeWebGPU\` finds an adapter) ends each step with a one-element read-back.
@@ -116,5 +167,6 @@ const METHOD = `## How each row is measured
 - **@accsgd/webgpu-kernel**: \`WebGPUAccSGD.step\` on Dawn (SwiftShader where there is no GPU), all tensors in one group, beside 2.5x a copyBufferToBuffer of the same element count (a step moves 20 bytes per element, a copy 8), as \`packages/webgpu-kernel/bench/step.bench.js\` measures it; times are wall time to \`onSubmittedWorkDone\`. The note gives the ratio to 2.5x a WGSL vec4 copy kernel, the fastest any WGSL update can be on a CPU implementation that emulates storage accesses.
 - **@accsgd/onnx-training**: \`OnnxAccSGD.step\` on onnxruntime-node's cpu execution provider (default session options) beside \`@accsgd/core\`'s \`AccSGD.step\` with the same policy on the same data.
 - **PyTorch** (Debian's python3-torch, via \`/usr/bin/python3\`): the reference AccSGD of \`packages/core/python/accsgd_torch.py\` (seven in-place tensor operations per parameter) beside \`torch.optim.SGD(momentum=0.9, foreach=True)\`, at \`torch.set_num_threads(1)\` and \`(2)\`, timed in Python with \`time.perf_counter\` (\`src/throughput/torch_bench.py\`, a child process that prints JSON).
+- **Train step** (\`src/throughput/train-step.ts\`): examples/onnx-mnist's 784-256-10 MLP (\`mlpForwardModel\`, \`initialWeights(1)\`) at batch 128 with AccSGD (lr 0.2, kappa 1000, xi 10). \`@accsgd/onnx-training\`'s \`OnnxTrainer\` runs forward, softmax cross-entropy, backward and the update in one \`session.run\` on onnxruntime-node's cpu and webgpu execution providers (parameters and momentum buffers stay on the GPU between steps). \`@accsgd/tfjs\` trains the same model with \`Mlp.lossAndGradients\` (\`src/mnist/model.ts\`: an explicit backward pass, as tfjs-core alone registers no gradients) and \`accsgd().applyGradientsAsync\` on tfjs wasm, the baseline, and webgpu (Dawn in Node). Every step uploads its batch and awaits its loss on the CPU; on WebGPU that read-back is a buffer map, which completes only after all work submitted before it, update included. The WebGPU runtimes are skipped, with the reason, when \`findNodeWebGPU\` finds no adapter. Unlike the other sections, all four runtimes share one child process.
 - Each framework runs in a child process of its own, one after another.
 `;

@@ -3,9 +3,11 @@ import {
   formatMs,
   formatRatio,
   formatRatioWithTarget,
+  formatStepsPerSecond,
   formatTarget,
   median,
   ratio,
+  stepsPerBlock,
   verdict,
 } from './stats.js';
 
@@ -43,6 +45,12 @@ describe('ratio and formatting', () => {
     expect(formatMs(4567.8)).toBe('4568');
     expect(formatMs(undefined)).toBe('n/a');
   });
+  it('formats steps per second with fewer decimals as the rate grows', () => {
+    expect(formatStepsPerSecond(1.8157)).toBe('1.82');
+    expect(formatStepsPerSecond(90.016)).toBe('90.0');
+    expect(formatStepsPerSecond(270.16)).toBe('270');
+    expect(formatStepsPerSecond(Number.POSITIVE_INFINITY)).toBe('n/a');
+  });
 });
 
 describe('targets', () => {
@@ -62,5 +70,19 @@ describe('targets', () => {
     expect(formatRatioWithTarget(0.42, { op: '<=', limit: 0.5 })).toBe('0.42x (≤ 0.5x: met)');
     expect(formatRatioWithTarget(7.1, { op: '<=', limit: 1.5 })).toBe('7.10x (≤ 1.5x: missed)');
     expect(formatRatioWithTarget(0.42)).toBe('0.42x');
+  });
+});
+
+describe('stepsPerBlock', () => {
+  it('fills the block time, within the bounds', () => {
+    // 0.25 s / 12 ms = 20.8 -> 21 steps; 0.25 s / 0.8 s = 0.31 -> the minimum, 3.
+    expect(stepsPerBlock(0.012, 0.25, 3, 100)).toBe(21);
+    expect(stepsPerBlock(0.8, 0.25, 3, 100)).toBe(3);
+    // 0.25 s / 1 ms = 250 -> the maximum, 100.
+    expect(stepsPerBlock(0.001, 0.25, 3, 100)).toBe(100);
+  });
+  it('falls back to the minimum for a step time that is not a positive finite number', () => {
+    expect(stepsPerBlock(0, 0.25, 3, 100)).toBe(3);
+    expect(stepsPerBlock(Number.NaN, 0.25, 3, 100)).toBe(3);
   });
 });

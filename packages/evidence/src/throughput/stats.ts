@@ -20,6 +20,12 @@ export function formatMs(ms: number | null | undefined): string {
   return ms.toFixed(ms < 10 ? 2 : ms < 1000 ? 1 : 0);
 }
 
+/** Steps per second: 2 decimals below 10, 1 below 100, else none. */
+export function formatStepsPerSecond(rate: number | null | undefined): string {
+  if (rate == null || !Number.isFinite(rate)) return 'n/a';
+  return rate.toFixed(rate < 10 ? 2 : rate < 100 ? 1 : 0);
+}
+
 /** A ratio as "0.42x" (3 decimals below 0.1, 2 above), "n/a" when not finite. */
 export function formatRatio(r: number | null | undefined): string {
   if (r == null || !Number.isFinite(r)) return 'n/a';
@@ -61,4 +67,14 @@ export function formatTarget(target: Target): string {
 export function formatRatioWithTarget(value: number, target?: Target): string {
   if (!target) return formatRatio(value);
   return `${formatRatio(value)} (${formatTarget(target)}: ${verdict(value, target)})`;
+}
+
+/**
+ * How many steps to time in one block: about `blockSeconds` worth at `stepSeconds` per step, so
+ * that fast runtimes are not timed over a few milliseconds, and slow ones stay within budget;
+ * never below `min` nor above `max`.
+ */
+export function stepsPerBlock(stepSeconds: number, blockSeconds: number, min: number, max: number): number {
+  if (!(stepSeconds > 0) || !Number.isFinite(stepSeconds)) return min;
+  return Math.min(max, Math.max(min, Math.round(blockSeconds / stepSeconds)));
 }

@@ -32,6 +32,42 @@ export interface SectionResult {
   skipped?: string;
   /** E.g. the WebGPU adapter, the torch version. */
   info?: string;
+  /** The train-step section's measurements (absent from every other section). */
+  trainStep?: TrainStepResult;
+}
+
+/** One runtime's fused MNIST MLP train step, beside tfjs wasm measured in the same process. */
+export interface TrainStepRow {
+  framework: string;
+  runtime: string;
+  /** How one step is made, e.g. "OnnxTrainer.step (one session.run)". */
+  variant: string;
+  /** Median over the timed blocks of (steps in the block / its seconds). */
+  stepsPerSecond: number;
+  /** Steps in each timed block (from the last warm-up step's time). */
+  stepsPerBlock: number;
+  baseline: string;
+  baselineStepsPerSecond: number;
+  /** stepsPerSecond / baselineStepsPerSecond: above 1 is faster than the baseline. */
+  ratio: number;
+  /**
+   * The loss of the last warm-up step: every runtime trains the same weights on the same batches,
+   * so these agree to float32 rounding.
+   */
+  warmupLoss: number;
+}
+
+export interface TrainStepResult {
+  /** E.g. "784-256-10 MLP, Relu, softmax cross-entropy, batch 128, AccSGD lr 0.2". */
+  workload: string;
+  warmupSteps: number;
+  blocks: number;
+  /** The time a timed block aims at; each runtime's block has at least minStepsPerBlock steps. */
+  blockSeconds: number;
+  minStepsPerBlock: number;
+  rows: TrainStepRow[];
+  /** Runtimes that measured nothing, and why (no WebGPU adapter, ...). */
+  skipped: { runtime: string; reason: string }[];
 }
 
 export const RESULT_MARKER = '@@accsgd-throughput ';

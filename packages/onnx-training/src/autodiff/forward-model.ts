@@ -231,7 +231,7 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
   }
   for (const i of inputs) {
     graph.declare(i.name, { kind: i.type, shape: i.shape });
-    if (i.type === 'int64') graph.int64Inputs.add(i.name);
+    if (i.type === 'int64') graph.hostValues.add(i.name);
   }
   const consumed = new Set([...g.node.flatMap((n) => n.input), ...g.output.map((o) => o.name)]);
   g.node.forEach((node, i) => {

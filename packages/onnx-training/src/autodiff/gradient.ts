@@ -214,15 +214,17 @@ export function encodeDifferentiated(
   docString: string,
 ): Uint8Array {
   const trained = new Set(d.params.map((p) => p.name));
+  const read = new Set([...d.g.nodes.flatMap((n) => n.input), ...outputs.map((o) => o.name)]);
   const graph = create(GraphProtoSchema, {
     name,
     node: d.g.nodes,
     input: [...inputs],
     output: [...outputs],
+    // Constants only host steps read (an int64 mask's Unsqueeze axes) are left out.
     initializer: [
       ...[...d.forward.initializers.values()].filter((t) => !trained.has(t.name)),
       ...d.g.initializers,
-    ],
+    ].filter((t) => read.has(t.name)),
     docString,
   });
   const model = create(ModelProtoSchema, {
@@ -239,19 +241,60 @@ export function encodeDifferentiated(
 export const gradientOutputName = (name: string) => `${name}.grad`;
 
 /**
- * An extra int64 input of a generated model: the forward model's input `from` in another shape
- * (Gather's gradient reads token ids as rows). Feed it the same data with these dims.
+ * An input of a generated model computed on the host from the int64 batch inputs (an int64 mask's
+ * Unsqueeze and Cast, token ids as rows for Gather's gradient): see GraphBuilder.addNode.
  */
-export interface ReshapedInput {
+export interface HostInput {
   name: string;
-  from: string;
   shape: number[];
+  type: 'int64' | 'float32' | 'float64' | 'bool';
+}
+
+export const HOST_TYPES: Record<HostInput['type'], TensorProto_DataType> = {
+  int64: TensorProto_DataType.INT64,
+  float32: TensorProto_DataType.FLOAT,
+  float64: TensorProto_DataType.DOUBLE,
+  bool: TensorProto_DataType.BOOL,
+};
+
+/** The typed arrays of the host inputs for one batch (int64 batch inputs as BigInt64Array). */
+export type HostFeeds = (
+  batch: Readonly<Record<string, unknown>>,
+) => Record<string, BigInt64Array | Float32Array | Float64Array | Uint8Array>;
+
+/** The host inputs a differentiated graph reads, and how to compute them per batch. */
+export function hostInputs(d: Differentiated): { inputs: HostInput[]; feeds: HostFeeds } {
+  const g = d.g;
+  const int64 = d.forward.inputs.filter((i) => i.type === 'int64').map((i) => i.name);
+  const steps = g.hostInputs(new Set(int64));
+  const float = g.floatType === TensorProto_DataType.DOUBLE ? 'float64' : 'float32';
+  const inputs = steps.map((h) => ({
+    name: h.output,
+    shape: [...h.shape],
+    type: h.kind === 'float' ? float : h.kind,
+  })) satisfies HostInput[];
+  const feeds: HostFeeds = (batch) => {
+    if (steps.length === 0) return {};
+    const values = g.evaluateHost(
+      new Map(int64.map((name) => [name, Array.from(batch[name] as BigInt64Array, Number)])),
+    );
+    return Object.fromEntries(
+      inputs.map((input) => {
+        const v = values.get(input.name)!;
+        if (input.type === 'int64') return [input.name, BigInt64Array.from(v, BigInt)];
+        if (input.type === 'bool') return [input.name, Uint8Array.from(v)];
+        return [input.name, input.type === 'float64' ? Float64Array.from(v) : Float32Array.from(v)];
+      }),
+    );
+  };
+  return { inputs, feeds };
 }
 
 export interface GradientModel {
   model: Uint8Array;
-  /** Extra inputs to feed: forward-model inputs in another shape. */
-  reshapedInputs: ReshapedInput[];
+  /** Extra inputs computed on the host from the int64 batch inputs; `hostFeeds(batch)` gives their arrays. */
+  hostInputs: HostInput[];
+  hostFeeds: HostFeeds;
   /** Inputs to feed: the batch inputs, the labels (if any), then the parameters (initial values in the forward model). */
   inputs: { name: string; shape: number[]; type: 'float' | 'int64' }[];
   params: { name: string; shape: number[] }[];
@@ -272,10 +315,10 @@ export function buildGradientModel(
   options: AutodiffOptions & { inputs?: readonly string[] },
 ): GradientModel {
   const d = differentiate(bytes, options, options.inputs ?? []);
+  const host = hostInputs(d);
   const type = d.forward.floatType as TensorProto_DataType;
   const feeds = [
     ...d.forward.inputs,
-    ...d.g.reshapedInputs.map((r) => ({ name: r.name, shape: r.shape, type: 'int64' as const })),
     ...(d.labels ? [{ ...d.labels, type: 'float' as const }] : []),
     ...d.params.map((p) => ({ name: p.name, shape: p.shape, type: 'float' as const })),
   ];
@@ -292,13 +335,19 @@ export function buildGradientModel(
   const model = encodeDifferentiated(
     d,
     `${d.forward.model.graph!.name || 'model'}_gradients`,
-    feeds.map((f) => tensorInfo(f.name, f.shape, f.type === 'int64' ? TensorProto_DataType.INT64 : type)),
+    [
+      ...feeds.map((f) =>
+        tensorInfo(f.name, f.shape, f.type === 'int64' ? TensorProto_DataType.INT64 : type),
+      ),
+      ...host.inputs.map((h) => tensorInfo(h.name, h.shape, HOST_TYPES[h.type])),
+    ],
     outputs,
     `Loss (${d.labels ? 'with labels' : 'model output'}) and its gradients, by @accsgd/onnx-training's autodiff.`,
   );
   return {
     model,
-    reshapedInputs: d.g.reshapedInputs.map((r) => ({ ...r, shape: [...r.shape] })),
+    hostInputs: host.inputs,
+    hostFeeds: host.feeds,
     inputs: feeds,
     params: d.params.map((p) => ({ name: p.name, shape: p.shape })),
     labels: d.labels,

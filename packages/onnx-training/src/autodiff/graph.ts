@@ -61,10 +61,14 @@ export class GraphBuilder {
   private readonly used = new Set<string>();
   private counter = 0;
   private readonly floatConstants = new Map<string, string>();
-  /** Graph inputs this builder reads in another shape: the input's name, its source input's, the shape. */
-  readonly reshapedInputs: { name: string; from: string; shape: number[] }[] = [];
-  /** The forward model's int64 graph inputs (token ids): reshaped as extra inputs, not in the graph. */
-  readonly int64Inputs = new Set<string>();
+  /**
+   * Values computed on the host from the int64 batch inputs (token ids, masks) and constants: the
+   * batch inputs themselves, then each host step's output, in order.
+   */
+  readonly hostValues = new Set<string>();
+  readonly hostSteps: HostStep[] = [];
+  /** Set by inferNode when the node it inferred can run on the host. */
+  private hostCandidate: HostStep | undefined;
 
   constructor(
     readonly floatType: FloatType,
@@ -115,13 +119,64 @@ export class GraphBuilder {
     return out;
   }
 
-  /** Appends a node (forward model's or own), inferring its outputs' shapes. */
+  /**
+   * Appends a node (forward model's or own), inferring its outputs' shapes. A node computed from
+   * host values and constants only (an int64 mask's Unsqueeze and Cast, token ids reshaped into
+   * rows for Gather's gradient) becomes a host step instead: ORT's WebGPU EP has no int64 Reshape,
+   * Unsqueeze or Cast, so such nodes would run on the CPU; their inputs come from the CPU anyway.
+   */
   addNode(node: NodeProto, index: number | undefined): void {
+    this.hostCandidate = undefined;
     const outputs = inferNode(node, index, this);
     node.output.forEach((name, k) => {
       if (name !== '') this.declare(name, outputs[k]!);
     });
-    this.nodes.push(node);
+    // Set by inferNode through evaluable().
+    const host = this.hostCandidate as HostStep | undefined;
+    if (host) {
+      this.hostSteps.push(host);
+      this.hostValues.add(host.output);
+    } else this.nodes.push(node);
+  }
+
+  /**
+   * Records how an int64-computed value is obtained from its data inputs: folded now when they are
+   * all constants (int64 results only), a host step when some are host values, else left to ORT.
+   */
+  evaluable(
+    output: string,
+    inputs: readonly string[],
+    kind: ValueKind,
+    shape: readonly number[],
+    compute: (values: number[][]) => number[],
+  ): void {
+    if (inputs.every((n) => this.intConstants.has(n))) {
+      if (kind === 'int64')
+        this.intConstants.set(output, compute(inputs.map((n) => this.intConstants.get(n)!)));
+      return;
+    }
+    if (inputs.every((n) => this.intConstants.has(n) || this.hostValues.has(n)))
+      this.hostCandidate = { output, inputs: [...inputs], kind, shape: [...shape], compute };
+  }
+
+  /**
+   * Host values the graph's nodes read (they become inputs of the generated model), in host-step
+   * order; int64 batch inputs read directly are batch inputs already.
+   */
+  hostInputs(batchInputs: ReadonlySet<string>): HostStep[] {
+    const read = new Set(this.nodes.flatMap((n) => n.input));
+    return this.hostSteps.filter((h) => read.has(h.output) && !batchInputs.has(h.output));
+  }
+
+  /** Evaluates the host steps for one batch (int64 inputs as numbers); returns every host value. */
+  evaluateHost(batch: ReadonlyMap<string, number[]>): Map<string, number[]> {
+    const values = new Map(batch);
+    for (const step of this.hostSteps)
+      values.set(
+        step.output,
+        step.compute(step.inputs.map((n) => values.get(n) ?? this.intConstants.get(n)!)),
+      );
+    return values;
   }
 
   /** A float constant of the graph's float type (deduplicated). */
@@ -163,21 +218,7 @@ export class GraphBuilder {
 
   reshape(x: string, shape: readonly number[], hint: string): string {
     if (sameShape(this.shape(x), shape)) return x;
-    if (this.int64Inputs.has(x)) return this.reshapedInput(x, shape);
     return this.op('Reshape', [x, this.int64Constant(shape)], hint);
-  }
-
-  /**
-   * An int64 graph input in another shape, as an extra input that the caller feeds with the same
-   * data: ORT's WebGPU EP has no int64 Reshape, so a Reshape node would run on the CPU.
-   */
-  private reshapedInput(from: string, shape: readonly number[]): string {
-    const known = this.reshapedInputs.find((r) => r.from === from && sameShape(r.shape, shape));
-    if (known) return known.name;
-    const name = this.fresh(`${from}.${shape.join('x')}`);
-    this.declare(name, { kind: 'int64', shape: [...shape] });
-    this.reshapedInputs.push({ name, from, shape: [...shape] });
-    return name;
   }
 
   /**
@@ -196,6 +237,15 @@ export class GraphBuilder {
     const reduced = axes.length > 0 ? this.reduce('ReduceSum', grad, axes, true, hint) : grad;
     return this.reshape(reduced, target, hint);
   }
+}
+
+/** A value computed on the host, per batch, from host values and int64 constants. */
+export interface HostStep {
+  output: string;
+  inputs: string[];
+  kind: ValueKind;
+  shape: number[];
+  compute: (values: number[][]) => number[];
 }
 
 export function axesAsInput(op: string, opset: number): boolean {
@@ -261,12 +311,32 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
     return values;
   };
   const optionalConstant = (k: number): number[] | undefined => (node.input[k] ? constant(k) : undefined);
-  /** Records the value of an int64 output computed from constants, so that shapes computed in the graph stay static. */
-  const folded = (shape: number[], values: number[] | undefined): ValueShape[] => {
-    if (values) graph.intConstants.set(node.output[0]!, values);
+  /** An int64 constant output (its values known now), so that shapes computed in the graph stay static. */
+  const folded = (shape: number[], values: number[]): ValueShape[] => {
+    graph.intConstants.set(node.output[0]!, values);
     return [{ kind: 'int64', shape }];
   };
-  const intValues = (k: number) => graph.intConstants.get(node.input[k] ?? '');
+  /**
+   * An output computed from the data inputs `ks` by `compute` (folded, a host step, or left to ORT:
+   * GraphBuilder.evaluable).
+   */
+  const computed = (
+    kind: ValueKind,
+    shape: number[],
+    ks: readonly number[],
+    compute: (values: number[][]) => number[],
+  ): ValueShape[] => {
+    graph.evaluable(
+      node.output[0]!,
+      ks.map((k) => node.input[k]!),
+      kind,
+      shape,
+      compute,
+    );
+    return [{ kind, shape }];
+  };
+  /** The same values in another shape (Reshape, Squeeze, Unsqueeze, Identity) or an int64 Cast. */
+  const same = (kind: ValueKind, shape: number[]) => computed(kind, shape, [0], ([v]) => v!);
   switch (node.opType) {
     case 'Add':
     case 'Sub':
@@ -277,11 +347,10 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       const out = broadcastShapes(a.shape, b.shape);
       if (!out)
         fail(node, index, `has inputs of shapes [${a.shape}] and [${b.shape}], which do not broadcast`);
-      if (a.kind === 'int64' && b.kind === 'int64') {
-        const x = intValues(0);
-        const y = intValues(1);
-        return folded(out, x && y ? broadcastInts(node.opType, x, a.shape, y, b.shape, out) : undefined);
-      }
+      if (a.kind === 'int64' && b.kind === 'int64')
+        return computed('int64', out, [0, 1], ([x, y]) =>
+          broadcastInts(node.opType, x!, a.shape, y!, b.shape, out),
+        );
       floatInput(0);
       floatInput(1);
       return [float(out)];
@@ -304,7 +373,10 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       if (a.kind !== b.kind) fail(node, index, `compares ${a.kind} with ${b.kind}`);
       const out = broadcastShapes(a.shape, b.shape);
       if (!out) fail(node, index, 'has inputs that do not broadcast');
-      return [{ kind: 'bool', shape: out }];
+      if (a.kind !== 'int64') return [{ kind: 'bool', shape: out }];
+      return computed('bool', out, [0, 1], ([x, y]) =>
+        broadcastInts(node.opType, x!, a.shape, y!, b.shape, out),
+      );
     }
     case 'Not':
     case 'And':
@@ -316,7 +388,9 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       });
       const out = shapes.reduce<number[] | undefined>((s, t) => s && broadcastShapes(s, t), []);
       if (!out) fail(node, index, 'has inputs that do not broadcast');
-      return [{ kind: 'bool', shape: out }];
+      if (node.opType === 'Not') return computed('bool', out, [0], ([v]) => v!.map((b) => (b ? 0 : 1)));
+      const [a, b] = shapes as [number[], number[]];
+      return computed('bool', out, [0, 1], ([x, y]) => broadcastInts(node.opType, x!, a, y!, b, out));
     }
     case 'Where': {
       const c = input(0);
@@ -332,10 +406,15 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
     case 'Cast': {
       const v = input(0);
       const to = intAttribute(node, 'to', 0);
+      const out = [...v.shape];
+      const fromHost = v.kind !== 'float';
       if (to === TensorProto_DataType.INT64)
-        return folded([...v.shape], v.kind === 'int64' ? intValues(0) : undefined);
-      if (to === TensorProto_DataType.BOOL) return [{ kind: 'bool', shape: [...v.shape] }];
-      if (to === graph.floatType) return [float([...v.shape])];
+        return fromHost ? same('int64', out) : [{ kind: 'int64', shape: out }];
+      if (to === TensorProto_DataType.BOOL)
+        return fromHost
+          ? computed('bool', out, [0], ([x]) => x!.map((b) => (b ? 1 : 0)))
+          : [{ kind: 'bool', shape: out }];
+      if (to === graph.floatType) return fromHost ? same('float', out) : [float(out)];
       return fail(
         node,
         index,
@@ -373,12 +452,13 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       if (axis < 0 || axis >= rank)
         fail(node, index, `has axis ${intAttribute(node, 'axis', 0)} out of range`);
       const out = [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)];
-      const idx = intValues(1);
+      const idx = graph.intConstants.get(node.input[1]!);
       if (idx?.some((i) => i < -data.shape[axis]! || i >= data.shape[axis]!))
         fail(node, index, `has an index out of range for axis ${axis} of size ${data.shape[axis]}`);
       if (data.kind === 'float') return [float(out)];
-      const values = intValues(0);
-      return folded(out, values && idx ? gatherInts(values, data.shape, axis, idx) : undefined);
+      return computed('int64', out, [0, 1], ([values, indices]) =>
+        gatherInts(values!, data.shape, axis, indices!),
+      );
     }
     case 'Unsqueeze': {
       const v = input(0);
@@ -389,7 +469,7 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       for (let i = 0; i < rank + axes.length; i++) out.push(axes.includes(i) ? 1 : v.shape[k++]!);
       if (k !== rank || new Set(axes).size !== axes.length)
         fail(node, index, `has axes [${constant(1)}] out of range`);
-      return v.kind === 'int64' ? folded(out, intValues(0)) : [{ kind: v.kind, shape: out }];
+      return v.kind === 'float' ? [float(out)] : same(v.kind, out);
     }
     case 'Squeeze': {
       const v = input(0);
@@ -397,7 +477,7 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       if (given?.some((a) => v.shape[a] !== 1))
         fail(node, index, `squeezes an axis of [${v.shape}] that is not 1`);
       const out = v.shape.filter((d, i) => (given ? !given.includes(i) : d !== 1));
-      return v.kind === 'int64' ? folded(out, intValues(0)) : [{ kind: v.kind, shape: out }];
+      return v.kind === 'float' ? [float(out)] : same(v.kind, out);
     }
     case 'Concat': {
       const all = node.input.map((_, k) => input(k));
@@ -419,23 +499,23 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       const out = [...all[0]!.shape];
       out[axis] = all.reduce((s, v) => s + v.shape[axis]!, 0);
       if (kind !== 'int64') return [{ kind, shape: out }];
-      const values = node.input.map((_, k) => intValues(k));
-      return folded(
+      return computed(
+        'int64',
         out,
-        values.every((v) => v !== undefined)
-          ? concatInts(
-              values as number[][],
-              all.map((a) => a.shape),
-              axis,
-            )
-          : undefined,
+        node.input.map((_, k) => k),
+        (values) =>
+          concatInts(
+            values,
+            all.map((a) => a.shape),
+            axis,
+          ),
       );
     }
     case 'Slice': {
       const v = input(0);
       const s = sliceOf(node, index, v.shape, graph);
       return v.kind === 'int64'
-        ? folded(s.shape, intValues(0) && sliceInts(intValues(0)!, v.shape, s))
+        ? computed('int64', s.shape, [0], ([values]) => sliceInts(values!, v.shape, s))
         : [{ kind: v.kind, shape: s.shape }];
     }
     case 'LayerNormalization': {
@@ -468,9 +548,7 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
     }
     case 'Identity': {
       const v = input(0);
-      return v.kind === 'int64'
-        ? folded([...v.shape], intValues(0))
-        : [{ kind: v.kind, shape: [...v.shape] }];
+      return v.kind === 'float' ? [float([...v.shape])] : same(v.kind, [...v.shape]);
     }
     case 'Neg':
     case 'Relu':
@@ -550,7 +628,7 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
         out[out.indexOf(-1)] = size(shape) / rest;
       }
       if (size(out) !== size(shape)) fail(node, index, `cannot reshape [${shape}] to [${target}]`);
-      return v.kind === 'int64' ? folded(out, intValues(0)) : [{ kind: v.kind, shape: out }];
+      return v.kind === 'float' ? [float(out)] : same(v.kind, out);
     }
     case 'Expand': {
       const v = input(0);

@@ -59,10 +59,15 @@ describe('gradients against an independent differentiator (@jax-js/onnx, float32
     const session = await ort.InferenceSession.create(gm.model);
     const feeds: Record<string, ort.Tensor> = {
       ids: new ort.Tensor('int64', ids, [B, L]),
-      mask: new ort.Tensor('float32', mask, [B, L]),
+      mask: new ort.Tensor('int64', mask, [B, L]),
       labels: new ort.Tensor('float32', labels, [B, ENCODER.classes]),
     };
-    for (const r of gm.reshapedInputs) feeds[r.name] = new ort.Tensor('int64', ids, r.shape);
+    const host = gm.hostFeeds({ ids, mask });
+    for (const h of gm.hostInputs)
+      feeds[h.name] =
+        h.type === 'int64'
+          ? new ort.Tensor('int64', host[h.name] as BigInt64Array, h.shape)
+          : new ort.Tensor('float32', host[h.name] as Float32Array, h.shape);
     for (const [name, p] of params) feeds[name] = new ort.Tensor('float32', p.values, p.shape);
     const ours = await session.run(feeds);
     await session.release();
@@ -70,7 +75,7 @@ describe('gradients against an independent differentiator (@jax-js/onnx, float32
     const jaxModel = new ONNXModel(bytes);
     const fixed = {
       ids: np.array(Int32Array.from(ids, Number), { shape: [B, L] }),
-      mask: np.array(mask, { shape: [B, L] }),
+      mask: np.array(Int32Array.from(mask, Number), { shape: [B, L] }),
       labels: np.array(labels, { shape: [B, ENCODER.classes] }),
     };
     const weights = Object.fromEntries(

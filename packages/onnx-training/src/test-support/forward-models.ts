@@ -143,9 +143,8 @@ export const ENCODER = { vocab: 11, width: 8, heads: 2, ffn: 16, positions: 16, 
  * Mul), Softmax -> residual, LayerNormalization -> feed-forward with GELU written with Erf ->
  * LeakyRelu, Concat, Slice, Where, Pow -> first-token pooling (Gather axis 1), Gemm, Tanh ->
  * Unsqueeze/Squeeze -> logits[batch, classes]. Shapes of the attention reshapes are [0, 0, ...],
- * so the model runs at any batch size and length. The mask is a float input: ORT's WebGPU EP has
- * no int64 Unsqueeze or Cast, so an int64 mask's preprocessing would run on the CPU (as it does in
- * inference) and the strict-placement test could not run.
+ * so the model runs at any batch size and length. The mask is int64, as Hugging Face models take
+ * it: its Unsqueeze and Cast run on the host (ORT's WebGPU EP has no int64 kernels for them).
  */
 export function encoderModel(options: { batch: Dim; seq: Dim; seed?: number }): Uint8Array {
   const { vocab: V, width: D, heads: H, ffn: F, positions: P, classes: C } = ENCODER;
@@ -165,8 +164,8 @@ export function encoderModel(options: { batch: Dim; seq: Dim; seed?: number }): 
     { value_float: { float: value } } as never,
   ];
   return forwardModel({
-    inputs: { mask: [options.batch, options.seq] },
-    intInputs: { ids: [options.batch, options.seq] },
+    inputs: {},
+    intInputs: { ids: [options.batch, options.seq], mask: [options.batch, options.seq] },
     params: {
       E: w([V, D], 1),
       Pe: w([P, D], 2),
@@ -277,17 +276,17 @@ export function tokenBatch(
   seed: number,
   B = 8,
   L = 6,
-): { ids: BigInt64Array; mask: Float32Array; labels: Float32Array } {
+): { ids: BigInt64Array; mask: BigInt64Array; labels: Float32Array } {
   const r = random(3 * B * L, seed).map((v) => (v + 1) / 2);
   const ids = new BigInt64Array(B * L);
-  const mask = new Float32Array(B * L);
+  const mask = new BigInt64Array(B * L);
   const labels = new Float32Array(B * ENCODER.classes);
   for (let b = 0; b < B; b++) {
     const real = L - Math.floor(r[b]! * 3);
     for (let t = 0; t < L; t++) {
       const id = t < real ? 1 + Math.floor(r[B + b * L + t]! * 10) : 0;
       ids[b * L + t] = BigInt(id === 3 ? 4 : id);
-      mask[b * L + t] = t < real ? 1 : 0;
+      mask[b * L + t] = t < real ? 1n : 0n;
     }
     const positive = b % 2 === 1;
     if (positive) ids[b * L + 1 + Math.floor(r[2 * B * L - b - 1]! * (real - 1))] = 3n;

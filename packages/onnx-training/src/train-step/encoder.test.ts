@@ -16,11 +16,19 @@ describe('OnnxTrainer on a BERT-shaped encoder (int64 token ids, onnxruntime-nod
       ort,
     });
     expect(trainer.trainStep.batchInputs).toEqual([
-      { name: 'mask', shape: [B, L], type: 'float32' },
       { name: 'ids', shape: [B, L], type: 'int64' },
+      { name: 'mask', shape: [B, L], type: 'int64' },
     ]);
-    // Gather's gradient reads the ids as rows: an extra input the trainer feeds with the same data.
-    expect(trainer.trainStep.reshapedInputs).toEqual([{ name: 'ids.48x1', from: 'ids', shape: [B * L, 1] }]);
+    // Computed on the host from the int64 inputs (the trainer feeds them): the mask's Unsqueeze and
+    // Cast, and the ids as rows for Gather's gradient.
+    expect(trainer.trainStep.hostInputs).toEqual([
+      { name: 'maskf', shape: [B, 1, 1, L], type: 'float32' },
+      { name: 'ids_rows', shape: [B * L, 1], type: 'int64' },
+    ]);
+    const { ids: ids0, mask: mask0 } = tokenBatch(100);
+    const host = trainer.trainStep.hostFeeds({ ids: ids0, mask: mask0 });
+    expect(Array.from(host.maskf as Float32Array)).toEqual(Array.from(mask0, Number));
+    expect(host.ids_rows).toEqual(ids0);
     const losses: number[] = [];
     for (let step = 0; step < 150; step++) {
       const { ids, mask, labels } = tokenBatch(100 + (step % 20));
@@ -37,7 +45,7 @@ describe('OnnxTrainer on a BERT-shaped encoder (int64 token ids, onnxruntime-nod
     const ids = new BigInt64Array(27).fill(5n);
     const out = await exported.run({
       ids: new ortNode.Tensor('int64', ids, [3, 9]),
-      mask: new ortNode.Tensor('float32', new Float32Array(27).fill(1), [3, 9]),
+      mask: new ortNode.Tensor('int64', new BigInt64Array(27).fill(1n), [3, 9]),
     });
     expect(out.logits!.dims).toEqual([3, ENCODER.classes]);
     expect([...(out.logits!.data as Float32Array)].every(Number.isFinite)).toBe(true);

@@ -193,8 +193,16 @@ export class OnnxTrainer {
         throw new AccSGDConfigError('batch', batch, `{ ${t.batchInputs.map((i) => i.name).join(', ')} }`);
       for (const input of t.batchInputs)
         expect(input.name, `batch.${input.name}`, batch[input.name], input.shape, input.type);
-      for (const r of t.reshapedInputs)
-        feeds[r.name] = new this.ort.Tensor('int64', batch[r.from] as BigInt64Array, r.shape);
+      const host = t.hostFeeds(batch);
+      for (const h of t.hostInputs) {
+        const data = host[h.name]!;
+        feeds[h.name] =
+          data instanceof BigInt64Array
+            ? new this.ort.Tensor('int64', data, h.shape)
+            : data instanceof Uint8Array
+              ? new this.ort.Tensor('bool', data, h.shape)
+              : new this.ort.Tensor('float32', data as Float32Array, h.shape);
+      }
       if (t.labels) expect(t.labels.name, 'labels', labels, t.labels.shape);
       const first = this.buffers === null;
       const multipliers = float32Multipliers(fusedCoefficients(this.hyper), first);

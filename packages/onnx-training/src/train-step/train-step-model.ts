@@ -4,7 +4,10 @@ import {
   type AutodiffOptions,
   differentiate,
   encodeDifferentiated,
-  type ReshapedInput,
+  HOST_TYPES,
+  type HostFeeds,
+  type HostInput,
+  hostInputs,
 } from '../autodiff/gradient.js';
 import { tensorValues } from '../autodiff/proto.js';
 import { tensorInfo } from '../graphs/onnx-proto.js';
@@ -32,10 +35,12 @@ export interface TrainStepModel {
   /** The batch inputs of the forward model, with static shapes. */
   batchInputs: { name: string; shape: number[]; type: 'float32' | 'int64' }[];
   /**
-   * Extra int64 inputs: batch inputs in another shape (token ids as rows for Gather's gradient),
-   * fed with the same data (OnnxTrainer does this).
+   * Extra inputs computed on the host from the int64 batch inputs (token ids as rows for Gather's
+   * gradient, an int64 mask's Unsqueeze and Cast): ORT's WebGPU EP has no int64 Reshape, Unsqueeze
+   * or Cast. `hostFeeds(batch)` computes them; OnnxTrainer feeds them.
    */
-  reshapedInputs: ReshapedInput[];
+  hostInputs: HostInput[];
+  hostFeeds: HostFeeds;
   /** The labels input ('mse' and 'softmax-cross-entropy'), or undefined for 'scalar'. */
   labels: { name: string; shape: number[] } | undefined;
   params: TrainStepParam[];
@@ -99,6 +104,7 @@ export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStep
       newBuffer,
     };
   });
+  const host = hostInputs(d);
   const inputs = [
     ...d.forward.inputs.map((i) =>
       tensorInfo(
@@ -107,7 +113,7 @@ export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStep
         i.type === 'int64' ? TensorProto_DataType.INT64 : TensorProto_DataType.FLOAT,
       ),
     ),
-    ...g.reshapedInputs.map((r) => tensorInfo(r.name, r.shape, TensorProto_DataType.INT64)),
+    ...host.inputs.map((h) => tensorInfo(h.name, h.shape, HOST_TYPES[h.type])),
     ...(d.labels ? [tensorInfo(d.labels.name, d.labels.shape)] : []),
     ...params.flatMap((p) => [tensorInfo(p.name, p.shape), tensorInfo(p.buffer, p.shape)]),
     ...coefficients.map((c) => tensorInfo(c, [])),
@@ -130,7 +136,8 @@ export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStep
       shape: [...i.shape],
       type: i.type === 'int64' ? ('int64' as const) : ('float32' as const),
     })),
-    reshapedInputs: g.reshapedInputs.map((r) => ({ ...r, shape: [...r.shape] })),
+    hostInputs: host.inputs,
+    hostFeeds: host.feeds,
     labels: d.labels,
     params,
     coefficients,
