@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const root = resolve(import.meta.dirname, '..');
-const PACKAGES = ['core', 'conformance', 'tfjs', 'webgpu-kernel'];
+const PACKAGES = ['core', 'conformance', 'tfjs', 'webgpu-kernel', 'onnx-training'];
 const packages = PACKAGES.map((dir) => {
   const manifest = JSON.parse(readFileSync(join(root, 'packages', dir, 'package.json'), 'utf8'));
   const entries = Object.entries(manifest.exports)

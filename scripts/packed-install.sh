@@ -68,6 +68,8 @@ step "CLI: webgpu-kernel adapter in Node (Dawn)"
 cli --adapter @accsgd/webgpu-kernel/conformance
 step "README: onnx-training quick start (onnxruntime-node cpu)"
 node quickstart-onnx.mjs
+step "onnx-training: a model written with model-builder, trained with OnnxTrainer, exported"
+node train-step-onnx.mjs
 step "CLI: onnx-training adapter on onnxruntime-node cpu, onnxruntime-web wasm and onnxruntime-node webgpu"
 cli --adapter @accsgd/onnx-training/conformance --options '{"runtime":"node-cpu"}'
 cli --adapter @accsgd/onnx-training/conformance --options '{"runtime":"web-wasm"}'
