@@ -27,6 +27,7 @@ import {
   resolveOrt,
   scalar,
   sessionOptions,
+  strictPlacement,
 } from './runtime.js';
 
 export interface ParamInput {
@@ -122,10 +123,11 @@ export class OnnxAccSGD {
     options: OnnxAccSGDOptions = {},
   ): Promise<OnnxAccSGD> {
     const ort = resolveOrt(options.ort);
+    const ep = executionProvider(options.executionProvider);
     const resolved = {
-      executionProvider: executionProvider(options.executionProvider),
+      executionProvider: ep,
       nonFinite: nonFinitePolicy(options.nonFinite),
-      strictPlacement: options.strictPlacement === true,
+      strictPlacement: strictPlacement(options.strictPlacement, ep),
       maxCachedSessions: Math.max(1, Math.floor(options.maxCachedSessions ?? 8)),
       sessionOptions: { ...options.sessionOptions },
     };

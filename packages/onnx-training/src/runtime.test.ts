@@ -1,7 +1,8 @@
+import { AccSGDConfigError } from '@accsgd/core';
 import * as ortNode from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
-import { type OrtModule, resolveOrt, SHARED_ORT_SYMBOL, sessionOptions } from './runtime.js';
+import { type OrtModule, resolveOrt, SHARED_ORT_SYMBOL, sessionOptions, strictPlacement } from './runtime.js';
 
 describe('runtime', () => {
   it('accepts both ORT packages as OrtModule without casts (checked by tsc)', () => {
@@ -35,5 +36,16 @@ describe('runtime', () => {
         base: { intraOpNumThreads: 1, executionProviders: ['webgpu'] },
       }),
     ).toEqual({ intraOpNumThreads: 1, executionProviders: ['cpu'] });
+  });
+
+  it("takes strictPlacement only with 'webgpu' (on 'cpu' and 'wasm' ORT would refuse every session)", () => {
+    expect(strictPlacement(true, 'webgpu')).toBe(true);
+    expect(strictPlacement(undefined, 'cpu')).toBe(false);
+    expect(strictPlacement(false, 'wasm')).toBe(false);
+    expect(() => strictPlacement(true, 'cpu')).toThrow(AccSGDConfigError);
+    expect(() => strictPlacement(true, 'wasm')).toThrow(
+      /strictPlacement is true with executionProvider 'wasm', where every node runs on the CPU/,
+    );
+    expect(() => strictPlacement('yes', 'webgpu')).toThrow(/strictPlacement must be true or false/);
   });
 });

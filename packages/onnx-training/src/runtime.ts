@@ -65,6 +65,24 @@ export function executionProvider(value: unknown): ExecutionProvider {
   return value as ExecutionProvider;
 }
 
+/**
+ * The strictPlacement option: it means "no node may fall back to the CPU", which only a GPU
+ * execution provider can satisfy (on 'cpu' or 'wasm' every node is a CPU node, and ORT would refuse
+ * every session).
+ */
+export function strictPlacement(value: unknown, ep: ExecutionProvider): boolean {
+  if (value === undefined || value === false) return false;
+  if (value !== true) throw new AccSGDConfigError('strictPlacement', value, 'true or false');
+  if (ep !== 'webgpu')
+    throw new AccSGDConfigError(
+      'strictPlacement',
+      value,
+      "true only with executionProvider 'webgpu'",
+      `is true with executionProvider '${ep}', where every node runs on the CPU; it proves GPU placement on 'webgpu'`,
+    );
+  return true;
+}
+
 export interface SessionOptionsInput {
   executionProvider: ExecutionProvider;
   /** Fail session creation when a node would fall back to the CPU (ORT's disable_cpu_ep_fallback). */

@@ -92,7 +92,8 @@ function dataTypeProblem(type: number): string | undefined {
   if (
     type === TensorProto_DataType.FLOAT ||
     type === TensorProto_DataType.DOUBLE ||
-    type === TensorProto_DataType.INT64
+    type === TensorProto_DataType.INT64 ||
+    type === TensorProto_DataType.BOOL
   )
     return undefined;
   if (QUANTIZED.has(type)) return `is quantized (${typeName(type)}); quantized models cannot be trained`;
@@ -182,7 +183,12 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
       );
     const problem = dataTypeProblem(t.dataType);
     if (problem)
-      throw new AccSGDConfigError(where, typeName(t.dataType), 'a float32, float64 or int64 tensor', problem);
+      throw new AccSGDConfigError(
+        where,
+        typeName(t.dataType),
+        'a float32, float64, int64 or bool tensor',
+        problem,
+      );
     const expected = t.dims.reduce((a, d) => a * Number(d), 1);
     const values = tensorValues(t);
     if (values === undefined || values.length !== expected)
@@ -190,11 +196,31 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
     noteFloat(t.dataType, where);
     initializers.set(t.name, t);
   }
+  const dimensions = options.dimensions ?? {};
+  if (typeof dimensions !== 'object' || dimensions === null)
+    throw new AccSGDConfigError('dimensions', dimensions, 'an object of sizes, e.g. { batch: 32 }');
+  const symbolic = new Set(
+    g.input.flatMap((v) =>
+      v.type?.value.case === 'tensorType'
+        ? (v.type.value.value.shape?.dim ?? []).flatMap((d) =>
+            d.value.case === 'dimParam' ? [d.value.value] : [],
+          )
+        : [],
+    ),
+  );
+  for (const key of Object.keys(dimensions))
+    if (!symbolic.has(key))
+      throw new AccSGDConfigError(
+        `dimensions.${key}`,
+        dimensions[key],
+        `a symbolic dimension of the model's inputs (${[...symbolic].join(', ') || 'it has none'})`,
+      );
   const inputs: ForwardModel['inputs'] = [];
   for (const v of g.input) {
     if (initializers.has(v.name)) continue;
-    const { type, shape } = staticShape(v, 'input', options.dimensions ?? {});
-    const problem = dataTypeProblem(type);
+    const { type, shape } = staticShape(v, 'input', dimensions);
+    const problem =
+      type === TensorProto_DataType.BOOL ? 'is BOOL; feed masks as int64' : dataTypeProblem(type);
     if (problem)
       throw new AccSGDConfigError(`input "${v.name}"`, typeName(type), 'a float or int64 tensor', problem);
     noteFloat(type, `input "${v.name}"`);
@@ -224,8 +250,8 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
   const graph = new GraphBuilder(floatType, emitted, taken);
   for (const t of g.initializer) {
     const shape = t.dims.map((d) => Number(d));
-    if (t.dataType === TensorProto_DataType.INT64) {
-      graph.declare(t.name, { kind: 'int64', shape });
+    if (t.dataType === TensorProto_DataType.INT64 || t.dataType === TensorProto_DataType.BOOL) {
+      graph.declare(t.name, { kind: t.dataType === TensorProto_DataType.BOOL ? 'bool' : 'int64', shape });
       graph.intConstants.set(t.name, tensorValues(t)!);
     } else graph.declare(t.name, { kind: 'float', shape });
   }

@@ -296,7 +296,7 @@ export interface GradientModel {
   hostInputs: HostInput[];
   hostFeeds: HostFeeds;
   /** Inputs to feed: the batch inputs, the labels (if any), then the parameters (initial values in the forward model). */
-  inputs: { name: string; shape: number[]; type: 'float' | 'int64' }[];
+  inputs: { name: string; shape: number[]; type: 'float32' | 'float64' | 'int64' }[];
   params: { name: string; shape: number[] }[];
   labels: { name: string; shape: number[] } | undefined;
   /** Output names: 'loss', then one gradient per parameter (and per differentiated input). */
@@ -317,10 +317,11 @@ export function buildGradientModel(
   const d = differentiate(bytes, options, options.inputs ?? []);
   const host = hostInputs(d);
   const type = d.forward.floatType as TensorProto_DataType;
+  const float = type === TensorProto_DataType.DOUBLE ? ('float64' as const) : ('float32' as const);
   const feeds = [
-    ...d.forward.inputs,
-    ...(d.labels ? [{ ...d.labels, type: 'float' as const }] : []),
-    ...d.params.map((p) => ({ name: p.name, shape: p.shape, type: 'float' as const })),
+    ...d.forward.inputs.map((i) => ({ ...i, type: i.type === 'int64' ? ('int64' as const) : float })),
+    ...(d.labels ? [{ ...d.labels, type: float }] : []),
+    ...d.params.map((p) => ({ name: p.name, shape: p.shape, type: float })),
   ];
   const gradients = new Map<string, string>();
   const outputs = [tensorInfo(d.loss, [], type)];

@@ -1,5 +1,10 @@
 import { AccSGDConfigError } from '@accsgd/core';
-import { type NodeProto, type TensorProto, TensorProto_DataType } from 'onnx-buf';
+import {
+  AttributeProto_AttributeType,
+  type NodeProto,
+  type TensorProto,
+  TensorProto_DataType,
+} from 'onnx-buf';
 import {
   type AttributeValue,
   attribute,
@@ -67,6 +72,11 @@ export class GraphBuilder {
    */
   readonly hostValues = new Set<string>();
   readonly hostSteps: HostStep[] = [];
+  /**
+   * Per int64 value used as Gather indices: the smallest size they index (a valid index is in
+   * [-size, size)). OnnxTrainer checks batch inputs against it before a step runs.
+   */
+  readonly indexLimits = new Map<string, number>();
   /** Set by inferNode when the node it inferred can run on the host. */
   private hostCandidate: HostStep | undefined;
 
@@ -141,7 +151,7 @@ export class GraphBuilder {
 
   /**
    * Records how an int64-computed value is obtained from its data inputs: folded now when they are
-   * all constants (int64 results only), a host step when some are host values, else left to ORT.
+   * all constants (int64 and bool results), a host step when some are host values, else left to ORT.
    */
   evaluable(
     output: string,
@@ -151,7 +161,7 @@ export class GraphBuilder {
     compute: (values: number[][]) => number[],
   ): void {
     if (inputs.every((n) => this.intConstants.has(n))) {
-      if (kind === 'int64')
+      if (kind !== 'float')
         this.intConstants.set(output, compute(inputs.map((n) => this.intConstants.get(n)!)));
       return;
     }
@@ -285,8 +295,24 @@ function float(shape: number[]): ValueShape {
   return { kind: 'float', shape };
 }
 
+/** Attributes ONNX declares FLOAT: ORT refuses a model that writes them as INT (alpha: 2). */
+const FLOAT_ATTRIBUTES: Readonly<Record<string, readonly string[]>> = {
+  Gemm: ['alpha', 'beta'],
+  LayerNormalization: ['epsilon'],
+  LeakyRelu: ['alpha'],
+};
+
 /** Output shapes of one node, or AccSGDConfigError naming the node. */
 function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuilder): ValueShape[] {
+  for (const name of FLOAT_ATTRIBUTES[node.opType] ?? []) {
+    const a = findAttribute(node, name);
+    if (a && a.type !== AttributeProto_AttributeType.FLOAT)
+      fail(
+        node,
+        index,
+        `has attribute ${name} of type ${AttributeProto_AttributeType[a.type]}; ONNX declares it FLOAT (model-builder: { float: ${Number(a.i)} })`,
+      );
+  }
   const input = (k: number): ValueShape => {
     const name = node.input[k];
     const v = name ? graph.values.get(name) : undefined;
@@ -301,7 +327,8 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
     return v.shape;
   };
   const constant = (k: number): number[] => {
-    const values = graph.intConstants.get(node.input[k] ?? '');
+    const name = node.input[k] ?? '';
+    const values = graph.values.get(name)?.kind === 'int64' ? graph.intConstants.get(name) : undefined;
     if (!values)
       fail(
         node,
@@ -453,6 +480,8 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
         fail(node, index, `has axis ${intAttribute(node, 'axis', 0)} out of range`);
       const out = [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)];
       const idx = graph.intConstants.get(node.input[1]!);
+      const limit = graph.indexLimits.get(node.input[1]!);
+      graph.indexLimits.set(node.input[1]!, Math.min(limit ?? Infinity, data.shape[axis]!));
       if (idx?.some((i) => i < -data.shape[axis]! || i >= data.shape[axis]!))
         fail(node, index, `has an index out of range for axis ${axis} of size ${data.shape[axis]}`);
       if (data.kind === 'float') return [float(out)];
@@ -677,6 +706,10 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
         );
       const shape = t.dims.map((d) => Number(d));
       if (t.dataType === TensorProto_DataType.INT64) return folded(shape, values);
+      if (t.dataType === TensorProto_DataType.BOOL) {
+        graph.intConstants.set(node.output[0]!, values);
+        return [{ kind: 'bool', shape }];
+      }
       if (t.dataType !== graph.floatType)
         fail(node, index, "holds a tensor of another float type than the model's");
       return [float(shape)];

@@ -122,7 +122,7 @@ export function int64Tensor(name: string, dims: readonly number[], values: reado
   });
 }
 
-/** The numbers of a float, double or int64 tensor held in the model (raw or typed fields), or undefined. */
+/** The numbers of a float, double, int64 or bool (0/1) tensor held in the model (raw or typed fields), or undefined. */
 export function tensorValues(t: TensorProto): number[] | undefined {
   const raw = t.rawData;
   const count = t.dims.reduce((a, d) => a * Number(d), 1);
@@ -137,6 +137,9 @@ export function tensorValues(t: TensorProto): number[] | undefined {
     case TensorProto_DataType.INT64:
       if (view) return Array.from({ length: count }, (_, i) => Number(view.getBigInt64(8 * i, true)));
       return t.int64Data.map((v) => Number(v));
+    case TensorProto_DataType.BOOL:
+      if (view) return Array.from({ length: count }, (_, i) => (view.getUint8(i) ? 1 : 0));
+      return t.int32Data.map((v) => (v ? 1 : 0));
     default:
       return undefined;
   }

@@ -195,6 +195,54 @@ describe('models the train step rejects, with AccSGDConfigError, before any sess
     expect(int32.message).toMatch(/casts to data type 6; only the model's float type, int64 and bool/);
   });
 
+  it('accepts inference-mode Dropout with training_mode a constant false: a bool initializer, a bool Constant, a Cast of int 0', () => {
+    const off = create(TensorProtoSchema, {
+      name: 'off',
+      dataType: TensorProto_DataType.BOOL,
+      dims: [],
+      int32Data: [0],
+    });
+    const models = [
+      forwardModel({ ...base, raw: [off], nodes: [base.nodes[0]!, ['Dropout', ['h', '', 'off'], ['y']]] }),
+      forwardModel({
+        ...base,
+        nodes: [
+          base.nodes[0]!,
+          ['Constant', [], ['off'], { value: { ...off, name: '' } }],
+          ['Dropout', ['h', '', 'off'], ['y']],
+        ],
+      }),
+      forwardModel({
+        ...base,
+        nodes: [
+          base.nodes[0]!,
+          ['Constant', [], ['zero'], { value_int: 0 }],
+          ['Cast', ['zero'], ['off'], { to: TensorProto_DataType.BOOL }],
+          ['Dropout', ['h', '', 'off'], ['y']],
+        ],
+      }),
+    ];
+    for (const model of models) {
+      const step = buildTrainStepModel(model, { loss: 'mse' });
+      expect(step.params.map((p) => p.name)).toEqual(['W']);
+    }
+  });
+
+  it("rejects a float attribute written as INT (Gemm's alpha: 2), which ORT would refuse at session creation", async () => {
+    const e = await rejection(forwardModel({ ...base, nodes: [['Gemm', ['x', 'W'], ['y'], { alpha: 2 }]] }));
+    expect(e.message).toMatch(
+      /\(Gemm\) has attribute alpha of type INT; ONNX declares it FLOAT \(model-builder: \{ float: 2 \}\)/,
+    );
+  });
+
+  it('rejects a dimensions key that names no symbolic dimension', async () => {
+    const symbolic = { ...base, inputs: { x: ['batch', 3] }, outputs: { y: ['batch', 3] } };
+    const e = await rejection(forwardModel(symbolic), { dimensions: { batch: 2, batch_size: 4 } });
+    expect(e.message).toMatch(
+      /dimensions.batch_size must be a symbolic dimension of the model's inputs \(batch\)/,
+    );
+  });
+
   it('buildTrainStepModel throws the same errors synchronously', () => {
     expect(() =>
       buildTrainStepModel(forwardModel({ ...base, nodes: [['Conv', ['x', 'W'], ['y']]] }), { loss: 'mse' }),

@@ -53,7 +53,7 @@ describe('OnnxTrainer on a BERT-shaped encoder (int64 token ids, onnxruntime-nod
     await trainer.dispose();
   });
 
-  it('rejects token ids given as floats with AccSGDConfigError naming the input', async () => {
+  it('rejects token ids given as floats or out of the table, and an unknown input, with AccSGDConfigError naming it; nothing changes', async () => {
     const trainer = await OnnxTrainer.create(encoderModel({ batch: B, seq: L }), {
       loss: 'softmax-cross-entropy',
       hyperparams: { lr: 0.05 },
@@ -62,6 +62,16 @@ describe('OnnxTrainer on a BERT-shaped encoder (int64 token ids, onnxruntime-nod
     const { mask, labels } = tokenBatch(1);
     await expect(trainer.step({ ids: new Float32Array(B * L), mask }, labels)).rejects.toThrow(
       /batch\.ids must be a BigInt64Array of 48 elements/,
+    );
+    // A token id outside the embedding table, and an input the model does not have.
+    const { ids } = tokenBatch(1);
+    const outside = ids.slice();
+    outside[5] = BigInt(ENCODER.vocab);
+    await expect(trainer.step({ ids: outside, mask }, labels)).rejects.toThrow(
+      /batch\.ids\[5\] must be an index in \[-11, 10\] \(it selects from an axis of 11\); got 11/,
+    );
+    await expect(trainer.step({ ids, mask, token_type_ids: ids }, labels)).rejects.toThrow(
+      /batch\.token_type_ids must be one of the model's inputs \(ids, mask\)/,
     );
     expect(trainer.stepCount).toBe(0);
     await trainer.dispose();

@@ -22,6 +22,7 @@ import {
   resolveOrt,
   scalar,
   sessionOptions,
+  strictPlacement,
 } from '../runtime.js';
 import { buildTrainStepModel, type TrainStepModel, type TrainStepOptions } from './train-step-model.js';
 
@@ -105,8 +106,8 @@ export class OnnxTrainer {
       throw new AccSGDConfigError('nonFiniteLoss', nonFiniteLoss, "'error' or 'allow'");
     const ort = resolveOrt(options.ort);
     const ep = executionProvider(options.executionProvider);
+    const strict = strictPlacement(options.strictPlacement, ep);
     const trainStep = buildTrainStepModel(forwardModel, options);
-    const strict = options.strictPlacement === true;
     const base = { ...options.sessionOptions };
     const session = await ort.InferenceSession.create(
       trainStep.model,
@@ -153,7 +154,10 @@ export class OnnxTrainer {
     return { ...this.hyper };
   }
 
-  /** Takes effect at the next step; the same session is used (the multipliers are inputs). */
+  /**
+   * Takes effect at the next step; the same session is used (the multipliers are inputs). Throws
+   * AccSGDStateError while a step is still pending: await it first (as OnnxAccSGD).
+   */
   setLearningRate(lr: number): void {
     this.assertOpen();
     this.calls.now('setLearningRate', () => {
@@ -193,6 +197,24 @@ export class OnnxTrainer {
         throw new AccSGDConfigError('batch', batch, `{ ${t.batchInputs.map((i) => i.name).join(', ')} }`);
       for (const input of t.batchInputs)
         expect(input.name, `batch.${input.name}`, batch[input.name], input.shape, input.type);
+      for (const key of Object.keys(batch))
+        if (!t.batchInputs.some((i) => i.name === key))
+          throw new AccSGDConfigError(
+            `batch.${key}`,
+            'an array',
+            `one of the model's inputs (${t.batchInputs.map((i) => i.name).join(', ')})`,
+          );
+      for (const { input, size } of t.indexLimits) {
+        // ORT would fail inside Gather with an untyped error (or ScatterND write out of bounds).
+        const ids = batch[input] as BigInt64Array;
+        const bad = ids.findIndex((v) => v < -size || v >= size);
+        if (bad >= 0)
+          throw new AccSGDConfigError(
+            `batch.${input}[${bad}]`,
+            ids[bad],
+            `an index in [${-size}, ${size - 1}] (it selects from an axis of ${size})`,
+          );
+      }
       const host = t.hostFeeds(batch);
       for (const h of t.hostInputs) {
         const data = host[h.name]!;

@@ -41,6 +41,8 @@ export interface TrainStepModel {
    */
   hostInputs: HostInput[];
   hostFeeds: HostFeeds;
+  /** int64 batch inputs used as Gather indices, and the size they index: valid values are in [-size, size). */
+  indexLimits: { input: string; size: number }[];
   /** The labels input ('mse' and 'softmax-cross-entropy'), or undefined for 'scalar'. */
   labels: { name: string; shape: number[] } | undefined;
   params: TrainStepParam[];
@@ -138,6 +140,10 @@ export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStep
     })),
     hostInputs: host.inputs,
     hostFeeds: host.feeds,
+    indexLimits: d.forward.inputs.flatMap((i) => {
+      const size = g.indexLimits.get(i.name);
+      return size === undefined ? [] : [{ input: i.name, size }];
+    }),
     labels: d.labels,
     params,
     coefficients,
