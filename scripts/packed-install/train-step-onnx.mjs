@@ -4,12 +4,21 @@
 // tell whether token 1 occurs, then exported and run at another batch size.
 import assert from 'node:assert/strict';
 import { OnnxTrainer } from '@accsgd/onnx-training';
-import { encodeModel, floatInitializer, int64Initializer, node, valueInfo } from '@accsgd/onnx-training/model-builder';
+import {
+  encodeModel,
+  floatInitializer,
+  int64Initializer,
+  node,
+  valueInfo,
+} from '@accsgd/onnx-training/model-builder';
 import * as ort from 'onnxruntime-node';
 
 const [V, D, T, B] = [6, 8, 4, 16];
 let seed = 7;
-const random = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+const random = () => {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return (seed / 2 ** 32) * 2 - 1;
+};
 const model = encodeModel({
   name: 'token_classifier',
   nodes: [
@@ -56,7 +65,9 @@ for (let step = 0; step < 80; step++) {
 const exported = await trainer.exportModel();
 await trainer.dispose();
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-console.log(`loss: first 10 steps ${mean(losses.slice(0, 10)).toFixed(4)}, last 10 ${mean(losses.slice(-10)).toFixed(4)}`);
+console.log(
+  `loss: first 10 steps ${mean(losses.slice(0, 10)).toFixed(4)}, last 10 ${mean(losses.slice(-10)).toFixed(4)}`,
+);
 assert.ok(mean(losses.slice(-10)) < mean(losses.slice(0, 10)) / 2, 'the loss falls by more than half');
 
 const session = await ort.InferenceSession.create(exported);

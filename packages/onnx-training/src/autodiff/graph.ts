@@ -461,7 +461,7 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       const shape = constant(0);
       const t = findAttribute(node, 'value')?.t;
       const values = t ? tensorValues(t) : [0];
-      if (!values || values.length !== 1) fail(node, index, 'has a value that is not one float or int64');
+      if (values?.length !== 1) fail(node, index, 'has a value that is not one float or int64');
       const type = t?.dataType ?? TensorProto_DataType.FLOAT;
       if (type === TensorProto_DataType.INT64)
         return folded([...shape], new Array<number>(size(shape)).fill(values[0]!));
