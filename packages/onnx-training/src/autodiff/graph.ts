@@ -794,6 +794,25 @@ function eachIndex(shape: readonly number[], visit: (index: number[]) => void): 
   }
 }
 
+/**
+ * Elementwise ops on int64 (and bool, as 0/1) values, as ONNX defines them; int64 Div truncates
+ * toward zero, as ONNX Runtime's integer division does.
+ */
+const INT_OPS: Readonly<Record<string, (x: number, y: number) => number>> = {
+  Add: (x, y) => x + y,
+  Sub: (x, y) => x - y,
+  Mul: (x, y) => x * y,
+  // + 0: an int64 has no -0 (Math.trunc(-0.5) is -0).
+  Div: (x, y) => Math.trunc(x / y) + 0,
+  Equal: (x, y) => Number(x === y),
+  Greater: (x, y) => Number(x > y),
+  GreaterOrEqual: (x, y) => Number(x >= y),
+  Less: (x, y) => Number(x < y),
+  LessOrEqual: (x, y) => Number(x <= y),
+  And: (x, y) => Number(x !== 0 && y !== 0),
+  Or: (x, y) => Number(x !== 0 || y !== 0),
+};
+
 function broadcastInts(
   op: string,
   a: number[],
@@ -802,17 +821,25 @@ function broadcastInts(
   bShape: number[],
   out: number[],
 ): number[] {
-  const at = (values: number[], shape: number[], index: number[]) => {
+  const apply = INT_OPS[op];
+  if (!apply) throw new Error(`internal: no int64 evaluation of ${op}`);
+  // Per operand: the stride of each output axis into it (0 where it is broadcast).
+  const strided = (shape: number[]) => {
     const st = strides(shape);
-    const offset = index.length - shape.length;
-    return values[shape.reduce((s, d, i) => s + (d === 1 ? 0 : index[i + offset]!) * st[i]!, 0)]!;
+    const offset = out.length - shape.length;
+    return out.map((_, i) => (i < offset || shape[i - offset] === 1 ? 0 : st[i - offset]!));
   };
+  const sa = strided(aShape);
+  const sb = strided(bShape);
   const result: number[] = [];
   eachIndex(out, (index) => {
-    const x = at(a, aShape, index);
-    const y = at(b, bShape, index);
-    // int64 Div truncates toward zero, as ONNX Runtime's integer division does.
-    result.push(op === 'Add' ? x + y : op === 'Sub' ? x - y : op === 'Mul' ? x * y : Math.trunc(x / y));
+    let ia = 0;
+    let ib = 0;
+    for (let i = 0; i < index.length; i++) {
+      ia += index[i]! * sa[i]!;
+      ib += index[i]! * sb[i]!;
+    }
+    result.push(apply(a[ia]!, b[ib]!));
   });
   return result;
 }
