@@ -3,6 +3,7 @@ import * as ortNode from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import type { OrtModule } from '../runtime.js';
 import { encoderModel, mlpModel, random, tokenBatch } from '../test-support/forward-models.js';
+import { lockstep } from '../test-support/lockstep.js';
 import { webgpuUnavailable } from '../test-support/webgpu.js';
 import { type Batch, OnnxTrainer, type OnnxTrainerOptions } from './onnx-trainer.js';
 
@@ -31,23 +32,10 @@ async function gpuAgainstCpu(
     strictPlacement: true,
   });
   const cpu = await OnnxTrainer.create(model, { ...options, ort, executionProvider: 'cpu' });
-  let loss = 0;
-  for (const { batch, labels } of batches) {
-    const a = await gpu.step(batch, labels);
-    const b = await cpu.step(batch, labels);
-    loss = Math.max(loss, Math.abs(a - b) / Math.abs(b));
-  }
-  const g = await gpu.read();
-  const c = await cpu.read();
-  let params = 0;
-  for (const name of gpu.paramNames) {
-    const mine = g.params.get(name)!;
-    const theirs = c.params.get(name)!;
-    for (let i = 0; i < mine.length; i++) params = Math.max(params, Math.abs(mine[i]! - theirs[i]!));
-  }
+  const worst = await lockstep(gpu, cpu, batches);
   await gpu.dispose();
   await cpu.dispose();
-  return { loss, params };
+  return worst;
 }
 
 suite('OnnxTrainer on onnxruntime-node webgpu', () => {
