@@ -66,8 +66,13 @@ export function resolveHyperparams(
   for (const name of HYPERPARAM_NAMES) {
     resolved[name] = pick(name) as number;
   }
-  return validateHyperparams(resolved);
+  return validateHyperparams(resolved, {
+    given: HYPERPARAM_NAMES.filter((name) => source[name] !== undefined),
+  });
 }
+
+/** A number as people write it: 9.799999999999999 is 9.8 (six significant digits). */
+const human = (x: number): string => String(Number(x.toPrecision(6)));
 
 /**
  * Validates a complete set of hyperparameters and returns it unchanged. With
@@ -76,7 +81,14 @@ export function resolveHyperparams(
  */
 export function validateHyperparams(
   h: Hyperparams,
-  options: { precision?: 'float32' | 'float64' } = {},
+  options: {
+    precision?: 'float32' | 'float64';
+    /**
+     * The fields the caller set (the rest are defaults or inherited): when kappa, xi and
+     * smallConst do not fit together, the error names one the caller set, not a default.
+     */
+    given?: readonly (keyof Hyperparams)[];
+  } = {},
 ): Hyperparams {
   for (const name of HYPERPARAM_NAMES) {
     const value = h[name];
@@ -99,16 +111,29 @@ export function validateHyperparams(
   const ratio = (h.smallConst * h.smallConst * h.xi) / h.kappa;
   const beta = 1 - (1 - ratio);
   if (!(beta > 0 && beta <= 1)) {
-    const maxXi = h.kappa / (h.smallConst * h.smallConst);
+    // Blame a field the caller set: xi first (the usual culprit), then kappa, then smallConst.
+    const given = options.given ?? HYPERPARAM_NAMES;
+    const field = (['xi', 'kappa', 'smallConst'] as const).find((f) => given.includes(f)) ?? 'xi';
+    const shown = (f: keyof Hyperparams) =>
+      `${f} = ${human(h[f])}${given.includes(f) ? '' : ' (the default)'}`;
+    const others = (['kappa', 'xi', 'smallConst'] as const)
+      .filter((f) => f !== field)
+      .map(shown)
+      .join(' and ');
+    const limit = {
+      xi: { bound: `<= kappa / smallConst^2 = ${human(h.kappa / (h.smallConst * h.smallConst))}` },
+      kappa: { bound: `>= smallConst^2 * xi = ${human(h.smallConst * h.smallConst * h.xi)}` },
+      smallConst: { bound: `<= sqrt(kappa / xi) = ${human(Math.sqrt(h.kappa / h.xi))}` },
+    }[field].bound;
     const why =
       beta > 1
-        ? `so xi must be <= kappa / smallConst^2 = ${maxXi}`
+        ? `so ${field} must be ${limit}`
         : `and 1 - alpha rounds to ${beta} in float64; raise xi or lower kappa`;
     throw new AccSGDConfigError(
-      'xi',
-      h.xi,
-      `<= kappa / smallConst^2 = ${maxXi}`,
-      `is out of range for kappa = ${h.kappa} and smallConst = ${h.smallConst}: beta = smallConst^2 * xi / kappa = ${ratio} must be in (0, 1], ${why}`,
+      field,
+      h[field],
+      beta > 1 ? limit : 'a value for which beta = smallConst^2 * xi / kappa is in (0, 1]',
+      `is out of range for ${others}: beta = smallConst^2 * xi / kappa = ${human(ratio)} must be in (0, 1], ${why}`,
     );
   }
   const largeLr = (h.lr * h.kappa) / h.smallConst;

@@ -811,3 +811,25 @@ describe('OrderedCalls', () => {
     ]);
   });
 });
+
+describe('a step count at 2^53 - 1', () => {
+  it('refuses the step that would take it past what a state file records, changing nothing', async () => {
+    const { AccSGD } = await import('./optimizer.js');
+    const { decodeState, encodeState } = await import('./state-file.js');
+    const p = new Float32Array([1, 2]);
+    const opt = new AccSGD([p], { lr: 0.1 });
+    opt.step([new Float32Array([1, 1])]);
+    const state = decodeState(opt.exportState());
+    state.groups[0]!.step = Number.MAX_SAFE_INTEGER;
+    opt.importState(encodeState(state));
+    const before = { params: Array.from(p), state: opt.exportState() };
+    expect(() => opt.step([new Float32Array([1, 1])])).toThrow(AccSGDStateError);
+    expect(() => opt.step([new Float32Array([1, 1])])).toThrow(
+      /group 0 has taken 9007199254740991 steps, the most a step count can hold exactly/,
+    );
+    expect(Array.from(p)).toEqual(before.params);
+    // Nothing changed: the count is still one a state file can write, and the same file comes back.
+    expect(opt.exportState()).toEqual(before.state);
+    expect(decodeState(opt.exportState()).groups[0]!.step).toBe(Number.MAX_SAFE_INTEGER);
+  });
+});

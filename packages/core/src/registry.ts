@@ -487,6 +487,13 @@ export class ParameterRegistry {
         first: this.present[index] === 0,
       });
     }
+    // A step count past 2^53 - 1 is no longer exact, and no state file could record it: refuse
+    // the step that would take a group there, before the adapter changes anything.
+    for (const { group } of work)
+      if (this.groups[group]!.step >= Number.MAX_SAFE_INTEGER)
+        throw new AccSGDStateError(
+          `group ${group} has taken ${this.groups[group]!.step} steps, the most a step count can hold exactly (Number.MAX_SAFE_INTEGER = 2^53 - 1) and a state file can record; expected a group with fewer steps (import a state with a smaller step count)`,
+        );
     const coefficients = this.groups.map((g) => fusedCoefficients(g.hyperparams));
     return { work, coefficients, generation: this.generation };
   }
