@@ -15,7 +15,8 @@ import {
   relativeError,
   resolveHyperparams,
 } from '@accsgd/core';
-import { type GoldenCase, listGoldenCases, loadGoldenCase } from './vectors.js';
+import type { GoldenCase } from './golden-format.js';
+import { listGoldenCases, loadGoldenCase } from './golden-source.js';
 
 /** One row of a conformance report. */
 export interface CheckResult {
