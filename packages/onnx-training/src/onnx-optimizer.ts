@@ -66,6 +66,19 @@ export interface OnnxAccSGDOptions {
 
 type Gradient = Float32Array | Float64Array;
 
+const OPTION_KEYS = [
+  'ort',
+  'executionProvider',
+  'nonFinite',
+  'strictPlacement',
+  'maxCachedSessions',
+  'sessionOptions',
+] as const satisfies readonly (keyof OnnxAccSGDOptions)[];
+
+/** ORT's Tensor refuses views of a SharedArrayBuffer (untyped); a copy is what the caller meant. */
+const unshared = (a: Float32Array): Float32Array =>
+  typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer ? a.slice() : a;
+
 /**
  * AccSGD on ONNX Runtime. Each step runs one ONNX graph of standard ai.onnx Mul and Add nodes
  * (buildUpdateGraph) over every parameter that has a gradient, with the six float32 multipliers of
@@ -97,6 +110,12 @@ export class OnnxAccSGD {
   private readonly sessions = new Map<string, Promise<OrtSession>>();
   private readonly helpers = new Map<string, Promise<OrtSession>>();
   private disposed = false;
+  /**
+   * Tensors this optimizer has disposed (replaced by a step, freed by dispose): a handle kept from
+   * paramTensor() past its step is refused by download() with a typed error; reading a disposed
+   * GPU tensor would throw a RangeError in ORT and can crash the process.
+   */
+  private readonly retired = new WeakSet<OrtTensor>();
 
   private constructor(
     registry: ParameterRegistry,
@@ -122,14 +141,31 @@ export class OnnxAccSGD {
     defaults: HyperparamsInput,
     options: OnnxAccSGDOptions = {},
   ): Promise<OnnxAccSGD> {
+    if (typeof options !== 'object' || options === null || Array.isArray(options))
+      throw new AccSGDConfigError('options', options, `an object of options (${OPTION_KEYS.join(', ')})`);
+    for (const key of Object.keys(options))
+      if (!(OPTION_KEYS as readonly string[]).includes(key))
+        throw new AccSGDConfigError(
+          `options.${key}`,
+          (options as Record<string, unknown>)[key],
+          `one of ${OPTION_KEYS.join(', ')}`,
+          `is not an OnnxAccSGD option (expected one of ${OPTION_KEYS.join(', ')})`,
+        );
     const ort = resolveOrt(options.ort);
     const ep = executionProvider(options.executionProvider);
+    const maxCachedSessions = options.maxCachedSessions ?? 8;
+    // NaN or a string would make the eviction test (size > max) always false: no eviction at all.
+    if (!Number.isSafeInteger(maxCachedSessions) || maxCachedSessions < 1)
+      throw new AccSGDConfigError('maxCachedSessions', maxCachedSessions, 'an integer >= 1');
+    const extra = options.sessionOptions;
+    if (extra !== undefined && (typeof extra !== 'object' || extra === null || Array.isArray(extra)))
+      throw new AccSGDConfigError('sessionOptions', extra, 'an object of ONNX Runtime session options');
     const resolved = {
       executionProvider: ep,
       nonFinite: nonFinitePolicy(options.nonFinite),
       strictPlacement: strictPlacement(options.strictPlacement, ep),
-      maxCachedSessions: Math.max(1, Math.floor(options.maxCachedSessions ?? 8)),
-      sessionOptions: { ...options.sessionOptions },
+      maxCachedSessions,
+      sessionOptions: { ...extra },
     };
     const { registry, initial } = readGroups(groups, defaults);
     const optimizer = new OnnxAccSGD(registry, ort, resolved);
@@ -175,8 +211,7 @@ export class OnnxAccSGD {
   step(
     grads: Readonly<Record<string, Gradient | null | undefined>> | readonly (Gradient | null | undefined)[],
   ): Promise<StepResult> {
-    return this.calls.run(async () => {
-      this.assertOpen();
+    return this.queue(async () => {
       const plan = this.registry.planStep<unknown>(grads);
       const work: { index: number; group: number; first: boolean; grad: Float32Array }[] = [];
       for (const { index, name, group, first, grad } of plan.work) {
@@ -194,7 +229,7 @@ export class OnnxAccSGD {
           index,
           group,
           first,
-          grad: grad instanceof Float32Array ? grad : new Float32Array(grad),
+          grad: grad instanceof Float32Array ? unshared(grad) : new Float32Array(grad),
         });
       }
       if (this.nonFinite !== 'allow') {
@@ -237,8 +272,9 @@ export class OnnxAccSGD {
       const outputs = await session.run(used);
       // The run succeeded: from here nothing can fail. Replace and dispose the old tensors.
       for (const { index } of work) {
-        this.params[index]!.dispose();
-        this.buffers[index]?.dispose();
+        this.retire(this.params[index]!);
+        const buffer = this.buffers[index];
+        if (buffer) this.retire(buffer);
         this.params[index] = outputs[names.newParam(index)]!;
         this.buffers[index] = outputs[names.newBuffer(index)]!;
       }
@@ -249,8 +285,7 @@ export class OnnxAccSGD {
 
   /** Copies of every parameter and buffer (null before a parameter's first step), as float32. */
   read(): Promise<{ params: Map<string, Float32Array>; buffers: Map<string, Float32Array | null> }> {
-    return this.calls.run(async () => {
-      this.assertOpen();
+    return this.queue(async () => {
       const params = new Map<string, Float32Array>();
       const buffers = new Map<string, Float32Array | null>();
       for (let i = 0; i < this.registry.size; i++) {
@@ -265,8 +300,7 @@ export class OnnxAccSGD {
 
   /** The state file of SPEC §4 (a safetensors file of the momentum buffers and the groups). */
   exportState(): Promise<Uint8Array> {
-    return this.calls.run(async () => {
-      this.assertOpen();
+    return this.queue(async () => {
       const copies = new Map<number, Float32Array>();
       for (let i = 0; i < this.registry.size; i++) {
         const buffer = this.buffers[i];
@@ -281,8 +315,7 @@ export class OnnxAccSGD {
    * AccSGDStateError and changes nothing.
    */
   importState(bytes: Uint8Array): Promise<void> {
-    return this.calls.run(async () => {
-      this.assertOpen();
+    return this.queue(async () => {
       const plan = this.registry.planImport(decodeState(bytes));
       const incoming: { index: number; data: Float32Array }[] = [];
       plan.buffers.forEach((stored, index) => {
@@ -304,7 +337,7 @@ export class OnnxAccSGD {
       // Everything is checked and uploaded: from here nothing can fail.
       this.registry.commitImport(plan);
       this.buffers.forEach((b, i) => {
-        b?.dispose();
+        if (b) this.retire(b);
         this.buffers[i] = null;
       });
       incoming.forEach(({ index }, k) => {
@@ -313,7 +346,10 @@ export class OnnxAccSGD {
     });
   }
 
-  /** Releases every session and tensor, after pending calls settle; later calls throw. Safe to call twice. */
+  /**
+   * Releases every session and tensor once the calls made before it have taken effect (a step
+   * made just before dispose() still applies); calls made after it throw. Safe to call twice.
+   */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
@@ -321,7 +357,7 @@ export class OnnxAccSGD {
     const sessions = [...this.sessions.values(), ...this.helpers.values()];
     this.sessions.clear();
     this.helpers.clear();
-    for (const t of [...this.params, ...this.buffers]) t?.dispose();
+    for (const t of [...this.params, ...this.buffers]) if (t) this.retire(t);
     this.params.length = 0;
     this.buffers.fill(null);
     await Promise.all(sessions.map((s) => s.then((x) => x.release()).catch(() => undefined)));
@@ -342,6 +378,15 @@ export class OnnxAccSGD {
     gpuOutputs: readonly string[] = [],
   ): Promise<OrtSession> {
     this.assertOpen();
+    return this.helper(key, model, gpuOutputs);
+  }
+
+  /** helperSession for this class's own calls, which may still run while dispose() waits for them. */
+  private helper(
+    key: string,
+    model: () => Uint8Array,
+    gpuOutputs: readonly string[] = [],
+  ): Promise<OrtSession> {
     let session = this.helpers.get(key);
     if (!session) {
       session = this.ort.InferenceSession.create(
@@ -361,9 +406,13 @@ export class OnnxAccSGD {
 
   /** Copies a tensor of this optimizer's runtime to the CPU (through an Identity session on the GPU). */
   async download(tensor: OrtTensor): Promise<Float32Array> {
+    if (this.retired.has(tensor))
+      throw new AccSGDStateError(
+        'this tensor was disposed: a paramTensor() handle is valid until the next step, import or dispose that replaces it; call paramTensor() again for the current one',
+      );
     if (tensor.location === 'cpu') return Float32Array.from(tensor.data as Float32Array);
     // Never tensor.getData() on a GPU tensor: in Node that aborts the process.
-    const identity = await this.helperSession('download', buildIdentityModel);
+    const identity = await this.helper('download', buildIdentityModel);
     const { y } = await identity.run({ x: tensor });
     try {
       return Float32Array.from(y!.data as Float32Array);
@@ -376,7 +425,7 @@ export class OnnxAccSGD {
   private async upload(values: readonly Float32Array[]): Promise<OrtTensor[]> {
     const cpu = values.map((v) => new this.ort.Tensor('float32', v, [v.length]));
     if (this.executionProvider !== 'webgpu') return cpu;
-    const identity = await this.helperSession('upload', buildIdentityModel, ['y']);
+    const identity = await this.helper('upload', buildIdentityModel, ['y']);
     const out: OrtTensor[] = [];
     try {
       for (const t of cpu) out.push((await identity.run({ x: t })).y!);
@@ -422,6 +471,20 @@ export class OnnxAccSGD {
   private assertOpen(): void {
     if (this.disposed) throw new AccSGDStateError('this OnnxAccSGD has been disposed');
   }
+
+  /**
+   * Queues a call if the optimizer is open when the call is made (not when it starts): dispose()
+   * waits for the calls made before it, so `p = opt.step(g); opt.dispose()` applies the step.
+   */
+  private queue<T>(call: () => Promise<T>): Promise<T> {
+    if (this.disposed) return Promise.reject(new AccSGDStateError('this OnnxAccSGD has been disposed'));
+    return this.calls.run(call);
+  }
+
+  private retire(tensor: OrtTensor): void {
+    this.retired.add(tensor);
+    tensor.dispose();
+  }
 }
 
 /** The registry of the groups, and each parameter's initial values as float32. */
@@ -459,6 +522,12 @@ function readGroups(
           );
         if (data.length === 0)
           throw new AccSGDConfigError(`groups[${g}].params[${k}].data`, data, 'at least one element');
+        if (Array.isArray(data)) {
+          // Float32Array.from would turn {} or '1' into NaN or 1 without a word.
+          const bad = data.findIndex((v) => typeof v !== 'number');
+          if (bad >= 0)
+            throw new AccSGDConfigError(`groups[${g}].params[${k}].data[${bad}]`, data[bad], 'a number');
+        }
         initial.push(Float32Array.from(data));
         return {
           ...(param.name === undefined ? {} : { name: param.name }),

@@ -53,6 +53,21 @@ suite('OnnxAccSGD on onnxruntime-node webgpu', () => {
     await opt.dispose();
   });
 
+  it('download() of a paramTensor kept past its step is AccSGDStateError, never a read of freed GPU memory', async () => {
+    // Before: a RangeError from ORT, then a segfault of the process in 2 of 4 runs.
+    const opt = await create();
+    const stale = opt.paramTensor('b');
+    await opt.step(grads(0));
+    for (let k = 0; k < 4; k++)
+      await expect(opt.download(stale)).rejects.toThrow(
+        /^this tensor was disposed: a paramTensor\(\) handle is valid until the next step/,
+      );
+    const current = await opt.download(opt.paramTensor('b'));
+    expect(Array.from(current)).toEqual(Array.from((await opt.read()).params.get('b')!));
+    await opt.dispose();
+    await expect(opt.download(stale)).rejects.toThrow(/this tensor was disposed/);
+  });
+
   it("matches core's float32 AccSGD (bit-identical here; the contract is SPEC §3's bound)", async () => {
     // strictPlacement: every session is created with disable_cpu_ep_fallback, so the update, the
     // Identity uploads and read-backs all run on the WebGPU EP or fail.
