@@ -20,13 +20,35 @@ and for each parameter p with a gradient g::
 Beyond the reference it counts, per group, the steps in which at least one member had a gradient
 (``group["step"]``), which the state file carries.
 
-``save_state`` and ``load_state`` write and read the state file with the standard library, torch
+``AccSGD(..., foreach=True)`` takes the multi-tensor path instead: per group (and per device and
+dtype), six ``torch._foreach_*`` operations over all the group's tensors at once, in the fused form
+of SPEC.md section 2.1 (multipliers formed in float64, each rounded once to the tensors' dtype)::
+
+    buf = alpha * buf + beta * (1 - large_lr * weight_decay) * p - beta * large_lr * g
+    p   = zeta * (1 - lr * weight_decay) * p - zeta * lr * g + (1 - zeta) * buf
+
+It leaves ``p.grad`` as it was (weight decay enters through the multipliers), and agrees with the
+per-parameter path within SPEC.md section 3's float32 bound; it is the path to use on GPUs and
+with many tensors. Both paths are plain ``torch.optim.Optimizer`` code, so ``AccSGD`` runs
+unchanged under ``DistributedDataParallel`` (which averages gradients before ``step``) and as the
+``optimizer_class`` of ``torch.distributed.optim.ZeroRedundancyOptimizer`` (which gives each rank
+an ``AccSGD`` over its shard).
+
+``save_state`` and ``load_state`` write and read the state file (for a ZeroRedundancyOptimizer too:
+``save_state`` consolidates the shards into one file, ``load_state`` gives each rank its part of
+one file, whatever the number of ranks that wrote it) with the standard library, torch
 and numpy (which torch depends on), without the safetensors package (Debian has no
 python3-safetensors). The file is a plain safetensors file, so the
 ``safetensors`` package reads it too. ``read_state`` is strict and bounded like the JavaScript
 reader (a differential test feeds both the same damaged files), and ``load_state`` is
 all-or-nothing: it checks the whole file against the optimizer before changing anything, and
 raises ``StateError`` saying what is wrong.
+
+``save_weights``/``read_weights``/``load_weights`` move a module's ``state_dict`` tensors by name
+through a plain safetensors file (what ``encodeSafetensors`` in @accsgd/core writes and reads), and
+``read_onnx_initializers`` reads the float initializers of an ONNX model (``OnnxTrainer``'s
+``exportModel()``) under their names, which ``torch.onnx.export`` takes from the ``state_dict``.
+``parameter_names`` gives the state-file names of an optimizer's parameters in a module.
 """
 
 import json
@@ -48,8 +70,8 @@ _HYPERPARAMS = ("lr", "kappa", "xi", "small_const", "weight_decay")
 
 
 class AccSGD(Optimizer):
-    def __init__(self, params, lr, kappa=1000.0, xi=10.0, small_const=0.7, weight_decay=0.0):
-        defaults = dict(lr=lr, kappa=kappa, xi=xi, small_const=small_const, weight_decay=weight_decay)
+    def __init__(self, params, lr, kappa=1000.0, xi=10.0, small_const=0.7, weight_decay=0.0, *, foreach=False):
+        defaults = dict(lr=lr, kappa=kappa, xi=xi, small_const=small_const, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):
@@ -63,33 +85,68 @@ class AccSGD(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            weight_decay = group["weight_decay"]
-            large_lr = (group["lr"] * group["kappa"]) / group["small_const"]
-            alpha = 1.0 - (group["small_const"] * group["small_const"] * group["xi"]) / group["kappa"]
-            beta = 1.0 - alpha
-            zeta = group["small_const"] / (group["small_const"] + beta)
-            stepped = False
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                stepped = True
-                d_p = p.grad
-                if weight_decay != 0:
-                    d_p.add_(p, alpha=weight_decay)
-                state = self.state[p]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self.state[p] for p in params]
+            for p, state in zip(params, states):
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = p.clone().detach()
-                buf = state["momentum_buffer"]
-                buf.mul_((1.0 / beta) - 1.0)
-                buf.add_(d_p, alpha=-large_lr)
-                buf.add_(p)
-                buf.mul_(beta)
-                p.add_(d_p, alpha=-group["lr"])
-                p.mul_(zeta)
-                p.add_(buf, alpha=1.0 - zeta)
-            if stepped:
-                group["step"] += 1
+            update = _multi_tensor_accsgd if group.get("foreach") else _single_tensor_accsgd
+            update(params, [p.grad for p in params], [s["momentum_buffer"] for s in states], group)
+            group["step"] += 1
         return loss
+
+
+def _coefficients(group):
+    """SPEC.md section 2's per-group coefficients, in float64 (Python floats)."""
+    large_lr = (group["lr"] * group["kappa"]) / group["small_const"]
+    alpha = 1.0 - (group["small_const"] * group["small_const"] * group["xi"]) / group["kappa"]
+    beta = 1.0 - alpha
+    zeta = group["small_const"] / (group["small_const"] + beta)
+    return large_lr, alpha, beta, zeta
+
+
+def _single_tensor_accsgd(params, grads, bufs, group):
+    """The reference's seven in-place operations per parameter (weight decay added into the gradient)."""
+    large_lr, _, beta, zeta = _coefficients(group)
+    weight_decay = group["weight_decay"]
+    for p, d_p, buf in zip(params, grads, bufs):
+        if weight_decay != 0:
+            d_p.add_(p, alpha=weight_decay)
+        buf.mul_((1.0 / beta) - 1.0)
+        buf.add_(d_p, alpha=-large_lr)
+        buf.add_(p)
+        buf.mul_(beta)
+        p.add_(d_p, alpha=-group["lr"])
+        p.mul_(zeta)
+        p.add_(buf, alpha=1.0 - zeta)
+
+
+def _multi_tensor_accsgd(params, grads, bufs, group):
+    """SPEC.md section 2.1's fused form as six multi-tensor operations per device and dtype."""
+    large_lr, alpha, beta, zeta = _coefficients(group)
+    lr, weight_decay = group["lr"], group["weight_decay"]
+    buf_from_param = beta * (1.0 - large_lr * weight_decay)
+    buf_from_grad = -beta * large_lr
+    param_from_param = zeta * (1.0 - lr * weight_decay)
+    param_from_grad = -zeta * lr
+    param_from_buf = 1.0 - zeta
+    # _foreach_* kernels take one device and dtype per call; mixed groups split.
+    batches = {}
+    for p, g, buf in zip(params, grads, bufs):
+        batch = batches.setdefault((p.device, p.dtype), ([], [], []))
+        batch[0].append(p)
+        batch[1].append(g)
+        batch[2].append(buf)
+    for ps, gs, bs in batches.values():
+        # The buffer first, from the parameters before this step.
+        torch._foreach_mul_(bs, alpha)
+        torch._foreach_add_(bs, ps, alpha=buf_from_param)
+        torch._foreach_add_(bs, gs, alpha=buf_from_grad)
+        torch._foreach_mul_(ps, param_from_param)
+        torch._foreach_add_(ps, gs, alpha=param_from_grad)
+        torch._foreach_add_(ps, bs, alpha=param_from_buf)
 
 
 class StateError(ValueError):
@@ -104,35 +161,71 @@ def _names(optimizer, names):
     return params, names
 
 
-def save_state(optimizer, path, names=None):
+def _is_zero(optimizer):
+    """Whether this is a torch.distributed.optim.ZeroRedundancyOptimizer (without importing it eagerly)."""
+    return hasattr(optimizer, "consolidate_state_dict") and hasattr(optimizer, "optim")
+
+
+def save_state(optimizer, path, names=None, to=0):
     """Writes the optimizer's groups and momentum buffers as an accsgd-state file.
 
-    ``names`` are the parameters' names in group order (default "0", "1", ..., as in a state_dict).
+    ``names`` are the parameters' names in group order (default "0", "1", ..., as in a state_dict;
+    ``parameter_names(module, optimizer)`` gives a module's state_dict names).
+
+    For a ZeroRedundancyOptimizer (over AccSGD) this is a collective: every rank must call it. The
+    shards are consolidated on rank ``to`` (``consolidate_state_dict``, as PyTorch saves), which
+    writes the one file; the other ranks write nothing. A group's step count is the largest any
+    rank's shard counted (the same on every rank under DDP, where every parameter gets a gradient).
+    Returns whether this process wrote the file.
     """
     params, names = _names(optimizer, names)
+    if _is_zero(optimizer):
+        optimizer.consolidate_state_dict(to=to)
+        if optimizer.rank != to:
+            return False
+        consolidated = optimizer.state_dict()  # global parameter indices, as in _names's order
+        steps = [
+            max(local["param_groups"][i].get("step", 0) for local in optimizer._all_state_dicts)
+            for i in range(len(optimizer.param_groups))
+        ]
+        settings = [dict(group, step=step) for group, step in zip(consolidated["param_groups"], steps)]
+        buffers = {i: s.get("momentum_buffer") for i, s in consolidated["state"].items() if s is not None}
+        buffers = [buffers.get(i) for i in range(len(params))]
+    else:
+        settings = optimizer.param_groups
+        buffers = [optimizer.state.get(p, {}).get("momentum_buffer") for p in params]
     groups, k = [], 0
-    for i, group in enumerate(optimizer.param_groups):
-        record = {key: float(group[key]) for key in _HYPERPARAMS}
+    for i, (group, setting) in enumerate(zip(optimizer.param_groups, settings)):
+        record = {key: float(setting[key]) for key in _HYPERPARAMS}
         record["params"] = names[k : k + len(group["params"])]
-        record["step"] = int(group.get("step", 0))
+        record["step"] = int(setting.get("step", 0))
         try:
             _check_hyperparams(i, record)
         except StateError as error:
             raise ValueError(f"no reader would accept this state: {error}") from None
         groups.append(record)
         k += len(group["params"])
-    header = {"__metadata__": {"format": FORMAT, "format_version": FORMAT_VERSION, "param_groups": json.dumps(groups)}}
-    blobs, offset = [], 0
-    for name, p in zip(names, params):
-        buf = optimizer.state.get(p, {}).get("momentum_buffer")
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "param_groups": json.dumps(groups)}
+    tensors = {}
+    for name, buf in zip(names, buffers):
         if buf is None:
             continue
-        dtype = {torch.float32: "F32", torch.float64: "F64"}.get(buf.dtype)
-        if dtype is None:
+        if buf.dtype not in (torch.float32, torch.float64):
             raise ValueError(f'the buffer of "{name}" is {buf.dtype}; the state file holds float32 or float64')
+        tensors[name + BUFFER_SUFFIX] = buf
+    _write_safetensors(path, tensors, metadata)
+    return True
+
+
+def _write_safetensors(path, tensors, metadata=None):
+    """A safetensors file of float32/float64 tensors (little-endian, packed, header padded to 8 bytes)."""
+    header = {"__metadata__": metadata} if metadata is not None else {}
+    blobs, offset = [], 0
+    for name, tensor in tensors.items():
+        dtype = {torch.float32: "F32", torch.float64: "F64"}[tensor.dtype]
         little_endian = {"F32": "<f4", "F64": "<f8"}[dtype]
-        data = buf.detach().cpu().contiguous().numpy().astype(little_endian, copy=False).tobytes()
-        header[name + BUFFER_SUFFIX] = {"dtype": dtype, "shape": list(buf.shape), "data_offsets": [offset, offset + len(data)]}
+        data = tensor.detach().cpu().contiguous().numpy().astype(little_endian, copy=False).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -221,12 +314,8 @@ def _check_hyperparams(i, group):
         raise StateError(f"param_groups[{i}]: lr * kappa / small_const overflows")
 
 
-def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
-    """Parses an accsgd-state file: (groups, {name: tensor}). Raises StateError.
-
-    It follows the rules of @accsgd/core's decodeState (SPEC.md section 4); a differential test
-    feeds both the same damaged files and requires the same verdict on each.
-    """
+def _read_safetensors(path, max_header_bytes):
+    """The checks every safetensors file of ours passes: (metadata, [(begin, end, key, dtype, shape)], data, start)."""
     if sys.byteorder != "little":
         raise StateError("reading state files needs a little-endian host")
     with open(path, "rb") as f:
@@ -284,7 +373,21 @@ def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
         position = end
     if position != body:
         raise StateError(f"{body - position} bytes after the last tensor")
+    return metadata, spans, data, 8 + header_length
 
+
+def _tensor(data, start, begin, end, dtype, shape):
+    raw = bytearray(data[start + begin : start + end])
+    return torch.frombuffer(raw, dtype=dtype).reshape(shape) if raw else torch.zeros(shape, dtype=dtype)
+
+
+def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
+    """Parses an accsgd-state file: (groups, {name: tensor}). Raises StateError.
+
+    It follows the rules of @accsgd/core's decodeState (SPEC.md section 4); a differential test
+    feeds both the same damaged files and requires the same verdict on each.
+    """
+    metadata, spans, data, start = _read_safetensors(path, max_header_bytes)
     if metadata.get("format") != FORMAT:
         raise StateError(f'__metadata__.format is not "{FORMAT}"')
     if metadata.get("format_version") != FORMAT_VERSION:
@@ -314,15 +417,13 @@ def read_state(path, max_header_bytes=MAX_HEADER_BYTES):
         _check_hyperparams(i, group)
 
     tensors = {}
-    start = 8 + header_length
     for begin, end, key, dtype, shape in spans:
         if not key.endswith(BUFFER_SUFFIX):
             raise StateError(f'tensor "{key}" is not named <param>{BUFFER_SUFFIX}')
         name = key[: -len(BUFFER_SUFFIX)]
         if name not in owner:
             raise StateError(f'tensor "{key}" belongs to no parameter group')
-        raw = bytearray(data[start + begin : start + end])
-        tensors[name] = torch.frombuffer(raw, dtype=dtype).reshape(shape) if raw else torch.zeros(shape, dtype=dtype)
+        tensors[name] = _tensor(data, start, begin, end, dtype, shape)
     return groups, tensors
 
 
@@ -332,6 +433,10 @@ def load_state(optimizer, path, names=None):
     The file's groups must hold the optimizer's parameters, group by group, in any order within a
     group (``names`` as for save_state); buffers take each parameter's dtype and must have its
     shape. Hyperparameters and step counts come from the file, as in load_state_dict.
+
+    For a ZeroRedundancyOptimizer (over AccSGD), every rank reads the whole file and keeps the
+    buffers of its own shard (through its ``load_state_dict``), so one file, written by any number
+    of ranks or by another adapter, loads into any number of ranks. Not a collective.
     """
     params, names = _names(optimizer, names)
     groups, tensors = read_state(path)
@@ -354,6 +459,26 @@ def load_state(optimizer, path, names=None):
             raise StateError(f'buffer "{name}{BUFFER_SUFFIX}" has shape {list(tensor.shape)}; the parameter has {list(p.shape)}')
         buffers[p] = tensor.to(dtype=p.dtype, device=p.device).clone()
     # Everything checked: now change the optimizer.
+    if _is_zero(optimizer):
+        index = {p: i for i, p in enumerate(params)}
+        optimizer.load_state_dict(
+            {
+                "state": {index[p]: {"momentum_buffer": buf} for p, buf in buffers.items()},
+                "param_groups": [
+                    dict(
+                        {key: float(record[key]) for key in _HYPERPARAMS},
+                        step=record["step"],
+                        params=[index[p] for p in group["params"]],
+                    )
+                    for record, group in zip(groups, optimizer.param_groups)
+                ],
+            }
+        )
+        # load_state_dict keeps the local state of parameters that the file gives no buffer.
+        for p in optimizer.optim.state:
+            if p not in buffers:
+                optimizer.optim.state[p].pop("momentum_buffer", None)
+        return
     for record, group in zip(groups, optimizer.param_groups):
         for key in _HYPERPARAMS:
             group[key] = float(record[key])
@@ -364,3 +489,146 @@ def load_state(optimizer, path, names=None):
             state["momentum_buffer"] = buffers[p]
         else:
             state.pop("momentum_buffer", None)
+
+
+def parameter_names(module, optimizer):
+    """The state_dict names (in ``module``, or the module inside a DistributedDataParallel) of the
+    optimizer's parameters, in group order: the ``names`` of save_state and load_state."""
+    module = getattr(module, "module", module)
+    by_tensor = {p: name for name, p in module.named_parameters()}
+    names = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p not in by_tensor:
+                raise ValueError(f"a parameter of shape {list(p.shape)} in the optimizer is not a parameter of the module")
+            names.append(by_tensor[p])
+    return names
+
+
+def save_weights(module, path):
+    """Writes the module's floating-point state_dict (parameters and float buffers such as running
+    means) as a plain safetensors file under the state_dict names. Integer buffers (BatchNorm's
+    num_batches_tracked) are left out: the format holds F32 and F64."""
+    module = getattr(module, "module", module)
+    tensors = {name: t for name, t in module.state_dict().items() if t.dtype in (torch.float32, torch.float64)}
+    _write_safetensors(path, tensors)
+
+
+def read_weights(path, max_header_bytes=MAX_HEADER_BYTES):
+    """{name: tensor} from a safetensors file of F32/F64 tensors (any metadata). Raises StateError."""
+    _, spans, data, start = _read_safetensors(path, max_header_bytes)
+    return {key: _tensor(data, start, begin, end, dtype, shape) for begin, end, key, dtype, shape in spans}
+
+
+def load_weights(module, tensors):
+    """Copies ``{name: tensor}`` (read_weights, read_onnx_initializers) into the module by state_dict
+    name: all or nothing. Every parameter of the module must be there with its shape; other names
+    must be float entries of the state_dict (tensors of an ONNX model that are no state_dict entry,
+    such as constants, are skipped when ``tensors`` came from read_onnx_initializers). Values take the
+    module's dtype and device."""
+    module = getattr(module, "module", module)
+    state = module.state_dict()
+    missing = [name for name, _ in module.named_parameters() if name not in tensors]
+    if missing:
+        raise StateError(f"no weights for the parameters {missing}")
+    for name, tensor in tensors.items():
+        if name not in state:
+            if getattr(tensors, "onnx", False):
+                continue
+            raise StateError(f'"{name}" is not in the module\'s state_dict')
+        if tuple(tensor.shape) != tuple(state[name].shape):
+            raise StateError(f'"{name}" has shape {list(tensor.shape)}; the module has {list(state[name].shape)}')
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            if name in state:
+                state[name].copy_(tensor)
+
+
+class _Initializers(dict):
+    onnx = True
+
+
+def _varint(data, i):
+    value, shift = 0, 0
+    while True:
+        if i >= len(data):
+            raise StateError("the ONNX model ends inside a varint")
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _fields(data):
+    """(field number, wire type, value) of one protobuf message; length-delimited values as bytes."""
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(data, i)
+        elif wire == 1:
+            value, i = data[i : i + 8], i + 8
+        elif wire == 2:
+            length, i = _varint(data, i)
+            value, i = data[i : i + length], i + length
+        elif wire == 5:
+            value, i = data[i : i + 4], i + 4
+        else:
+            raise StateError(f"the ONNX model has protobuf wire type {wire}, which ONNX does not use")
+        if i > len(data):
+            raise StateError("the ONNX model ends inside a field")
+        yield number, wire, value
+
+
+_ONNX_FLOAT, _ONNX_DOUBLE = 1, 11
+
+
+def read_onnx_initializers(path):
+    """{name: tensor} of the float32/float64 initializers of an ONNX model file (the graph's own,
+    with data inside the file), without the onnx package. ``torch.onnx.export`` names a module's
+    initializers by their state_dict names, and OnnxTrainer.exportModel() keeps them."""
+    with open(path, "rb") as f:
+        model = f.read()
+    graph = next((value for number, wire, value in _fields(model) if number == 7 and wire == 2), None)
+    if graph is None:
+        raise StateError(f"{path} has no graph: not an ONNX model")
+    tensors = _Initializers()
+    for number, wire, value in _fields(graph):
+        if number != 5 or wire != 2:  # GraphProto.initializer
+            continue
+        dims, data_type, name, raw, floats, doubles, external = [], 0, None, None, [], [], False
+        for n, w, v in _fields(value):
+            if n == 1:  # dims, packed or not
+                if w == 2:
+                    j = 0
+                    while j < len(v):
+                        d, j = _varint(v, j)
+                        dims.append(d)
+                else:
+                    dims.append(v)
+            elif n == 2:
+                data_type = v
+            elif n == 8:
+                name = v.decode("utf-8")
+            elif n == 9:
+                raw = v
+            elif n == 4:
+                floats.append(v if w == 2 else struct.pack("<I", int.from_bytes(v, "little")))
+            elif n == 10:
+                doubles.append(v)
+            elif n == 14 and v == 1:
+                external = True
+        if data_type not in (_ONNX_FLOAT, _ONNX_DOUBLE) or name is None:
+            continue
+        if external:
+            raise StateError(f'initializer "{name}" keeps its data outside the model file')
+        dtype = torch.float32 if data_type == _ONNX_FLOAT else torch.float64
+        payload = raw if raw is not None else b"".join(floats if data_type == _ONNX_FLOAT else doubles)
+        size = 4 if data_type == _ONNX_FLOAT else 8
+        if len(payload) != math.prod(dims) * size:
+            raise StateError(f'initializer "{name}" has {len(payload)} bytes for shape {dims}')
+        tensors[name] = _tensor(payload, 0, 0, len(payload), dtype, dims)
+    return tensors
