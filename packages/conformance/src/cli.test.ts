@@ -74,10 +74,23 @@ describe('accsgd-conformance CLI', () => {
     expect(code).toBe(1);
     expect(stdout).toMatch(/^ {2}golden +3 passed, 10 failed {2}worst error\/bound [\d.]+e\+5$/m);
     expect(stdout).toMatch(/^ {2}state file +2 passed, {2}0 failed$/m);
-    expect(stdout).toContain('failures:\n  FAIL golden: defaults (error 6.66e-3, bound 2.15e-6');
-    expect(stdout).not.toContain('FAIL state file');
+    // The first line after the title says where the adapter first left the truth.
+    expect(stdout.split('\n')[1]).toBe(
+      'first divergence: golden: defaults, step 1, param "w" left its bound: error 6.66e-3, 3.1e+3x the bound 2.15e-6; also out of bound at that step: buffer of "w", param "b", buffer of "b"',
+    );
+    // 31 failed checks, 10 causes: the resume and bad-input checks that replay a failed trajectory
+    // are folded into its entry.
     expect(stdout).toContain(
-      'diagnosis: this looks like the known mistake "zero-buffer-init": momentum buffer initialised to zeros',
+      'failures (31 checks, 10 distinct failures):\n  FAIL golden: defaults (error 6.66e-3, bound 2.15e-6',
+    );
+    expect(stdout.match(/^ {2}FAIL /gm)).toHaveLength(10);
+    expect(stdout).not.toContain('FAIL state file');
+    expect(stdout).not.toContain('FAIL bad input');
+    expect(stdout).toContain(
+      'diagnosis: this matches the known mistake "zero-buffer-init": momentum buffer initialised to zeros',
+    );
+    expect(stdout).toContain(
+      "(the suite's mutant fails the same 31 checks at the same steps, with the same errors to 3 digits)",
     );
     expect(stdout).toContain('mutant/zero-buffer-init (float32): 20 passed, 31 failed');
     expect(stdout).not.toContain('\u001b[');

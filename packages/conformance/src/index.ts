@@ -6,7 +6,14 @@ export type {
   ConformanceSession,
   ConformanceSnapshot,
 } from '@accsgd/core';
-export { type Diagnosis, diagnose, formatDiagnosis } from './diagnose.js';
+export {
+  DIAGNOSIS_MAX_FACTOR,
+  type Diagnosis,
+  describeEvidence,
+  diagnose,
+  formatDiagnosis,
+  type SignatureMatch,
+} from './diagnose.js';
 export {
   type Found,
   findChromium,
@@ -21,13 +28,21 @@ export {
 } from './environment.js';
 export { GOLDEN_CASE_SPECS, generateGoldenCases } from './golden-cases.js';
 export { loadAdapter } from './load-adapter.js';
-export { CHECK_FAMILIES, type FormatOptions, formatReport } from './report.js';
+export {
+  CHECK_FAMILIES,
+  type FormatOptions,
+  firstDivergence,
+  formatReport,
+  groupFailures,
+} from './report.js';
 export {
   type CheckResult,
   type ConformanceCheck,
   ConformanceFailure,
   type ConformanceReport,
   conformanceChecks,
+  type Divergence,
+  type OutOfBound,
   type RunOptions,
   runChecks,
   runConformance,

@@ -12,6 +12,8 @@ import {
   runModule,
 } from '../../../scripts/readme-blocks.mjs';
 import { findPyTorch, pytorchRequired } from './environment.js';
+import { conformanceChecks } from './runner.js';
+import { listGoldenCases } from './vectors.js';
 
 /**
  * The README's blocks run as written, from a scratch project inside this package (so that
@@ -68,6 +70,25 @@ describe('README.md of @accsgd/conformance', () => {
     expect(names).toContain('CPU optimizer, float64 > golden: defaults');
     expect(names).toContain('AccSGD conformance > core/float32 > in use: defaults');
   }, 200_000);
+});
+
+describe('README.md of @accsgd/conformance: the counts it states', () => {
+  const text = readFileSync(readme, 'utf8').replace(/\s+/g, ' ');
+
+  it('states the number of golden trajectories that the vectors hold', async () => {
+    const cases = await listGoldenCases();
+    expect(text).toContain(`**Golden vectors** (\`vectors/*.safetensors\`): ${cases.length} trajectories`);
+  });
+
+  it('says the number of checks is computed, and quotes the count conformanceChecks() gives', async () => {
+    expect(text).not.toMatch(/runs \d+ checks/);
+    expect(text).toContain('runs every check of `conformanceChecks()`, a number computed');
+    expect(text).toContain(`\`${(await conformanceChecks()).length} passed, 0 failed\` with this release`);
+  });
+
+  it('says to install it as a dev dependency', () => {
+    expect(text).toContain('`npm install --save-dev @accsgd/conformance`');
+  });
 });
 
 describe("README.md of the repository: every JavaScript block is an excerpt or some package's", () => {

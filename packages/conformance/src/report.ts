@@ -52,6 +52,8 @@ export function formatReport(report: ConformanceReport, options: FormatOptions =
   const headline = `${report.adapter} (${report.dtype}): ${report.results.length - failures.length} passed, ${failures.length} failed${skipped ? ` (${skipped} skipped: not applicable)` : ''}`;
 
   out.push(c.bold(`${report.adapter} (${report.dtype})`));
+  const first = firstDivergence(report);
+  if (first) out.push(c.red(first));
   if (options.verbose) {
     const table = new Table({
       head: ['check', 'result', 'max rel. error', 'bound', 'ms', 'detail'],
@@ -90,21 +92,97 @@ export function formatReport(report: ConformanceReport, options: FormatOptions =
   }
 
   if (failures.length && !options.verbose) {
-    out.push('', c.bold('failures:'));
-    for (const r of failures) {
-      const x = ratio(r);
+    const groups = groupFailures(failures);
+    out.push(
+      '',
+      c.bold(
+        groups.length === failures.length
+          ? 'failures:'
+          : `failures (${plural(failures.length, 'check')}, ${plural(groups.length, 'distinct failure')}):`,
+      ),
+    );
+    for (const [r, ...same] of groups) {
+      const x = ratio(r!);
       const numbers =
-        r.maxError !== undefined && r.bound !== undefined
-          ? ` (error ${fmt(r.maxError)}, bound ${fmt(r.bound)}${x === undefined ? '' : `, ${short(x)}x the bound`})`
+        r!.maxError !== undefined && r!.bound !== undefined
+          ? ` (error ${fmt(r!.maxError)}, bound ${fmt(r!.bound)}${x === undefined ? '' : `, ${short(x)}x the bound`})`
           : '';
-      out.push(`  ${c.red('FAIL')} ${r.check}${numbers}`, `       ${r.detail}`);
+      out.push(`  ${c.red('FAIL')} ${r!.check}${numbers}`, `       ${r!.detail}`);
+      if (same.length)
+        out.push(
+          `       the same failure (same step, tensor and error) in ${plural(same.length, 'more check')}: ${summarize(same)}`,
+        );
     }
   }
 
   if (options.diagnosis !== false) {
-    const diagnosis = formatDiagnosis(diagnose(report));
+    const diagnosis = formatDiagnosis(diagnose(report), report);
     if (diagnosis) out.push('', c.yellow(diagnosis));
   }
   out.push(failures.length ? c.red(headline) : c.green(headline));
   return out.join('\n');
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** Failures with one cause: the same trajectory leaving its bound at the same step with the same error. */
+function causeOf(r: CheckResult): string | undefined {
+  const d = r.divergence;
+  return d && `${d.case}|${d.step}|${d.tensor}|${d.quantity}|${d.error}|${d.bound}`;
+}
+
+/**
+ * Failures grouped by cause, in report order: a resume check and the bad-input checks replay a
+ * golden trajectory, so one mistake in it fails them all with the same numbers.
+ */
+export function groupFailures(failures: CheckResult[]): CheckResult[][] {
+  const groups: CheckResult[][] = [];
+  const byCause = new Map<string, CheckResult[]>();
+  for (const r of failures) {
+    const cause = causeOf(r);
+    const group = cause === undefined ? undefined : byCause.get(cause);
+    if (group) group.push(r);
+    else {
+      const fresh = [r];
+      groups.push(fresh);
+      if (cause !== undefined) byCause.set(cause, fresh);
+    }
+  }
+  return groups;
+}
+
+/** Check names, one family's many collapsed to a count ("11 bad input checks"). */
+function summarize(results: CheckResult[]): string {
+  const byFamily = new Map<string, string[]>();
+  for (const r of results) byFamily.set(family(r.check), [...(byFamily.get(family(r.check)) ?? []), r.check]);
+  return [...byFamily]
+    .map(([f, names]) => (names.length <= 2 ? names.join(', ') : `${names.length} ${f} checks`))
+    .join(', ');
+}
+
+/**
+ * One line naming where the adapter first left the truth: among the failed trajectories the one that
+ * diverged at the earliest step (the first in report order on a tie), its parameter or buffer, and
+ * by how much; for a report whose failures are all rule checks, the first of them.
+ */
+export function firstDivergence(report: ConformanceReport): string | undefined {
+  const failures = report.results.filter((r) => !r.passed);
+  if (!failures.length) return undefined;
+  let first: CheckResult | undefined;
+  for (const r of failures)
+    if (r.divergence && (!first || r.divergence.step < first.divergence!.step)) first = r;
+  if (!first) return `first failure: ${failures[0]!.check}: ${failures[0]!.detail}`;
+  const d = first.divergence!;
+  const what = d.quantity === 'param' ? `param "${d.tensor}"` : `buffer of "${d.tensor}"`;
+  const by =
+    d.error === undefined
+      ? d.quantity === 'buffer'
+        ? 'is present or absent wrongly'
+        : 'is missing'
+      : `left its bound: error ${fmt(d.error)}, ${short(d.error / d.bound!)}x the bound ${fmt(d.bound)}`;
+  const others = d.outOfBound
+    .slice(1)
+    .map((o) => (o.quantity === 'param' ? `param "${o.tensor}"` : `buffer of "${o.tensor}"`));
+  const where = first.check.endsWith(`: ${d.case}`) ? first.check : `${first.check} (case "${d.case}")`;
+  return `first divergence: ${where}, step ${d.step}, ${what} ${by}${others.length ? `; also out of bound at that step: ${others.join(', ')}` : ''}`;
 }

@@ -30,7 +30,31 @@ export interface CheckResult {
   detail: string;
   /** The check does not apply: the adapter lacks an optional part of the contract (detail says which). */
   skipped?: boolean;
+  /** For a trajectory that left its bound: where it first did. */
+  divergence?: Divergence;
   ms: number;
+}
+
+/** One parameter's value or momentum buffer compared with the truth after a step. */
+export interface OutOfBound {
+  tensor: string;
+  quantity: 'param' | 'buffer';
+  /** Relative error and the bound it exceeded; absent when the buffer is missing or present wrongly. */
+  error?: number;
+  bound?: number;
+}
+
+/**
+ * The first step of a golden trajectory at which the adapter left the truth: the tensor and
+ * quantity (parameter or momentum buffer) found first, and every other one out of bound at that step.
+ */
+export interface Divergence extends OutOfBound {
+  /** The golden case the trajectory comes from (a bad-input check replays `defaults`). */
+  case: string;
+  /** 1-based step of the case. */
+  step: number;
+  /** Every parameter and buffer out of bound at that step, in the problem's order (the first is this). */
+  outOfBound: OutOfBound[];
 }
 
 export interface ConformanceReport {
@@ -61,6 +85,7 @@ export class ConformanceFailure extends Error {
     message: string,
     readonly maxError?: number,
     readonly bound?: number,
+    readonly divergence?: Divergence,
   ) {
     super(message);
   }
@@ -73,10 +98,12 @@ class ErrorTracker {
   private worstRatio = -1;
   /** floors[t - 1]: each parameter's accuracy floor after step t (SPEC §3). */
   private readonly floors: Map<string, number>[];
+  private readonly caseName: string;
   constructor(
     private readonly dtype: ConformanceDType,
     c: GoldenCase,
   ) {
+    this.caseName = c.name;
     // The floor of a tensor after step t uses the largest sum of |multipliers| its group has had
     // in steps 1..t, following the case's learning-rate changes.
     const hyper = c.problem.groups.map((g) => [g.hyperparams]);
@@ -92,46 +119,90 @@ class ErrorTracker {
     });
   }
 
-  /** Compares a snapshot with the truth after `step`; throws on the first violation. */
+  /**
+   * Compares a snapshot with the truth after `step`; throws on a violation, naming the first one and
+   * listing every parameter and buffer out of bound at that step (which of the two left its bound
+   * is what points at the buffer update or the parameter update).
+   */
   compare(got: ConformanceSnapshot, truth: ConformanceSnapshot, step: number, context: string): void {
     const bound = accuracyBound(this.dtype, step);
+    const violations: { failure: ConformanceFailure; out: OutOfBound }[] = [];
     for (const [name, expected] of Object.entries(truth.params)) {
       const floor = this.floors[step - 1]?.get(name) ?? 0;
-      this.check(got.params[name], expected, bound, floor, `${context}, step ${step}, param "${name}"`);
+      const param = this.check(
+        got.params[name],
+        expected,
+        bound,
+        floor,
+        `${context}, step ${step}, param "${name}"`,
+      );
+      if (param)
+        violations.push({ failure: param, out: { tensor: name, quantity: 'param', ...numbers(param) } });
       const expectedBuffer = truth.buffers[name] ?? null;
       const gotBuffer = got.buffers[name] ?? null;
       if ((expectedBuffer === null) !== (gotBuffer === null)) {
-        throw new ConformanceFailure(
-          `${context}, step ${step}: buffer of "${name}" is ${gotBuffer ? 'present' : 'absent'}, expected ${expectedBuffer ? 'present' : 'absent (no gradient yet)'}`,
+        violations.push({
+          failure: new ConformanceFailure(
+            `${context}, step ${step}: buffer of "${name}" is ${gotBuffer ? 'present' : 'absent'}, expected ${expectedBuffer ? 'present' : 'absent (no gradient yet)'}`,
+          ),
+          out: { tensor: name, quantity: 'buffer' },
+        });
+      } else if (expectedBuffer && gotBuffer) {
+        const buffer = this.check(
+          gotBuffer,
+          expectedBuffer,
+          bound,
+          floor,
+          `${context}, step ${step}, buffer of "${name}"`,
         );
+        if (buffer)
+          violations.push({ failure: buffer, out: { tensor: name, quantity: 'buffer', ...numbers(buffer) } });
       }
-      if (expectedBuffer && gotBuffer)
-        this.check(gotBuffer, expectedBuffer, bound, floor, `${context}, step ${step}, buffer of "${name}"`);
     }
+    const [first] = violations;
+    if (!first) return;
+    const others = violations.slice(1).map(({ out }) => describeOutOfBound(out));
+    throw new ConformanceFailure(
+      others.length
+        ? `${first.failure.message}; also out of bound at step ${step}: ${others.join(', ')}`
+        : first.failure.message,
+      first.failure.maxError,
+      first.failure.bound,
+      { case: this.caseName, step, ...first.out, outOfBound: violations.map((v) => v.out) },
+    );
   }
 
+  /** The violation of one tensor against its truth, or undefined when within the bound. */
   private check(
     got: Float64Array | undefined,
     truth: Float64Array,
     bound: number,
     floor: number,
     where: string,
-  ): void {
-    if (!got) throw new ConformanceFailure(`${where}: missing from read()`);
+  ): ConformanceFailure | undefined {
+    if (!got) return new ConformanceFailure(`${where}: missing from read()`);
     const error = relativeError(got, truth, floor);
     if (error / bound > this.worstRatio) {
       this.worstRatio = error / bound;
       this.maxError = error;
       this.bound = bound;
     }
-    if (!(error <= bound)) {
-      throw new ConformanceFailure(
-        `${where}: relative error ${error.toExponential(3)} exceeds the bound ${bound.toExponential(3)} (${describeWorst(got, truth)})`,
-        error,
-        bound,
-      );
-    }
+    if (error <= bound) return undefined;
+    return new ConformanceFailure(
+      `${where}: relative error ${error.toExponential(3)} exceeds the bound ${bound.toExponential(3)} (${describeWorst(got, truth)})`,
+      error,
+      bound,
+    );
   }
+}
+
+function numbers(failure: ConformanceFailure): { error?: number; bound?: number } {
+  return failure.maxError === undefined ? {} : { error: failure.maxError, bound: failure.bound };
+}
+
+function describeOutOfBound(out: OutOfBound): string {
+  const what = out.quantity === 'param' ? `param "${out.tensor}"` : `buffer of "${out.tensor}"`;
+  return out.error === undefined ? `${what} (presence)` : `${what} (error ${out.error.toExponential(2)})`;
 }
 
 function describeWorst(got: Float64Array, truth: Float64Array): string {
@@ -680,6 +751,7 @@ export async function runChecks(
         passed: false,
         maxError: failure?.maxError,
         bound: failure?.bound,
+        ...(failure?.divergence ? { divergence: failure.divergence } : {}),
         detail: failure
           ? failure.message
           : `threw ${(error as Error)?.name ?? typeof error}: ${(error as Error)?.message ?? String(error)}`,

@@ -36,7 +36,8 @@ type Variant =
   | 'stale-parameters-in-use'
   | 'accepts-unknown-hyperparameters'
   | 'ignores-imported-step-counts'
-  | 'mutates-caller-gradient';
+  | 'mutates-caller-gradient'
+  | 'skips-first-buffer-update';
 
 export const MUTANT_DESCRIPTIONS: Record<Exclude<Variant, `correct-${string}`>, string> = {
   'beta-for-alpha': 'buf <- beta*buf + ... : beta used where alpha belongs',
@@ -54,6 +55,8 @@ export const MUTANT_DESCRIPTIONS: Record<Exclude<Variant, `correct-${string}`>, 
   'ignores-imported-step-counts':
     "a state import restores buffers and hyperparameters but not the groups' step counts",
   'mutates-caller-gradient': "weight decay added into the caller's gradient in place, as the reference does",
+  'skips-first-buffer-update':
+    "a tensor's first step only creates the buffer (a copy of p) and updates p from it, skipping the buffer update",
 };
 
 /**
@@ -76,6 +79,7 @@ export const MUTANT_CAUGHT_BY: Record<
   'accepts-unknown-hyperparameters': { checks: /^bad input: open with an unknown key/, numeric: false },
   'ignores-imported-step-counts': { checks: /^state file: round trip/, numeric: false },
   'mutates-caller-gradient': { checks: /^(golden|resume): weight-decay/, numeric: false },
+  'skips-first-buffer-update': { checks: /^(golden|resume)/, numeric: true },
 };
 
 const f = Math.fround;
@@ -86,6 +90,7 @@ function stepTensor(
   p: Float32Array,
   g: Float32Array,
   buf: Float32Array,
+  skipBufferUpdate = false,
 ): void {
   let { largeLr, alpha, beta, zeta } = deriveCoefficients(h);
   if (variant === 'float32-coefficients') {
@@ -118,7 +123,7 @@ function stepTensor(
     1 - zeta,
   ].map(f) as [number, number, number, number, number, number];
   for (let i = 0; i < p.length; i++) {
-    const b = f(f(f(c[0] * buf[i]!) + f(c[1] * p[i]!)) + f(c[2] * g[i]!));
+    const b = skipBufferUpdate ? buf[i]! : f(f(f(c[0] * buf[i]!) + f(c[1] * p[i]!)) + f(c[2] * g[i]!));
     buf[i] = b;
     let next = f(f(f(c[3] * p[i]!) + f(c[4] * g[i]!)) + f(c[5] * b));
     if (variant === 'weight-decay-after-update') next = f(next - f(f(h.lr * h.weightDecay) * next));
@@ -169,6 +174,7 @@ function emulatedAdapter(variant: Variant): ConformanceAdapter {
               grad = new Float64Array(p.length);
             if (!grad) continue;
             let buf = buffers.get(name);
+            const firstStep = !buf;
             if (!buf) {
               buf = variant === 'zero-buffer-init' ? new Float32Array(p.length) : Float32Array.from(p);
               buffers.set(name, buf);
@@ -178,7 +184,8 @@ function emulatedAdapter(variant: Variant): ConformanceAdapter {
               for (let i = 0; i < grad.length; i++) grad[i] = f(grad[i]! + f(f(h.weightDecay) * p[i]!));
               stepTensor(variant, { ...h, weightDecay: 0 }, p, Float32Array.from(grad), buf);
             } else {
-              stepTensor(variant, h, p, Float32Array.from(grad), buf);
+              const skip = variant === 'skips-first-buffer-update' && firstStep;
+              stepTensor(variant, h, p, Float32Array.from(grad), buf, skip);
             }
             touched.add(groupOf.get(name)!);
           }
@@ -267,6 +274,7 @@ export const staleParametersInUse = () => emulatedAdapter('stale-parameters-in-u
 export const acceptsUnknownHyperparameters = () => emulatedAdapter('accepts-unknown-hyperparameters');
 export const ignoresImportedStepCounts = () => emulatedAdapter('ignores-imported-step-counts');
 export const mutatesCallerGradient = () => emulatedAdapter('mutates-caller-gradient');
+export const skipsFirstBufferUpdate = () => emulatedAdapter('skips-first-buffer-update');
 
 /** Export name of each mutant factory, for the CLI's --export. */
 export const MUTANT_EXPORTS: Record<keyof typeof MUTANT_DESCRIPTIONS, string> = {
@@ -282,4 +290,5 @@ export const MUTANT_EXPORTS: Record<keyof typeof MUTANT_DESCRIPTIONS, string> = 
   'accepts-unknown-hyperparameters': 'acceptsUnknownHyperparameters',
   'ignores-imported-step-counts': 'ignoresImportedStepCounts',
   'mutates-caller-gradient': 'mutatesCallerGradient',
+  'skips-first-buffer-update': 'skipsFirstBufferUpdate',
 };
