@@ -71,6 +71,59 @@ export interface ForwardModelOptions {
    * train step is built for static shapes.
    */
   dimensions?: Readonly<Record<string, number>>;
+  /**
+   * The value the loss is taken of: a declared output or any value a node computes (the logits
+   * inside a model whose declared output is a sigmoid or a post-processing step). Default: the
+   * model's only output. Nodes it does not depend on are left out of the train step.
+   */
+  output?: string;
+  /**
+   * The leading dimension of every batch input (and so of the labels), whether the export named it
+   * (dim_param) or fixed it (torch.onnx.export without dynamic_axes writes 1). A Reshape whose
+   * constant shape hard-codes the exported batch size is rewritten to the new one.
+   */
+  batchSize?: number;
+  /**
+   * Initializers to train: names, RegExps or globs (`*` any run of characters, `?` one), or one of
+   * them alone. Default: every float initializer. Every entry must match at least one.
+   */
+  trainable?: string | RegExp | readonly (string | RegExp)[];
+}
+
+/** A name pattern: a RegExp, or a string that is an exact name or a glob with `*` and `?`. */
+export function namePattern(pattern: string | RegExp): (name: string) => boolean {
+  if (pattern instanceof RegExp) {
+    // A global or sticky RegExp keeps lastIndex between test() calls: match with a copy without them.
+    const re = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
+    return (name) => re.test(name);
+  }
+  if (!/[*?]/.test(pattern)) return (name) => name === pattern;
+  const re = new RegExp(
+    `^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`,
+  );
+  return (name) => re.test(name);
+}
+
+/**
+ * The names `spec` selects among `names` (in their order); AccSGDConfigError naming `field` for a
+ * spec that is not a name, RegExp or glob (or an array of them), or an entry that matches nothing.
+ */
+export function selectNames(
+  names: readonly string[],
+  spec: unknown,
+  field: string,
+  what: string,
+): string[] {
+  const entries = Array.isArray(spec) ? (spec as unknown[]) : [spec];
+  const matchers = entries.map((entry) => {
+    if (!(typeof entry === 'string' || entry instanceof RegExp) || entry === '')
+      throw new AccSGDConfigError(field, entry, `a ${what} name, a RegExp or a glob such as "*.bias"`);
+    const match = namePattern(entry);
+    if (!names.some(match))
+      throw new AccSGDConfigError(field, entry, `a name or pattern matching a ${what} (${names.join(', ')})`);
+    return match;
+  });
+  return names.filter((n) => matchers.some((m) => m(n)));
 }
 
 /** A validated forward model: its decoded proto (a private copy), inputs, outputs and every value's shape. */
@@ -82,8 +135,15 @@ export interface ForwardModel {
   graph: GraphBuilder;
   /** Graph inputs that are not initializers (the batch), with their static shapes. */
   inputs: { name: string; shape: number[]; type: 'float' | 'int64' }[];
+  /** The model's declared outputs. */
   outputs: string[];
+  /** The value the loss is taken of (options.output, or the only declared output). */
+  output: string;
   initializers: Map<string, TensorProto>;
+  /** The trainable initializers' names, in the model's order. */
+  trainable: string[];
+  /** Opset imports of other domains that forward-only nodes use (copied into generated models). */
+  otherOpsets: { domain: string; version: bigint }[];
 }
 
 const typeName = (t: number) => DATA_TYPE_NAMES[t] ?? `data type ${t}`;
@@ -135,27 +195,64 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
       `an ai.onnx opset from ${MIN_OPSET} to ${MAX_OPSET}`,
     );
 
-  // Ops first: an unsupported or custom op is the most useful thing to report.
-  g.node.forEach((node, i) => {
+  const output = options.output ?? (g.output.length === 1 ? g.output[0]!.name : undefined);
+  const produced = new Set([
+    ...g.node.flatMap((n) => n.output),
+    ...g.input.map((v) => v.name),
+    ...g.initializer.map((t) => t.name),
+  ]);
+  if (typeof output !== 'string' || output === '' || !produced.has(output))
+    throw new AccSGDConfigError(
+      'output',
+      options.output,
+      `one of the model's outputs (${g.output.map((o) => o.name).join(', ')}) or a value a node computes`,
+    );
+  // Only what the chosen output depends on is computed: a post-processing step past it (an If, a
+  // NonMaxSuppression, a custom op) is left out whatever its op.
+  const live = new Set([output]);
+  const kept = new Set<number>();
+  for (let i = g.node.length - 1; i >= 0; i--) {
+    const node = g.node[i]!;
+    if (!node.output.some((o) => live.has(o))) continue;
+    kept.add(i);
+    for (const name of nodeReads(node)) live.add(name);
+  }
+  // Ops first: an unsupported or custom op is the most useful thing to report. Such a node is
+  // refused only if a gradient must flow through it (checked once the trainable set is known);
+  // otherwise it runs forward only.
+  const opaque = new Set<number>();
+  const opaqueProblem = (node: NodeProto, i: number): AccSGDConfigError => {
     const domain = node.domain;
     if (domain !== '' && domain !== 'ai.onnx')
-      throw new AccSGDConfigError(
+      return new AccSGDConfigError(
         describeNode(node, i),
         `${domain}.${node.opType}`,
         `an ai.onnx op (${FORWARD_OPS.join(', ')})`,
         `uses op ${node.opType} of domain "${domain}"; only standard ai.onnx ops can be differentiated`,
       );
     if (!FORWARD_OPS.includes(node.opType))
-      throw new AccSGDConfigError(
+      return new AccSGDConfigError(
         describeNode(node, i),
         node.opType,
         `an op with a backward rule (${FORWARD_OPS.join(', ')})`,
         `uses op ${node.opType}, which has no backward rule; supported: ${FORWARD_OPS.join(', ')}`,
       );
-    for (const a of node.attribute) {
-      if (a.g || a.graphs.length > 0)
-        throw new AccSGDConfigError(describeNode(node, i), a.name, 'a node without subgraphs');
-    }
+    const a = node.attribute.find((x) => x.g || x.graphs.length > 0)!;
+    return new AccSGDConfigError(
+      describeNode(node, i),
+      a.name,
+      'a node without subgraphs on the way from a trained parameter to the loss',
+    );
+  };
+  g.node.forEach((node, i) => {
+    if (!kept.has(i)) return;
+    const domain = node.domain;
+    if (
+      (domain !== '' && domain !== 'ai.onnx') ||
+      !FORWARD_OPS.includes(node.opType) ||
+      node.attribute.some((a) => a.g || a.graphs.length > 0)
+    )
+      opaque.add(i);
   });
   if (g.sparseInitializer.length > 0)
     throw new AccSGDConfigError(
@@ -215,10 +312,39 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
         dimensions[key],
         `a symbolic dimension of the model's inputs (${[...symbolic].join(', ') || 'it has none'})`,
       );
+  const batchSize = options.batchSize;
+  if (batchSize !== undefined && (!Number.isSafeInteger(batchSize) || batchSize < 1))
+    throw new AccSGDConfigError('batchSize', batchSize, 'a positive integer');
+  // The batch size the export fixed (torch.onnx.export without dynamic_axes writes 1), if it did.
+  let exportedBatch: number | undefined;
+  const sizes = { ...dimensions };
+  const batchInputs = g.input.filter((v) => !initializers.has(v.name) && live.has(v.name));
+  if (batchSize !== undefined)
+    for (const v of batchInputs) {
+      const lead = v.type?.value.case === 'tensorType' ? v.type.value.value.shape?.dim[0] : undefined;
+      if (!lead)
+        throw new AccSGDConfigError(
+          `input "${v.name}"`,
+          'no leading axis',
+          'a batch input with a leading (batch) axis',
+          'has no leading axis for batchSize to set',
+        );
+      if (lead.value.case === 'dimValue') exportedBatch ??= Number(lead.value.value);
+      else if (lead.value.case === 'dimParam') {
+        const given = dimensions[lead.value.value];
+        if (given !== undefined && given !== batchSize)
+          throw new AccSGDConfigError(
+            `dimensions.${lead.value.value}`,
+            given,
+            `batchSize (${batchSize}), the batch dimension it names`,
+          );
+        sizes[lead.value.value] = batchSize;
+      }
+    }
   const inputs: ForwardModel['inputs'] = [];
-  for (const v of g.input) {
-    if (initializers.has(v.name)) continue;
-    const { type, shape } = staticShape(v, 'input', dimensions);
+  for (const v of batchInputs) {
+    const { type, shape } = staticShape(v, 'input', sizes);
+    if (batchSize !== undefined) shape[0] = batchSize;
     const problem =
       type === TensorProto_DataType.BOOL ? 'is BOOL; feed masks as int64' : dataTypeProblem(type);
     if (problem)
@@ -227,6 +353,7 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
     inputs.push({ name: v.name, shape, type: type === TensorProto_DataType.INT64 ? 'int64' : 'float' });
   }
   for (const v of [...g.output, ...g.valueInfo]) {
+    if (!live.has(v.name)) continue;
     const t = v.type?.value.case === 'tensorType' ? v.type.value.value.elemType : undefined;
     if (t !== undefined && t !== 0) {
       const problem = dataTypeProblem(t);
@@ -241,6 +368,20 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
   }
   if (floatType === undefined)
     throw new AccSGDConfigError('model', 'no float tensors', 'a model with float32 inputs or initializers');
+
+  const floatNames = [...initializers.values()].filter((t) => t.dataType === floatType).map((t) => t.name);
+  const trainable =
+    options.trainable === undefined
+      ? floatNames
+      : selectNames(floatNames, options.trainable, 'trainable', 'float initializer');
+  // A node without a rule is refused only where a gradient must flow through it: it reads a value
+  // computed from a trained parameter, on the way to the output.
+  const fromParams = new Set(trainable);
+  g.node.forEach((node, i) => {
+    if (!kept.has(i) || !nodeReads(node).some((n) => fromParams.has(n))) return;
+    if (opaque.has(i)) throw opaqueProblem(node, i);
+    if (!NON_DIFFERENTIABLE_OPS.includes(node.opType)) for (const o of node.output) fromParams.add(o);
+  });
 
   const taken = new Set<string>();
   for (const node of g.node) for (const n of [...node.input, ...node.output, node.name]) taken.add(n);
@@ -260,11 +401,42 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
     if (i.type === 'int64') graph.hostValues.add(i.name);
   }
   const consumed = new Set([...g.node.flatMap((n) => n.input), ...g.output.map((o) => o.name)]);
+  const resized =
+    batchSize !== undefined && exportedBatch !== undefined && exportedBatch !== batchSize
+      ? batchDependent(g.node, kept, batchInputs.map((v) => v.name))
+      : undefined;
+  const declaredShapes = new Map([...g.output, ...g.valueInfo].map((v) => [v.name, v]));
   g.node.forEach((node, i) => {
-    graph.addNode(node.opType === 'Dropout' ? inferenceDropout(node, i, graph, consumed) : node, i);
+    if (!kept.has(i)) return;
+    if (opaque.has(i)) {
+      // Forward only: no gradient flows through it, so the graph needs only its outputs' shapes.
+      for (const out of node.output) {
+        if (out === '') continue;
+        const v = declaredShapes.get(out);
+        if (!v)
+          throw new AccSGDConfigError(
+            describeNode(node, i),
+            out,
+            'a value with a static shape in the model (graph.value_info)',
+            `runs forward only (${node.opType}: no gradient flows through it), but its output "${out}" has no shape in the model's value_info; run ONNX shape inference on the model first`,
+          );
+        const { type, shape } = staticShape(v, 'value', sizes);
+        if (resized?.has(out) && shape[0] === exportedBatch) shape[0] = batchSize!;
+        const kind =
+          type === TensorProto_DataType.INT64 ? 'int64' : type === TensorProto_DataType.BOOL ? 'bool' : 'float';
+        graph.declare(out, { kind, shape });
+      }
+      graph.nodes.push(node);
+      return;
+    }
+    let added = node.opType === 'Dropout' ? inferenceDropout(node, i, graph, consumed) : node;
+    if (resized && node.opType === 'Reshape' && resized.has(node.input[0]!))
+      added = batchReshape(added, i, graph, exportedBatch!, batchSize!);
+    graph.addNode(added, i);
   });
   const outputs = g.output.map((o) => o.name);
   for (const o of g.output) {
+    if (!graph.values.has(o.name) && o.name !== output) continue;
     const declared = o.type?.value.case === 'tensorType' ? o.type.value.value.shape?.dim : undefined;
     const inferred = graph.values.get(o.name);
     if (!inferred)
@@ -274,6 +446,7 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
         'an output produced by a node, an input or an initializer',
       );
     declared?.forEach((d, k) => {
+      if (k === 0 && batchSize !== undefined) return;
       if (d.value.case === 'dimValue' && Number(d.value.value) !== inferred.shape[k])
         throw new AccSGDConfigError(
           `output "${o.name}"`,
@@ -283,7 +456,72 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
         );
     });
   }
-  return { model, floatType, opset: emitted, graph, inputs, outputs, initializers };
+  if (!graph.values.has(output))
+    throw new AccSGDConfigError('output', output, 'a value with a static shape');
+  const otherOpsets = model.opsetImport
+    .filter((o) => o.domain !== '' && o.domain !== 'ai.onnx')
+    .filter((o) => [...opaque].some((i) => g.node[i]!.domain === o.domain))
+    .map((o) => ({ domain: o.domain, version: o.version }));
+  return {
+    model,
+    floatType,
+    opset: emitted,
+    graph,
+    inputs,
+    outputs,
+    output,
+    initializers,
+    trainable,
+    otherOpsets,
+  };
+}
+
+/** The values a node reads: its inputs and the outer-scope values its subgraphs (If, Loop) read. */
+function nodeReads(node: NodeProto): string[] {
+  const names = node.input.filter((n) => n !== '');
+  for (const a of node.attribute)
+    for (const sub of [...(a.g ? [a.g] : []), ...a.graphs]) for (const n of sub.node) names.push(...nodeReads(n));
+  return names;
+}
+
+/** Values computed from the batch inputs (their leading axis is the batch), among the kept nodes. */
+function batchDependent(
+  nodes: readonly NodeProto[],
+  kept: ReadonlySet<number>,
+  batchInputs: readonly string[],
+): Set<string> {
+  const dependent = new Set(batchInputs);
+  nodes.forEach((node, i) => {
+    if (kept.has(i) && nodeReads(node).some((n) => dependent.has(n)))
+      for (const o of node.output) dependent.add(o);
+  });
+  return dependent;
+}
+
+/**
+ * A Reshape of batch data whose constant shape hard-codes the exported batch size (torch.onnx's
+ * Flatten/view of a fixed-batch export writes [1, -1]): the same Reshape with the new batch size
+ * as its leading entry. A leading -1 or 0 already follows the batch. Any other leading entry would
+ * fold the batch into other axes, which cannot be rewritten safely: AccSGDConfigError naming the node.
+ */
+function batchReshape(
+  node: NodeProto,
+  index: number,
+  graph: GraphBuilder,
+  exported: number,
+  batchSize: number,
+): NodeProto {
+  const shape = graph.intConstants.get(node.input[1] ?? '');
+  if (!shape || shape.length === 0 || [-1, 0, batchSize].includes(shape[0]!)) return node;
+  if (shape[0] !== exported)
+    throw new AccSGDConfigError(
+      describeNode(node, index),
+      `[${shape}]`,
+      `a shape whose leading entry is the batch size (${exported}, -1 or 0)`,
+      `reshapes batch data to the constant shape [${shape}], which does not keep the batch axis first; batchSize cannot rewrite it (export the model with dynamic_axes)`,
+    );
+  const rewritten = graph.int64Constant([batchSize, ...shape.slice(1)]);
+  return create(NodeProtoSchema, { ...node, input: [node.input[0]!, rewritten, ...node.input.slice(2)] });
 }
 
 /**

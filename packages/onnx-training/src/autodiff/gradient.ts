@@ -20,19 +20,43 @@ import { BACKWARD_RULES } from './rules.js';
  * - 'softmax-cross-entropy': the output is logits with classes on the last axis, labels are float
  *   one-hot (or soft) targets of the same shape: -mean over rows of sum(labels * (z - logsumexp(z))).
  *   Built from ReduceLogSumExp, never LogSoftmax or SoftmaxCrossEntropyLoss (which fall back to
- *   the CPU on WebGPU).
+ *   the CPU on WebGPU);
+ * - 'binary-cross-entropy': the output is one probability per element (a sigmoid head), or its
+ *   logits with `fromLogits: true`; labels are targets in [0, 1] of the same shape:
+ *   -mean(y log p + (1 - y) log(1 - p)). From logits it is mean(softplus(z) - y z), with
+ *   softplus(z) = relu(z) + log(1 + exp(-|z|)) so that no exp overflows; from probabilities p is
+ *   taken as 1e-7 + (1 - 2e-7) p, so that log(0) never occurs (Keras clips at 1e-7).
  */
-export type LossKind = 'scalar' | 'mse' | 'softmax-cross-entropy';
-export const LOSS_KINDS: readonly LossKind[] = ['scalar', 'mse', 'softmax-cross-entropy'];
+export type LossKind = 'scalar' | 'mse' | 'softmax-cross-entropy' | 'binary-cross-entropy';
+export const LOSS_KINDS: readonly LossKind[] = ['scalar', 'mse', 'softmax-cross-entropy', 'binary-cross-entropy'];
 
 export interface AutodiffOptions extends ForwardModelOptions {
   loss: LossKind;
-  /** The model output the loss is taken of (default: the model's only output). */
-  output?: string;
-  /** Name of the labels input that 'mse' and 'softmax-cross-entropy' add (default 'labels'). */
+  /** Name of the labels input that the losses other than 'scalar' add (default 'labels'). */
   labels?: string;
-  /** Initializers to train (default: every float initializer). */
-  trainable?: readonly string[];
+  /**
+   * 'binary-cross-entropy' only, and required there: whether the output is logits (a sigmoid
+   * follows in the loss, computed stably) or probabilities already (clamped away from 0 and 1).
+   */
+  fromLogits?: boolean;
+}
+
+/** The option keys differentiate reads. */
+export const AUTODIFF_OPTION_KEYS: readonly string[] = [
+  'loss',
+  'labels',
+  'fromLogits',
+  'output',
+  'trainable',
+  'dimensions',
+  'batchSize',
+];
+
+/** AccSGDConfigError for a key outside `allowed` (a misspelt option would otherwise do nothing). */
+export function assertKnownKeys(options: object, allowed: readonly string[], field = 'options'): void {
+  for (const key of Object.keys(options))
+    if (!allowed.includes(key))
+      throw new AccSGDConfigError(`${field}.${key}`, (options as Record<string, unknown>)[key], `one of the known options (${allowed.join(', ')})`);
 }
 
 export interface Differentiated {
@@ -62,38 +86,25 @@ export function differentiate(
     throw new AccSGDConfigError('options', options, '{ loss, trainable?, ... }');
   if (!LOSS_KINDS.includes(options.loss))
     throw new AccSGDConfigError('loss', options.loss, `one of ${LOSS_KINDS.join(', ')}`);
+  if (options.loss === 'binary-cross-entropy' && typeof options.fromLogits !== 'boolean')
+    throw new AccSGDConfigError(
+      'fromLogits',
+      options.fromLogits,
+      "true (the output is logits) or false (probabilities), required with loss 'binary-cross-entropy'",
+    );
+  if (options.loss !== 'binary-cross-entropy' && options.fromLogits !== undefined)
+    throw new AccSGDConfigError('fromLogits', options.fromLogits, "no fromLogits except with loss 'binary-cross-entropy'");
   const forward = readForwardModel(bytes, options);
   const g = forward.graph;
 
-  const floatInits = [...forward.initializers.values()].filter((t) => t.dataType === forward.floatType);
-  let trainable: TensorProto[];
-  if (options.trainable === undefined) trainable = floatInits;
-  else {
-    if (!Array.isArray(options.trainable))
-      throw new AccSGDConfigError('trainable', options.trainable, 'an array of initializer names');
-    for (const name of options.trainable) {
-      if (!floatInits.some((t) => t.name === name))
-        throw new AccSGDConfigError(
-          'trainable',
-          name,
-          `the name of a float initializer (${floatInits.map((t) => t.name).join(', ')})`,
-        );
-    }
-    trainable = floatInits.filter((t) => options.trainable!.includes(t.name));
-  }
+  const trainable = forward.trainable.map((name) => forward.initializers.get(name)!);
   if (trainable.length + wrtInputs.length === 0)
     throw new AccSGDConfigError('trainable', options.trainable, 'at least one float initializer');
   for (const name of wrtInputs)
     if (!forward.inputs.some((i) => i.name === name && i.type === 'float'))
       throw new AccSGDConfigError('inputs', name, 'the name of a float graph input');
 
-  const output = options.output ?? (forward.outputs.length === 1 ? forward.outputs[0] : undefined);
-  if (output === undefined || !forward.outputs.includes(output))
-    throw new AccSGDConfigError(
-      'output',
-      options.output,
-      `one of the model's outputs (${forward.outputs.join(', ')})`,
-    );
+  const output = forward.output;
   const outShape = g.shape(output);
 
   let labels: Differentiated['labels'];
@@ -116,6 +127,14 @@ export function differentiate(
     if (options.loss === 'mse') {
       const diff = g.op('Sub', [output, name], 'mse_diff');
       lossValue = g.reduce('ReduceMean', g.op('Mul', [diff, diff], 'mse_square'), all, false, 'mse');
+    } else if (options.loss === 'binary-cross-entropy') {
+      lossValue = g.reduce(
+        'ReduceMean',
+        options.fromLogits ? bceFromLogits(g, output, name) : bceFromProbabilities(g, output, name),
+        all,
+        false,
+        'binary_cross_entropy',
+      );
     } else {
       if (outShape.length === 0)
         throw new AccSGDConfigError('loss', options.loss, 'logits with a class axis (rank >= 1)');
@@ -205,6 +224,38 @@ export function differentiate(
   return { forward, g, loss, labels, params, inputGrads: [...wrtInputs], grads };
 }
 
+/** softplus(z) - y z per element, softplus(z) = relu(z) + log(1 + exp(z - 2 relu(z))) (z - 2 relu(z) = -|z|). */
+function bceFromLogits(g: GraphBuilder, z: string, y: string): string {
+  const relu = g.op('Relu', [z], 'bce_relu');
+  const negAbs = g.op('Sub', [z, g.op('Add', [relu, relu], 'bce_two_relu')], 'bce_neg_abs');
+  const log1p = g.op(
+    'Log',
+    [g.op('Add', [g.floatConstant([1]), g.op('Exp', [negAbs], 'bce_exp')], 'bce_one_plus')],
+    'bce_log1p',
+  );
+  const softplus = g.op('Add', [relu, log1p], 'bce_softplus');
+  return g.op('Sub', [softplus, g.op('Mul', [y, z], 'bce_yz')], 'bce_terms');
+}
+
+/** -(y log p + (1 - y) log(1 - p)) per element, p kept in [1e-7, 1 - 1e-7]. */
+function bceFromProbabilities(g: GraphBuilder, probs: string, y: string): string {
+  const eps = 1e-7;
+  const p = g.op(
+    'Add',
+    [g.op('Mul', [probs, g.floatConstant([1 - 2 * eps])], 'bce_scaled'), g.floatConstant([eps])],
+    'bce_p',
+  );
+  const one = g.floatConstant([1]);
+  const logP = g.op('Log', [p], 'bce_log_p');
+  const logQ = g.op('Log', [g.op('Sub', [one, p], 'bce_q')], 'bce_log_q');
+  const terms = g.op(
+    'Add',
+    [g.op('Mul', [y, logP], 'bce_y_log_p'), g.op('Mul', [g.op('Sub', [one, y], 'bce_one_minus_y'), logQ], 'bce_rest')],
+    'bce_likelihood',
+  );
+  return g.op('Neg', [terms], 'bce_terms');
+}
+
 /** Serialises a differentiated graph (forward + loss + backward + whatever was appended) as a model. */
 export function encodeDifferentiated(
   d: Differentiated,
@@ -231,7 +282,10 @@ export function encodeDifferentiated(
     // Opset 16 (GENERATED_MIN_OPSET) needs IR 8.
     irVersion: d.forward.model.irVersion < 8n ? 8n : d.forward.model.irVersion,
     producerName: PRODUCER_NAME,
-    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(d.forward.opset) })],
+    opsetImport: [
+      create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(d.forward.opset) }),
+      ...d.forward.otherOpsets.map((o) => create(OperatorSetIdProtoSchema, o)),
+    ],
     graph,
   });
   return toBinary(ModelProtoSchema, model);
@@ -314,6 +368,8 @@ export function buildGradientModel(
   bytes: Uint8Array,
   options: AutodiffOptions & { inputs?: readonly string[] },
 ): GradientModel {
+  if (typeof options === 'object' && options !== null)
+    assertKnownKeys(options, [...AUTODIFF_OPTION_KEYS, 'inputs']);
   const d = differentiate(bytes, options, options.inputs ?? []);
   const host = hostInputs(d);
   const type = d.forward.floatType as TensorProto_DataType;

@@ -1,17 +1,23 @@
 import {
   AccSGDConfigError,
+  AccSGDError,
   AccSGDGradientError,
   AccSGDStateError,
   assertFloat32Multipliers,
+  decodeState,
+  encodeState,
+  type FusedCoefficients,
   float32Multipliers,
   fusedCoefficients,
   type Hyperparams,
-  type HyperparamsInput,
   OrderedCalls,
+  ParameterRegistry,
   resolveHyperparams,
 } from '@accsgd/core';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType } from 'onnx-buf';
+import { AUTODIFF_OPTION_KEYS, assertKnownKeys } from '../autodiff/gradient.js';
+import { selectNames } from '../autodiff/forward-model.js';
 import { encodeModel, node, tensorInfo } from '../graphs/onnx-proto.js';
 import {
   type ExecutionProvider,
@@ -26,9 +32,34 @@ import {
 } from '../runtime.js';
 import { buildTrainStepModel, type TrainStepModel, type TrainStepOptions } from './train-step-model.js';
 
+/** A learning rate as a function of the step count (0 on the first step), as @accsgd/tfjs accepts. */
+export type LearningRateSchedule = (step: number) => number;
+
+/** AccSGD hyperparameters as OnnxTrainer takes them: lr a number or a schedule. */
+export type TrainerHyperparams = Partial<Omit<Hyperparams, 'lr'>> & { lr: number | LearningRateSchedule };
+
+/**
+ * A parameter group: the trainable initializers it holds (names, RegExps or globs such as
+ * "*.bias"; a parameter joins the first group that matches it) and the hyperparameters in which it
+ * differs from `hyperparams`.
+ */
+export interface TrainerParamGroup extends Partial<Omit<Hyperparams, 'lr'>> {
+  params: string | RegExp | readonly (string | RegExp)[];
+  lr?: number | LearningRateSchedule;
+}
+
 export interface OnnxTrainerOptions extends TrainStepOptions {
-  /** AccSGD hyperparameters (lr required; kappa, xi, smallConst, weightDecay as in @accsgd/core). */
-  hyperparams: HyperparamsInput;
+  /**
+   * AccSGD hyperparameters (lr required; kappa, xi, smallConst, weightDecay as in @accsgd/core) of
+   * every parameter no group claims. lr may be a schedule: a function of the step count.
+   */
+  hyperparams: TrainerHyperparams;
+  /**
+   * Parameter groups with their own hyperparameters (a backbone at a lower lr than a new head;
+   * weightDecay 0 for biases and norms), in the state file's group order. Parameters no group
+   * claims form one more group, last, with `hyperparams`.
+   */
+  groups?: readonly TrainerParamGroup[];
   /** The ONNX Runtime module; default: globalThis[Symbol.for('onnxruntime')]. */
   ort?: OrtModule;
   /** 'cpu' (default) or 'webgpu' with onnxruntime-node; 'wasm' with onnxruntime-web. */
@@ -41,75 +72,237 @@ export interface OnnxTrainerOptions extends TrainStepOptions {
   nonFiniteLoss?: 'error' | 'allow';
 }
 
+const TRAINER_OPTION_KEYS: readonly string[] = [
+  ...AUTODIFF_OPTION_KEYS,
+  'hyperparams',
+  'groups',
+  'ort',
+  'executionProvider',
+  'strictPlacement',
+  'sessionOptions',
+  'nonFiniteLoss',
+];
+const GROUP_KEYS = ['params', 'lr', 'kappa', 'xi', 'smallConst', 'weightDecay'];
+
 /** A batch: per forward-model input, a Float32Array (float inputs) or a BigInt64Array (int64 inputs such as token ids). */
 export type Batch = Readonly<Record<string, Float32Array | BigInt64Array>>;
+
+/** The train step of one batch size and its session. */
+interface Variant {
+  trainStep: TrainStepModel;
+  session: OrtSession;
+}
+
+/** The learning rate a schedule gives at `step`, or AccSGDConfigError naming `field`. */
+function scheduledLr(schedule: LearningRateSchedule, step: number, field: string): number {
+  let value: unknown;
+  try {
+    value = schedule(step);
+  } catch (error) {
+    if (error instanceof AccSGDError) throw error;
+    throw new AccSGDConfigError(
+      field,
+      schedule,
+      'a schedule returning a finite number >= 0',
+      `schedule threw at step ${step} (${(error as Error)?.message ?? String(error)}); expected it to return a finite number >= 0`,
+    );
+  }
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    throw new AccSGDConfigError(
+      field,
+      value,
+      'a finite number >= 0',
+      `schedule gave ${String(value)} at step ${step}; expected a finite number >= 0`,
+    );
+  return value;
+}
+
+/** Resolved hyperparameters (a schedule's value at step 0 stands for lr) and the schedule, if any. */
+function readHyperparams(
+  input: unknown,
+  field: string,
+  inherited?: Hyperparams,
+  extraKeys: readonly string[] = [],
+): { hyper: Hyperparams; schedule: LearningRateSchedule | null } {
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    throw new AccSGDConfigError(field, input, '{ lr, kappa?, xi?, smallConst?, weightDecay? }');
+  const { lr, ...rest } = input as Record<string, unknown>;
+  for (const key of extraKeys) delete rest[key];
+  const schedule = typeof lr === 'function' ? (lr as LearningRateSchedule) : null;
+  const given = schedule ? scheduledLr(schedule, 0, `${field}.lr`) : lr;
+  try {
+    const hyper = resolveHyperparams(
+      { ...rest, ...(given === undefined ? {} : { lr: given }) } as Partial<Hyperparams>,
+      inherited,
+    );
+    return { hyper: assertFloat32Multipliers(hyper), schedule };
+  } catch (error) {
+    if (error instanceof AccSGDConfigError && !error.field.startsWith(field))
+      throw new AccSGDConfigError(`${field}.${error.field}`, error.value, error.expected);
+    throw error;
+  }
+}
 
 /**
  * Trains an ONNX model with AccSGD, one session.run per step: the session runs the model built by
  * buildTrainStepModel (forward, loss, backward and fused update). The trainer keeps the parameters
- * and momentum buffers as ORT tensors between steps (on the GPU for 'webgpu'), feeds the six
- * float32 multipliers of @accsgd/core's fusedCoefficients (float32Multipliers, as OnnxAccSGD does),
- * initialises each buffer on the first step (buf = p, c0 = 0, c1 = bufFromBuf + bufFromParam), and
- * writes the trained weights back into the forward model (exportModel). A step is atomic: the new
- * tensors replace the old ones only after the run succeeded (and, by default, gave a finite loss).
- * Calls take effect in the order they are made (OrderedCalls).
+ * and momentum buffers as ORT tensors between steps (on the GPU for 'webgpu'), feeds each group's
+ * six float32 multipliers of @accsgd/core's fusedCoefficients (float32Multipliers, as OnnxAccSGD
+ * does), initialises each buffer on its first step (buf = p, c0 = 0, c1 = bufFromBuf +
+ * bufFromParam), and writes the trained weights back into the forward model (exportModel). Groups,
+ * names, step counts and the state file are @accsgd/core's ParameterRegistry's, as in every
+ * adapter, so exportState/importState move a run between OnnxTrainer, OnnxAccSGD, core, tfjs and
+ * PyTorch. A batch of another batch size (a last partial batch) runs a train step built for that
+ * size, sharing the same parameter and buffer tensors. A step is atomic: the new tensors replace
+ * the old ones only after the run succeeded (and, by default, gave a finite loss). Calls take
+ * effect in the order they are made (OrderedCalls).
  */
 export class OnnxTrainer {
   readonly ort: OrtModule;
   readonly executionProvider: ExecutionProvider;
-  readonly trainStep: TrainStepModel;
   private readonly forwardModel: Uint8Array;
-  private readonly session: OrtSession;
+  private readonly autodiff: TrainStepOptions;
+  private readonly primary: Variant;
+  private readonly variants = new Map<number, Promise<Variant>>();
+  private readonly registry: ParameterRegistry;
+  private readonly schedules: (LearningRateSchedule | null)[];
+  /** Per train-step parameter (model order): its group, and its index in the registry. */
+  private readonly groupOf: number[];
   private readonly strict: boolean;
   private readonly base: Readonly<Record<string, unknown>>;
   private readonly nonFiniteLoss: 'error' | 'allow';
   private readonly calls = new OrderedCalls();
   private readonly helpers = new Map<string, Promise<OrtSession>>();
-  private hyper: Hyperparams;
   private params: OrtTensor[] = [];
-  private buffers: OrtTensor[] | null = null;
-  private steps = 0;
+  /** Per train-step parameter; null before its first step (or after importing a state without its buffer). */
+  private buffers: (OrtTensor | null)[];
   private disposed = false;
 
   private constructor(init: {
     ort: OrtModule;
     ep: ExecutionProvider;
-    trainStep: TrainStepModel;
     forwardModel: Uint8Array;
-    session: OrtSession;
+    autodiff: TrainStepOptions;
+    primary: Variant;
+    registry: ParameterRegistry;
+    schedules: (LearningRateSchedule | null)[];
+    groupOf: number[];
     strict: boolean;
     base: Readonly<Record<string, unknown>>;
-    hyper: Hyperparams;
     nonFiniteLoss: 'error' | 'allow';
   }) {
     this.ort = init.ort;
     this.executionProvider = init.ep;
-    this.trainStep = init.trainStep;
     this.forwardModel = init.forwardModel;
-    this.session = init.session;
+    this.autodiff = init.autodiff;
+    this.primary = init.primary;
+    this.registry = init.registry;
+    this.schedules = init.schedules;
+    this.groupOf = init.groupOf;
     this.strict = init.strict;
     this.base = init.base;
-    this.hyper = init.hyper;
     this.nonFiniteLoss = init.nonFiniteLoss;
+    this.buffers = new Array(init.groupOf.length).fill(null);
+    this.variants.set(this.batchSize, Promise.resolve(init.primary));
   }
 
   /**
-   * Builds and checks the train step (AccSGDConfigError for an unsupported model, before any
-   * session exists), creates its session and uploads the initial parameters.
+   * Builds and checks the train step (AccSGDConfigError for an unsupported model, an unknown option
+   * or a bad value, before any session exists), creates its session and uploads the initial parameters.
    */
   static async create(forwardModel: Uint8Array, options: OnnxTrainerOptions): Promise<OnnxTrainer> {
     if (typeof options !== 'object' || options === null)
       throw new AccSGDConfigError('options', options, '{ loss, hyperparams, ... }');
-    const hyper = assertFloat32Multipliers(resolveHyperparams(options.hyperparams as Partial<Hyperparams>));
+    assertKnownKeys(options, TRAINER_OPTION_KEYS);
+    const base = readHyperparams(options.hyperparams, 'hyperparams');
     const nonFiniteLoss = options.nonFiniteLoss ?? 'error';
     if (nonFiniteLoss !== 'error' && nonFiniteLoss !== 'allow')
       throw new AccSGDConfigError('nonFiniteLoss', nonFiniteLoss, "'error' or 'allow'");
+    if (options.groups !== undefined && !Array.isArray(options.groups))
+      throw new AccSGDConfigError('groups', options.groups, 'an array of { params, lr?, ... }');
+    if (
+      options.sessionOptions !== undefined &&
+      (typeof options.sessionOptions !== 'object' || options.sessionOptions === null)
+    )
+      throw new AccSGDConfigError('sessionOptions', options.sessionOptions, 'an object of ORT session options');
     const ort = resolveOrt(options.ort);
     const ep = executionProvider(options.executionProvider);
     const strict = strictPlacement(options.strictPlacement, ep);
-    const trainStep = buildTrainStepModel(forwardModel, options);
-    const base = { ...options.sessionOptions };
-    const session = await ort.InferenceSession.create(
+    const given = options as unknown as Record<string, unknown>;
+    const autodiff = Object.fromEntries(
+      AUTODIFF_OPTION_KEYS.filter((k) => given[k] !== undefined).map((k) => [k, given[k]]),
+    ) as unknown as TrainStepOptions;
+    // Which parameters are trained decides the groups: build once to learn them (cheap next to a session).
+    const probe = buildTrainStepModel(forwardModel, autodiff).params;
+    const names = probe.map((p) => p.name);
+    const declared: { hyperparams: Hyperparams; schedule: LearningRateSchedule | null; members: string[] }[] = [];
+    const claimed = new Set<string>();
+    (options.groups ?? []).forEach((group: TrainerParamGroup, g) => {
+      const field = `groups[${g}]`;
+      if (typeof group !== 'object' || group === null)
+        throw new AccSGDConfigError(field, group, '{ params, lr?, kappa?, xi?, smallConst?, weightDecay? }');
+      assertKnownKeys(group, GROUP_KEYS, field);
+      const matched = selectNames(names, group.params, `${field}.params`, 'trained parameter');
+      const members = matched.filter((n) => !claimed.has(n));
+      if (members.length === 0)
+        throw new AccSGDConfigError(
+          `${field}.params`,
+          group.params,
+          'a pattern matching a parameter no earlier group holds',
+          `holds only parameters of earlier groups (${matched.join(', ')}); a parameter joins the first group that matches it`,
+        );
+      for (const n of members) claimed.add(n);
+      const { hyper, schedule } = readHyperparams(
+        { lr: base.schedule ?? base.hyper.lr, ...group },
+        field,
+        base.hyper,
+        ['params'],
+      );
+      declared.push({ hyperparams: hyper, schedule, members });
+    });
+    const rest = names.filter((n) => !claimed.has(n));
+    if (rest.length > 0) declared.push({ hyperparams: base.hyper, schedule: base.schedule, members: rest });
+    const registry = new ParameterRegistry(
+      declared.map((d) => ({
+        hyperparams: d.hyperparams,
+        precision: 'float32' as const,
+        params: d.members.map((name) => ({ name, shape: probe.find((p) => p.name === name)!.shape })),
+      })),
+    );
+    const groupOf = names.map((n) => declared.findIndex((d) => d.members.includes(n)));
+    const trainStep = buildTrainStepModel(forwardModel, autodiff, groupOf);
+    const sessionBase = { ...options.sessionOptions };
+    const session = await OnnxTrainer.createSession(ort, trainStep, ep, strict, sessionBase);
+    const trainer = new OnnxTrainer({
+      ort,
+      ep,
+      forwardModel: forwardModel.slice(),
+      autodiff,
+      primary: { trainStep, session },
+      registry,
+      schedules: declared.map((d) => d.schedule),
+      groupOf,
+      strict,
+      base: sessionBase,
+      nonFiniteLoss,
+    });
+    try {
+      trainer.params = await trainer.upload(trainStep.params.map((p) => ({ data: p.initial, shape: p.shape })));
+    } catch (error) {
+      await trainer.dispose();
+      throw error;
+    }
+    return trainer;
+  }
+
+  private static createSession(
+    ort: OrtModule,
+    trainStep: TrainStepModel,
+    ep: ExecutionProvider,
+    strict: boolean,
+    base: Readonly<Record<string, unknown>>,
+  ): Promise<OrtSession> {
+    return ort.InferenceSession.create(
       trainStep.model,
       sessionOptions({
         executionProvider: ep,
@@ -118,26 +311,16 @@ export class OnnxTrainer {
         gpuOutputs: trainStep.params.flatMap((p) => [p.newParam, p.newBuffer]),
       }),
     );
-    const trainer = new OnnxTrainer({
-      ort,
-      ep,
-      trainStep,
-      forwardModel: forwardModel.slice(),
-      session,
-      strict,
-      base,
-      hyper,
-      nonFiniteLoss,
-    });
-    try {
-      trainer.params = await trainer.upload(
-        trainStep.params.map((p) => ({ data: p.initial, shape: p.shape })),
-      );
-    } catch (error) {
-      await trainer.dispose();
-      throw error;
-    }
-    return trainer;
+  }
+
+  /** The train step of the batch size the trainer was created for. */
+  get trainStep(): TrainStepModel {
+    return this.primary.trainStep;
+  }
+
+  /** The batch size the trainer was created for (batchSize, or the model's leading input dimension). */
+  get batchSize(): number {
+    return this.primary.trainStep.batchInputs[0]?.shape[0] ?? 1;
   }
 
   /** Names of the trained parameters (the forward model's initializers), in the model's order. */
@@ -145,23 +328,41 @@ export class OnnxTrainer {
     return this.trainStep.params.map((p) => p.name);
   }
 
-  /** Steps taken so far. */
+  /** Steps taken so far (restored by importState). */
   get stepCount(): number {
-    return this.steps;
+    let steps = 0;
+    for (let g = 0; g < this.registry.groupCount; g++) steps = Math.max(steps, this.registry.step(g));
+    return steps;
   }
 
+  /** The hyperparameters of the last group (the parameters no group claims, or the only group). */
   get hyperparams(): Hyperparams {
-    return { ...this.hyper };
+    return this.registry.hyperparams(this.registry.groupCount - 1);
+  }
+
+  /** Each group's hyperparameters (lr: the last step's, for a schedule), member names and step count. */
+  get groups(): { hyperparams: Hyperparams; params: string[]; step: number }[] {
+    return this.registry.paramGroups;
   }
 
   /**
+   * Sets the learning rate (or a schedule of the step count) of one group, or of every group.
    * Takes effect at the next step; the same session is used (the multipliers are inputs). Throws
    * AccSGDStateError while a step is still pending: await it first (as OnnxAccSGD).
    */
-  setLearningRate(lr: number): void {
+  setLearningRate(lr: number | LearningRateSchedule, group?: number): void {
     this.assertOpen();
     this.calls.now('setLearningRate', () => {
-      this.hyper = assertFloat32Multipliers(resolveHyperparams({ ...this.hyper, lr }));
+      const targets = group === undefined ? this.schedules.map((_, g) => g) : [group];
+      if (typeof lr === 'function') {
+        for (const g of targets)
+          this.registry.setLearningRate(scheduledLr(lr, this.registry.step(this.groupAt(g)), 'lr'), g);
+        for (const g of targets) this.schedules[g] = lr;
+        return;
+      }
+      for (const g of targets) assertFloat32Multipliers({ ...this.registry.hyperparams(this.groupAt(g)), lr });
+      this.registry.setLearningRate(lr, group);
+      for (const g of targets) this.schedules[g] = null;
     });
   }
 
@@ -169,13 +370,15 @@ export class OnnxTrainer {
    * One training step on a batch: runs forward, loss, backward and the AccSGD update in one
    * session.run and returns the batch's loss (before the update). `batch` holds a Float32Array per
    * forward-model input and `labels` the float labels ('mse': targets; 'softmax-cross-entropy':
-   * one-hot or soft class probabilities), row-major in the shapes of trainStep.batchInputs /
-   * trainStep.labels. Keep the arrays unchanged until the promise settles.
+   * one-hot or soft class probabilities; 'binary-cross-entropy': targets in [0, 1]), row-major in
+   * the shapes of trainStep.batchInputs / trainStep.labels, or of another batch size: a batch of n
+   * rows (a last partial batch) runs the train step built for n, with the same parameters and
+   * buffers (built on first use). Keep the arrays unchanged until the promise settles.
    */
   step(batch: Batch, labels?: Float32Array): Promise<number> {
     return this.calls.run(async () => {
       this.assertOpen();
-      const t = this.trainStep;
+      const { trainStep: t, session } = await this.variantFor(batch, labels);
       const feeds: Record<string, OrtTensor> = {};
       const expect = (
         name: string,
@@ -193,17 +396,8 @@ export class OnnxTrainer {
             ? new this.ort.Tensor('int64', value, shape)
             : new this.ort.Tensor('float32', value as Float32Array, shape);
       };
-      if (typeof batch !== 'object' || batch === null)
-        throw new AccSGDConfigError('batch', batch, `{ ${t.batchInputs.map((i) => i.name).join(', ')} }`);
       for (const input of t.batchInputs)
         expect(input.name, `batch.${input.name}`, batch[input.name], input.shape, input.type);
-      for (const key of Object.keys(batch))
-        if (!t.batchInputs.some((i) => i.name === key))
-          throw new AccSGDConfigError(
-            `batch.${key}`,
-            'an array',
-            `one of the model's inputs (${t.batchInputs.map((i) => i.name).join(', ')})`,
-          );
       for (const { input, size } of t.indexLimits) {
         // ORT would fail inside Gather with an untyped error (or ScatterND write out of bounds).
         const ids = batch[input] as BigInt64Array;
@@ -226,32 +420,157 @@ export class OnnxTrainer {
               : new this.ort.Tensor('float32', data as Float32Array, h.shape);
       }
       if (t.labels) expect(t.labels.name, 'labels', labels, t.labels.shape);
-      const first = this.buffers === null;
-      const multipliers = float32Multipliers(fusedCoefficients(this.hyper), first);
-      t.coefficients.forEach((name, k) => {
-        feeds[name] = scalar(this.ort, multipliers[k]!);
+      // Everything that can fail is checked before anything changes: scheduled learning rates too.
+      const plan = this.registry.planStep(Object.fromEntries(t.params.map((p) => [p.name, true])));
+      const scheduled = this.schedules.map((schedule, g) =>
+        schedule
+          ? scheduledLr(schedule, this.registry.step(g), `learning rate of group ${g}`)
+          : undefined,
+      );
+      const coefficients: FusedCoefficients[] = scheduled.map((lr, g) =>
+        lr === undefined
+          ? plan.coefficients[g]!
+          : fusedCoefficients(assertFloat32Multipliers({ ...this.registry.hyperparams(g), lr })),
+      );
+      t.coefficients.forEach((names, g) => {
+        // A group whose members all start their buffer now takes core's first-step multipliers.
+        const first = t.params.every((p, i) => p.group !== g || this.buffers[i] === null);
+        const multipliers = float32Multipliers(coefficients[g]!, first);
+        names.forEach((name, k) => {
+          feeds[name] = scalar(this.ort, multipliers[k]!);
+        });
       });
       t.params.forEach((p, i) => {
         feeds[p.name] = this.params[i]!;
-        // First step: buf = p (with c0 = 0 the buffer term vanishes; SPEC §2.1 first step).
-        feeds[p.buffer] = first ? this.params[i]! : this.buffers![i]!;
+        // A first step: buf = p (with c0 = 0 the buffer term vanishes; SPEC §2.1 first step).
+        feeds[p.buffer] = this.buffers[i] ?? this.params[i]!;
       });
-      const outputs = await this.session.run(feeds);
+      const outputs = await session.run(feeds);
       const loss = (outputs[t.loss]!.data as Float32Array)[0]!;
       const fresh = t.params.flatMap((p) => [outputs[p.newParam]!, outputs[p.newBuffer]!]);
       if (!Number.isFinite(loss) && this.nonFiniteLoss === 'error') {
         for (const tensor of fresh) tensor.dispose();
         throw new AccSGDGradientError(
           undefined,
-          `the loss of step ${this.steps + 1} is ${loss}; parameters and buffers are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
+          `the loss of step ${this.stepCount + 1} is ${loss}; parameters and buffers are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
         );
       }
       // The run succeeded: replace and dispose the previous tensors.
-      for (const old of [...this.params, ...(this.buffers ?? [])]) old.dispose();
+      for (const old of [...this.params, ...this.buffers]) old?.dispose();
       this.params = t.params.map((p) => outputs[p.newParam]!);
       this.buffers = t.params.map((p) => outputs[p.newBuffer]!);
-      this.steps++;
+      scheduled.forEach((lr, g) => {
+        // The state file records the learning rate of the last step.
+        if (lr !== undefined) this.registry.setLearningRate(lr, g);
+      });
+      this.registry.commitStep(plan);
       return loss;
+    });
+  }
+
+  /** The train step for this batch's size: the primary one, or one built (once) for another size. */
+  private async variantFor(batch: Batch, labels: Float32Array | undefined): Promise<Variant> {
+    const t = this.primary.trainStep;
+    if (typeof batch !== 'object' || batch === null)
+      throw new AccSGDConfigError('batch', batch, `{ ${t.batchInputs.map((i) => i.name).join(', ')} }`);
+    for (const key of Object.keys(batch))
+      if (!t.batchInputs.some((i) => i.name === key))
+        throw new AccSGDConfigError(
+          `batch.${key}`,
+          'an array',
+          `one of the model's inputs (${t.batchInputs.map((i) => i.name).join(', ')})`,
+        );
+    // The batch size the arrays imply, if they agree on one; otherwise the primary step reports them.
+    const rows = (shape: number[], value: unknown): number | undefined => {
+      const perRow = shape.slice(1).reduce((a, b) => a * b, 1);
+      const length = (value as { length?: unknown } | undefined)?.length;
+      if (shape.length === 0 || typeof length !== 'number' || length === 0 || length % perRow !== 0)
+        return undefined;
+      return length / perRow;
+    };
+    const sizes = [
+      ...t.batchInputs.map((i) => rows(i.shape, batch[i.name])),
+      ...(t.labels ? [rows(t.labels.shape, labels)] : []),
+    ];
+    const n = sizes[0];
+    if (n === undefined || n === this.batchSize || sizes.some((s) => s !== n)) return this.primary;
+    let variant = this.variants.get(n);
+    if (!variant) {
+      variant = (async () => {
+        const trainStep = buildTrainStepModel(this.forwardModel, { ...this.autodiff, batchSize: n }, this.groupOf);
+        const session = await OnnxTrainer.createSession(
+          this.ort,
+          trainStep,
+          this.executionProvider,
+          this.strict,
+          this.base,
+        );
+        return { trainStep, session };
+      })();
+      this.variants.set(n, variant);
+      variant.catch(() => this.variants.delete(n));
+    }
+    return variant;
+  }
+
+  private groupAt(group: number): number {
+    if (!Number.isInteger(group) || group < 0 || group >= this.registry.groupCount)
+      throw new AccSGDConfigError('group', group, `a group index from 0 to ${this.registry.groupCount - 1}`);
+    return group;
+  }
+
+  /**
+   * The state file of SPEC §4 (@accsgd/core's encodeState: the momentum buffers, named
+   * `<param>.momentum_buffer`, and the groups' hyperparameters and step counts), which
+   * OnnxAccSGD, core's AccSGD, @accsgd/tfjs and the PyTorch reference import. The parameters
+   * themselves are in exportModel(): resume a run with a trainer created from exportModel()'s
+   * bytes, then importState().
+   */
+  exportState(): Promise<Uint8Array> {
+    return this.calls.run(async () => {
+      this.assertOpen();
+      const copies = new Map<string, Float32Array>();
+      for (const [i, p] of this.trainStep.params.entries()) {
+        const buffer = this.buffers[i];
+        if (buffer) copies.set(p.name, await this.download(buffer));
+      }
+      return encodeState(this.registry.snapshot((index) => copies.get(this.registry.name(index))!));
+    });
+  }
+
+  /**
+   * Replaces buffers, hyperparameters and step counts from a state file (same groups, same member
+   * names, buffer shapes equal to the parameters'), or throws AccSGDStateError and changes
+   * nothing. A schedule set on a group keeps deciding its learning rate, from the restored step count.
+   */
+  importState(bytes: Uint8Array): Promise<void> {
+    return this.calls.run(async () => {
+      this.assertOpen();
+      const plan = this.registry.planImport(decodeState(bytes));
+      const incoming: { index: number; data: Float32Array }[] = [];
+      for (const [i, p] of this.trainStep.params.entries()) {
+        const stored = plan.buffers[this.registry.indexOf(p.name)];
+        if (!stored) continue;
+        const data = new Float32Array(stored); // float64 rounds once
+        if (this.nonFiniteLoss === 'error') {
+          const bad = data.findIndex((v) => !Number.isFinite(v));
+          if (bad >= 0)
+            throw new AccSGDStateError(
+              `buffer "${p.name}.momentum_buffer": element ${bad} is ${stored[bad]} (non-finite buffers are rejected unless nonFiniteLoss is 'allow')`,
+            );
+        }
+        incoming.push({ index: i, data });
+      }
+      const uploaded = await this.upload(
+        incoming.map(({ index, data }) => ({ data, shape: this.trainStep.params[index]!.shape })),
+      );
+      // Everything is checked and uploaded: from here nothing can fail.
+      this.registry.commitImport(plan);
+      for (const b of this.buffers) b?.dispose();
+      this.buffers = this.buffers.map(() => null);
+      incoming.forEach(({ index }, k) => {
+        this.buffers[index] = uploaded[k]!;
+      });
     });
   }
 
@@ -263,7 +582,8 @@ export class OnnxTrainer {
       const buffers = new Map<string, Float32Array | null>();
       for (const [i, p] of this.trainStep.params.entries()) {
         params.set(p.name, await this.download(this.params[i]!));
-        buffers.set(p.name, this.buffers ? await this.download(this.buffers[i]!) : null);
+        const buffer = this.buffers[i];
+        buffers.set(p.name, buffer ? await this.download(buffer) : null);
       }
       return { params, buffers };
     });
@@ -293,13 +613,15 @@ export class OnnxTrainer {
     if (this.disposed) return;
     this.disposed = true;
     await this.calls.idle();
-    for (const t of [...this.params, ...(this.buffers ?? [])]) t.dispose();
+    for (const t of [...this.params, ...this.buffers]) t?.dispose();
     this.params = [];
-    this.buffers = null;
+    this.buffers = [];
     const helpers = [...this.helpers.values()];
     this.helpers.clear();
+    const variants = [...this.variants.values()];
+    this.variants.clear();
     await Promise.all([
-      this.session.release().catch(() => undefined),
+      ...variants.map((v) => v.then((x) => x.session.release()).catch(() => undefined)),
       ...helpers.map((s) => s.then((x) => x.release()).catch(() => undefined)),
     ]);
   }

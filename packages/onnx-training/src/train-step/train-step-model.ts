@@ -1,6 +1,8 @@
 import { AccSGDConfigError, BUFFER_SUFFIX } from '@accsgd/core';
 import { TensorProto_DataType } from 'onnx-buf';
 import {
+  AUTODIFF_OPTION_KEYS,
+  assertKnownKeys,
   type AutodiffOptions,
   differentiate,
   encodeDifferentiated,
@@ -24,6 +26,8 @@ export interface TrainStepParam {
   initial: Float32Array;
   /** Input: the momentum buffer (`<name>.momentum_buffer`). */
   buffer: string;
+  /** Its parameter group: which multipliers update it. */
+  group: number;
   /** Outputs: the updated parameter and buffer. */
   newParam: string;
   newBuffer: string;
@@ -46,8 +50,11 @@ export interface TrainStepModel {
   /** The labels input ('mse' and 'softmax-cross-entropy'), or undefined for 'scalar'. */
   labels: { name: string; shape: number[] } | undefined;
   params: TrainStepParam[];
-  /** The six float32 scalar multiplier inputs [c0..c5] (updateGraphNames.coefficient(0, k)). */
-  coefficients: string[];
+  /**
+   * Per parameter group, its six float32 scalar multiplier inputs [c0..c5]
+   * (updateGraphNames.coefficient(group, k)).
+   */
+  coefficients: string[][];
   /** The scalar loss output (of the batch, before the update). */
   loss: string;
 }
@@ -71,20 +78,34 @@ export interface TrainStepModel {
  *
  * Every check (op support, domains, external data, quantized types, static shapes) runs here, before
  * any session exists, and fails with AccSGDConfigError naming the node or tensor.
+ *
+ * `groups` gives each trainable parameter's group (in the model's order; default all 0): each group
+ * has its own six multipliers (group<g>_c0 ... group<g>_c5), so groups differ in hyperparameters.
  */
-export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStepOptions): TrainStepModel {
+export function buildTrainStepModel(
+  forwardModel: Uint8Array,
+  options: TrainStepOptions,
+  groups?: readonly number[],
+): TrainStepModel {
+  if (typeof options === 'object' && options !== null) assertKnownKeys(options, AUTODIFF_OPTION_KEYS);
   const d = differentiate(forwardModel, options);
   if (d.forward.floatType !== TensorProto_DataType.FLOAT)
     throw new AccSGDConfigError('model', 'float64', 'a float32 model (the AccSGD update graph is float32)');
   const g = d.g;
-  const coefficients = Array.from({ length: 6 }, (_, k) => updateGraphNames.coefficient(0, k));
-  for (const c of coefficients) {
+  if (groups !== undefined && groups.length !== d.params.length)
+    throw new Error(`internal: ${groups.length} group indices for ${d.params.length} parameters`);
+  const groupCount = groups && groups.length > 0 ? Math.max(...groups) + 1 : 1;
+  const coefficients = Array.from({ length: groupCount }, (_, group) =>
+    Array.from({ length: 6 }, (_, k) => updateGraphNames.coefficient(group, k)),
+  );
+  for (const c of coefficients.flat()) {
     if (g.isTaken(c))
       throw new AccSGDConfigError('model', c, `no value named ${c} (a train-step coefficient input)`);
     g.declare(c, { kind: 'float', shape: [] });
   }
-  const [c0, c1, c2, c3, c4, c5] = coefficients as [string, string, string, string, string, string];
-  const params: TrainStepParam[] = d.params.map((p) => {
+  const params: TrainStepParam[] = d.params.map((p, i) => {
+    const group = groups?.[i] ?? 0;
+    const [c0, c1, c2, c3, c4, c5] = coefficients[group] as [string, string, string, string, string, string];
     const buffer = g.fresh(`${p.name}${BUFFER_SUFFIX}`);
     g.declare(buffer, { kind: 'float', shape: p.shape });
     const grad = d.grads.get(p.name)!;
@@ -102,6 +123,7 @@ export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStep
       shape: p.shape,
       initial: Float32Array.from(tensorValues(p.tensor)!),
       buffer,
+      group,
       newParam,
       newBuffer,
     };
@@ -118,7 +140,7 @@ export function buildTrainStepModel(forwardModel: Uint8Array, options: TrainStep
     ...host.inputs.map((h) => tensorInfo(h.name, h.shape, HOST_TYPES[h.type])),
     ...(d.labels ? [tensorInfo(d.labels.name, d.labels.shape)] : []),
     ...params.flatMap((p) => [tensorInfo(p.name, p.shape), tensorInfo(p.buffer, p.shape)]),
-    ...coefficients.map((c) => tensorInfo(c, [])),
+    ...coefficients.flat().map((c) => tensorInfo(c, [])),
   ];
   const outputs = [
     tensorInfo(d.loss, []),
