@@ -29,8 +29,10 @@ cp scripts/packed-install/*.mjs "$app/"
 cd "$app"
 echo '{ "name": "accsgd-user", "private": true, "type": "module" }' >package.json
 # As @accsgd/onnx-training's README tells users: onnxruntime-node's postinstall would download CUDA
-# binaries from outside the npm registry.
-echo 'onnxruntime-node-install=skip' >.npmrc
+# binaries from outside the npm registry. npm 11 skips it when allowScripts denies it (an .npmrc
+# line would make npm warn on every command); npm 10 has no allowScripts and reads the variable.
+npm pkg set allowScripts.onnxruntime-node=false --json
+export ONNXRUNTIME_NODE_INSTALL=skip
 tfjs_version="$(node -p "require('$repo/packages/tfjs/package.json').peerDependencies['@tensorflow/tfjs-core']")"
 npm install --no-audit --no-fund --loglevel=error "${tarballs[@]}" \
   "@tensorflow/tfjs-core@$tfjs_version" "@tensorflow/tfjs-layers@$tfjs_version" \
