@@ -18,6 +18,7 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import { floatTensor, int64Tensor, makeNode } from './autodiff/proto.js';
+import { checkModelStructure } from './autodiff/validation.js';
 import { type Dim, IR_VERSION, OPSET_VERSION, tensorInfo } from './graphs/onnx-proto.js';
 
 /** The element types a forward model's inputs and outputs may have. */
@@ -203,5 +204,9 @@ export function encodeModel(definition: ModelDefinition): Uint8Array {
     opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(opset) })],
     graph,
   });
+  // The checks OnnxTrainer makes, here where the model is written: names defined once, tensors
+  // that match their dims, and each node against its op's schema at this opset (the schemas are
+  // those of opset 13 and later; an older model is left to ONNX Runtime).
+  checkModelStructure(model, opset >= 13 ? opset : Number.NaN);
   return toBinary(ModelProtoSchema, model);
 }

@@ -13,6 +13,7 @@ import {
 import { describeNode, GraphBuilder } from './graph.js';
 import { DATA_TYPE_NAMES, type FloatType, tensorValues } from './proto.js';
 import { DIFFERENTIABLE_OPS } from './rules.js';
+import { checkModelStructure } from './validation.js';
 
 /** Opsets of the default (ai.onnx) domain whose semantics the rules follow (Softmax, Reduce*, Reshape, Gelu). */
 export const MIN_OPSET = 13;
@@ -194,6 +195,9 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
       opset,
       `an ai.onnx opset from ${MIN_OPSET} to ${MAX_OPSET}`,
     );
+  // IR version, names defined once, every tensor (external data anywhere, sizes, data length) and
+  // each node against its op's schema at this opset: the node at fault is named, not the next one.
+  checkModelStructure(model, opset);
 
   const output = options.output ?? (g.output.length === 1 ? g.output[0]!.name : undefined);
   const produced = new Set([

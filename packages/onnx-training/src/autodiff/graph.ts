@@ -14,6 +14,8 @@ import {
   int64Tensor,
   intAttribute,
   intsAttribute,
+  MAX_FOLDED_ELEMENTS,
+  MAX_VALUE_ELEMENTS,
   makeNode,
   tensorValues,
 } from './proto.js';
@@ -139,7 +141,15 @@ export class GraphBuilder {
     this.hostCandidate = undefined;
     const outputs = inferNode(node, index, this);
     node.output.forEach((name, k) => {
-      if (name !== '') this.declare(name, outputs[k]!);
+      if (name === '') return;
+      // Sizes known at build time that cannot be allocated are refused here, not by ORT's allocator.
+      if (size(outputs[k]!.shape) > MAX_VALUE_ELEMENTS)
+        fail(
+          node,
+          index,
+          `computes "${name}" of shape [${outputs[k]!.shape}], more than the ${MAX_VALUE_ELEMENTS} elements allowed for one value`,
+        );
+      this.declare(name, outputs[k]!);
     });
     // Set by inferNode through evaluable().
     const host = this.hostCandidate as HostStep | undefined;
@@ -459,7 +469,17 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
     }
     case 'ConstantOfShape': {
       const shape = constant(0);
+      // A negative, fractional or huge size would be a RangeError below or an allocation ORT fails.
+      const bad = shape.findIndex((d) => !Number.isSafeInteger(d) || d < 0);
+      if (bad >= 0) fail(node, index, `has a shape [${shape}] whose dimension ${bad} is not a size >= 0`);
       const t = findAttribute(node, 'value')?.t;
+      const limit = t?.dataType === TensorProto_DataType.INT64 ? MAX_FOLDED_ELEMENTS : MAX_VALUE_ELEMENTS;
+      if (size(shape) > limit)
+        fail(
+          node,
+          index,
+          `has a shape [${shape}] of ${size(shape)} elements, more than the ${limit} allowed for one value`,
+        );
       const values = t ? tensorValues(t) : [0];
       if (values?.length !== 1) fail(node, index, 'has a value that is not one float or int64');
       const type = t?.dataType ?? TensorProto_DataType.FLOAT;

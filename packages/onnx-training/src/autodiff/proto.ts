@@ -1,3 +1,4 @@
+import { AccSGDConfigError } from '@accsgd/core';
 import { create } from '@bufbuild/protobuf';
 import {
   type AttributeProto,
@@ -122,10 +123,39 @@ export function int64Tensor(name: string, dims: readonly number[], values: reado
   });
 }
 
+/**
+ * The most elements one value of a model may hold: 2^30 float32 values are 4 GiB, the largest
+ * ArrayBuffer Node allocates (buffer.constants.MAX_LENGTH), far beyond a WebGPU buffer or a
+ * browser tab; a larger value would fail in ONNX Runtime's allocator, untyped, or not at all.
+ */
+export const MAX_VALUE_ELEMENTS = 2 ** 30;
+
+/**
+ * The most elements of an int64 value computed at build time (a ConstantOfShape of shapes, masks,
+ * indices), which is held as a JavaScript array of numbers.
+ */
+export const MAX_FOLDED_ELEMENTS = 2 ** 24;
+
+const RAW_WIDTH: Partial<Record<number, number>> = {
+  [TensorProto_DataType.FLOAT]: 4,
+  [TensorProto_DataType.DOUBLE]: 8,
+  [TensorProto_DataType.INT64]: 8,
+  [TensorProto_DataType.BOOL]: 1,
+};
+
 /** The numbers of a float, double, int64 or bool (0/1) tensor held in the model (raw or typed fields), or undefined. */
 export function tensorValues(t: TensorProto): number[] | undefined {
   const raw = t.rawData;
   const count = t.dims.reduce((a, d) => a * Number(d), 1);
+  const width = RAW_WIDTH[t.dataType];
+  // A raw_data shorter or longer than its dims say would read past its end (a RangeError) or
+  // silently drop values; forward models are checked before (validation.ts), this guards the rest.
+  if (raw.length > 0 && width !== undefined && raw.length !== count * width)
+    throw new AccSGDConfigError(
+      `tensor "${t.name}" raw_data`,
+      `${raw.length} bytes`,
+      `${count * width} bytes for dims [${t.dims.join(',')}]`,
+    );
   const view = raw.length > 0 ? new DataView(raw.buffer, raw.byteOffset, raw.byteLength) : undefined;
   switch (t.dataType) {
     case TensorProto_DataType.FLOAT:
