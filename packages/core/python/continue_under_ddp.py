@@ -12,7 +12,8 @@ weights), trained on a mean-squared error; batches come from a safetensors file 
 [steps, batch, in] and ``y`` [steps, batch, out]. For your own model, keep ``train()`` and change
 ``build_model()`` and the loss.
 
-    # 2 processes on this machine (gloo on 127.0.0.1, a free port):
+    # --weights may be OnnxTrainer's exportModel() bytes (a .onnx file); --export-onnx writes the
+    # result for OnnxTrainer.create(). 2 processes on this machine (gloo on 127.0.0.1, a free port):
     python3 continue_under_ddp.py --weights w.safetensors --state s.safetensors \\
         --batches b.safetensors --first-batch 10 --steps 10 --world-size 2 --zero \\
         --out-weights w2.safetensors --out-state s2.safetensors
@@ -39,7 +40,17 @@ from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from accsgd_torch import AccSGD, load_state, load_weights, parameter_names, read_state, read_weights, save_state, save_weights  # noqa: E402
+from accsgd_torch import (  # noqa: E402
+    AccSGD,
+    load_state,
+    load_weights,
+    parameter_names,
+    read_onnx_initializers,
+    read_state,
+    read_weights,
+    save_state,
+    save_weights,
+)
 
 
 def build_model(weights):
@@ -53,7 +64,8 @@ def train(rank, world_size, args):
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     device = torch.device("cuda", local_rank) if args.backend == "nccl" else torch.device("cpu")
-    weights = read_weights(args.weights)
+    # OnnxTrainer's exportModel() bytes, or a safetensors file of the weights (core's encodeSafetensors).
+    weights = read_onnx_initializers(args.weights) if args.weights.endswith(".onnx") else read_weights(args.weights)
     model = build_model(weights).to(dtype=dtype, device=device)
     load_weights(model, weights)
     # The optimizer's groups are the file's: the same names, grouped the same way.
@@ -95,7 +107,24 @@ def train(rank, world_size, args):
     save_state(optimizer, args.out_state, names)
     if rank == 0:
         save_weights(model, args.out_weights)
+        if args.export_onnx:
+            export_onnx(model, batches["x"].shape[-1], args.export_onnx)
         print(json.dumps({"world_size": world_size, "losses": losses, "rank_disagreement": disagreement}), flush=True)
+
+
+def export_onnx(model, inputs, path):
+    """The model as ONNX for OnnxTrainer: initializers keep the state_dict names; batch size free."""
+    model = model.to(device="cpu", dtype=torch.float32).eval()
+    torch.onnx.export(
+        model,
+        torch.zeros(1, inputs),
+        path,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        do_constant_folding=False,  # folding may rename or merge initializers
+        opset_version=17,
+    )
 
 
 def worker(rank, world_size, args, init_method):
@@ -134,6 +163,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a collective may wait")
     parser.add_argument("--out-weights", required=True)
     parser.add_argument("--out-state", required=True)
+    parser.add_argument("--export-onnx", help="also write the trained model as ONNX (for OnnxTrainer)")
     args = parser.parse_args()
 
     if "RANK" in os.environ:  # launched by torchrun: one process per rank, env:// rendezvous

@@ -13,6 +13,8 @@ import {
   type ParamGroupInput,
   relativeError,
 } from '@accsgd/core';
+import { OnnxTrainer, type OrtModule } from '@accsgd/onnx-training';
+import * as ortNode from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -48,6 +50,7 @@ if (!torch.available) {
 const N = 10; // steps in JavaScript before the move
 const M = 10; // steps under DDP
 const K = 5; // steps back in JavaScript
+const L = 5; // the ONNX round trip's last leg: OnnxTrainer M steps, DDP K steps, OnnxTrainer L steps
 const BATCH = 8;
 const [IN, HIDDEN, OUT] = [4, 8, 3];
 // torch.nn.Sequential(Linear(4, 8), Tanh(), Linear(8, 3)): these are its state_dict names.
@@ -75,7 +78,7 @@ function values(count: number, seed: number, scale = 1): Float32Array {
   });
 }
 
-const STEPS = N + M + K;
+const STEPS = N + M + K + L;
 const X = values(STEPS * BATCH * IN, 11);
 // Targets from a fixed smooth function of the inputs, so that the loss has something to learn.
 const Y = Float32Array.from({ length: STEPS * BATCH * OUT }, (_, k) => {
@@ -248,6 +251,7 @@ describe.skipIf(!torch.available)(
     const runs: Record<string, { out: TorchRun; snapshot: Snapshot; state: string; weights: string }> = {};
     let truthAtMove: Snapshot; // float64, after N + M steps
     let truthAtEnd: Snapshot; // float64, after N + M + K steps
+    let truthAtLast: Snapshot; // float64, after N + M + K + L steps
     let oneProcess: ReturnType<typeof jsRun>; // float32 JavaScript, all N + M + K steps in one process
     let oneProcessAtMove: Snapshot;
     let exported: Snapshot;
@@ -277,12 +281,14 @@ describe.skipIf(!torch.available)(
       truth.optimizer.importState(readFileSync(file('state.safetensors')));
       truth.train(N, N + M);
       truthAtMove = truth.snapshot();
-      truth.train(N + M, STEPS);
+      truth.train(N + M, N + M + K);
       truthAtEnd = truth.snapshot();
+      truth.train(N + M + K, STEPS);
+      truthAtLast = truth.snapshot();
       oneProcess = jsRun(Object.fromEntries(NAMES.map((n) => [n, Float32Array.from(init[n]!)])));
       oneProcess.train(0, N + M);
       oneProcessAtMove = oneProcess.snapshot();
-      oneProcess.train(N + M, STEPS);
+      oneProcess.train(N + M, N + M + K);
 
       // 2. M steps on PyTorch: one process (reference path, float32 and float64), and 2 processes
       // under DDP with the optimizer replicated and sharded (multi-tensor path).
@@ -362,13 +368,13 @@ describe.skipIf(!torch.available)(
     });
 
     it('the run comes back into JavaScript and continues K steps within the contract of the float64 truth', () => {
-      const bound = accuracyBound('float32', STEPS);
+      const bound = accuracyBound('float32', N + M + K);
       for (const name of ['ddp', 'zero']) {
         const weights = readWeights(runs[name]!.weights);
         const back = jsRun(Object.fromEntries(NAMES.map((n) => [n, Float32Array.from(weights[n]!)])));
         back.optimizer.importState(readFileSync(runs[name]!.state));
         expect(back.optimizer.paramGroups.map((g) => g.step)).toEqual([N + M, N + M]);
-        back.train(N + M, STEPS);
+        back.train(N + M, N + M + K);
         const error = worst(back.snapshot(), truthAtEnd);
         const againstOneProcess = worst(back.snapshot(), oneProcess.snapshot());
         console.log(
@@ -376,8 +382,105 @@ describe.skipIf(!torch.available)(
         );
         expect(error).toBeLessThanOrEqual(bound);
         expect(againstOneProcess).toBeLessThanOrEqual(2 * bound);
-        expect(back.optimizer.paramGroups.map((g) => g.step)).toEqual([STEPS, STEPS]);
+        expect(back.optimizer.paramGroups.map((g) => g.step)).toEqual([N + M + K, N + M + K]);
       }
+    });
+
+    it('the same trip through ONNX: PyTorch exports, OnnxTrainer trains, DDP continues from its exportModel(), OnnxTrainer again', async () => {
+      const ort = ortNode as unknown as OrtModule;
+      const options = {
+        loss: 'mse' as const,
+        batchSize: BATCH,
+        hyperparams: DEFAULTS,
+        // The ONNX model's initializers are the state_dict names; the unclaimed biases form the
+        // last group, as in the state file.
+        groups: [{ params: GROUPS[0]!.names, weightDecay: GROUPS[0]!.weightDecay }],
+        ort,
+      };
+      const onnxSnapshot = async (trainer: OnnxTrainer): Promise<Snapshot> => {
+        const { params, buffers } = await trainer.read();
+        return {
+          params: Object.fromEntries(NAMES.map((n) => [n, Float64Array.from(params.get(n)!)])),
+          buffers: Object.fromEntries(NAMES.map((n) => [n, Float64Array.from(buffers.get(n)!)])),
+        };
+      };
+      const train = async (trainer: OnnxTrainer, from: number, to: number) => {
+        for (let step = from; step < to; step++)
+          await trainer.step(
+            { x: X.slice(step * BATCH * IN, (step + 1) * BATCH * IN) },
+            Y.slice(step * BATCH * OUT, (step + 1) * BATCH * OUT),
+          );
+      };
+      const continueWith = async (
+        weights: string,
+        state: string,
+        first: number,
+        steps: number,
+        out: string,
+        extra: string[],
+      ) => {
+        const stdout = await python([
+          CONTINUE,
+          ...['--weights', weights, '--state', state, '--batches', file('batches.safetensors')],
+          ...['--first-batch', String(first), '--steps', String(steps)],
+          ...[
+            '--out-weights',
+            file(`${out}.weights.safetensors`),
+            '--out-state',
+            file(`${out}.state.safetensors`),
+          ],
+          ...['--export-onnx', file(`${out}.onnx`)],
+          ...extra,
+        ]);
+        return JSON.parse(stdout.trim().split('\n').at(-1)!) as TorchRun;
+      };
+
+      // PyTorch -> ONNX: the step-N weights written as a torch.onnx export (no steps taken).
+      await continueWith(file('weights.safetensors'), file('state.safetensors'), N, 0, 'exported', []);
+      // ONNX -> OnnxTrainer, with the state file @accsgd/core wrote: M steps on onnxruntime-node.
+      const first = await OnnxTrainer.create(readFileSync(file('exported.onnx')), options);
+      await first.importState(readFileSync(file('state.safetensors')));
+      expect(first.paramNames.slice().sort()).toEqual([...NAMES].sort());
+      await train(first, N, N + M);
+      const errors: Record<string, number> = {
+        [`OnnxTrainer after ${N + M} steps`]: worst(await onnxSnapshot(first), truthAtMove),
+      };
+      writeFileSync(file('trainer.onnx'), await first.exportModel());
+      writeFileSync(file('trainer.state.safetensors'), await first.exportState());
+      await first.dispose();
+
+      // OnnxTrainer's exportModel() -> DDP with ZeroRedundancyOptimizer on 2 processes, K steps.
+      const zero = await continueWith(
+        file('trainer.onnx'),
+        file('trainer.state.safetensors'),
+        N + M,
+        K,
+        'from-trainer',
+        ['--world-size', '2', '--zero', '--foreach'],
+      );
+      expect(zero.rank_disagreement).toBe(0);
+      errors[`DDP + ZeRO after ${N + M + K} steps`] = worst(
+        readRun(file('from-trainer.weights.safetensors'), file('from-trainer.state.safetensors')),
+        truthAtEnd,
+      );
+
+      // And back: the torch.onnx export of the DDP result into a new OnnxTrainer, L more steps.
+      const last = await OnnxTrainer.create(readFileSync(file('from-trainer.onnx')), options);
+      await last.importState(readFileSync(file('from-trainer.state.safetensors')));
+      expect(last.stepCount).toBe(N + M + K);
+      await train(last, N + M + K, STEPS);
+      errors[`OnnxTrainer after ${STEPS} steps`] = worst(await onnxSnapshot(last), truthAtLast);
+      await last.dispose();
+
+      console.log(
+        `[device-to-cluster] the ONNX trip against the float64 truth:\n${Object.entries(errors)
+          .map(([k, v]) => `  ${k}: ${v.toExponential(2)}`)
+          .join('\n')}`,
+      );
+      for (const [what, error] of Object.entries(errors))
+        expect(error, what).toBeLessThanOrEqual(
+          accuracyBound('float32', Number(what.match(/after (\d+)/)![1])),
+        );
     });
   },
 );
