@@ -19,6 +19,7 @@ import {
   makeNode,
   tensorValues,
 } from './proto.js';
+import { OP_MODULES } from './ops/index.js';
 
 /** What a value holds: the model's float type, int64 (shapes, axes) or bool (masks). */
 export type ValueKind = 'float' | 'int64' | 'bool';
@@ -138,6 +139,11 @@ export class GraphBuilder {
    * Unsqueeze or Cast, so such nodes would run on the CPU; their inputs come from the CPU anyway.
    */
   addNode(node: NodeProto, index: number | undefined): void {
+    // An op module may write the node as other ops (BatchNormalization, Split): those are added
+    // instead, each inferred and differentiated by its own rule.
+    checkFloatAttributes(node, index);
+    const lower = OP_MODULES[node.opType]?.lower;
+    if (lower?.(shapeContext(node, index, this))) return;
     this.hostCandidate = undefined;
     const outputs = inferNode(node, index, this);
     node.output.forEach((name, k) => {
@@ -312,17 +318,34 @@ const FLOAT_ATTRIBUTES: Readonly<Record<string, readonly string[]>> = {
   LeakyRelu: ['alpha'],
 };
 
-/** Output shapes of one node, or AccSGDConfigError naming the node. */
-function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuilder): ValueShape[] {
-  for (const name of FLOAT_ATTRIBUTES[node.opType] ?? []) {
-    const a = findAttribute(node, name);
-    if (a && a.type !== AttributeProto_AttributeType.FLOAT)
-      fail(
-        node,
-        index,
-        `has attribute ${name} of type ${AttributeProto_AttributeType[a.type]}; ONNX declares it FLOAT (model-builder: { float: ${Number(a.i)} })`,
-      );
-  }
+/**
+ * What shape inference (and lowering) of one node is given: the node, the graph so far, and
+ * accessors that refuse, naming the node, an input that is missing, of the wrong kind or not a
+ * constant where one is needed. Op modules (./ops/) receive it as well.
+ */
+export interface ShapeContext {
+  node: NodeProto;
+  index: number | undefined;
+  graph: GraphBuilder;
+  input(k: number): ValueShape;
+  floatInput(k: number): number[];
+  /** An int64 constant input (initializer, Constant node, or computed from shapes). */
+  constant(k: number): number[];
+  optionalConstant(k: number): number[] | undefined;
+  /**
+   * An output computed from the data inputs `ks` by `compute`: folded when they are constants, a
+   * host step when they are host values, else left to ORT (GraphBuilder.evaluable).
+   */
+  computed(
+    kind: ValueKind,
+    shape: number[],
+    ks: readonly number[],
+    compute: (values: number[][]) => number[],
+  ): ValueShape[];
+  fail(what: string): never;
+}
+
+export function shapeContext(node: NodeProto, index: number | undefined, graph: GraphBuilder): ShapeContext {
   const input = (k: number): ValueShape => {
     const name = node.input[k];
     const v = name ? graph.values.get(name) : undefined;
@@ -348,15 +371,6 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
     return values;
   };
   const optionalConstant = (k: number): number[] | undefined => (node.input[k] ? constant(k) : undefined);
-  /** An int64 constant output (its values known now), so that shapes computed in the graph stay static. */
-  const folded = (shape: number[], values: number[]): ValueShape[] => {
-    graph.intConstants.set(node.output[0]!, values);
-    return [{ kind: 'int64', shape }];
-  };
-  /**
-   * An output computed from the data inputs `ks` by `compute` (folded, a host step, or left to ORT:
-   * GraphBuilder.evaluable).
-   */
   const computed = (
     kind: ValueKind,
     shape: number[],
@@ -371,6 +385,43 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       compute,
     );
     return [{ kind, shape }];
+  };
+  return {
+    node,
+    index,
+    graph,
+    input,
+    floatInput,
+    constant,
+    optionalConstant,
+    computed,
+    fail: (what) => fail(node, index, what),
+  };
+}
+
+function checkFloatAttributes(node: NodeProto, index: number | undefined): void {
+  const module = OP_MODULES[node.opType];
+  for (const name of [...(FLOAT_ATTRIBUTES[node.opType] ?? []), ...(module?.floatAttributes ?? [])]) {
+    const a = findAttribute(node, name);
+    if (a && a.type !== AttributeProto_AttributeType.FLOAT)
+      fail(
+        node,
+        index,
+        `has attribute ${name} of type ${AttributeProto_AttributeType[a.type]}; ONNX declares it FLOAT (model-builder: { float: ${Number(a.i)} })`,
+      );
+  }
+}
+
+/** Output shapes of one node, or AccSGDConfigError naming the node. */
+function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuilder): ValueShape[] {
+  const module = OP_MODULES[node.opType];
+  const context = shapeContext(node, index, graph);
+  if (module) return module.infer(context);
+  const { input, floatInput, constant, optionalConstant, computed } = context;
+  /** An int64 constant output (its values known now), so that shapes computed in the graph stay static. */
+  const folded = (shape: number[], values: number[]): ValueShape[] => {
+    graph.intConstants.set(node.output[0]!, values);
+    return [{ kind: 'int64', shape }];
   };
   /** The same values in another shape (Reshape, Squeeze, Unsqueeze, Identity) or an int64 Cast. */
   const same = (kind: ValueKind, shape: number[]) => computed(kind, shape, [0], ([v]) => v!);
@@ -500,6 +551,15 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
         fail(node, index, `has axis ${intAttribute(node, 'axis', 0)} out of range`);
       const out = [...data.shape.slice(0, axis), ...indices.shape, ...data.shape.slice(axis + 1)];
       const idx = graph.intConstants.get(node.input[1]!);
+      // A forward model's indices must be constants or come from its int64 inputs (directly or
+      // computed on the host), so that OnnxTrainer can check them against the table before a step:
+      // out of range, ORT fails untyped on the CPU and reads garbage rows on WebGPU.
+      if (index !== undefined && !idx && !graph.hostValues.has(node.input[1]!))
+        fail(
+          node,
+          index,
+          `has indices "${node.input[1]}" computed inside the model (from float values, e.g. a Cast of a float input), which cannot be checked against the table's ${data.shape[axis]} rows before a step; feed them as an int64 input`,
+        );
       const limit = graph.indexLimits.get(node.input[1]!);
       graph.indexLimits.set(node.input[1]!, Math.min(limit ?? Infinity, data.shape[axis]!));
       if (idx?.some((i) => i < -data.shape[axis]! || i >= data.shape[axis]!))
@@ -589,12 +649,6 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
     // Only in gradients this package writes (Gather's and Slice's).
     case 'ScatterND':
       return [float([...floatInput(0)])];
-    case 'Pad': {
-      const shape = floatInput(0);
-      const pads = constant(1);
-      if (pads.length !== 2 * shape.length) fail(node, index, 'has pads of the wrong length');
-      return [float(shape.map((d, i) => d + pads[i]! + pads[i + shape.length]!))];
-    }
     case 'Identity': {
       const v = input(0);
       return v.kind === 'float' ? [float([...v.shape])] : same(v.kind, [...v.shape]);
@@ -831,9 +885,11 @@ const INT_OPS: Readonly<Record<string, (x: number, y: number) => number>> = {
   LessOrEqual: (x, y) => Number(x <= y),
   And: (x, y) => Number(x !== 0 && y !== 0),
   Or: (x, y) => Number(x !== 0 || y !== 0),
+  Max: (x, y) => Math.max(x, y),
+  Min: (x, y) => Math.min(x, y),
 };
 
-function broadcastInts(
+export function broadcastInts(
   op: string,
   a: number[],
   aShape: number[],

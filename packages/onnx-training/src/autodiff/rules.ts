@@ -1,6 +1,7 @@
 import { AccSGDConfigError } from '@accsgd/core';
 import type { NodeProto } from 'onnx-buf';
 import { describeNode, type GraphBuilder, reduceAxes, sameShape, size, sliceOf } from './graph.js';
+import { OP_MODULES } from './ops/index.js';
 import { floatAttributeValue, intAttribute, intsAttribute, stringAttribute } from './proto.js';
 
 /** What a backward rule is given: the node, its output's gradient, and which inputs need one. */
@@ -390,5 +391,18 @@ function expandTo(c: RuleContext, v: string): string {
   return c.g.op('Expand', [v, c.g.int64Constant(inShape)], hint(c, 0));
 }
 
-/** The ops with a backward rule: the forward models this package differentiates use only these (and Constant). */
-export const DIFFERENTIABLE_OPS = Object.keys(BACKWARD_RULES).sort();
+// The op modules' rules (./ops/: Conv, pools, BatchNormalization, ...), registered in one table.
+for (const [op, module] of Object.entries(OP_MODULES)) if (module.backward) BACKWARD_RULES[op] = module.backward;
+
+/**
+ * The ops with a backward rule, or written as ops that have one (an op module's `lower`): the
+ * forward models this package differentiates use only these (and Constant).
+ */
+export const DIFFERENTIABLE_OPS = [
+  ...new Set([
+    ...Object.keys(BACKWARD_RULES),
+    ...Object.entries(OP_MODULES)
+      .filter(([, m]) => m.lower)
+      .map(([op]) => op),
+  ]),
+].sort();
