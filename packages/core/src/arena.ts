@@ -20,16 +20,23 @@ const arenas = new WeakMap<ArrayBuffer, ParameterArena>();
  *
  * The capacity is fixed at creation: a WebAssembly memory that grows detaches every view of it.
  * Arrays are never freed individually; the arena is freed when nothing refers to it.
+ *
+ * `{ shared: true }` allocates a shared memory (its arrays view a SharedArrayBuffer), which
+ * `AccSGD`'s `threads` option steps from several threads at once. Where shared memory is not
+ * available (a browser page that is not cross-origin isolated) the arena is an ordinary one and
+ * `shared` reads false: the step then runs on the calling thread alone.
  */
 export class ParameterArena {
   /** A `WebAssembly.Memory` (typed by the part of it used here, so no DOM lib is needed). */
   readonly memory: WasmMemory;
   /** Capacity in float32 elements. */
   readonly capacity: number;
+  /** Whether the memory is shared, so that worker threads can step its arrays. */
+  readonly shared: boolean;
   private usedBytes = 0;
   private heapKernel: HeapKernel | null | undefined;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, options: { shared?: boolean } = {}) {
     if (!Number.isSafeInteger(capacity) || capacity <= 0 || capacity * 4 > 2 ** 32 - PAGE_BYTES) {
       throw new AccSGDConfigError(
         'capacity',
@@ -38,7 +45,11 @@ export class ParameterArena {
       );
     }
     const pages = Math.ceil((capacity * 4) / PAGE_BYTES);
-    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    const shared = options.shared ?? false;
+    if (typeof shared !== 'boolean') throw new AccSGDConfigError('shared', shared, 'true or false');
+    this.memory =
+      (shared && sharedMemory(pages)) || new WebAssembly.Memory({ initial: pages, maximum: pages });
+    this.shared = typeof SharedArrayBuffer !== 'undefined' && this.memory.buffer instanceof SharedArrayBuffer;
     this.capacity = (pages * PAGE_BYTES) / 4;
     arenas.set(this.memory.buffer, this);
   }
@@ -82,5 +93,15 @@ export class ParameterArena {
   static of(...arrays: ArrayBufferView[]): ParameterArena | undefined {
     const arena = arenas.get(arrays[0]!.buffer as ArrayBuffer);
     return arena && arrays.every((a) => a.buffer === arena.memory.buffer) ? arena : undefined;
+  }
+}
+
+/** A shared memory of `pages` pages, or null where the platform has none (no SharedArrayBuffer). */
+function sharedMemory(pages: number): WebAssembly.Memory | null {
+  if (typeof SharedArrayBuffer === 'undefined') return null;
+  try {
+    return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  } catch {
+    return null;
   }
 }

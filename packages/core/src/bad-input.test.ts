@@ -373,7 +373,7 @@ describe('bad construction', () => {
     [
       'a misspelt option',
       () => new AccSGD([new Float32Array(1)], { lr: 0.1 }, { nonfinite: 'allow' } as never),
-      'options.nonfinite is not an AccSGD option (expected one of nonFinite, arena)',
+      'options.nonfinite is not an AccSGD option (expected one of nonFinite, arena, threads)',
     ],
     [
       'a number as a name',

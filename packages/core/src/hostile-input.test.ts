@@ -258,7 +258,7 @@ describe('5. options and defaults', () => {
     [
       'misspelt option',
       () => new AccSGD([p()], good, { nonfinite: 'allow' } as never),
-      'options.nonfinite is not an AccSGD option (expected one of nonFinite, arena); got "allow"',
+      'options.nonfinite is not an AccSGD option (expected one of nonFinite, arena, threads); got "allow"',
     ],
     ['defaults null', () => new AccSGD([p()], null as never), 'defaults must be an object; got null'],
     [

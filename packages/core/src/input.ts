@@ -61,7 +61,7 @@ export function describeKind(value: unknown): string {
   }
 }
 
-const OPTION_KEYS = ['nonFinite', 'arena'];
+const OPTION_KEYS = ['nonFinite', 'arena', 'threads'];
 
 /** The AccSGD options, read once; AccSGDConfigError for an unknown key. */
 export function readOptions(options: unknown): AccSGDOptions {

@@ -1,4 +1,5 @@
 import { ParameterArena } from './arena.js';
+import type { FusedCoefficients } from './coefficients.js';
 import { AccSGDConfigError, AccSGDGradientError, AccSGDStateError } from './errors.js';
 import { type FloatArray, fusedUpdate } from './fused-update.js';
 import { type Hyperparams, type HyperparamsInput, resolveHyperparams } from './hyperparams.js';
@@ -22,6 +23,7 @@ import {
 } from './registry.js';
 import type { SafetensorsLimits } from './safetensors.js';
 import { decodeState, encodeState, type OptimizerState } from './state-file.js';
+import { CHUNK_ELEMENTS, MAX_THREADS, MIN_THREADED_ELEMENTS, StepThreads } from './threads/step-threads.js';
 
 export interface ParamGroupInput extends Partial<Hyperparams> {
   params: FloatArray[];
@@ -38,7 +40,19 @@ export interface AccSGDOptions {
    * the update runs in place, without copies. Buffers that do not fit go to the ordinary heap.
    */
   arena?: ParameterArena;
+  /**
+   * Threads that share a step, the calling thread included (default 1). Above 1, the tensors whose
+   * parameter, gradient and buffer all live in the `arena` are stepped by that many threads
+   * together when the arena is shared (`new ParameterArena(n, { shared: true })`): worker threads
+   * start with the optimizer and run until `dispose()`. Steps of fewer than 524,288 such elements,
+   * tensors outside the arena, and platforms without shared memory or workers run on the calling
+   * thread. Results are bit-identical for every thread count.
+   */
+  threads?: number;
 }
+
+/** Workers of optimizers that were collected without dispose(): they must not outlive them. */
+const orphanedThreads = new FinalizationRegistry<StepThreads>((threads) => threads.dispose());
 
 export type Gradients = KeyedGradients<FloatArray>;
 
@@ -72,6 +86,7 @@ export class AccSGD {
    * when a state import removes the buffer; it is the buffer while registry.hasBuffer(i).
    */
   private readonly storage: (FloatArray | null)[];
+  private stepThreads: StepThreads | null = null;
 
   constructor(
     params: FloatArray[] | ParamGroupInput[],
@@ -86,6 +101,10 @@ export class AccSGD {
       throw new AccSGDConfigError('arena', opts.arena, 'a ParameterArena');
     }
     this.arena = opts.arena;
+    const threads = opts.threads ?? 1;
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+      throw new AccSGDConfigError('threads', threads, `an integer in [1, ${MAX_THREADS}]`);
+    }
     const base = resolveHyperparams(readInput('defaults', () => readRecord('defaults', defaults)));
     const list = readInput('params', () => readList(params));
     if (list === undefined || list.length === 0) {
@@ -154,6 +173,49 @@ export class AccSGD {
     });
     this.registry = new ParameterRegistry(groups);
     this.storage = this.params.map(() => null);
+    const kernel = threads > 1 && this.arena?.shared ? this.arena.kernel : null;
+    if (kernel) {
+      const maxPieces = this.params.reduce(
+        (sum, p) => sum + (p instanceof Float32Array ? Math.max(1, Math.ceil(p.length / CHUNK_ELEMENTS)) : 0),
+        0,
+      );
+      this.stepThreads = StepThreads.create(
+        this.arena!.memory,
+        kernel,
+        threads,
+        maxPieces,
+        2 * groups.length,
+      );
+      if (this.stepThreads) orphanedThreads.register(this, this.stepThreads, this);
+    }
+  }
+
+  /**
+   * Threads a large step uses, the calling thread included: 1 unless `threads` was above 1 and
+   * this platform runs workers over the shared arena; 1 again after dispose().
+   */
+  get threads(): number {
+    return this.stepThreads ? this.stepThreads.workerCount + 1 : 1;
+  }
+
+  /**
+   * Resolves once every worker thread has started. Steps never need to wait for it (until the
+   * workers are up, the calling thread does their share); benchmarks and tests do.
+   */
+  threadsReady(): Promise<void> {
+    return this.stepThreads?.ready() ?? Promise.resolve();
+  }
+
+  /**
+   * Stops the worker threads (if any). The optimizer keeps working, on the calling thread alone.
+   * Workers are unref'd, so an idle process exits without this, and they are stopped when an
+   * optimizer that was not disposed is garbage-collected.
+   */
+  dispose(): void {
+    if (!this.stepThreads) return;
+    orphanedThreads.unregister(this);
+    this.stepThreads.dispose();
+    this.stepThreads = null;
   }
 
   /** The groups' resolved hyperparameters, member names and step counts (copies). */
@@ -209,8 +271,13 @@ export class AccSGD {
     const fresh = new Set(work.filter((w) => w.first).map((w) => w.index));
     for (const index of fresh) this.storageFor(index);
     this.assertNoAliasing(work, fresh);
+    const threaded = this.threadedPart(work, plan.coefficients);
     if (this.nonFinite !== 'allow') {
+      // With threads, the arena's gradients are scanned by all threads first; only when one fails
+      // does the loop below look through every gradient, to report the first bad one.
+      const allFinite = threaded === null || this.stepThreads!.scan();
       for (const { index, name, grad } of work) {
+        if (allFinite && threaded?.has(index)) continue;
         // A float64 gradient for a float32 parameter is rounded to float32 first, so it must be
         // finite after rounding too (1e39 is finite but rounds to infinity). new Float32Array(typed
         // array) copies through the internal slots, calling no user code (Float32Array.from would
@@ -219,10 +286,49 @@ export class AccSGD {
         if (bad) return rejectNonFinite(this.nonFinite, name, bad.element, bad.value);
       }
     }
-    for (const { index, group, grad, first } of work)
+    if (threaded) this.stepThreads!.update();
+    for (const { index, group, grad, first } of work) {
+      if (threaded?.has(index)) continue;
       fusedUpdate(this.params[index]!, grad, this.storage[index]!, plan.coefficients[group]!, first);
+    }
     this.registry.commitStep(plan);
     return { applied: true };
+  }
+
+  /**
+   * The tensors of this step that the threads take (parameter, float32 gradient and buffer in the
+   * shared arena), described to the threads as one job; null when the step runs on this thread
+   * (no threads, or fewer than MIN_THREADED_ELEMENTS such elements).
+   */
+  private threadedPart(
+    work: readonly StepWork<FloatArray>[],
+    coefficients: readonly FusedCoefficients[],
+  ): Set<number> | null {
+    const threads = this.stepThreads;
+    if (!threads) return null;
+    const arena = this.arena!;
+    const members = work.filter(
+      ({ index, grad }) =>
+        grad instanceof Float32Array &&
+        ParameterArena.of(this.params[index]!, grad, this.storage[index]!) === arena,
+    );
+    if (members.reduce((sum, w) => sum + this.registry.length(w.index), 0) < MIN_THREADED_ELEMENTS)
+      return null;
+    threads.begin();
+    coefficients.forEach((c, group) => {
+      threads.setCoefficients(2 * group, c, false);
+      threads.setCoefficients(2 * group + 1, c, true);
+    });
+    for (const { index, group, grad, first } of members) {
+      threads.add(
+        this.params[index]!.byteOffset,
+        grad.byteOffset,
+        this.storage[index]!.byteOffset,
+        this.registry.length(index),
+        2 * group + (first ? 1 : 0),
+      );
+    }
+    return new Set(members.map((w) => w.index));
   }
 
   /**

@@ -1,6 +1,10 @@
 import type { FusedCoefficients } from '../coefficients.js';
 import { float32Multipliers, fusedUpdateFloat32, scanNonFinite } from '../fused-update.js';
-import { FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64, FUSED_UPDATE_WASM_BASE64 } from './fused-update-wasm.js';
+import {
+  FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64,
+  FUSED_UPDATE_SHARED_MEMORY_WASM_BASE64,
+  FUSED_UPDATE_WASM_BASE64,
+} from './fused-update-wasm.js';
 
 /**
  * The fused update in WebAssembly SIMD (fused-update.wat), for float32 tensors.
@@ -128,11 +132,17 @@ export class HeapKernel {
     private readonly exports: Omit<Exports, 'memory'>,
   ) {}
 
-  /** null where WebAssembly SIMD is unavailable or the memory cannot be imported (a shared memory). */
+  /**
+   * null where WebAssembly SIMD is unavailable or the memory cannot be imported. A shared memory
+   * (a shared ParameterArena's) is imported by the module variant that declares it shared, so
+   * worker threads and the calling thread can all run this kernel on it.
+   */
   static create(memory: WasmMemory): HeapKernel | null {
-    if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) return null;
+    const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
     try {
-      const module = new WebAssembly.Module(decode(FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64));
+      const module = new WebAssembly.Module(
+        decode(shared ? FUSED_UPDATE_SHARED_MEMORY_WASM_BASE64 : FUSED_UPDATE_IMPORTED_MEMORY_WASM_BASE64),
+      );
       const instance = new WebAssembly.Instance(module, { env: { memory: memory as WebAssembly.Memory } });
       return new HeapKernel(memory, instance.exports as unknown as Exports);
     } catch {

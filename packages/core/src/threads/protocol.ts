@@ -1,0 +1,130 @@
+import type { FusedCoefficients } from '../coefficients.js';
+import type { HeapKernel } from '../kernels/wasm-kernel.js';
+
+/**
+ * The shared control block through which the calling thread and its worker threads split one
+ * step, and the chunk loop that all of them run. Everything here is read and written by every
+ * thread, so it holds only Int32 words (Atomics) and plain tables written before a job is
+ * published.
+ *
+ * A job is a list of chunks. Every thread, the caller included, claims chunks one at a time with a
+ * compare-exchange on CLAIM until none are left, so a thread that is slow to wake (or a worker that
+ * has not started yet) costs nothing: the others take its share. CLAIM packs the job's generation
+ * (11 bits) above the next chunk index (20 bits); between jobs it holds CLOSED, so a claim that a
+ * thread prepared during one job can never succeed in the next.
+ */
+export const Slot = {
+  /** Job generation; workers Atomics.wait on it. */
+  Generation: 0,
+  Claim: 1,
+  /** Chunks in the current job. */
+  Count: 2,
+  /** Chunks finished; the caller Atomics.waits on it. */
+  Done: 3,
+  /** What the job does: a JobKind. */
+  Kind: 4,
+  /** Set to 1 by a scan that found a NaN or infinity. */
+  NonFinite: 5,
+  /** Workers that have started and wait for jobs. */
+  Online: 6,
+  /** Chunks finished by workers (not the caller), over all jobs: how tests see that workers worked. */
+  WorkerChunks: 7,
+} as const;
+
+export const JobKind = { Update: 0, Scan: 1, Exit: 2 } as const;
+
+export const HEADER_WORDS = 8;
+/** Fields per piece in the piece table: p, g and buf byte offsets, element count, coefficient slot. */
+export const PIECE_WORDS = 5;
+/** Coefficients per slot (float64): a group's six, for a first step (initialise) or a later one. */
+export const SLOT_COEFFICIENTS = 7;
+const INDEX_BITS = 20;
+const INDEX_MASK = (1 << INDEX_BITS) - 1;
+export const MAX_CHUNKS = INDEX_MASK - 1;
+export const CLOSED = INDEX_MASK;
+
+export function claimTag(generation: number): number {
+  return (generation & 0x7ff) << INDEX_BITS;
+}
+
+/** The views over one control buffer that every thread takes. */
+export interface ControlViews {
+  control: Int32Array;
+  /** chunkStart[k]..chunkStart[k+1] are chunk k's pieces. */
+  chunkStart: Int32Array;
+  pieces: Int32Array;
+  /** Per slot: the six FusedCoefficients in order, then 1 for a first step (buffer initialised from p). */
+  coefficients: Float64Array;
+}
+
+/** Bytes of a control buffer for `maxPieces` pieces, `maxChunks` chunks and `slots` coefficient slots. */
+export function controlBytes(maxPieces: number, maxChunks: number, slots: number): number {
+  const ints = HEADER_WORDS + maxChunks + 1 + PIECE_WORDS * maxPieces;
+  return Math.ceil((ints * 4) / 8) * 8 + slots * SLOT_COEFFICIENTS * 8;
+}
+
+export function controlViews(
+  buffer: SharedArrayBuffer,
+  maxPieces: number,
+  maxChunks: number,
+  slots: number,
+): ControlViews {
+  const ints = HEADER_WORDS + maxChunks + 1 + PIECE_WORDS * maxPieces;
+  return {
+    control: new Int32Array(buffer, 0, HEADER_WORDS),
+    chunkStart: new Int32Array(buffer, HEADER_WORDS * 4, maxChunks + 1),
+    pieces: new Int32Array(buffer, (HEADER_WORDS + maxChunks + 1) * 4, PIECE_WORDS * maxPieces),
+    coefficients: new Float64Array(buffer, Math.ceil((ints * 4) / 8) * 8, slots * SLOT_COEFFICIENTS),
+  };
+}
+
+/**
+ * Claims and runs chunks of job `generation` until none are left. Finishing the job's last chunk
+ * wakes the caller waiting on Done; a worker counts its chunks first, so the count is complete
+ * once the job is.
+ */
+export function drainJob(views: ControlViews, kernel: HeapKernel, generation: number, worker: boolean): void {
+  const { control } = views;
+  const tag = claimTag(generation);
+  for (;;) {
+    const word = Atomics.load(control, Slot.Claim);
+    if ((word & ~INDEX_MASK) !== tag) return;
+    const chunk = word & INDEX_MASK;
+    if (chunk >= Atomics.load(control, Slot.Count)) return;
+    if (Atomics.compareExchange(control, Slot.Claim, word, word + 1) !== word) continue;
+    // Count is read again after the claim: the claim succeeding means the job is still current,
+    // and its Count cannot change until this chunk is counted Done.
+    const count = Atomics.load(control, Slot.Count);
+    if (chunk >= count) return;
+    runChunk(views, kernel, chunk, Atomics.load(control, Slot.Kind));
+    if (worker) Atomics.add(control, Slot.WorkerChunks, 1);
+    if (Atomics.add(control, Slot.Done, 1) + 1 === count) Atomics.notify(control, Slot.Done);
+  }
+}
+
+function runChunk(views: ControlViews, kernel: HeapKernel, chunk: number, kind: number): void {
+  const { chunkStart, pieces, coefficients, control } = views;
+  for (let piece = chunkStart[chunk]!; piece < chunkStart[chunk + 1]!; piece++) {
+    const at = piece * PIECE_WORDS;
+    const param = pieces[at]!;
+    const grad = pieces[at + 1]!;
+    const buffer = pieces[at + 2]!;
+    const n = pieces[at + 3]!;
+    if (kind === JobKind.Scan) {
+      // A later chunk need not be scanned once any gradient failed: the step will not be applied.
+      if (Atomics.load(control, Slot.NonFinite) !== 0) return;
+      if (kernel.firstNonFinite(grad, n) >= 0) Atomics.store(control, Slot.NonFinite, 1);
+      continue;
+    }
+    const s = pieces[at + 4]! * SLOT_COEFFICIENTS;
+    const c: FusedCoefficients = {
+      bufFromBuf: coefficients[s]!,
+      bufFromParam: coefficients[s + 1]!,
+      bufFromGrad: coefficients[s + 2]!,
+      paramFromParam: coefficients[s + 3]!,
+      paramFromGrad: coefficients[s + 4]!,
+      paramFromBuf: coefficients[s + 5]!,
+    };
+    kernel.update(param, grad, buffer, n, c, coefficients[s + 6] === 1);
+  }
+}

@@ -1,0 +1,201 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ParameterArena } from '../arena.js';
+import { fusedCoefficients } from '../coefficients.js';
+import { AccSGDConfigError, AccSGDGradientError } from '../errors.js';
+import { resolveHyperparams } from '../hyperparams.js';
+import { AccSGD, type ParamGroupInput } from '../optimizer.js';
+import { CHUNK_ELEMENTS, MIN_THREADED_ELEMENTS, StepThreads } from './step-threads.js';
+
+function pattern(n: number, seed: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.sin(i * 0.37 + seed) * scale;
+  return a;
+}
+
+/** Lengths that cross every boundary: a tail of 1-3 elements, one element, chunks split and packed. */
+const SIZES = [1, 7, 3 * CHUNK_ELEMENTS + 5, 300_001, 1_027, 200_000, 65_536];
+const TOTAL = SIZES.reduce((a, b) => a + b, 0);
+
+/** Two groups with different hyperparameters, over arrays in `arena` (or ordinary ones without). */
+function model(arena: ParameterArena | undefined) {
+  const alloc = (n: number) => (arena ? arena.float32(n) : new Float32Array(n));
+  const params = SIZES.map((n, t) => {
+    const p = alloc(n);
+    p.set(pattern(n, t));
+    return p;
+  });
+  const grads = SIZES.map((n) => alloc(n));
+  const groups: ParamGroupInput[] = [
+    { params: params.slice(0, 4), lr: 0.05, weightDecay: 1e-3 },
+    { params: params.slice(4), lr: 0.01, kappa: 100, xi: 5 },
+  ];
+  return { params, grads, groups };
+}
+
+const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+
+function expectSameBits(actual: Float32Array, expected: Float32Array): void {
+  expect(actual.length).toBe(expected.length);
+  const x = bits(actual);
+  const y = bits(expected);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) expect([i, actual[i]]).toEqual([i, expected[i]]);
+}
+
+describe('AccSGD threads over a shared ParameterArena', () => {
+  it('gives bit-identical parameters and buffers for 1, 2, 3 and 4 threads', async () => {
+    expect(TOTAL).toBeGreaterThan(MIN_THREADED_ELEMENTS);
+    const reference = model(undefined);
+    const single = new AccSGD(reference.groups, { lr: 0.1 });
+    const runs = [1, 2, 3, 4].map((threads) => {
+      const arena = new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true });
+      const m = model(arena);
+      return { threads, ...m, opt: new AccSGD(m.groups, { lr: 0.1 }, { arena, threads }) };
+    });
+    expect(runs.map((r) => r.opt.threads)).toEqual([1, 2, 3, 4]);
+    await Promise.all(runs.map((r) => r.opt.threadsReady()));
+    for (let k = 0; k < 4; k++) {
+      // Step 2 leaves out tensor 3 (its buffer must stay as it was); step 3 brings it back.
+      const present = SIZES.map((_, t) => k !== 2 || t !== 3);
+      const grads = SIZES.map((n, t) => (present[t] ? pattern(n, 100 + 10 * k + t, 0.1) : null));
+      single.step(grads);
+      for (const r of runs) {
+        grads.forEach((g, t) => g && r.grads[t]!.set(g));
+        expect(r.opt.step(grads.map((g, t) => (g ? r.grads[t]! : null)))).toEqual({ applied: true });
+      }
+    }
+    for (const r of runs) {
+      r.params.forEach((p, t) => expectSameBits(p, reference.params[t]!));
+      SIZES.forEach((_, t) =>
+        expectSameBits(r.opt.buffer(t) as Float32Array, single.buffer(t) as Float32Array),
+      );
+      expect(r.opt.paramGroups.map((g) => g.step)).toEqual(single.paramGroups.map((g) => g.step));
+      r.opt.dispose();
+      expect(r.opt.threads).toBe(1);
+    }
+  }, 120_000);
+
+  it('workers alone compute what the single-threaded kernel does, chunk by chunk', async () => {
+    const n = 5 * CHUNK_ELEMENTS + 3;
+    const arena = new ParameterArena(6 * n + 64, { shared: true });
+    const [p, g, b] = [arena.float32(n), arena.float32(n), arena.float32(n)];
+    const [p2, g2, b2] = [arena.float32(n), arena.float32(n), arena.float32(n)];
+    for (const [x, seed] of [
+      [p, 1],
+      [g, 2],
+      [b, 3],
+    ] as const) {
+      x.set(pattern(n, seed));
+    }
+    p2.set(p);
+    g2.set(g);
+    b2.set(b);
+    const c = fusedCoefficients(resolveHyperparams({ lr: 0.02, weightDecay: 1e-2 }));
+    // The calling thread does not claim chunks here, so every chunk is a worker's.
+    const threads = StepThreads.create(arena.memory, arena.kernel!, 3, 8, 2, { callerWorks: false })!;
+    await threads.ready();
+    threads.begin();
+    threads.setCoefficients(1, c, false);
+    threads.add(p.byteOffset, g.byteOffset, b.byteOffset, n, 1);
+    expect(threads.scan()).toBe(true);
+    threads.update();
+    expect(threads.workerChunks).toBe(2 * 6); // 6 chunks, scanned then updated
+    arena.kernel!.update(p2.byteOffset, g2.byteOffset, b2.byteOffset, n, c, false);
+    expectSameBits(p, p2);
+    expectSameBits(b, b2);
+    g[n - 1] = Number.POSITIVE_INFINITY; // in the tail, past the last whole vector
+    expect(threads.scan()).toBe(false);
+    threads.dispose();
+    await threads.exited;
+  }, 60_000);
+
+  it('changes nothing when any gradient fails the policy, for every thread count', async () => {
+    for (const threads of [2, 4]) {
+      const arena = new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true });
+      const m = model(arena);
+      const opt = new AccSGD(m.groups, { lr: 0.1 }, { arena, threads });
+      const skipping = new AccSGD(
+        model(new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })).groups,
+        { lr: 0.1 },
+        { nonFinite: 'skip-step' },
+      );
+      await opt.threadsReady();
+      m.grads.forEach((g, t) => g.set(pattern(g.length, t + 50, 0.1)));
+      opt.step(m.grads);
+      const before = m.params.map((p) => p.slice());
+      const buffers = SIZES.map((_, t) => (opt.buffer(t) as Float32Array).slice());
+      // Non-finite values far apart: in the fourth tensor's middle and the sixth's last element.
+      m.grads[3]![150_000] = Number.NaN;
+      m.grads[5]![199_999] = Number.NEGATIVE_INFINITY;
+      expect(() => opt.step(m.grads)).toThrow(AccSGDGradientError);
+      expect(() => opt.step(m.grads)).toThrow('gradient for parameter "3": element 150000 is NaN');
+      m.params.forEach((p, t) => expectSameBits(p, before[t]!));
+      SIZES.forEach((_, t) => expectSameBits(opt.buffer(t) as Float32Array, buffers[t]!));
+      expect(opt.paramGroups.map((g) => g.step)).toEqual([1, 1]);
+      expect(skipping.step(m.grads)).toEqual({
+        applied: false,
+        reason:
+          'gradient for parameter "3": element 150000 is NaN (non-finite gradients are rejected; see the nonFinite option)',
+      });
+      opt.dispose();
+    }
+  }, 120_000);
+
+  it('runs a small step on the calling thread alone', async () => {
+    const n = MIN_THREADED_ELEMENTS / 2;
+    const arena = new ParameterArena(3 * n + 16, { shared: true });
+    const p = arena.float32(n);
+    const g = arena.float32(n);
+    const opt = new AccSGD([p], { lr: 0.1 }, { arena, threads: 2 });
+    await opt.threadsReady();
+    opt.step([g]);
+    opt.step([g]);
+    expect((opt as unknown as { stepThreads: StepThreads }).stepThreads.workerChunks).toBe(0);
+    opt.dispose();
+  });
+
+  it('runs on one thread where the arrays are not in a shared arena, and checks the option', () => {
+    const arena = new ParameterArena(100);
+    expect(arena.shared).toBe(false);
+    expect(new AccSGD([arena.float32(10)], { lr: 0.1 }, { arena, threads: 4 }).threads).toBe(1);
+    expect(new AccSGD([new Float32Array(10)], { lr: 0.1 }, { threads: 4 }).threads).toBe(1);
+    for (const threads of [0, 1.5, 65, '2', Number.NaN]) {
+      expect(() => new AccSGD([new Float32Array(1)], { lr: 0.1 }, { threads: threads as number })).toThrow(
+        AccSGDConfigError,
+      );
+    }
+    expect(() => new AccSGD([new Float32Array(1)], { lr: 0.1 }, { threads: 0 })).toThrow(
+      'threads must be an integer in [1, 64]',
+    );
+    expect(() => new ParameterArena(10, { shared: 'yes' as unknown as boolean })).toThrow(AccSGDConfigError);
+  });
+});
+
+describe('worker clean-up', () => {
+  const script = fileURLToPath(new URL('../test-support/threads-exit.ts', import.meta.url));
+  const run = (mode: string) =>
+    spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', script, mode], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+
+  it('dispose() ends every worker, and the process then exits on its own', async () => {
+    const { status, stdout, stderr } = run('dispose');
+    expect(stderr).toBe('');
+    expect(stdout.trim().split('\n')).toEqual(['stepped with 3 threads', 'workers exited', 'threads 1']);
+    expect(status).toBe(0);
+  }, 90_000);
+
+  it('an idle process exits with an optimizer that was never disposed', () => {
+    const { status, stdout } = run('keep');
+    expect(stdout.trim()).toBe('stepped with 3 threads');
+    expect(status).toBe(0);
+  }, 90_000);
+
+  it('the workers of an optimizer that was garbage-collected without dispose() exit', () => {
+    const { status, stdout } = run('collect');
+    expect(stdout.trim().split('\n')).toEqual(['stepped with 3 threads', 'workers exited']);
+    expect(status).toBe(0);
+  }, 90_000);
+});

@@ -1,0 +1,309 @@
+import type { FusedCoefficients } from '../coefficients.js';
+import { AccSGDConfigError } from '../errors.js';
+import type { HeapKernel, WasmMemory } from '../kernels/wasm-kernel.js';
+import {
+  CLOSED,
+  type ControlViews,
+  claimTag,
+  controlBytes,
+  controlViews,
+  drainJob,
+  JobKind,
+  MAX_CHUNKS,
+  PIECE_WORDS,
+  SLOT_COEFFICIENTS,
+  Slot,
+} from './protocol.js';
+import type { StepWorkerInit } from './step-worker.js';
+
+/**
+ * Elements per piece and the least per chunk. A chunk of 65,536 elements moves 1.25 MiB through a
+ * step (about 60 us of one core's bandwidth): long enough that claiming it (one compare-exchange)
+ * costs nothing, short enough that the last chunks balance out between threads. Small tensors are
+ * packed into chunks of at least this size, so 1024 tensors of 16,384 are split exactly as finely as
+ * one tensor of 16,777,216. A multiple of 4, so every piece but a tensor's last is whole SIMD vectors.
+ */
+export const CHUNK_ELEMENTS = 65_536;
+
+/**
+ * Below this many elements a step runs on the calling thread alone: waking the workers and
+ * waiting for them (tens of microseconds on a loaded machine) costs more than their help.
+ */
+export const MIN_THREADED_ELEMENTS = 1 << 19;
+
+/** The most threads (the calling thread included) a step may use. */
+export const MAX_THREADS = 64;
+
+interface WorkerHandle {
+  terminate(): unknown;
+}
+
+const canBlock = (() => {
+  try {
+    // Throws on a browser's main thread, where blocking is not allowed; elsewhere returns at once.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * The worker threads of one optimizer and the step jobs it hands them, over one shared memory.
+ * Workers start once, on construction, and run until dispose(); in Node they are unref'd, so an
+ * idle process exits. The calling thread claims chunks too, so a step never waits for a worker
+ * that has not started yet: until the workers are online it simply runs alone.
+ */
+export class StepThreads {
+  private readonly views: ControlViews;
+  private readonly workers: WorkerHandle[] = [];
+  private generation = 0;
+  private pieceCount = 0;
+  private chunkCount = 0;
+  private chunkElements = 0;
+  private disposed = false;
+  private readonly online: Promise<void>;
+  /** Resolves once every worker has exited (after dispose()). */
+  readonly exited: Promise<void>;
+
+  /**
+   * `threads` counts the calling thread, so 2 starts one worker. null where threads cannot run
+   * here: no SharedArrayBuffer, no Worker, a memory that is not shared.
+   */
+  static create(
+    memory: WasmMemory,
+    kernel: HeapKernel,
+    threads: number,
+    maxPieces: number,
+    slots: number,
+    options: { callerWorks?: boolean } = {},
+  ): StepThreads | null {
+    if (threads < 2 || typeof SharedArrayBuffer === 'undefined') return null;
+    if (!(memory.buffer instanceof SharedArrayBuffer)) return null;
+    const spawn = workerSpawner();
+    if (!spawn) return null;
+    return new StepThreads(memory, kernel, threads - 1, maxPieces, slots, spawn, options.callerWorks ?? true);
+  }
+
+  private constructor(
+    memory: WasmMemory,
+    private readonly kernel: HeapKernel,
+    workerCount: number,
+    private readonly maxPieces: number,
+    slots: number,
+    spawn: Spawner,
+    private readonly callerWorks: boolean,
+  ) {
+    const maxChunks = Math.min(maxPieces, MAX_CHUNKS);
+    const control = new SharedArrayBuffer(controlBytes(maxPieces, maxChunks, slots));
+    this.views = controlViews(control, maxPieces, maxChunks, slots);
+    Atomics.store(this.views.control, Slot.Claim, CLOSED);
+    const init: StepWorkerInit = { memory, control, maxPieces, maxChunks, slots };
+    const started: Promise<void>[] = [];
+    const exits: Promise<void>[] = [];
+    for (let w = 0; w < workerCount; w++) {
+      const { worker, online, exited } = spawn(init);
+      this.workers.push(worker);
+      started.push(online);
+      exits.push(exited);
+    }
+    this.online = Promise.all(started).then(() => undefined);
+    this.exited = Promise.all(exits).then(() => undefined);
+    // Nobody need await it; a worker that fails to start only leaves its share to the others.
+    this.online.catch(() => {});
+  }
+
+  /** Worker threads (the calling thread not counted). */
+  get workerCount(): number {
+    return this.workers.length;
+  }
+
+  /** Resolves once every worker has started and waits for jobs; rejects if one failed to start. */
+  ready(): Promise<void> {
+    return this.online;
+  }
+
+  /** Chunks finished by workers so far, over all jobs. */
+  get workerChunks(): number {
+    return Atomics.load(this.views.control, Slot.WorkerChunks);
+  }
+
+  /** Starts describing a job: pieces and coefficients are added, then scan() or update() runs it. */
+  begin(): void {
+    this.pieceCount = 0;
+    this.chunkCount = 0;
+    this.chunkElements = 0;
+    this.views.chunkStart[0] = 0;
+  }
+
+  setCoefficients(slot: number, c: FusedCoefficients, initialiseBuffer: boolean): void {
+    const at = slot * SLOT_COEFFICIENTS;
+    const table = this.views.coefficients;
+    table[at] = c.bufFromBuf;
+    table[at + 1] = c.bufFromParam;
+    table[at + 2] = c.bufFromGrad;
+    table[at + 3] = c.paramFromParam;
+    table[at + 4] = c.paramFromGrad;
+    table[at + 5] = c.paramFromBuf;
+    table[at + 6] = initialiseBuffer ? 1 : 0;
+  }
+
+  /** One tensor (byte offsets of 16-byte-aligned float32 arrays in the shared memory). */
+  add(param: number, grad: number, buffer: number, n: number, slot: number): void {
+    for (let start = 0; start < n; start += CHUNK_ELEMENTS) {
+      if (this.pieceCount === this.maxPieces)
+        throw new AccSGDConfigError('threads', 'this step', `at most ${this.maxPieces} pieces`);
+      const count = Math.min(CHUNK_ELEMENTS, n - start);
+      const at = this.pieceCount++ * PIECE_WORDS;
+      const pieces = this.views.pieces;
+      pieces[at] = param + start * 4;
+      pieces[at + 1] = grad + start * 4;
+      pieces[at + 2] = buffer + start * 4;
+      pieces[at + 3] = count;
+      pieces[at + 4] = slot;
+      this.chunkElements += count;
+      if (this.chunkElements >= CHUNK_ELEMENTS) this.closeChunk();
+    }
+  }
+
+  /** true when every gradient added is finite; the scan is split like the update. */
+  scan(): boolean {
+    this.run(JobKind.Scan);
+    return Atomics.load(this.views.control, Slot.NonFinite) === 0;
+  }
+
+  update(): void {
+    this.run(JobKind.Update);
+  }
+
+  /** Stops and releases the workers; the optimizer then steps on the calling thread. Idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const { control } = this.views;
+    Atomics.store(control, Slot.Kind, JobKind.Exit);
+    Atomics.store(control, Slot.Generation, ++this.generation);
+    Atomics.notify(control, Slot.Generation);
+    for (const worker of this.workers) worker.terminate();
+    this.workers.length = 0;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  private closeChunk(): void {
+    this.views.chunkStart[++this.chunkCount] = this.pieceCount;
+    this.chunkElements = 0;
+  }
+
+  private run(kind: number): void {
+    if (this.chunkElements > 0) this.closeChunk();
+    const { control } = this.views;
+    const count = this.chunkCount;
+    if (count === 0) return;
+    // The tables above were written with plain stores; the Atomics stores below publish them.
+    Atomics.store(control, Slot.Kind, kind);
+    Atomics.store(control, Slot.NonFinite, 0);
+    Atomics.store(control, Slot.Count, count);
+    Atomics.store(control, Slot.Done, 0);
+    const generation = ++this.generation;
+    Atomics.store(control, Slot.Claim, claimTag(generation));
+    Atomics.store(control, Slot.Generation, generation);
+    Atomics.notify(control, Slot.Generation);
+    if (this.callerWorks) drainJob(this.views, this.kernel, generation, false);
+    for (;;) {
+      const done = Atomics.load(control, Slot.Done);
+      if (done >= count) break;
+      if (canBlock) Atomics.wait(control, Slot.Done, done);
+    }
+    Atomics.store(control, Slot.Claim, CLOSED);
+  }
+}
+
+type Spawner = (init: StepWorkerInit) => {
+  worker: WorkerHandle;
+  online: Promise<void>;
+  exited: Promise<void>;
+};
+
+interface NodeWorker extends WorkerHandle {
+  unref(): void;
+  once(event: 'message' | 'error' | 'exit', listener: (value: unknown) => void): void;
+}
+
+/** How this platform starts a worker thread on step-worker's module, or null where it cannot. */
+function workerSpawner(): Spawner | null {
+  const nodeProcess = (globalThis as { process?: NodeProcessLike }).process;
+  if (typeof nodeProcess?.versions?.node === 'string' && nodeProcess.getBuiltinModule) {
+    const { Worker } = nodeProcess.getBuiltinModule('node:worker_threads') as {
+      Worker: new (entry: URL | string, options: object) => NodeWorker;
+    };
+    const { existsSync } = nodeProcess.getBuiltinModule('node:fs') as { existsSync(url: URL): boolean };
+    let entry: URL | string = new URL('./step-worker.js', import.meta.url);
+    let evaluate = false;
+    if (!existsSync(entry)) {
+      // A source checkout (tests, tsx scripts): the TypeScript entry, loaded through tsx's loader,
+      // which a worker does not inherit from its parent in Node 20.
+      const { createRequire } = nodeProcess.getBuiltinModule('node:module') as {
+        createRequire(from: string | URL): { resolve(id: string): string };
+      };
+      // require.resolve finds the CommonJS build; its ESM twin sits beside it.
+      const api = createRequire(import.meta.url)
+        .resolve('tsx/esm/api')
+        .replace(/\.cjs$/, '.mjs');
+      const source = new URL('./step-worker.ts', import.meta.url).href;
+      entry = `import(${JSON.stringify(`file://${api}`)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(source)}); });`;
+      evaluate = true;
+    }
+    return (init) => {
+      const worker = new Worker(entry, { eval: evaluate, workerData: init });
+      // An idle optimizer must not keep the process alive; the worker only ever waits on memory.
+      worker.unref();
+      const online = new Promise<void>((resolve, reject) => {
+        worker.once('message', () => resolve());
+        worker.once('error', reject);
+        worker.once('exit', () => reject(new Error('a step worker exited before it started')));
+      });
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      return { worker, online, exited };
+    };
+  }
+  const scope = globalThis as {
+    Worker?: new (
+      url: URL,
+      options: object,
+    ) => WorkerHandle & {
+      postMessage(message: unknown): void;
+      addEventListener(type: string, listener: (event: unknown) => void, options?: object): void;
+    };
+    crossOriginIsolated?: boolean;
+  };
+  if (typeof scope.Worker !== 'function' || scope.crossOriginIsolated === false) return null;
+  const WebWorker = scope.Worker;
+  return (init) => {
+    const worker = new WebWorker(new URL('./step-worker.js', import.meta.url), { type: 'module' });
+    const online = new Promise<void>((resolve, reject) => {
+      worker.addEventListener('message', () => resolve(), { once: true });
+      worker.addEventListener('error', reject, { once: true });
+    });
+    worker.postMessage(init);
+    // A terminated Web Worker is gone at once; there is no exit event to wait for.
+    let terminated: () => void = () => {};
+    const exited = new Promise<void>((resolve) => {
+      terminated = resolve;
+    });
+    const handle = {
+      terminate() {
+        worker.terminate();
+        terminated();
+      },
+    };
+    return { worker: handle, online, exited };
+  };
+}
+
+interface NodeProcessLike {
+  versions?: { node?: string };
+  getBuiltinModule?(id: string): unknown;
+}

@@ -1,0 +1,46 @@
+// The worker-thread entry of a threaded step (worker_threads in Node, a module Web Worker in a
+// browser). It shares the arena's memory and the control block with the thread that steps, and
+// runs the same chunk loop as that thread; it never posts results, it writes them in place.
+import { HeapKernel, type WasmMemory } from '../kernels/wasm-kernel.js';
+import { controlViews, drainJob, JobKind, Slot } from './protocol.js';
+
+export interface StepWorkerInit {
+  memory: WasmMemory;
+  control: SharedArrayBuffer;
+  maxPieces: number;
+  maxChunks: number;
+  slots: number;
+}
+
+function serve(init: StepWorkerInit, announce: () => void): void {
+  const kernel = HeapKernel.create(init.memory);
+  if (!kernel) return; // the caller checked SIMD first; without it this worker never joins
+  const views = controlViews(init.control, init.maxPieces, init.maxChunks, init.slots);
+  const { control } = views;
+  let seen = Atomics.load(control, Slot.Generation);
+  Atomics.add(control, Slot.Online, 1);
+  announce();
+  for (;;) {
+    Atomics.wait(control, Slot.Generation, seen);
+    const generation = Atomics.load(control, Slot.Generation);
+    if (generation === seen) continue;
+    seen = generation;
+    if (Atomics.load(control, Slot.Kind) === JobKind.Exit) return;
+    drainJob(views, kernel, generation, true);
+  }
+}
+
+const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+if (isNode) {
+  const { parentPort, workerData } = await import('node:worker_threads');
+  serve(workerData as StepWorkerInit, () => parentPort?.postMessage('online'));
+} else {
+  const scope = globalThis as unknown as {
+    onmessage: ((event: { data: StepWorkerInit }) => void) | null;
+    postMessage(message: unknown): void;
+  };
+  scope.onmessage = (event) => {
+    scope.onmessage = null;
+    serve(event.data, () => scope.postMessage('online'));
+  };
+}
