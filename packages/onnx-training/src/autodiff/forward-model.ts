@@ -100,7 +100,10 @@ export function namePattern(pattern: string | RegExp): (name: string) => boolean
   }
   if (!/[*?]/.test(pattern)) return (name) => name === pattern;
   const re = new RegExp(
-    `^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`,
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
   );
   return (name) => re.test(name);
 }
@@ -109,12 +112,7 @@ export function namePattern(pattern: string | RegExp): (name: string) => boolean
  * The names `spec` selects among `names` (in their order); AccSGDConfigError naming `field` for a
  * spec that is not a name, RegExp or glob (or an array of them), or an entry that matches nothing.
  */
-export function selectNames(
-  names: readonly string[],
-  spec: unknown,
-  field: string,
-  what: string,
-): string[] {
+export function selectNames(names: readonly string[], spec: unknown, field: string, what: string): string[] {
   const entries = Array.isArray(spec) ? (spec as unknown[]) : [spec];
   const matchers = entries.map((entry) => {
     if (!(typeof entry === 'string' || entry instanceof RegExp) || entry === '')
@@ -407,7 +405,11 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
   const consumed = new Set([...g.node.flatMap((n) => n.input), ...g.output.map((o) => o.name)]);
   const resized =
     batchSize !== undefined && exportedBatch !== undefined && exportedBatch !== batchSize
-      ? batchDependent(g.node, kept, batchInputs.map((v) => v.name))
+      ? batchDependent(
+          g.node,
+          kept,
+          batchInputs.map((v) => v.name),
+        )
       : undefined;
   const declaredShapes = new Map([...g.output, ...g.valueInfo].map((v) => [v.name, v]));
   g.node.forEach((node, i) => {
@@ -427,7 +429,11 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
         const { type, shape } = staticShape(v, 'value', sizes);
         if (resized?.has(out) && shape[0] === exportedBatch) shape[0] = batchSize!;
         const kind =
-          type === TensorProto_DataType.INT64 ? 'int64' : type === TensorProto_DataType.BOOL ? 'bool' : 'float';
+          type === TensorProto_DataType.INT64
+            ? 'int64'
+            : type === TensorProto_DataType.BOOL
+              ? 'bool'
+              : 'float';
         graph.declare(out, { kind, shape });
       }
       graph.nodes.push(node);
@@ -460,8 +466,7 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
         );
     });
   }
-  if (!graph.values.has(output))
-    throw new AccSGDConfigError('output', output, 'a value with a static shape');
+  if (!graph.values.has(output)) throw new AccSGDConfigError('output', output, 'a value with a static shape');
   const otherOpsets = model.opsetImport
     .filter((o) => o.domain !== '' && o.domain !== 'ai.onnx')
     .filter((o) => [...opaque].some((i) => g.node[i]!.domain === o.domain))
@@ -481,10 +486,11 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
 }
 
 /** The values a node reads: its inputs and the outer-scope values its subgraphs (If, Loop) read. */
-function nodeReads(node: NodeProto): string[] {
+export function nodeReads(node: NodeProto): string[] {
   const names = node.input.filter((n) => n !== '');
   for (const a of node.attribute)
-    for (const sub of [...(a.g ? [a.g] : []), ...a.graphs]) for (const n of sub.node) names.push(...nodeReads(n));
+    for (const sub of [...(a.g ? [a.g] : []), ...a.graphs])
+      for (const n of sub.node) names.push(...nodeReads(n));
   return names;
 }
 

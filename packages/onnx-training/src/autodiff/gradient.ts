@@ -9,7 +9,7 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import { PRODUCER_NAME, tensorInfo } from '../graphs/onnx-proto.js';
-import { type ForwardModel, type ForwardModelOptions, readForwardModel } from './forward-model.js';
+import { type ForwardModel, type ForwardModelOptions, nodeReads, readForwardModel } from './forward-model.js';
 import { describeNode, type GraphBuilder, size } from './graph.js';
 import { BACKWARD_RULES } from './rules.js';
 
@@ -28,7 +28,12 @@ import { BACKWARD_RULES } from './rules.js';
  *   taken as 1e-7 + (1 - 2e-7) p, so that log(0) never occurs (Keras clips at 1e-7).
  */
 export type LossKind = 'scalar' | 'mse' | 'softmax-cross-entropy' | 'binary-cross-entropy';
-export const LOSS_KINDS: readonly LossKind[] = ['scalar', 'mse', 'softmax-cross-entropy', 'binary-cross-entropy'];
+export const LOSS_KINDS: readonly LossKind[] = [
+  'scalar',
+  'mse',
+  'softmax-cross-entropy',
+  'binary-cross-entropy',
+];
 
 export interface AutodiffOptions extends ForwardModelOptions {
   loss: LossKind;
@@ -56,7 +61,11 @@ export const AUTODIFF_OPTION_KEYS: readonly string[] = [
 export function assertKnownKeys(options: object, allowed: readonly string[], field = 'options'): void {
   for (const key of Object.keys(options))
     if (!allowed.includes(key))
-      throw new AccSGDConfigError(`${field}.${key}`, (options as Record<string, unknown>)[key], `one of the known options (${allowed.join(', ')})`);
+      throw new AccSGDConfigError(
+        `${field}.${key}`,
+        (options as Record<string, unknown>)[key],
+        `one of the known options (${allowed.join(', ')})`,
+      );
 }
 
 export interface Differentiated {
@@ -93,7 +102,11 @@ export function differentiate(
       "true (the output is logits) or false (probabilities), required with loss 'binary-cross-entropy'",
     );
   if (options.loss !== 'binary-cross-entropy' && options.fromLogits !== undefined)
-    throw new AccSGDConfigError('fromLogits', options.fromLogits, "no fromLogits except with loss 'binary-cross-entropy'");
+    throw new AccSGDConfigError(
+      'fromLogits',
+      options.fromLogits,
+      "no fromLogits except with loss 'binary-cross-entropy'",
+    );
   const forward = readForwardModel(bytes, options);
   const g = forward.graph;
 
@@ -106,6 +119,15 @@ export function differentiate(
 
   const output = forward.output;
   const outShape = g.shape(output);
+  // An int64 or bool output has no gradient; ORT would fail untyped on the generated graph.
+  const outKind = g.values.get(output)?.kind;
+  if (outKind !== 'float')
+    throw new AccSGDConfigError(
+      'output',
+      output,
+      "a value of the model's float type to take the loss of",
+      `"${output}" is ${outKind}; the loss (and its gradient) needs a float output`,
+    );
 
   let labels: Differentiated['labels'];
   let lossValue: string;
@@ -250,7 +272,10 @@ function bceFromProbabilities(g: GraphBuilder, probs: string, y: string): string
   const logQ = g.op('Log', [g.op('Sub', [one, p], 'bce_q')], 'bce_log_q');
   const terms = g.op(
     'Add',
-    [g.op('Mul', [y, logP], 'bce_y_log_p'), g.op('Mul', [g.op('Sub', [one, y], 'bce_one_minus_y'), logQ], 'bce_rest')],
+    [
+      g.op('Mul', [y, logP], 'bce_y_log_p'),
+      g.op('Mul', [g.op('Sub', [one, y], 'bce_one_minus_y'), logQ], 'bce_rest'),
+    ],
     'bce_likelihood',
   );
   return g.op('Neg', [terms], 'bce_terms');
@@ -265,7 +290,8 @@ export function encodeDifferentiated(
   docString: string,
 ): Uint8Array {
   const trained = new Set(d.params.map((p) => p.name));
-  const read = new Set([...d.g.nodes.flatMap((n) => n.input), ...outputs.map((o) => o.name)]);
+  // nodeReads: an If's branches read outer values that are not its inputs.
+  const read = new Set([...d.g.nodes.flatMap(nodeReads), ...outputs.map((o) => o.name)]);
   const graph = create(GraphProtoSchema, {
     name,
     node: d.g.nodes,

@@ -7,6 +7,7 @@ import {
   decodeState,
   encodeState,
   type FusedCoefficients,
+  firstNonFinite,
   float32Multipliers,
   fusedCoefficients,
   type Hyperparams,
@@ -16,8 +17,9 @@ import {
 } from '@accsgd/core';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType } from 'onnx-buf';
-import { AUTODIFF_OPTION_KEYS, assertKnownKeys } from '../autodiff/gradient.js';
 import { selectNames } from '../autodiff/forward-model.js';
+import { AUTODIFF_OPTION_KEYS, assertKnownKeys } from '../autodiff/gradient.js';
+import { buildFiniteCheckModel } from '../graphs/finite-check.js';
 import { encodeModel, node, tensorInfo } from '../graphs/onnx-proto.js';
 import {
   type ExecutionProvider,
@@ -224,7 +226,11 @@ export class OnnxTrainer {
       options.sessionOptions !== undefined &&
       (typeof options.sessionOptions !== 'object' || options.sessionOptions === null)
     )
-      throw new AccSGDConfigError('sessionOptions', options.sessionOptions, 'an object of ORT session options');
+      throw new AccSGDConfigError(
+        'sessionOptions',
+        options.sessionOptions,
+        'an object of ORT session options',
+      );
     const ort = resolveOrt(options.ort);
     const ep = executionProvider(options.executionProvider);
     const strict = strictPlacement(options.strictPlacement, ep);
@@ -235,7 +241,8 @@ export class OnnxTrainer {
     // Which parameters are trained decides the groups: build once to learn them (cheap next to a session).
     const probe = buildTrainStepModel(forwardModel, autodiff).params;
     const names = probe.map((p) => p.name);
-    const declared: { hyperparams: Hyperparams; schedule: LearningRateSchedule | null; members: string[] }[] = [];
+    const declared: { hyperparams: Hyperparams; schedule: LearningRateSchedule | null; members: string[] }[] =
+      [];
     const claimed = new Set<string>();
     (options.groups ?? []).forEach((group: TrainerParamGroup, g) => {
       const field = `groups[${g}]`;
@@ -287,7 +294,9 @@ export class OnnxTrainer {
       nonFiniteLoss,
     });
     try {
-      trainer.params = await trainer.upload(trainStep.params.map((p) => ({ data: p.initial, shape: p.shape })));
+      trainer.params = await trainer.upload(
+        trainStep.params.map((p) => ({ data: p.initial, shape: p.shape })),
+      );
     } catch (error) {
       await trainer.dispose();
       throw error;
@@ -360,7 +369,8 @@ export class OnnxTrainer {
         for (const g of targets) this.schedules[g] = lr;
         return;
       }
-      for (const g of targets) assertFloat32Multipliers({ ...this.registry.hyperparams(this.groupAt(g)), lr });
+      for (const g of targets)
+        assertFloat32Multipliers({ ...this.registry.hyperparams(this.groupAt(g)), lr });
       this.registry.setLearningRate(lr, group);
       for (const g of targets) this.schedules[g] = null;
     });
@@ -376,8 +386,7 @@ export class OnnxTrainer {
    * buffers (built on first use). Keep the arrays unchanged until the promise settles.
    */
   step(batch: Batch, labels?: Float32Array): Promise<number> {
-    return this.calls.run(async () => {
-      this.assertOpen();
+    return this.queue(async () => {
       const { trainStep: t, session } = await this.variantFor(batch, labels);
       const feeds: Record<string, OrtTensor> = {};
       const expect = (
@@ -391,25 +400,40 @@ export class OnnxTrainer {
         const kind = type === 'int64' ? BigInt64Array : Float32Array;
         if (!(value instanceof kind) || value.length !== n)
           throw new AccSGDConfigError(where, value, `a ${kind.name} of ${n} elements (shape [${shape}])`);
+        // ORT's Tensor refuses a view of a SharedArrayBuffer (untyped): feed a copy.
+        const data =
+          typeof SharedArrayBuffer !== 'undefined' && value.buffer instanceof SharedArrayBuffer
+            ? value.slice()
+            : value;
         feeds[name] =
-          value instanceof BigInt64Array
-            ? new this.ort.Tensor('int64', value, shape)
-            : new this.ort.Tensor('float32', value as Float32Array, shape);
+          data instanceof BigInt64Array
+            ? new this.ort.Tensor('int64', data, shape)
+            : new this.ort.Tensor('float32', data as Float32Array, shape);
       };
       for (const input of t.batchInputs)
         expect(input.name, `batch.${input.name}`, batch[input.name], input.shape, input.type);
+      const host = t.hostFeeds(batch);
       for (const { input, size } of t.indexLimits) {
-        // ORT would fail inside Gather with an untyped error (or ScatterND write out of bounds).
-        const ids = batch[input] as BigInt64Array;
-        const bad = ids.findIndex((v) => v < -size || v >= size);
+        // ORT would fail inside Gather with an untyped error (or ScatterND write out of bounds; on
+        // WebGPU, read garbage rows). Ids computed from the batch (Identity, Reshape, Add(ids, 0))
+        // are checked as computed, at the Gather.
+        const direct = t.batchInputs.some((i) => i.name === input);
+        const ids = (direct ? batch[input] : host[input]) as ArrayLike<bigint | number> | undefined;
+        if (!ids) continue;
+        let bad = -1;
+        for (let k = 0; k < ids.length && bad < 0; k++) {
+          const v = Number(ids[k]);
+          if (!(v >= -size && v < size)) bad = k;
+        }
         if (bad >= 0)
           throw new AccSGDConfigError(
-            `batch.${input}[${bad}]`,
+            direct
+              ? `batch.${input}[${bad}]`
+              : `value "${input}"[${bad}] (computed from the batch's int64 inputs)`,
             ids[bad],
             `an index in [${-size}, ${size - 1}] (it selects from an axis of ${size})`,
           );
       }
-      const host = t.hostFeeds(batch);
       for (const h of t.hostInputs) {
         const data = host[h.name]!;
         feeds[h.name] =
@@ -423,9 +447,7 @@ export class OnnxTrainer {
       // Everything that can fail is checked before anything changes: scheduled learning rates too.
       const plan = this.registry.planStep(Object.fromEntries(t.params.map((p) => [p.name, true])));
       const scheduled = this.schedules.map((schedule, g) =>
-        schedule
-          ? scheduledLr(schedule, this.registry.step(g), `learning rate of group ${g}`)
-          : undefined,
+        schedule ? scheduledLr(schedule, this.registry.step(g), `learning rate of group ${g}`) : undefined,
       );
       const coefficients: FusedCoefficients[] = scheduled.map((lr, g) =>
         lr === undefined
@@ -454,6 +476,24 @@ export class OnnxTrainer {
           undefined,
           `the loss of step ${this.stepCount + 1} is ${loss}; parameters and buffers are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
         );
+      }
+      if (this.nonFiniteLoss === 'error') {
+        // A finite loss does not make a finite step (Sum(Sqrt(x * W)) at x = 0: loss 0, gradient
+        // NaN): the new parameters and buffers are checked too, as every other adapter checks.
+        let bad: Awaited<ReturnType<OnnxTrainer['firstNonFinite']>>;
+        try {
+          bad = await this.firstNonFinite(t.params, outputs);
+        } catch (error) {
+          for (const tensor of fresh) tensor.dispose();
+          throw error;
+        }
+        if (bad) {
+          for (const tensor of fresh) tensor.dispose();
+          throw new AccSGDGradientError(
+            bad.param,
+            `step ${this.stepCount + 1} would make its ${bad.what} non-finite (element ${bad.element} is ${bad.value}) with a loss of ${loss}; parameters and buffers are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
+          );
+        }
       }
       // The run succeeded: replace and dispose the previous tensors.
       for (const old of [...this.params, ...this.buffers]) old?.dispose();
@@ -497,7 +537,11 @@ export class OnnxTrainer {
     let variant = this.variants.get(n);
     if (!variant) {
       variant = (async () => {
-        const trainStep = buildTrainStepModel(this.forwardModel, { ...this.autodiff, batchSize: n }, this.groupOf);
+        const trainStep = buildTrainStepModel(
+          this.forwardModel,
+          { ...this.autodiff, batchSize: n },
+          this.groupOf,
+        );
         const session = await OnnxTrainer.createSession(
           this.ort,
           trainStep,
@@ -527,8 +571,7 @@ export class OnnxTrainer {
    * bytes, then importState().
    */
   exportState(): Promise<Uint8Array> {
-    return this.calls.run(async () => {
-      this.assertOpen();
+    return this.queue(async () => {
       const copies = new Map<string, Float32Array>();
       for (const [i, p] of this.trainStep.params.entries()) {
         const buffer = this.buffers[i];
@@ -544,8 +587,7 @@ export class OnnxTrainer {
    * nothing. A schedule set on a group keeps deciding its learning rate, from the restored step count.
    */
   importState(bytes: Uint8Array): Promise<void> {
-    return this.calls.run(async () => {
-      this.assertOpen();
+    return this.queue(async () => {
       const plan = this.registry.planImport(decodeState(bytes));
       const incoming: { index: number; data: Float32Array }[] = [];
       for (const [i, p] of this.trainStep.params.entries()) {
@@ -576,8 +618,7 @@ export class OnnxTrainer {
 
   /** Copies of every parameter and buffer (buffers null before the first step), keyed by name. */
   read(): Promise<{ params: Map<string, Float32Array>; buffers: Map<string, Float32Array | null> }> {
-    return this.calls.run(async () => {
-      this.assertOpen();
+    return this.queue(async () => {
       const params = new Map<string, Float32Array>();
       const buffers = new Map<string, Float32Array | null>();
       for (const [i, p] of this.trainStep.params.entries()) {
@@ -594,7 +635,7 @@ export class OnnxTrainer {
    * model (same inputs, outputs, nodes and opset) for any ONNX runtime.
    */
   exportModel(): Promise<Uint8Array> {
-    return this.calls.run(async () => {
+    return this.queue(async () => {
       const { params } = await this.readNow();
       const model = fromBinary(ModelProtoSchema, this.forwardModel.slice());
       for (const t of model.graph!.initializer) {
@@ -608,7 +649,10 @@ export class OnnxTrainer {
     });
   }
 
-  /** Releases the sessions and tensors after pending calls settle; later calls throw. Safe to call twice. */
+  /**
+   * Releases the sessions and tensors once the calls made before it have taken effect (a step made
+   * just before dispose() still applies); calls made after it throw. Safe to call twice.
+   */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
@@ -627,7 +671,6 @@ export class OnnxTrainer {
   }
 
   private async readNow(): Promise<{ params: Map<string, Float32Array> }> {
-    this.assertOpen();
     const params = new Map<string, Float32Array>();
     for (const [i, p] of this.trainStep.params.entries())
       params.set(p.name, await this.download(this.params[i]!));
@@ -685,7 +728,59 @@ export class OnnxTrainer {
     }
   }
 
+  /**
+   * The first new parameter or buffer of a step that holds a NaN or an infinity: CPU tensors are
+   * scanned here; GPU tensors are checked on the GPU (buildFiniteCheckModel, one number read back
+   * per tensor) and only a flagged one is read back whole.
+   */
+  private async firstNonFinite(
+    params: readonly { name: string; newParam: string; newBuffer: string; shape: number[] }[],
+    outputs: Record<string, OrtTensor>,
+  ): Promise<{ param: string; what: string; element: number; value: number } | undefined> {
+    const tensors = params.flatMap((p) => [
+      { param: p.name, what: 'parameter', tensor: outputs[p.newParam]!, shape: p.shape },
+      { param: p.name, what: 'momentum buffer', tensor: outputs[p.newBuffer]!, shape: p.shape },
+    ]);
+    const onGpu = tensors.filter((x) => x.tensor.location !== 'cpu');
+    let flagged = tensors.filter((x) => x.tensor.location === 'cpu');
+    if (onGpu.length > 0) {
+      const key = `finite:${onGpu.map((x) => x.shape.join('x')).join(',')}`;
+      let session = this.helpers.get(key);
+      if (!session) {
+        session = this.ort.InferenceSession.create(
+          buildFiniteCheckModel(onGpu.map((x) => x.shape)),
+          sessionOptions({ executionProvider: this.executionProvider, strictPlacement: this.strict, base: this.base }),
+        );
+        this.helpers.set(key, session);
+        session.catch(() => this.helpers.delete(key));
+      }
+      const flags = await (await session).run(Object.fromEntries(onGpu.map((x, k) => [`x${k}`, x.tensor])));
+      const values = onGpu.map((_, k) => {
+        const flag = flags[`finite${k}`]!;
+        const value = (flag.data as Float32Array)[0]!;
+        flag.dispose();
+        return value;
+      });
+      flagged = [...flagged, ...onGpu.filter((_, k) => !Number.isFinite(values[k]))];
+    }
+    for (const x of flagged) {
+      const data = x.tensor.location === 'cpu' ? (x.tensor.data as Float32Array) : await this.download(x.tensor);
+      const element = firstNonFinite(data);
+      if (element >= 0) return { param: x.param, what: x.what, element, value: data[element]! };
+    }
+    return undefined;
+  }
+
   private assertOpen(): void {
     if (this.disposed) throw new AccSGDStateError('this OnnxTrainer has been disposed');
+  }
+
+  /**
+   * Queues a call if the trainer is open when the call is made (not when it starts): dispose()
+   * waits for the calls made before it, so `p = trainer.step(b); trainer.dispose()` applies the step.
+   */
+  private queue<T>(call: () => Promise<T>): Promise<T> {
+    if (this.disposed) return Promise.reject(new AccSGDStateError('this OnnxTrainer has been disposed'));
+    return this.calls.run(call);
   }
 }

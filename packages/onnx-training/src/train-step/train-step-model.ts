@@ -2,8 +2,8 @@ import { AccSGDConfigError, BUFFER_SUFFIX } from '@accsgd/core';
 import { TensorProto_DataType } from 'onnx-buf';
 import {
   AUTODIFF_OPTION_KEYS,
-  assertKnownKeys,
   type AutodiffOptions,
+  assertKnownKeys,
   differentiate,
   encodeDifferentiated,
   HOST_TYPES,
@@ -162,10 +162,13 @@ export function buildTrainStepModel(
     })),
     hostInputs: host.inputs,
     hostFeeds: host.feeds,
-    indexLimits: d.forward.inputs.flatMap((i) => {
-      const size = g.indexLimits.get(i.name);
-      return size === undefined ? [] : [{ input: i.name, size }];
-    }),
+    // Gather indices that are batch inputs, or computed from them on the host (Identity, Reshape,
+    // Add(ids, 0)): OnnxTrainer checks both before a step.
+    indexLimits: [...g.indexLimits].flatMap(([input, size]) =>
+      d.forward.inputs.some((i) => i.name === input) || host.inputs.some((h) => h.name === input)
+        ? [{ input, size }]
+        : [],
+    ),
     labels: d.labels,
     params,
     coefficients,
