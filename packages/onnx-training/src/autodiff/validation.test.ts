@@ -48,9 +48,7 @@ async function rejection(
 
 describe('models the train step rejects, with AccSGDConfigError, before any session exists', () => {
   it('an op without a backward rule, naming the op and the node', async () => {
-    const e = await rejection(
-      forwardModel({ ...base, nodes: [base.nodes[0]!, ['Sin', ['h'], ['y']]] }),
-    );
+    const e = await rejection(forwardModel({ ...base, nodes: [base.nodes[0]!, ['Sin', ['h'], ['y']]] }));
     expect(e.field).toBe('graph.node[1] "node1_Sin" (Sin)');
     expect(e.message).toMatch(/uses op Sin, which has no backward rule; supported: Abs, Add, And, /);
   });
