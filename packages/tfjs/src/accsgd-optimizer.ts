@@ -1,4 +1,5 @@
 import {
+  AccSGDGradientError,
   AccSGDStateError,
   assertFloat32StateGroups,
   decodeState,
@@ -24,18 +25,23 @@ import {
   type Variable,
 } from '@tensorflow/tfjs-core';
 import { type AccSGDConfig, configFromDict, F32, hyperparamsConfig, parseConfig } from './config.js';
+import { type CheckedStep, type DeviceCheckedStep, DeviceCheckedSteps } from './device-checked-steps.js';
 import { checkGradients, type GradientScope, type GradientWork, readGradients } from './gradients.js';
 import { type LearningRateSchedule, readInput, scheduledLr } from './input.js';
 import {
   ACCSGD_UPDATE,
   type CoefficientArray,
   compositeUpdate,
+  type DeviceGuard,
+  gpuScanners,
   hasFusedKernel,
   memoryScanners,
   registerAccSGDKernels,
+  scanLayout,
 } from './kernels/index.js';
 import {
   canReadBackSync,
+  checksOnDevice,
   findNonFinite,
   findNonFiniteAsync,
   type NonFiniteElement,
@@ -52,6 +58,13 @@ export { BUFFER_WEIGHT_SUFFIX, type NamedTensor } from './weights-layout.js';
 interface StepPlan {
   work: GradientWork[];
   lrs: (number | null)[];
+}
+
+/** A step the device skipped under nonFinite: 'skip-step' (see verifySteps()). */
+export interface SkippedStep {
+  /** Its iteration number (1 for the optimizer's first step). */
+  step: number;
+  reason: string;
 }
 
 /**
@@ -92,6 +105,12 @@ export class AccSGDOptimizer extends Optimizer {
   private readonly schedules: (LearningRateSchedule | null)[];
   /** Calls that take effect in their turn (applyGradientsAsync, setWeights, exportState, getWeights). */
   private readonly calls = new OrderedCalls();
+  /** Synchronous steps checked on the device (webgpu) whose verdict may not have arrived yet. */
+  private readonly deviceChecked = new DeviceCheckedSteps();
+  /** Device-checked steps found bad and undone, not reported yet. */
+  private unreported: CheckedStep[] = [];
+  /** Registry index -> the iteration number of the last step that updated it (for undoing a skipped step). */
+  private readonly lastStepped = new Map<number, number>();
 
   constructor(config: AccSGDConfig) {
     super();
@@ -158,13 +177,23 @@ export class AccSGDOptimizer extends Optimizer {
   /**
    * One step (tfjs's synchronous optimizer API, used by minimize() and model.fit()). With the
    * default nonFinite policy the gradients are checked for NaN/infinity first: a direct scan on
-   * cpu and wasm, one WGSL dispatch per gradient on webgpu, tfjs ops elsewhere, then one
-   * synchronous read-back. Where the platform has no synchronous GPU read-back
-   * (tfjs-backend-webgpu in Node), use applyGradientsAsync() or nonFinite: 'allow'.
+   * cpu and wasm, and tfjs ops with one synchronous read-back on webgl and other backends.
+   *
+   * On webgpu nothing is read back synchronously: one WGSL dispatch per gradient checks it, and
+   * the update programs queued behind it write nothing when it finds a NaN or infinity, so a bad
+   * step still changes nothing. Its verdict is read back asynchronously; a step found bad is
+   * reported by the next call (under 'error', the next applyGradients throws the
+   * AccSGDGradientError of the bad step, changing nothing) or by verifySteps(). Steps queued
+   * between the bad one and that report were applied.
    */
   override applyGradients(variableGradients: NamedTensorMap | NamedTensor[]): void {
     this.drain('applyGradients');
+    this.reportDeviceChecks();
     const work = readGradients(variableGradients, this.scope);
+    if (this.nonFinite !== 'allow' && work.length > 0 && checksOnDevice()) {
+      this.stepCheckedOnDevice(work);
+      return;
+    }
     const found = this.nonFinite === 'allow' ? null : findNonFinite(work.map((w) => w.grad));
     const bad = found && { ...found, value: work[found.tensor]!.grad.dataSync()[found.element]! };
     this.settle(this.plan(work), bad);
@@ -209,11 +238,132 @@ export class AccSGDOptimizer extends Optimizer {
         const found = allow ? null : findNonFinite(grads);
         return found && { ...found, value: grads[found.tensor]!.dataSync()[found.element]! };
       },
-      commit: (bad) => this.settle(this.plan(checkGradients(kept, this.scope)), bad),
+      commit: (bad) => {
+        this.reportDeviceChecks();
+        this.settle(this.plan(checkGradients(kept, this.scope)), bad);
+      },
       release: () => {
         for (const g of grads) g.dispose();
       },
     });
+  }
+
+  /** A step whose check and update are queued on the device together (see applyGradients). */
+  private stepCheckedOnDevice(work: GradientWork[]): void {
+    const plan = this.plan(work);
+    const scan = keep(
+      gpuScanners[engine().backendName]!(
+        engine().backend,
+        work.map((w) => w.grad),
+      ),
+    );
+    let done: { groups: number[]; created: number[] };
+    try {
+      done = this.commit(plan, { tensor: scan, slot: scanLayout(work.length).verdict });
+    } catch (error) {
+      scan.dispose();
+      throw error;
+    }
+    this.deviceChecked.watch(scan, {
+      iteration: this.iterations - 1,
+      variables: work.map((w) => w.variable.name),
+      ...done,
+      generation: this.deviceChecked.generation,
+    });
+  }
+
+  /**
+   * Takes the device's verdicts that have arrived and undoes the bookkeeping of each step it
+   * skipped (its step counts, the buffers it created, the iteration), keeping them to report.
+   */
+  private reconcileDeviceChecks(): void {
+    for (const checked of this.deviceChecked.takeChecked()) {
+      if (checked.failure === null) continue;
+      if (!(checked.failure instanceof Error) && checked.step.generation === this.deviceChecked.generation)
+        this.undoStep(checked.step);
+      this.unreported.push(checked);
+    }
+  }
+
+  private undoStep(step: DeviceCheckedStep): void {
+    const number = step.iteration + 1;
+    const dropped = step.created.filter((i) => this.lastStepped.get(i) === number);
+    const groups = this.registry.paramGroups.map((g, i) => ({
+      hyperparams: g.hyperparams,
+      step: step.groups.includes(i) ? g.step - 1 : g.step,
+    }));
+    const shapes = Array.from({ length: this.registry.size }, (_, i) =>
+      this.registry.hasBuffer(i) && !dropped.includes(i) ? this.registry.shape(i) : null,
+    );
+    this.registry.restore(groups, shapes);
+    this.table.dropBuffers(dropped);
+    for (const i of dropped) this.lastStepped.delete(i);
+    this.iterations_ = Math.max(0, this.iterations - 1);
+  }
+
+  /**
+   * Reports device-checked steps found bad: under 'error' throws the first one's
+   * AccSGDGradientError (or the read-back's error) before the calling step changes anything;
+   * under 'skip-step' records them for verifySteps().
+   */
+  private reportDeviceChecks(): void {
+    this.reconcileDeviceChecks();
+    // A read-back that failed is reported under every policy: nothing is known of that step.
+    const unknown = this.unreported.find((c) => c.failure instanceof Error);
+    if (unknown) {
+      this.unreported = this.unreported.filter((c) => c !== unknown);
+      throw unknown.failure;
+    }
+    if (this.unreported.length === 0 || this.nonFinite === 'skip-step') return;
+    const [first, ...rest] = this.unreported;
+    this.unreported = [];
+    const later = rest.length === 0 ? '' : ` (and ${rest.length} later step(s) likewise)`;
+    const { variable, element, value } = first!.failure as {
+      variable: string;
+      element: number;
+      value: string;
+    };
+    throw new AccSGDGradientError(
+      variable,
+      `step ${first!.step.iteration + 1}: element ${element} is ${value}; the device found it after the step was queued and applied nothing of that step${later}; the steps queued after it were applied, and this call changed nothing (non-finite gradients are rejected; see the nonFinite option)`,
+    );
+  }
+
+  /**
+   * Waits for the device's verdict on every step taken so far (webgpu's synchronous steps, see
+   * applyGradients; elsewhere there is nothing to wait for). Under 'error' rejects with the
+   * AccSGDGradientError of a step found bad; under 'skip-step' resolves to the steps the device
+   * skipped since the last call.
+   */
+  async verifySteps(): Promise<SkippedStep[]> {
+    return this.calls.runPrepared({
+      ...this.awaitDeviceChecks,
+      commit: () => {
+        this.reportDeviceChecks();
+        const skipped = this.unreported.map((c) => ({
+          step: c.step.iteration + 1,
+          reason: `gradient for parameter "${(c.failure as { variable: string }).variable}": element ${(c.failure as { element: number }).element} is ${(c.failure as { value: string }).value}`,
+        }));
+        this.unreported = [];
+        return skipped;
+      },
+    });
+  }
+
+  /** The read-back part of a call that must see every device verdict first (exports, verifySteps). */
+  private readonly awaitDeviceChecks = {
+    prepare: async () => {
+      await this.deviceChecked.settled();
+      return null;
+    },
+    prepareSync: () => null,
+    canPrepareSync: () => this.deviceChecked.allArrived(),
+  };
+
+  /** The state was replaced (import, setWeights): verdicts arriving later are reported but undo nothing. */
+  private stateReplaced(): void {
+    this.deviceChecked.invalidate();
+    this.lastStepped.clear();
   }
 
   /** Everything that can fail, before anything changes: this step's scheduled learning rates, from the state now. */
@@ -242,8 +392,14 @@ export class AccSGDOptimizer extends Optimizer {
     this.commit(plan);
   }
 
-  /** Applies a checked step; nothing after bind() can fail part-way. */
-  private commit({ work, lrs }: StepPlan): void {
+  /**
+   * Applies a checked step (guarded by the device's verdict where `guard` is given); nothing after
+   * bind() can fail part-way. Returns the groups it counted a step for and the buffers it created.
+   */
+  private commit(
+    { work, lrs }: StepPlan,
+    guard: DeviceGuard | null = null,
+  ): { groups: number[]; created: number[] } {
     const indices = this.table.bind(work.map((w) => w.variable));
     // Checked already (checkGradients): a variable with a buffer has that buffer's shape.
     indices.forEach((index, k) => this.registry.setShape(index, work[k]!.variable.shape));
@@ -258,11 +414,16 @@ export class AccSGDOptimizer extends Optimizer {
     const fused = this.fused && hasFusedKernel(engine().backendName);
     for (const { index, grad: k, group } of plan.work) {
       const { variable, grad } = work[k]!;
-      this.update(index, variable, grad, coefficientArray(plan.coefficients[group]!), fused);
+      this.update(index, variable, grad, coefficientArray(plan.coefficients[group]!), fused, guard);
     }
     this.registry.commitStep(plan);
     this.incrementIterations();
+    for (const { index } of plan.work) this.lastStepped.set(index, this.iterations);
     this.lastStep = { applied: true };
+    return {
+      groups: [...new Set(plan.work.map((w) => w.group))],
+      created: plan.work.filter((w) => w.first).map((w) => w.index),
+    };
   }
 
   private update(
@@ -271,6 +432,7 @@ export class AccSGDOptimizer extends Optimizer {
     grad: Tensor,
     coefficients: CoefficientArray,
     fused: boolean,
+    guard: DeviceGuard | null,
   ): void {
     const own = this.table.bufferAt(index);
     const buffer = own ?? variable;
@@ -279,11 +441,13 @@ export class AccSGDOptimizer extends Optimizer {
     if (fused) {
       [newParam, newBuffer] = engine().runKernel<Tensor[]>(
         ACCSGD_UPDATE,
-        { param: variable, grad, buffer },
-        { coefficients: [...coefficients], inPlace: true },
+        guard ? { param: variable, grad, buffer, guard: guard.tensor } : { param: variable, grad, buffer },
+        guard
+          ? { coefficients: [...coefficients], inPlace: true, guardSlot: guard.slot }
+          : { coefficients: [...coefficients], inPlace: true },
       ) as [Tensor, Tensor];
     } else {
-      [newParam, newBuffer] = compositeUpdate(variable, grad, buffer, coefficients);
+      [newParam, newBuffer] = compositeUpdate(variable, grad, buffer, coefficients, guard);
     }
     // A kernel that updated in place hands back the variable's own storage (and has told the
     // backend to drop what it cached for it); assign only what is new.
@@ -312,6 +476,8 @@ export class AccSGDOptimizer extends Optimizer {
         ),
       );
     }
+    this.stateReplaced();
+    this.unreported = [];
     if (this.explicitGroups) {
       this.table.disposeBuffers();
     } else {
@@ -328,14 +494,17 @@ export class AccSGDOptimizer extends Optimizer {
    */
   override async getWeights(): Promise<NamedTensor[]> {
     return this.calls.runPrepared({
-      ...NO_READ_BACK,
-      commit: () => [
-        { name: 'iter', tensor: keep(scalar(this.iterations, 'int32')) },
-        ...this.table.withBuffers().map((i) => ({
-          name: this.registry.name(i) + BUFFER_WEIGHT_SUFFIX,
-          tensor: this.table.bufferAt(i) as Tensor,
-        })),
-      ],
+      ...this.awaitDeviceChecks,
+      commit: () => {
+        this.reconcileDeviceChecks();
+        return [
+          { name: 'iter', tensor: keep(scalar(this.iterations, 'int32')) },
+          ...this.table.withBuffers().map((i) => ({
+            name: this.registry.name(i) + BUFFER_WEIGHT_SUFFIX,
+            tensor: this.table.bufferAt(i) as Tensor,
+          })),
+        ];
+      },
     });
   }
 
@@ -380,7 +549,9 @@ export class AccSGDOptimizer extends Optimizer {
         `optimizer weight "iter" must be a scalar integer >= 0; got ${iterTensor.size === 1 ? String(iterations) : `shape [${iterTensor.shape}]`}`,
       );
     }
+    this.reconcileDeviceChecks();
     this.table.restoreWeights(restored, iterations as number);
+    this.stateReplaced();
     this.iterations_ = iterations as number;
   }
 
@@ -392,12 +563,14 @@ export class AccSGDOptimizer extends Optimizer {
   async exportState(): Promise<Uint8Array> {
     const kept = new Map<string, Tensor>();
     const state = await this.calls.runPrepared({
-      ...NO_READ_BACK,
-      commit: () =>
-        this.registry.snapshot((i) => {
+      ...this.awaitDeviceChecks,
+      commit: () => {
+        this.reconcileDeviceChecks();
+        return this.registry.snapshot((i) => {
           kept.set(this.registry.name(i), keep(alias(this.table.bufferAt(i)!)));
           return new Float32Array(0); // read back below
-        }),
+        });
+      },
     });
     try {
       for (const [name, t] of kept)
@@ -423,7 +596,9 @@ export class AccSGDOptimizer extends Optimizer {
         `state has ${state.groups.length} parameter group(s); the optimizer has ${this.registry.groupCount}`,
       );
     }
+    this.reconcileDeviceChecks();
     this.table.importState(state);
+    this.stateReplaced();
     this.iterations_ = Math.max(0, ...state.groups.map((g) => g.step));
   }
 
@@ -459,9 +634,6 @@ serialization.registerClass(AccSGDOptimizer);
 export function accsgd(config: AccSGDConfig): AccSGDOptimizer {
   return new AccSGDOptimizer(config);
 }
-
-/** The read-back part of a queued call that reads nothing back. */
-const NO_READ_BACK = { prepare: async () => null, prepareSync: () => null };
 
 function coefficientArray(c: FusedCoefficients): CoefficientArray {
   return [c.bufFromBuf, c.bufFromParam, c.bufFromGrad, c.paramFromParam, c.paramFromGrad, c.paramFromBuf];

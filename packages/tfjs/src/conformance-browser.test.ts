@@ -9,15 +9,22 @@ import { describeConformance } from '@accsgd/conformance/vitest';
 const chromium = findChromium();
 const module = fileURLToPath(new URL('./conformance.ts', import.meta.url));
 
-for (const backend of ['webgl', 'webgpu'] as const) {
+// Each backend twice: stepping as an async loop does (applyGradientsAsync), and as model.fit
+// does (synchronous applyGradients; on webgpu its check runs on the device).
+for (const [backend, api] of [
+  ['webgl', 'applyGradientsAsync'],
+  ['webgpu', 'applyGradientsAsync'],
+  ['webgl', 'applyGradients'],
+  ['webgpu', 'applyGradients'],
+] as const) {
   let adapter: Awaited<ReturnType<typeof openBrowserAdapter>> | undefined;
   describeConformance(
     async () => {
-      adapter = await openBrowserAdapter({ module, options: { backend } });
+      adapter = await openBrowserAdapter({ module, options: { backend, api } });
       return adapter;
     },
     {
-      title: `tfjs/${backend} in headless Chromium`,
+      title: `tfjs/${backend}${api === 'applyGradients' ? '/sync' : ''} in headless Chromium`,
       requireClosedLoop: true,
       unavailable: chromium.available ? undefined : chromium.reason,
       dispose: () => adapter?.dispose(),

@@ -11,3 +11,9 @@ describeConformance(() => conformanceAdapter({ backend: 'webgpu' }), {
   requireClosedLoop: true,
   unavailable: found.available ? undefined : found.reason,
 });
+// The same on the path model.fit takes: synchronous applyGradients, checked on the device.
+describeConformance(() => conformanceAdapter({ backend: 'webgpu', api: 'applyGradients' }), {
+  title: `tfjs/webgpu/sync in Node (${found.available ? found.description : 'no adapter'})`,
+  requireClosedLoop: true,
+  unavailable: found.available ? undefined : found.reason,
+});

@@ -15,7 +15,15 @@ export interface TfjsConformanceOptions {
   backend?: TfjsBackendName;
   /** false: run the composite fallback (tfjs ops) instead of the fused kernel. Default true. */
   fused?: boolean;
+  /**
+   * How each step is taken: 'applyGradientsAsync' (default), or 'applyGradients', the synchronous
+   * call model.fit and minimize() make, followed by verifySteps() so that a step the device
+   * rejects later (webgpu) is reported by the step that made it.
+   */
+  api?: 'applyGradientsAsync' | 'applyGradients';
 }
+
+const APIS = ['applyGradientsAsync', 'applyGradients'] as const;
 
 const BACKENDS: readonly TfjsBackendName[] = ['cpu', 'wasm', 'webgl', 'webgpu'];
 
@@ -60,13 +68,15 @@ let sessions = 0;
 export async function conformanceAdapter(options: TfjsConformanceOptions = {}): Promise<ConformanceAdapter> {
   const backend = options.backend ?? 'cpu';
   const fused = options.fused ?? true;
+  const api = options.api ?? 'applyGradientsAsync';
   if (!BACKENDS.includes(backend))
     throw new AccSGDConfigError('backend', backend, `one of ${BACKENDS.join(', ')}`);
+  if (!APIS.includes(api)) throw new AccSGDConfigError('api', api, `one of ${APIS.join(', ')}`);
   await loadBackend(backend);
   if (!(await tf.setBackend(backend))) throw new Error(`tfjs backend "${backend}" failed to initialise`);
   await tf.ready();
   return {
-    name: `tfjs/${backend}${fused ? '' : '/composite'}`,
+    name: `tfjs/${backend}${fused ? '' : '/composite'}${api === 'applyGradients' ? '/sync' : ''}`,
     dtype: 'float32',
     async open(problem: ConformanceProblem): Promise<ConformanceSession> {
       if (tf.getBackend() !== backend) await tf.setBackend(backend);
@@ -100,7 +110,12 @@ export async function conformanceAdapter(options: TfjsConformanceOptions = {}): 
               const shape = size === values.length ? variables.get(name)!.shape : [values.length];
               named[prefix + name] = tf.tensor(Float32Array.from(values), shape, 'float32');
             }
-            await optimizer.applyGradientsAsync(named);
+            if (api === 'applyGradients') {
+              optimizer.applyGradients(named);
+              await optimizer.verifySteps();
+            } else {
+              await optimizer.applyGradientsAsync(named);
+            }
           } finally {
             tf.dispose(Object.values(named));
           }

@@ -1,11 +1,11 @@
-import { AccSGDConfigError } from '@accsgd/core';
+import { AccSGDStateError } from '@accsgd/core';
 import { engine, type Tensor } from '@tensorflow/tfjs-core';
 import {
   compositeFirstNonFinite,
   compositeFirstNonFiniteAsync,
   gpuScanners,
-  locateNonFinite,
   memoryScanners,
+  readDeviceScan,
 } from './kernels/index.js';
 
 type FindNonFinite = (grads: Tensor[]) => { tensor: number; element: number } | null;
@@ -21,25 +21,12 @@ export interface NonFiniteElement {
 export const findNonFinite: FindNonFinite = (grads) => {
   const scan = memoryScanners[engine().backendName];
   if (!scan) {
-    if (
-      engine().backendName === 'webgpu' &&
-      typeof (globalThis as { OffscreenCanvas?: unknown }).OffscreenCanvas === 'undefined'
-    ) {
-      throw new AccSGDConfigError(
-        'nonFinite',
-        'error',
-        '"allow" here, or applyGradientsAsync()',
-        'checking gradients for NaN/infinity needs a read-back, and tfjs-backend-webgpu cannot read back synchronously on this platform (no OffscreenCanvas): call applyGradientsAsync(), or pass nonFinite: "allow"',
+    // Device-checked backends guard the update with the scan instead (device-checked-steps.ts).
+    if (gpuScanners[engine().backendName])
+      throw new AccSGDStateError(
+        `a synchronous non-finite check was asked of the ${engine().backendName} backend, which checks on the device and never reads back synchronously`,
       );
-    }
-    const gpuScan = gpuScanners[engine().backendName];
-    if (!gpuScan || grads.length === 0) return compositeFirstNonFinite(grads);
-    const firstBad = gpuScan(engine().backend, grads);
-    try {
-      return locateNonFinite(firstBad.dataSync());
-    } finally {
-      firstBad.dispose();
-    }
+    return compositeFirstNonFinite(grads);
   }
   const backend = engine().backend;
   for (let t = 0; t < grads.length; t++) {
@@ -61,16 +48,23 @@ export async function findNonFiniteAsync(
   if (!gpuScan) return compositeFirstNonFiniteAsync(grads);
   const firstBad = gpuScan(engine().backend, grads);
   try {
-    return locateNonFinite(await firstBad.data());
+    return readDeviceScan(await firstBad.data());
   } finally {
     firstBad.dispose();
   }
 }
 
-/** Where the tensors of the current backend can be read back synchronously. */
+/**
+ * Where the tensors of the current backend can be read back synchronously. Never on webgpu:
+ * tfjs-backend-webgpu has no synchronous read-back in Node, and in a browser it reads through a
+ * canvas, which stalls the pipeline and on some platforms (SwiftShader in headless Chromium)
+ * returns zeros and loses the page's WebGPU instance.
+ */
 export function canReadBackSync(): boolean {
-  return !(
-    engine().backendName === 'webgpu' &&
-    typeof (globalThis as { OffscreenCanvas?: unknown }).OffscreenCanvas === 'undefined'
-  );
+  return engine().backendName !== 'webgpu';
+}
+
+/** Whether the current backend checks gradients on the device, guarding the update (no read-back before it). */
+export function checksOnDevice(): boolean {
+  return gpuScanners[engine().backendName] !== undefined;
 }

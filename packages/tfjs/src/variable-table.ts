@@ -255,6 +255,17 @@ export class VariableTable {
     this.reindex();
   }
 
+  /**
+   * Disposes the buffers of these indices, which the registry has already forgotten (a step the
+   * device skipped had created them).
+   */
+  dropBuffers(indices: readonly number[]): void {
+    for (const i of indices) {
+      this.buffers[i]?.dispose();
+      this.buffers[i] = null;
+    }
+  }
+
   /** Disposes every buffer; `next` (default: the registry, which forgets them) is the registry from now on. */
   disposeBuffers(next?: ParameterRegistry): void {
     for (const buffer of this.buffers) buffer?.dispose();

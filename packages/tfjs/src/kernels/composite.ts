@@ -4,14 +4,17 @@ import {
   argMax,
   cast,
   isFinite as isFiniteTensor,
+  less,
   logicalNot,
   mul,
   reshape,
   type Scalar,
   scalar,
+  slice,
   stack,
   type Tensor,
   tidy,
+  where,
 } from '@tensorflow/tfjs-core';
 import type { CoefficientArray } from './registry.js';
 
@@ -26,6 +29,7 @@ export function compositeUpdate(
   grad: Tensor,
   buffer: Tensor,
   coefficients: CoefficientArray,
+  guard: DeviceGuard | null = null,
 ): [Tensor, Tensor] {
   return tidy(() => {
     const [bufFromBuf, bufFromParam, bufFromGrad, paramFromParam, paramFromGrad, paramFromBuf] =
@@ -35,8 +39,18 @@ export function compositeUpdate(
       add(mul(paramFromParam, param), mul(paramFromGrad, grad)),
       mul(paramFromBuf, newBuffer),
     );
-    return [newParam, newBuffer];
+    if (guard === null) return [newParam, newBuffer];
+    // A bad verdict names a gradient (an index below the verdict's own slot); ALL_FINITE is i32
+    // max, which tfjs-backend-webgpu's int32 comparisons do not hold exactly (they go through f32).
+    const skip = less(slice(guard.tensor, [guard.slot], [1]), scalar(guard.slot, 'int32'));
+    return [where(skip, param, newParam), where(skip, buffer, newBuffer)];
   });
+}
+
+/** The step's device scan and its verdict slot: the update writes nothing where the verdict names a bad gradient. */
+export interface DeviceGuard {
+  tensor: Tensor;
+  slot: number;
 }
 
 /** Where a gradient holds a NaN or infinity: which tensor of the list, and its first bad element. */

@@ -1,16 +1,26 @@
-import { AccSGDConfigError } from '@accsgd/core';
+import { AccSGDStateError } from '@accsgd/core';
 import { getKernel, type Tensor, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { NonFiniteLocation } from './composite.js';
 import { cpuFirstNonFinite, cpuUpdateKernel } from './cpu.js';
 import { ACCSGD_UPDATE, registerOnce } from './registry.js';
 import { wasmFirstNonFinite, wasmUpdateKernel } from './wasm.js';
 import { webglUpdateKernel } from './webgl.js';
-import { ALL_FINITE, READ_BACK_CHECK, webgpuFirstNonFiniteIndices, webgpuUpdateKernel } from './webgpu.js';
+import {
+  ALL_FINITE,
+  KIND_NAN,
+  KIND_NEGATIVE_INFINITY,
+  KIND_POSITIVE_INFINITY,
+  READ_BACK_CHECK,
+  scanLayout,
+  webgpuNonFiniteScan,
+  webgpuUpdateKernel,
+} from './webgpu.js';
 
 export {
   compositeFirstNonFinite,
   compositeFirstNonFiniteAsync,
   compositeUpdate,
+  type DeviceGuard,
   type NonFiniteLocation,
 } from './composite.js';
 export { ACCSGD_UPDATE, type AccSGDUpdateAttrs, type CoefficientArray } from './registry.js';
@@ -45,37 +55,44 @@ export const memoryScanners: Readonly<Record<string, (backend: object, info: Ten
     wasm: wasmFirstNonFinite,
   };
 
+export { scanLayout } from './webgpu.js';
+
 /**
- * GPU scans for the non-finite check: they queue one program per gradient and return an int32
- * [k + 1] tensor holding, for each gradient, the index of its first NaN or infinity (ALL_FINITE
- * when none), then READ_BACK_CHECK, so one read-back of k + 1 integers locates the first bad
- * element and proves the read-back itself. The caller disposes the tensor.
+ * Device scans for the non-finite check: they queue one program per gradient and return an int32
+ * tensor laid out as scanLayout(k) says: per gradient the index of its first NaN or infinity
+ * (ALL_FINITE when none) and the kinds of non-finite values it holds, then the verdict (the
+ * first bad gradient, or ALL_FINITE), then READ_BACK_CHECK, which proves the read-back itself.
+ * The update kernel takes the result as its guard; the caller disposes it.
  */
 export const gpuScanners: Readonly<
   Record<string, (backend: object, grads: readonly TensorInfo[]) => Tensor>
 > = {
-  webgpu: webgpuFirstNonFiniteIndices,
+  webgpu: webgpuNonFiniteScan,
 };
 
+/** How a gradient's kinds slot reads in a message: "NaN", "-Infinity", "NaN or Infinity". */
+function kindsValue(kinds: number): string {
+  const names: string[] = [];
+  if (kinds & KIND_NAN) names.push('NaN');
+  if (kinds & KIND_POSITIVE_INFINITY) names.push('Infinity');
+  if (kinds & KIND_NEGATIVE_INFINITY) names.push('-Infinity');
+  return names.length === 0 ? 'not finite' : names.join(' or ');
+}
+
 /**
- * The first bad gradient and element from a GPU scan's read-back, or null when all are finite.
- * Throws AccSGDConfigError when the read-back is not what the GPU wrote (its last slot is not
- * READ_BACK_CHECK): tfjs-backend-webgpu's synchronous read-back returns zeros for GPU results in
- * headless Chromium on SwiftShader, which would otherwise reject every step as non-finite.
+ * The first bad gradient, its first bad element and what it holds, from a device scan's
+ * read-back; null when all are finite. Throws AccSGDStateError when the read-back is not what the
+ * device wrote (its check slot is wrong): then nothing can be said of the step.
  */
-export function locateNonFinite(firstBad: ArrayLike<number>): NonFiniteLocation | null {
-  const k = firstBad.length - 1;
-  if (firstBad[k] !== READ_BACK_CHECK) {
-    throw new AccSGDConfigError(
-      'nonFinite',
-      'error',
-      '"allow" here, or applyGradientsAsync()',
-      `checking gradients for NaN/infinity needs a read-back from the GPU, and this backend's read-back came back wrong (a check value of ${READ_BACK_CHECK} read as ${firstBad[k]}; tfjs-backend-webgpu's synchronous read-back does this in headless Chromium on SwiftShader): call applyGradientsAsync(), or pass nonFinite: "allow"`,
+export function readDeviceScan(values: ArrayLike<number>): (NonFiniteLocation & { value: string }) | null {
+  const k = (values.length - 2) / 2;
+  const layout = scanLayout(Number.isInteger(k) && k >= 0 ? k : 0);
+  if (!Number.isInteger(k) || k < 0 || values[layout.check] !== READ_BACK_CHECK) {
+    throw new AccSGDStateError(
+      `the read-back of the device's non-finite check came back wrong (its check slot should read ${READ_BACK_CHECK}, read ${String(values[layout.check])} of ${values.length} values): the backend returned data the GPU did not write, so whether the step's gradients were finite is unknown`,
     );
   }
-  for (let tensor = 0; tensor < k; tensor++) {
-    const element = firstBad[tensor]!;
-    if (element !== ALL_FINITE) return { tensor, element };
-  }
-  return null;
+  const tensor = values[layout.verdict]!;
+  if (tensor === ALL_FINITE) return null;
+  return { tensor, element: values[tensor]!, value: kindsValue(values[layout.kinds + tensor]!) };
 }

@@ -20,10 +20,18 @@ import {
  * backend is told (backends cache work per tensor: tfjs-backend-wasm keeps packed matMul weights per
  * tensor id), so no later op reads a stale value.
  *
+ * Optional, on backends that check gradients on the device (webgpu): input `guard`, the int32
+ * result of the step's non-finite scan, and attribute `guardSlot`, its verdict slot; where the
+ * verdict says a gradient of the step was not finite, the kernel writes param and buffer back
+ * unchanged.
+ *
  *   buffer' = bufFromBuf * buffer + bufFromParam * param + bufFromGrad * grad
  *   param'  = paramFromParam * param + paramFromGrad * grad + paramFromBuf * buffer'
  */
 export const ACCSGD_UPDATE = 'AccSGDUpdate';
+
+/** What a device scan leaves in a gradient's first-bad slot and in its verdict slot when all is finite (i32 max). */
+export const ALL_FINITE = 2_147_483_647;
 
 export type CoefficientArray = readonly [number, number, number, number, number, number];
 
@@ -36,17 +44,30 @@ export function fusedCoefficientsOf(c: CoefficientArray): FusedCoefficients {
 export interface AccSGDUpdateAttrs {
   coefficients: number[];
   inPlace: boolean;
+  /** With a `guard` input: the slot of its verdict. */
+  guardSlot?: number;
 }
 
 export interface AccSGDUpdateInputs {
   param: TensorInfo;
   grad: TensorInfo;
   buffer: TensorInfo;
+  /** The step's non-finite scan (webgpu), or absent. */
+  guard?: TensorInfo;
+}
+
+/** What updateArguments() reads: the guard is null when absent. */
+export interface UpdateArguments extends Omit<AccSGDUpdateInputs, 'guard'>, AccSGDUpdateAttrs {
+  guard: TensorInfo | null;
+  guardSlot: number;
 }
 
 /** Reads the kernel's inputs and attributes with the checks every backend needs. */
-export function updateArguments(params: Parameters<KernelFunc>[0]): AccSGDUpdateInputs & AccSGDUpdateAttrs {
-  const { param, grad, buffer } = params.inputs as Partial<AccSGDUpdateInputs>;
+export function updateArguments(
+  params: Parameters<KernelFunc>[0],
+  options: { guarded: boolean } = { guarded: false },
+): UpdateArguments {
+  const { param, grad, buffer, guard } = params.inputs as Partial<AccSGDUpdateInputs>;
   const attrs = (params.attrs ?? {}) as Partial<AccSGDUpdateAttrs>;
   if (!param || !grad || !buffer) throw new Error(`${ACCSGD_UPDATE} needs the inputs param, grad and buffer`);
   for (const [name, t] of [
@@ -69,7 +90,26 @@ export function updateArguments(params: Parameters<KernelFunc>[0]): AccSGDUpdate
   if (!Array.isArray(coefficients) || coefficients.length !== 6) {
     throw new Error(`${ACCSGD_UPDATE} needs six coefficients (fusedCoefficientArray from @accsgd/core)`);
   }
-  return { param, grad, buffer, coefficients, inPlace: attrs.inPlace === true };
+  // A kernel that cannot honour a guard must not drop it: the step would apply a rejected gradient.
+  if (guard && !options.guarded) throw new Error(`${ACCSGD_UPDATE} on this backend takes no guard input`);
+  const guardSlot = attrs.guardSlot ?? -1;
+  if (
+    guard &&
+    (guard.dtype !== 'int32' ||
+      !Number.isInteger(guardSlot) ||
+      guardSlot < 0 ||
+      guardSlot >= sizeOf(guard.shape))
+  )
+    throw new Error(`${ACCSGD_UPDATE}: guard must be an int32 scan result with guardSlot inside it`);
+  return {
+    param,
+    grad,
+    buffer,
+    coefficients,
+    inPlace: attrs.inPlace === true,
+    guard: guard ?? null,
+    guardSlot,
+  };
 }
 
 /** Registers a kernel unless one is already registered under that name for that backend. */

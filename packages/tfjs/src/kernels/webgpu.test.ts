@@ -1,11 +1,17 @@
 import { findNodeWebGPU } from '@accsgd/conformance';
-import { AccSGDConfigError } from '@accsgd/core';
+import {
+  AccSGDGradientError,
+  AccSGDStateError,
+  fusedCoefficients,
+  fusedUpdate,
+  resolveHyperparams,
+} from '@accsgd/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { accsgd } from '../accsgd-optimizer.js';
-import { locateNonFinite, registerAccSGDKernels } from './index.js';
+import { readDeviceScan, registerAccSGDKernels } from './index.js';
 import { ACCSGD_UPDATE } from './registry.js';
-import { ALL_FINITE, READ_BACK_CHECK, webgpuFirstNonFiniteIndices } from './webgpu.js';
+import { ALL_FINITE, READ_BACK_CHECK, webgpuNonFiniteScan } from './webgpu.js';
 
 const found = await findNodeWebGPU();
 if (!found.available) console.warn(`\n[accsgd] SKIPPED webgpu kernel tests: ${found.reason}\n`);
@@ -46,11 +52,13 @@ describe.runIf(found.available || required)('webgpu kernel in Node', () => {
     opt.applyGradients({ [w.name]: tf.ones([3, 8]) });
     expect(Object.keys(backend.pipelineCache).filter((k) => k.startsWith('accsgd'))).toEqual(pipelines);
 
-    // The default non-finite check needs a read-back; Node's WebGPU has no synchronous one.
+    // The default non-finite check runs on the device: Node's WebGPU has no synchronous
+    // read-back, and the synchronous step needs none.
     const checked = accsgd({ lr: 0.1 });
-    expect(() => checked.applyGradients({ [v.name]: grad })).toThrow(AccSGDConfigError);
+    checked.applyGradients({ [v.name]: grad });
     await checked.applyGradientsAsync({ [v.name]: grad });
-    expect(checked.iterations).toBe(1);
+    expect(await checked.verifySteps()).toEqual([]);
+    expect(checked.iterations).toBe(2);
     tf.dispose([p, g, v, w, grad]);
     opt.dispose();
     checked.dispose();
@@ -110,20 +118,26 @@ describe.runIf(found.available || required)('webgpu kernel in Node', () => {
   }, 120_000);
 });
 
-describe('locateNonFinite (the GPU scan read back)', () => {
-  it('finds the first bad gradient and element, after checking the read-back slot', () => {
-    expect(locateNonFinite([ALL_FINITE, ALL_FINITE, READ_BACK_CHECK])).toBeNull();
-    expect(locateNonFinite([ALL_FINITE, 17, 3, READ_BACK_CHECK])).toEqual({ tensor: 1, element: 17 });
+describe('readDeviceScan (the device scan read back)', () => {
+  it('finds the first bad gradient, its element and what it held, after checking the read-back slot', () => {
+    // Two gradients: [first bad of each][kinds of each][verdict][check].
+    expect(readDeviceScan([ALL_FINITE, ALL_FINITE, 0, 0, ALL_FINITE, READ_BACK_CHECK])).toBeNull();
+    // Gradient 1 holds NaN (1) and -Infinity (4) from element 17; the verdict names it.
+    expect(readDeviceScan([ALL_FINITE, 17, 0, 5, 1, READ_BACK_CHECK])).toEqual({
+      tensor: 1,
+      element: 17,
+      value: 'NaN or -Infinity',
+    });
   });
 
-  it('refuses a read-back that is not what the GPU wrote (all zeros, as tfjs returns on SwiftShader in Chromium)', () => {
-    expect(() => locateNonFinite([0, 0, 0])).toThrow(AccSGDConfigError);
-    expect(() => locateNonFinite([0, 0, 0])).toThrow(/read-back came back wrong.*applyGradientsAsync/);
+  it('refuses a read-back that is not what the GPU wrote (all zeros, as a broken read-back returns)', () => {
+    expect(() => readDeviceScan([0, 0, 0, 0])).toThrow(AccSGDStateError);
+    expect(() => readDeviceScan([0, 0, 0, 0])).toThrow(/came back wrong.*unknown/);
   });
 });
 
 describe.runIf(found.available || required)('webgpu non-finite scan in Node', () => {
-  it('returns one index per gradient and the read-back check value', async () => {
+  it('returns per gradient its first bad index and kinds, the verdict and the read-back check value', async () => {
     expect(found.available, 'a WebGPU adapter (ACCSGD_REQUIRE_WEBGPU=1)').toBe(true);
     await import('@tensorflow/tfjs-backend-webgpu');
     await tf.setBackend('webgpu');
@@ -132,8 +146,142 @@ describe.runIf(found.available || required)('webgpu non-finite scan in Node', ()
       tf.tensor1d(Float32Array.from({ length: 999 }, (_, i) => (i === 611 ? Number.NaN : i))),
       1,
     );
-    const scan = webgpuFirstNonFiniteIndices(tf.backend(), [finite, bad]);
-    expect(Array.from(await scan.data())).toEqual([ALL_FINITE, 611, READ_BACK_CHECK]);
+    const scan = webgpuNonFiniteScan(tf.backend(), [finite, bad]);
+    expect(Array.from(await scan.data())).toEqual([ALL_FINITE, 611, 0, 1, 1, READ_BACK_CHECK]);
     tf.dispose([finite, bad, scan]);
   });
 });
+
+describe.runIf(found.available || required)(
+  'synchronous steps checked on the device (webgpu in Node)',
+  () => {
+    const h = { lr: 0.1, kappa: 100, xi: 5 };
+    const coefficients = fusedCoefficients(resolveHyperparams(h));
+    /** What core's fused update gives for these steps from `p0` (each gradient applied in turn). */
+    function expected(p0: number[], grads: number[][]): Float32Array {
+      const p = Float32Array.from(p0);
+      const buf = new Float32Array(p.length);
+      grads.forEach((g, i) => fusedUpdate(p, Float32Array.from(g), buf, coefficients, i === 0));
+      return p;
+    }
+    const read = async (t: tf.Tensor) => Array.from((await t.data()) as Float32Array);
+
+    it("'error': a bad step writes nothing, is undone in the bookkeeping, and verifySteps() reports it", async () => {
+      expect(found.available, 'a WebGPU adapter (ACCSGD_REQUIRE_WEBGPU=1)').toBe(true);
+      await tf.setBackend('webgpu');
+      const a = tf.variable(tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8]), true, 'device-checked/a');
+      const c = tf.variable(tf.tensor1d([1, 2, 3]), true, 'device-checked/c');
+      const d = tf.variable(tf.tensor1d([5, 6, 7]), true, 'device-checked/d');
+      const opt = accsgd(h);
+      const ones8 = tf.ones([8]);
+      const ones3 = tf.ones([3]);
+      const badA = tf.tensor1d([0, 0, 0, 0, 0, 0, Number.NaN, Number.POSITIVE_INFINITY]);
+      opt.applyGradients({ [a.name]: ones8, [c.name]: ones3 });
+      // Step 2 is bad in `a`; `c` and the new `d` are fine, and nothing of the step may apply.
+      opt.applyGradients({ [a.name]: badA, [c.name]: ones3, [d.name]: ones3 });
+      expect(opt.iterations).toBe(2); // counted until the verdict arrives
+      await expect(opt.verifySteps()).rejects.toThrow(AccSGDGradientError);
+      expect(opt.iterations).toBe(1);
+      expect(opt.paramGroups[0]!.step).toBe(1);
+      expect(opt.momentumBuffer(d.name)).toBeNull(); // step 2 created it; undone
+      expect(await read(a)).toEqual(Array.from(expected([1, 2, 3, 4, 5, 6, 7, 8], [Array(8).fill(1)])));
+      expect(await read(c)).toEqual(Array.from(expected([1, 2, 3], [[1, 1, 1]])));
+      expect(await read(d)).toEqual([5, 6, 7]);
+      // The device is still usable, and the next steps apply as if step 2 had never been called.
+      opt.applyGradients({ [a.name]: ones8, [c.name]: ones3, [d.name]: ones3 });
+      expect(await opt.verifySteps()).toEqual([]);
+      expect(await read(c)).toEqual(
+        Array.from(
+          expected(
+            [1, 2, 3],
+            [
+              [1, 1, 1],
+              [1, 1, 1],
+            ],
+          ),
+        ),
+      );
+      expect(await read(d)).toEqual(Array.from(expected([5, 6, 7], [[1, 1, 1]])));
+      expect(opt.paramGroups[0]!.step).toBe(2);
+      tf.dispose([a, c, d, ones8, ones3, badA]);
+      opt.dispose();
+    }, 120_000);
+
+    it("'error': the next applyGradients throws the bad step's error and changes nothing", async () => {
+      await tf.setBackend('webgpu');
+      const a = tf.variable(tf.tensor1d([1, 2, 3, 4]), true, 'device-checked/next-a');
+      const opt = accsgd(h);
+      const bad = tf.tensor1d([1, Number.NEGATIVE_INFINITY, 1, 1]);
+      const good = tf.ones([4]);
+      opt.applyGradients({ [a.name]: bad });
+      await opt.exportState(); // waits for the verdict (and undoes the step), reporting nothing
+      expect(opt.iterations).toBe(0);
+      expect(() => opt.applyGradients({ [a.name]: good })).toThrow(
+        /next-a.*step 1: element 1 is -Infinity; the device found it/,
+      );
+      expect(await read(a)).toEqual([1, 2, 3, 4]);
+      expect(opt.iterations).toBe(0);
+      // Reported once: the call after it applies.
+      opt.applyGradients({ [a.name]: good });
+      expect(await read(a)).toEqual(Array.from(expected([1, 2, 3, 4], [[1, 1, 1, 1]])));
+      tf.dispose([a, bad, good]);
+      opt.dispose();
+    }, 120_000);
+
+    it("'skip-step': the device skips the bad step alone, and verifySteps() lists it", async () => {
+      await tf.setBackend('webgpu');
+      const a = tf.variable(tf.tensor1d([1, 2, 3, 4]), true, 'device-checked/skip-a');
+      const opt = accsgd({ ...h, nonFinite: 'skip-step' });
+      const bad = tf.tensor1d([1, 1, Number.NaN, 1]);
+      const good = tf.ones([4]);
+      opt.applyGradients({ [a.name]: bad });
+      opt.applyGradients({ [a.name]: good });
+      const skipped = await opt.verifySteps();
+      expect(skipped).toHaveLength(1);
+      expect(skipped[0]!.step).toBe(1);
+      expect(skipped[0]!.reason).toMatch(/skip-a.*element 2 is NaN/);
+      expect(opt.iterations).toBe(1);
+      // Step 2 was the variable's first applied step: buffer initialised from p, as core does.
+      expect(await read(a)).toEqual(Array.from(expected([1, 2, 3, 4], [[1, 1, 1, 1]])));
+      tf.dispose([a, bad, good]);
+      opt.dispose();
+    }, 120_000);
+
+    it('the composite update (fused: false) honours the guard too', async () => {
+      await tf.setBackend('webgpu');
+      const a = tf.variable(tf.tensor1d([1, 2, 3, 4]), true, 'device-checked/composite-a');
+      const opt = accsgd({ ...h, fused: false });
+      const bad = tf.tensor1d([1, 1, 1, Number.POSITIVE_INFINITY]);
+      const good = tf.ones([4]);
+      opt.applyGradients({ [a.name]: bad });
+      await expect(opt.verifySteps()).rejects.toThrow(/composite-a.*step 1: element 3 is Infinity/);
+      expect(await read(a)).toEqual([1, 2, 3, 4]);
+      opt.applyGradients({ [a.name]: good });
+      expect(await opt.verifySteps()).toEqual([]);
+      const got = await read(a);
+      // tfjs ops round after each multiply and add: within a few float32 ulps of the fused update.
+      Array.from(expected([1, 2, 3, 4], [[1, 1, 1, 1]])).forEach((v, i) =>
+        expect(Math.abs(got[i]! - v)).toBeLessThan(1e-6),
+      );
+      tf.dispose([a, bad, good]);
+      opt.dispose();
+    }, 120_000);
+
+    it('frees every scan once its verdict is read: no tensor is left behind', async () => {
+      await tf.setBackend('webgpu');
+      const a = tf.variable(tf.tensor1d([1, 2, 3, 4]), true, 'device-checked/leak-a');
+      const opt = accsgd(h);
+      const good = tf.ones([4]);
+      opt.applyGradients({ [a.name]: good });
+      await opt.verifySteps();
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 5; i++) opt.applyGradients({ [a.name]: good });
+      // Five scans in flight (one int32 tensor each), until their verdicts arrive.
+      expect(tf.memory().numTensors - before).toBe(5);
+      await opt.verifySteps();
+      expect(tf.memory().numTensors - before).toBe(0);
+      tf.dispose([a, good]);
+      opt.dispose();
+    }, 120_000);
+  },
+);

@@ -1,5 +1,5 @@
 import { type KernelConfig, type Tensor, type TensorInfo, tensor } from '@tensorflow/tfjs-core';
-import { ACCSGD_UPDATE, sizeOf, updateArguments } from './registry.js';
+import { ACCSGD_UPDATE, ALL_FINITE, sizeOf, updateArguments } from './registry.js';
 
 /** The part of tfjs-backend-webgpu's WebGPUBackend these programs use (no runtime import). */
 interface WebGPUBackend {
@@ -61,8 +61,18 @@ function typeOf(components: 1 | 4): string {
   return components === 4 ? 'vec4<f32>' : 'f32';
 }
 
+/**
+ * With a guard (the step's non-finite scan, see webgpuNonFiniteScan), an invocation whose step
+ * the scan found a NaN or infinity in writes the old value back: the step changes nothing, and no
+ * read-back has to finish before the update is queued.
+ */
+function guarded(guard: boolean, updated: string, old: string): string {
+  if (!guard) return updated;
+  return `select(${updated}, ${old}, guard[uniforms.guardSlot] != ${ALL_FINITE})`;
+}
+
 /** buffer' = bufFromBuf * buffer + bufFromParam * param + bufFromGrad * grad */
-function bufferShader(components: 1 | 4): () => string {
+function bufferShader(components: 1 | 4, guard: boolean): () => string {
   const t = typeOf(components);
   return () => `
     fn main(index : i32) {
@@ -70,13 +80,13 @@ function bufferShader(components: 1 | 4): () => string {
         return;
       }
       let b : ${t} = uniforms.bufFromBuf * buffer[index] + uniforms.bufFromParam * param[index] + uniforms.bufFromGrad * grad[index];
-      setOutputAtIndex(index, b);
+      setOutputAtIndex(index, ${guarded(guard, 'b', 'buffer[index]')});
     }
   `;
 }
 
 /** param' = paramFromParam * param + paramFromGrad * grad + paramFromBuf * buffer' */
-function paramShader(components: 1 | 4): () => string {
+function paramShader(components: 1 | 4, guard: boolean): () => string {
   const t = typeOf(components);
   return () => `
     fn main(index : i32) {
@@ -84,7 +94,7 @@ function paramShader(components: 1 | 4): () => string {
         return;
       }
       let p : ${t} = uniforms.paramFromParam * param[index] + uniforms.paramFromGrad * grad[index] + uniforms.paramFromBuf * newBuffer[index];
-      setOutputAtIndex(index, p);
+      setOutputAtIndex(index, ${guarded(guard, 'p', 'param[index]')});
     }
   `;
 }
@@ -93,19 +103,22 @@ function paramShader(components: 1 | 4): () => string {
 function program(
   n: number,
   components: 1 | 4,
+  guard: boolean,
   shaderKey: string,
   variableNames: string[],
   uniforms: string,
   getUserCode: () => string,
 ): WebGPUProgramSpec {
   return {
-    variableNames,
+    variableNames: guard ? [...variableNames, 'guard'] : variableNames,
     outputShape: [n],
     // The width is in the key: tfjs's key does not see outputComponent.
-    shaderKey: `${shaderKey}_${components}`,
-    uniforms,
+    shaderKey: `${shaderKey}_${components}${guard ? '_guarded' : ''}`,
+    uniforms: guard ? `${uniforms} guardSlot : i32,` : uniforms,
     size: true,
     outputComponent: components,
+    // The guard is read as one i32, whatever the width of the tensors.
+    ...(guard ? { variableComponents: [components, components, components, 1] } : {}),
     dispatchLayout: { x: [0] },
     dispatch: [Math.ceil(n / components / WORKGROUP_SIZE), 1, 1],
     workgroupSize: [WORKGROUP_SIZE, 1, 1],
@@ -118,44 +131,50 @@ export const webgpuUpdateKernel: KernelConfig = {
   kernelName: ACCSGD_UPDATE,
   backendName: 'webgpu',
   kernelFunc: (args) => {
-    const { param, grad, buffer, coefficients } = updateArguments(args);
+    const { param, grad, buffer, coefficients, guard, guardSlot } = updateArguments(args, { guarded: true });
     const backend = args.backend as WebGPUBackend;
     const n = sizeOf(param.shape);
     const components = componentsFor(n);
     const flat = (t: TensorInfo): TensorInfo => ({ dataId: t.dataId, shape: [n], dtype: 'float32' });
+    const guardInputs = guard ? [guard] : [];
+    const guardUniforms = guard ? [{ type: 'int32' as const, data: [guardSlot] }] : [];
     const [bb, bp, bg, pp, pg, pb] = coefficients;
     const newBuffer = backend.runWebGPUProgram(
       program(
         n,
         components,
+        guard !== null,
         'accsgdBuffer',
         ['param', 'grad', 'buffer'],
         'bufFromBuf : f32, bufFromParam : f32, bufFromGrad : f32,',
-        bufferShader(components),
+        bufferShader(components, guard !== null),
       ),
-      [flat(param), flat(grad), flat(buffer)],
+      [flat(param), flat(grad), flat(buffer), ...guardInputs],
       'float32',
       [
         { type: 'float32', data: [bb!] },
         { type: 'float32', data: [bp!] },
         { type: 'float32', data: [bg!] },
+        ...guardUniforms,
       ],
     );
     const newParam = backend.runWebGPUProgram(
       program(
         n,
         components,
+        guard !== null,
         'accsgdParam',
         ['param', 'grad', 'newBuffer'],
         'paramFromParam : f32, paramFromGrad : f32, paramFromBuf : f32,',
-        paramShader(components),
+        paramShader(components, guard !== null),
       ),
-      [flat(param), flat(grad), newBuffer],
+      [flat(param), flat(grad), newBuffer, ...guardInputs],
       'float32',
       [
         { type: 'float32', data: [pp!] },
         { type: 'float32', data: [pg!] },
         { type: 'float32', data: [pb!] },
+        ...guardUniforms,
       ],
     );
     const shape = [...param.shape];
@@ -166,17 +185,33 @@ export const webgpuUpdateKernel: KernelConfig = {
   },
 };
 
-/** What `webgpuFirstNonFiniteIndices` leaves for a tensor with no NaN or infinity (i32 max). */
-export const ALL_FINITE = 2_147_483_647;
+export { ALL_FINITE };
 /** The scan's last slot, which no program writes: a read-back that does not return it is wrong. */
 export const READ_BACK_CHECK = 0x0acc_5d00;
+/** Bits of a gradient's kinds slot: which non-finite values it holds. */
+export const KIND_NAN = 1;
+export const KIND_POSITIVE_INFINITY = 2;
+export const KIND_NEGATIVE_INFINITY = 4;
+
+/**
+ * The layout of the int32 scan result for k gradients (k + k + 2 slots):
+ *   [0, k)       first bad element of gradient i, or ALL_FINITE
+ *   [k, 2k)      the kinds of non-finite values gradient i holds (KIND_* bits), or 0
+ *   2k           the verdict: the first bad gradient, or ALL_FINITE (the guard of the update)
+ *   2k + 1       READ_BACK_CHECK
+ */
+export function scanLayout(k: number): { kinds: number; verdict: number; check: number; size: number } {
+  return { kinds: k, verdict: 2 * k, check: 2 * k + 1, size: 2 * k + 2 };
+}
 
 /*
  * The non-finite check: one dispatch per gradient reads it once (four elements per invocation
  * where the size allows) and, where an element is NaN or infinite, atomicMin's its flat index into
- * slot `tensorIndex` of one small int32 tensor shared by the whole list. One read-back of k
- * integers then tells which gradient is bad and its first bad element. The test is on the bits
- * (exponent all ones), not on `x != x`: WGSL lets a compiler assume floats are finite.
+ * the gradient's slot, atomicOr's its kind, and atomicMin's the gradient's position into the
+ * verdict slot, all in one small int32 tensor shared by the whole list. The verdict guards the
+ * update programs queued after it; one read-back of the tensor, whenever it comes, tells which
+ * gradient was bad, its first bad element and what it held. The test is on the bits (exponent all
+ * ones), not on `x != x`: WGSL lets a compiler assume floats are finite.
  */
 function nonFiniteShader(components: 1 | 4): () => string {
   const u = components === 4 ? 'vec4<u32>' : 'u32';
@@ -186,14 +221,22 @@ function nonFiniteShader(components: 1 | 4): () => string {
         if (bad.x) { lane = 0; } else if (bad.y) { lane = 1; } else if (bad.z) { lane = 2; } else { lane = 3; }
         atomicMin(&result[uniforms.tensorIndex], index * 4 + lane);`
       : 'atomicMin(&result[uniforms.tensorIndex], index);';
+  const kind = (mask: string, bit: number) =>
+    components === 4 ? `select(0, ${bit}, any(${mask}))` : `select(0, ${bit}, ${mask})`;
   return () => `
     fn main(index : i32) {
       if (index >= uniforms.count) {
         return;
       }
-      let bad = (bitcast<${u}>(grad[index]) & ${u}(0x7f800000u)) == ${u}(0x7f800000u);
+      let bits = bitcast<${u}>(grad[index]);
+      let bad = (bits & ${u}(0x7f800000u)) == ${u}(0x7f800000u);
       if (${components === 4 ? 'any(bad)' : 'bad'}) {
         ${firstBad}
+        let nan = (bits & ${u}(0x7fffffffu)) > ${u}(0x7f800000u);
+        let positive = bits == ${u}(0x7f800000u);
+        let negative = bits == ${u}(0xff800000u);
+        atomicOr(&result[uniforms.tensorCount + uniforms.tensorIndex], ${kind('nan', KIND_NAN)} | ${kind('positive', KIND_POSITIVE_INFINITY)} | ${kind('negative', KIND_NEGATIVE_INFINITY)});
+        atomicMin(&result[2 * uniforms.tensorCount], uniforms.tensorIndex);
       }
     }
   `;
@@ -202,9 +245,9 @@ function nonFiniteShader(components: 1 | 4): () => string {
 function nonFiniteProgram(n: number, k: number, components: 1 | 4): WebGPUProgramSpec {
   return {
     variableNames: ['grad'],
-    outputShape: [k],
+    outputShape: [scanLayout(k).size],
     shaderKey: `accsgdNonFinite_${components}`,
-    uniforms: 'count : i32, tensorIndex : i32,',
+    uniforms: 'count : i32, tensorIndex : i32, tensorCount : i32,',
     size: false,
     outputComponent: 1,
     variableComponents: [components],
@@ -217,27 +260,31 @@ function nonFiniteProgram(n: number, k: number, components: 1 | 4): WebGPUProgra
 }
 
 /**
- * Queues the non-finite check of every gradient on the GPU and returns an int32 [k + 1] tensor:
- * for gradient i, the index of its first NaN or infinity, or ALL_FINITE; then READ_BACK_CHECK.
- * The caller reads it (one read-back, synchronous or not) and disposes it.
+ * Queues the non-finite check of every gradient on the GPU and returns the int32 scan result laid
+ * out as scanLayout(k) says. The caller passes it to the update kernel as its guard, or reads it
+ * (one read-back, synchronous or not), and disposes it.
  */
-export function webgpuFirstNonFiniteIndices(backend: object, grads: readonly TensorInfo[]): Tensor {
+export function webgpuNonFiniteScan(backend: object, grads: readonly TensorInfo[]): Tensor {
   const gpu = backend as WebGPUBackend;
+  const k = grads.length;
+  const layout = scanLayout(k);
   // Uploaded from an exact Int32Array (a Fill program would pass the value through an f32 uniform).
-  const slots = new Int32Array(grads.length + 1).fill(ALL_FINITE);
-  slots[grads.length] = READ_BACK_CHECK;
-  const result = tensor(slots, [grads.length + 1], 'int32');
+  const slots = new Int32Array(layout.size).fill(ALL_FINITE);
+  slots.fill(0, layout.kinds, layout.verdict);
+  slots[layout.check] = READ_BACK_CHECK;
+  const result = tensor(slots, [layout.size], 'int32');
   grads.forEach((grad, i) => {
     const n = sizeOf(grad.shape);
     if (n === 0) return;
     const components = componentsFor(n);
     gpu.runWebGPUProgram(
-      nonFiniteProgram(n, grads.length + 1, components),
+      nonFiniteProgram(n, k, components),
       [{ dataId: grad.dataId, shape: [n], dtype: 'float32' }],
       'int32',
       [
         { type: 'int32', data: [n / components] },
         { type: 'int32', data: [i] },
+        { type: 'int32', data: [k] },
       ],
       result,
     );

@@ -16,6 +16,8 @@ export interface SyncStepOutcome {
   expected: Float32Array;
   /** Whether the variable still holds the storage it had before the call: no update was written. */
   untouched: boolean;
+  /** A second step with a NaN gradient (element 7): how it was reported, and the variable after it. */
+  bad: { error: string | null; message: string; after: Float32Array | null };
 }
 
 // Large enough that tfjs does not forward the ops to its CPU backend: the data is on the GPU.
@@ -42,12 +44,24 @@ export async function syncStepOutcome(options: { backend: TfjsBackendName }): Pr
     message = (e as Error).message;
   }
   const untouched = v.dataId === storage;
-  // After a failed synchronous read-back, Chromium's WebGPU refuses the next mapAsync: read only
-  // what a successful step wrote.
   const got = error === null ? Float32Array.from((await v.data()) as Float32Array) : null;
   const expected = before.slice();
   fusedUpdate(expected, gradient, new Float32Array(N), fusedCoefficients(h), true);
+  const badGradient = gradient.slice();
+  badGradient[7] = Number.NaN;
+  const gBad = tf.mul(tf.tensor1d(badGradient), 1);
+  const bad: SyncStepOutcome['bad'] = { error: null, message: '', after: null };
+  try {
+    // Where the check runs on the device (webgpu) the step is queued and its verdict read back
+    // later: verifySteps() waits for it, as a training loop's next call would see it.
+    opt.applyGradients({ sync_step_v: gBad });
+    await opt.verifySteps();
+  } catch (e) {
+    bad.error = (e as Error).name;
+    bad.message = (e as Error).message;
+  }
+  bad.after = Float32Array.from((await v.data()) as Float32Array);
   opt.dispose();
-  tf.dispose([v, g]);
-  return { error, message, got, expected, untouched };
+  tf.dispose([v, g, gBad]);
+  return { error, message, got, expected, untouched, bad };
 }
