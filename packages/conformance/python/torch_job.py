@@ -54,7 +54,7 @@ def main():
         except StateError as error:
             # Report the error and whether the optimizer is exactly as it was before the load.
             untouched = all("momentum_buffer" not in optimizer.state[p] for p in tensors.values()) and [
-                {k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups
+                {k: v for k, v in g.items() if k not in ("params", "foreach")} for g in optimizer.param_groups
             ] == [{**{k: v for k, v in g.items() if k != "params"}, "step": 0} for g in job["groups"]]
             json.dump({"error": str(error), "untouched": untouched}, sys.stdout)
             return

@@ -464,9 +464,11 @@ def load_state(optimizer, path, names=None):
         optimizer.load_state_dict(
             {
                 "state": {index[p]: {"momentum_buffer": buf} for p, buf in buffers.items()},
+                # Settings the file does not hold (foreach) stay as they are.
                 "param_groups": [
                     dict(
-                        {key: float(record[key]) for key in _HYPERPARAMS},
+                        {key: value for key, value in group.items() if key != "params"},
+                        **{key: float(record[key]) for key in _HYPERPARAMS},
                         step=record["step"],
                         params=[index[p] for p in group["params"]],
                     )

@@ -212,6 +212,57 @@ class Weights(unittest.TestCase):
             parameter_names(self.model, AccSGD([torch.zeros(2, requires_grad=True)], lr=0.1))
 
 
+class ShardedState(unittest.TestCase):
+    """ZeroRedundancyOptimizer over AccSGD in a one-rank gloo group (the 2-rank run is in
+    @accsgd/cross-adapter's device-to-cluster test)."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "state.safetensors")
+        torch.distributed.init_process_group(
+            "gloo", init_method="file://" + os.path.join(self.dir.name, "store"), rank=0, world_size=1
+        )
+
+    def tearDown(self):
+        torch.distributed.destroy_process_group()
+        self.dir.cleanup()
+
+    def model(self):
+        torch.manual_seed(5)
+        return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+
+    def test_a_sharded_optimizer_saves_and_loads_the_same_file_as_a_plain_one(self):
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        plain_model, zero_model = self.model(), self.model()
+        plain = AccSGD(plain_model.parameters(), lr=0.05, kappa=100.0, foreach=True)
+        zero = ZeroRedundancyOptimizer(zero_model.parameters(), optimizer_class=AccSGD, lr=0.05, kappa=100.0, foreach=True)
+        x = torch.rand(5, 3)
+        for model, optimizer in ((plain_model, plain), (zero_model, zero)):
+            for _ in range(3):
+                optimizer.zero_grad()
+                model(x).square().mean().backward()
+                optimizer.step()
+        plain_path = os.path.join(self.dir.name, "plain.safetensors")
+        save_state(plain, plain_path, parameter_names(plain_model, plain))
+        self.assertTrue(save_state(zero, self.path, parameter_names(zero_model, zero)))
+        (plain_groups, plain_buffers), (zero_groups, zero_buffers) = read_state(plain_path), read_state(self.path)
+        self.assertEqual(zero_groups, plain_groups)
+        self.assertEqual(zero_groups[0]["step"], 3)
+        for name, buffer in plain_buffers.items():
+            self.assertTrue(torch.equal(zero_buffers[name], buffer), name)
+
+        # One file into a fresh sharded optimizer: its buffers, hyperparameters and step counts.
+        fresh_model = self.model()
+        fresh = ZeroRedundancyOptimizer(fresh_model.parameters(), optimizer_class=AccSGD, lr=0.5, foreach=True)
+        load_state(fresh, plain_path, parameter_names(fresh_model, fresh))
+        self.assertEqual([g["step"] for g in fresh.optim.param_groups], [3])
+        self.assertEqual(fresh.optim.param_groups[0]["lr"], 0.05)
+        self.assertTrue(fresh.optim.param_groups[0]["foreach"])
+        for name, p in fresh_model.named_parameters():
+            self.assertTrue(torch.equal(fresh.optim.state[p]["momentum_buffer"], plain_buffers[name]), name)
+
+
 class StateFile(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
