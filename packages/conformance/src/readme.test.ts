@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,6 +88,33 @@ describe('README.md of @accsgd/conformance: the counts it states', () => {
 
   it('says to install it as a dev dependency', () => {
     expect(text).toContain('`npm install --save-dev @accsgd/conformance`');
+  });
+});
+
+describe('the READMEs on `lr`', () => {
+  // Issue 18: "set lr as for SGD" left open whether a momentum optimizer's lr is meant; with
+  // momentum 0.9 that lr takes steps about 10 times as long.
+  it('never say "as for SGD" without saying, close by, what a momentum lr is against it', () => {
+    const repo = fileURLToPath(new URL('../../..', import.meta.url));
+    const readmes = [
+      join(repo, 'README.md'),
+      ...['packages', 'examples'].flatMap((folder) =>
+        readdirSync(join(repo, folder))
+          .map((name) => join(repo, folder, name, 'README.md'))
+          .filter((file) => existsSync(file)),
+      ),
+    ];
+    const unexplained: string[] = [];
+    for (const file of readmes) {
+      const text = readFileSync(file, 'utf8').replace(/\s+/g, ' ');
+      for (const m of text.matchAll(/as for (plain )?SGD/gi)) {
+        const around = text.slice(m.index, m.index + 500);
+        if (!/1 - (0\.9|momentum)/.test(around))
+          unexplained.push(`${file}: ...${text.slice(m.index, m.index + 80)}...`);
+      }
+    }
+    expect(readmes.length).toBeGreaterThan(5);
+    expect(unexplained).toEqual([]);
   });
 });
 
