@@ -83,7 +83,7 @@ if npx --no-install accsgd-conformance --adapter @accsgd/conformance/mutants --e
   echo "packed-install: the CLI passed a mutant" >&2
   exit 1
 fi
-grep -q 'this looks like the known mistake "zero-buffer-init"' mutant.txt
+grep -q 'this matches the known mistake "zero-buffer-init"' mutant.txt
 echo "exit 1, diagnosed: $(grep -m1 'diagnosis:' mutant.txt)"
 
 step "vitest helper: describeConformance in the user's own test file"
