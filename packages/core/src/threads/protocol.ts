@@ -12,6 +12,11 @@ import type { HeapKernel } from '../kernels/wasm-kernel.js';
  * has not started yet) costs nothing: the others take its share. CLAIM packs the job's generation
  * (11 bits) above the next chunk index (20 bits); between jobs it holds CLOSED, so a claim that a
  * thread prepared during one job can never succeed in the next.
+ *
+ * A stream job (JobKind.Stream) is the same, except that its pieces are published one at a time
+ * into a ring of RING staging slots: the caller copies a piece of ordinary arrays (which workers
+ * cannot see) into a slot, publishes it, and later copies the result back out; a thread may claim
+ * piece k only once it is published, and marks it finished in ringDone.
  */
 export const Slot = {
   /** Job generation; workers Atomics.wait on it. */
@@ -29,11 +34,20 @@ export const Slot = {
   Online: 6,
   /** Chunks finished by workers (not the caller), over all jobs: how tests see that workers worked. */
   WorkerChunks: 7,
+  /** Index of the memory (and kernel) the job runs on. */
+  Memory: 8,
+  /** Stream pieces published, counted over all stream jobs (so it only grows). */
+  Published: 9,
+  /** Published's value when the current stream job began. */
+  StreamBase: 10,
 } as const;
 
-export const JobKind = { Update: 0, Scan: 1, Exit: 2 } as const;
+export const JobKind = { Update: 0, Scan: 1, Exit: 2, Stream: 3 } as const;
 
-export const HEADER_WORDS = 8;
+/** Staging slots of a stream job: enough for a worker to run a few pieces ahead of the caller. */
+export const RING = 4;
+
+export const HEADER_WORDS = 12;
 /** Fields per piece in the piece table: p, g and buf byte offsets, element count, coefficient slot. */
 export const PIECE_WORDS = 5;
 /** Coefficients per slot (float64): a group's six, for a first step (initialise) or a later one. */
@@ -53,13 +67,17 @@ export interface ControlViews {
   /** chunkStart[k]..chunkStart[k+1] are chunk k's pieces. */
   chunkStart: Int32Array;
   pieces: Int32Array;
+  /** A stream job's pieces, by ring slot (PIECE_WORDS each). */
+  ring: Int32Array;
+  /** Per ring slot: 1 + the Published sequence number of the last piece finished there. */
+  ringDone: Int32Array;
   /** Per slot: the six FusedCoefficients in order, then 1 for a first step (buffer initialised from p). */
   coefficients: Float64Array;
 }
 
 /** Bytes of a control buffer for `maxPieces` pieces, `maxChunks` chunks and `slots` coefficient slots. */
 export function controlBytes(maxPieces: number, maxChunks: number, slots: number): number {
-  const ints = HEADER_WORDS + maxChunks + 1 + PIECE_WORDS * maxPieces;
+  const ints = HEADER_WORDS + maxChunks + 1 + PIECE_WORDS * (maxPieces + RING) + RING;
   return Math.ceil((ints * 4) / 8) * 8 + slots * SLOT_COEFFICIENTS * 8;
 }
 
@@ -69,11 +87,15 @@ export function controlViews(
   maxChunks: number,
   slots: number,
 ): ControlViews {
-  const ints = HEADER_WORDS + maxChunks + 1 + PIECE_WORDS * maxPieces;
+  const ints = HEADER_WORDS + maxChunks + 1 + PIECE_WORDS * (maxPieces + RING) + RING;
+  const piecesAt = HEADER_WORDS + maxChunks + 1;
+  const ringAt = piecesAt + PIECE_WORDS * maxPieces;
   return {
     control: new Int32Array(buffer, 0, HEADER_WORDS),
     chunkStart: new Int32Array(buffer, HEADER_WORDS * 4, maxChunks + 1),
-    pieces: new Int32Array(buffer, (HEADER_WORDS + maxChunks + 1) * 4, PIECE_WORDS * maxPieces),
+    pieces: new Int32Array(buffer, piecesAt * 4, PIECE_WORDS * maxPieces),
+    ring: new Int32Array(buffer, ringAt * 4, PIECE_WORDS * RING),
+    ringDone: new Int32Array(buffer, (ringAt + PIECE_WORDS * RING) * 4, RING),
     coefficients: new Float64Array(buffer, Math.ceil((ints * 4) / 8) * 8, slots * SLOT_COEFFICIENTS),
   };
 }
@@ -83,8 +105,18 @@ export function controlViews(
  * wakes the caller waiting on Done; a worker counts its chunks first, so the count is complete
  * once the job is.
  */
-export function drainJob(views: ControlViews, kernel: HeapKernel, generation: number, worker: boolean): void {
+export function drainJob(
+  views: ControlViews,
+  kernels: readonly HeapKernel[],
+  generation: number,
+  worker: boolean,
+): void {
   const { control } = views;
+  const kernel = kernels[Atomics.load(control, Slot.Memory)]!;
+  if (Atomics.load(control, Slot.Kind) === JobKind.Stream) {
+    while (claimStreamPiece(views, kernel, generation, worker, true)) {}
+    return;
+  }
   const tag = claimTag(generation);
   for (;;) {
     const word = Atomics.load(control, Slot.Claim);
@@ -102,29 +134,76 @@ export function drainJob(views: ControlViews, kernel: HeapKernel, generation: nu
   }
 }
 
-function runChunk(views: ControlViews, kernel: HeapKernel, chunk: number, kind: number): void {
-  const { chunkStart, pieces, coefficients, control } = views;
-  for (let piece = chunkStart[chunk]!; piece < chunkStart[chunk + 1]!; piece++) {
-    const at = piece * PIECE_WORDS;
-    const param = pieces[at]!;
-    const grad = pieces[at + 1]!;
-    const buffer = pieces[at + 2]!;
-    const n = pieces[at + 3]!;
-    if (kind === JobKind.Scan) {
-      // A later chunk need not be scanned once any gradient failed: the step will not be applied.
-      if (Atomics.load(control, Slot.NonFinite) !== 0) return;
-      if (kernel.firstNonFinite(grad, n) >= 0) Atomics.store(control, Slot.NonFinite, 1);
+/**
+ * Claims the stream job's next piece and runs it; false when the job has no piece left to claim
+ * (or, with `waitForPublish` false, none published yet). A worker waits for the caller to publish;
+ * the caller, which publishes, never does.
+ */
+export function claimStreamPiece(
+  views: ControlViews,
+  kernel: HeapKernel,
+  generation: number,
+  worker: boolean,
+  waitForPublish: boolean,
+): boolean {
+  const { control, ring, ringDone } = views;
+  const tag = claimTag(generation);
+  for (;;) {
+    const word = Atomics.load(control, Slot.Claim);
+    if ((word & ~INDEX_MASK) !== tag) return false;
+    const piece = word & INDEX_MASK;
+    if (piece >= Atomics.load(control, Slot.Count)) return false;
+    const base = Atomics.load(control, Slot.StreamBase);
+    const published = Atomics.load(control, Slot.Published);
+    if (piece >= ((published - base) | 0)) {
+      if (!waitForPublish) return false;
+      Atomics.wait(control, Slot.Published, published);
       continue;
     }
-    const s = pieces[at + 4]! * SLOT_COEFFICIENTS;
-    const c: FusedCoefficients = {
-      bufFromBuf: coefficients[s]!,
-      bufFromParam: coefficients[s + 1]!,
-      bufFromGrad: coefficients[s + 2]!,
-      paramFromParam: coefficients[s + 3]!,
-      paramFromGrad: coefficients[s + 4]!,
-      paramFromBuf: coefficients[s + 5]!,
-    };
-    kernel.update(param, grad, buffer, n, c, coefficients[s + 6] === 1);
+    if (Atomics.compareExchange(control, Slot.Claim, word, word + 1) !== word) continue;
+    const slot = piece % RING;
+    const at = slot * PIECE_WORDS;
+    runPiece(views, kernel, ring, at, JobKind.Update);
+    if (worker) Atomics.add(control, Slot.WorkerChunks, 1);
+    Atomics.store(ringDone, slot, (base + piece + 1) | 0);
+    Atomics.notify(ringDone, slot);
+    return true;
   }
+}
+
+function runChunk(views: ControlViews, kernel: HeapKernel, chunk: number, kind: number): void {
+  const { chunkStart, pieces, control } = views;
+  for (let piece = chunkStart[chunk]!; piece < chunkStart[chunk + 1]!; piece++) {
+    // A later chunk need not be scanned once any gradient failed: the step will not be applied.
+    if (kind === JobKind.Scan && Atomics.load(control, Slot.NonFinite) !== 0) return;
+    runPiece(views, kernel, pieces, piece * PIECE_WORDS, kind);
+  }
+}
+
+function runPiece(
+  views: ControlViews,
+  kernel: HeapKernel,
+  pieces: Int32Array,
+  at: number,
+  kind: number,
+): void {
+  const { coefficients, control } = views;
+  const param = pieces[at]!;
+  const grad = pieces[at + 1]!;
+  const buffer = pieces[at + 2]!;
+  const n = pieces[at + 3]!;
+  if (kind === JobKind.Scan) {
+    if (kernel.firstNonFinite(grad, n) >= 0) Atomics.store(control, Slot.NonFinite, 1);
+    return;
+  }
+  const s = pieces[at + 4]! * SLOT_COEFFICIENTS;
+  const c: FusedCoefficients = {
+    bufFromBuf: coefficients[s]!,
+    bufFromParam: coefficients[s + 1]!,
+    bufFromGrad: coefficients[s + 2]!,
+    paramFromParam: coefficients[s + 3]!,
+    paramFromGrad: coefficients[s + 4]!,
+    paramFromBuf: coefficients[s + 5]!,
+  };
+  kernel.update(param, grad, buffer, n, c, coefficients[s + 6] === 1);
 }

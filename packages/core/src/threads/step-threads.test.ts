@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ParameterArena } from '../arena.js';
 import { fusedCoefficients } from '../coefficients.js';
 import { AccSGDConfigError, AccSGDGradientError } from '../errors.js';
+import { fusedUpdateFloat32 } from '../fused-update.js';
 import { resolveHyperparams } from '../hyperparams.js';
 import { AccSGD, type ParamGroupInput } from '../optimizer.js';
 import { CHUNK_ELEMENTS, MIN_THREADED_ELEMENTS, StepThreads } from './step-threads.js';
@@ -43,38 +44,51 @@ function expectSameBits(actual: Float32Array, expected: Float32Array): void {
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) expect([i, actual[i]]).toEqual([i, expected[i]]);
 }
 
-describe('AccSGD threads over a shared ParameterArena', () => {
-  it('gives bit-identical parameters and buffers for 1, 2, 3 and 4 threads', async () => {
-    expect(TOTAL).toBeGreaterThan(MIN_THREADED_ELEMENTS);
-    const reference = model(undefined);
-    const single = new AccSGD(reference.groups, { lr: 0.1 });
-    const runs = [1, 2, 3, 4].map((threads) => {
-      const arena = new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true });
-      const m = model(arena);
-      return { threads, ...m, opt: new AccSGD(m.groups, { lr: 0.1 }, { arena, threads }) };
-    });
-    expect(runs.map((r) => r.opt.threads)).toEqual([1, 2, 3, 4]);
-    await Promise.all(runs.map((r) => r.opt.threadsReady()));
-    for (let k = 0; k < 4; k++) {
-      // Step 2 leaves out tensor 3 (its buffer must stay as it was); step 3 brings it back.
-      const present = SIZES.map((_, t) => k !== 2 || t !== 3);
-      const grads = SIZES.map((n, t) => (present[t] ? pattern(n, 100 + 10 * k + t, 0.1) : null));
-      single.step(grads);
-      for (const r of runs) {
-        grads.forEach((g, t) => g && r.grads[t]!.set(g));
-        expect(r.opt.step(grads.map((g, t) => (g ? r.grads[t]! : null)))).toEqual({ applied: true });
+describe('AccSGD threads', () => {
+  it.each([
+    ['in a shared ParameterArena', true],
+    ['on ordinary Float32Arrays (streamed)', false],
+  ])(
+    'give bit-identical parameters and buffers for 1, 2, 3 and 4 threads, %s',
+    async (_label, inArena) => {
+      expect(TOTAL).toBeGreaterThan(MIN_THREADED_ELEMENTS);
+      const reference = model(undefined);
+      const single = new AccSGD(reference.groups, { lr: 0.1 });
+      const runs = [1, 2, 3, 4].map((threads) => {
+        const arena = inArena
+          ? new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })
+          : undefined;
+        const m = model(arena);
+        return { threads, ...m, opt: new AccSGD(m.groups, { lr: 0.1 }, { arena, threads }) };
+      });
+      expect(runs.map((r) => r.opt.threads)).toEqual([1, 2, 3, 4]);
+      await Promise.all(runs.map((r) => r.opt.threadsReady()));
+      for (let k = 0; k < 4; k++) {
+        // Step 2 leaves out tensor 3 (its buffer must stay as it was); step 3 brings it back.
+        const present = SIZES.map((_, t) => k !== 2 || t !== 3);
+        const grads = SIZES.map((n, t) => (present[t] ? pattern(n, 100 + 10 * k + t, 0.1) : null));
+        single.step(grads);
+        for (const r of runs) {
+          grads.forEach((g, t) => g && r.grads[t]!.set(g));
+          expect(r.opt.step(grads.map((g, t) => (g ? r.grads[t]! : null)))).toEqual({ applied: true });
+        }
       }
-    }
-    for (const r of runs) {
-      r.params.forEach((p, t) => expectSameBits(p, reference.params[t]!));
-      SIZES.forEach((_, t) =>
-        expectSameBits(r.opt.buffer(t) as Float32Array, single.buffer(t) as Float32Array),
-      );
-      expect(r.opt.paramGroups.map((g) => g.step)).toEqual(single.paramGroups.map((g) => g.step));
-      r.opt.dispose();
-      expect(r.opt.threads).toBe(1);
-    }
-  }, 120_000);
+      for (const r of runs) {
+        // With threads, the buffers of ordinary arrays live in the optimizer's shared memory.
+        expect((r.opt.buffer(2) as Float32Array).buffer instanceof SharedArrayBuffer).toBe(
+          inArena || r.threads > 1,
+        );
+        r.params.forEach((p, t) => expectSameBits(p, reference.params[t]!));
+        SIZES.forEach((_, t) =>
+          expectSameBits(r.opt.buffer(t) as Float32Array, single.buffer(t) as Float32Array),
+        );
+        expect(r.opt.paramGroups.map((g) => g.step)).toEqual(single.paramGroups.map((g) => g.step));
+        r.opt.dispose();
+        expect(r.opt.threads).toBe(1);
+      }
+    },
+    120_000,
+  );
 
   it('workers alone compute what the single-threaded kernel does, chunk by chunk', async () => {
     const n = 5 * CHUNK_ELEMENTS + 3;
@@ -93,9 +107,11 @@ describe('AccSGD threads over a shared ParameterArena', () => {
     b2.set(b);
     const c = fusedCoefficients(resolveHyperparams({ lr: 0.02, weightDecay: 1e-2 }));
     // The calling thread does not claim chunks here, so every chunk is a worker's.
-    const threads = StepThreads.create(arena.memory, arena.kernel!, 3, 8, 2, { callerWorks: false })!;
+    const threads = StepThreads.create([{ memory: arena.memory, kernel: arena.kernel! }], 3, 8, 2, {
+      callerWorks: false,
+    })!;
     await threads.ready();
-    threads.begin();
+    threads.begin(0);
     threads.setCoefficients(1, c, false);
     threads.add(p.byteOffset, g.byteOffset, b.byteOffset, n, 1);
     expect(threads.scan()).toBe(true);
@@ -110,37 +126,46 @@ describe('AccSGD threads over a shared ParameterArena', () => {
     await threads.exited;
   }, 60_000);
 
-  it('changes nothing when any gradient fails the policy, for every thread count', async () => {
-    for (const threads of [2, 4]) {
-      const arena = new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true });
-      const m = model(arena);
-      const opt = new AccSGD(m.groups, { lr: 0.1 }, { arena, threads });
-      const skipping = new AccSGD(
-        model(new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })).groups,
-        { lr: 0.1 },
-        { nonFinite: 'skip-step' },
-      );
-      await opt.threadsReady();
-      m.grads.forEach((g, t) => g.set(pattern(g.length, t + 50, 0.1)));
-      opt.step(m.grads);
-      const before = m.params.map((p) => p.slice());
-      const buffers = SIZES.map((_, t) => (opt.buffer(t) as Float32Array).slice());
-      // Non-finite values far apart: in the fourth tensor's middle and the sixth's last element.
-      m.grads[3]![150_000] = Number.NaN;
-      m.grads[5]![199_999] = Number.NEGATIVE_INFINITY;
-      expect(() => opt.step(m.grads)).toThrow(AccSGDGradientError);
-      expect(() => opt.step(m.grads)).toThrow('gradient for parameter "3": element 150000 is NaN');
-      m.params.forEach((p, t) => expectSameBits(p, before[t]!));
-      SIZES.forEach((_, t) => expectSameBits(opt.buffer(t) as Float32Array, buffers[t]!));
-      expect(opt.paramGroups.map((g) => g.step)).toEqual([1, 1]);
-      expect(skipping.step(m.grads)).toEqual({
-        applied: false,
-        reason:
-          'gradient for parameter "3": element 150000 is NaN (non-finite gradients are rejected; see the nonFinite option)',
-      });
-      opt.dispose();
-    }
-  }, 120_000);
+  it.each([
+    ['in a shared ParameterArena', true],
+    ['on ordinary Float32Arrays', false],
+  ])(
+    'change nothing when any gradient fails the policy, %s',
+    async (_label, inArena) => {
+      for (const threads of [2, 4]) {
+        const arena = inArena
+          ? new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })
+          : undefined;
+        const m = model(arena);
+        const opt = new AccSGD(m.groups, { lr: 0.1 }, { arena, threads });
+        const skipping = new AccSGD(
+          model(new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })).groups,
+          { lr: 0.1 },
+          { nonFinite: 'skip-step' },
+        );
+        await opt.threadsReady();
+        m.grads.forEach((g, t) => g.set(pattern(g.length, t + 50, 0.1)));
+        opt.step(m.grads);
+        const before = m.params.map((p) => p.slice());
+        const buffers = SIZES.map((_, t) => (opt.buffer(t) as Float32Array).slice());
+        // Non-finite values far apart: in the fourth tensor's middle and the sixth's last element.
+        m.grads[3]![150_000] = Number.NaN;
+        m.grads[5]![199_999] = Number.NEGATIVE_INFINITY;
+        expect(() => opt.step(m.grads)).toThrow(AccSGDGradientError);
+        expect(() => opt.step(m.grads)).toThrow('gradient for parameter "3": element 150000 is NaN');
+        m.params.forEach((p, t) => expectSameBits(p, before[t]!));
+        SIZES.forEach((_, t) => expectSameBits(opt.buffer(t) as Float32Array, buffers[t]!));
+        expect(opt.paramGroups.map((g) => g.step)).toEqual([1, 1]);
+        expect(skipping.step(m.grads)).toEqual({
+          applied: false,
+          reason:
+            'gradient for parameter "3": element 150000 is NaN (non-finite gradients are rejected; see the nonFinite option)',
+        });
+        opt.dispose();
+      }
+    },
+    120_000,
+  );
 
   it('runs a small step on the calling thread alone', async () => {
     const n = MIN_THREADED_ELEMENTS / 2;
@@ -155,10 +180,63 @@ describe('AccSGD threads over a shared ParameterArena', () => {
     opt.dispose();
   });
 
-  it('runs on one thread where the arrays are not in a shared arena, and checks the option', () => {
+  it('workers alone stream pieces through the staging ring', async () => {
+    const n = 10 * 1000 + 2; // ten pieces of 1000 elements and one of 2: more than the ring holds
+    const arena = new ParameterArena(4 * 2000 + 2 * n + 64, { shared: true });
+    const stageP = [0, 1, 2, 3].map(() => arena.float32(1000));
+    const stageG = [0, 1, 2, 3].map(() => arena.float32(1000));
+    const buffer = arena.float32(n);
+    buffer.set(pattern(n, 7));
+    const param = pattern(n, 8);
+    const grad = pattern(n, 9, 0.1);
+    const expectedParam = param.slice();
+    const expectedBuffer = buffer.slice();
+    const c = fusedCoefficients(resolveHyperparams({ lr: 0.02 }));
+    const threads = StepThreads.create([{ memory: arena.memory, kernel: arena.kernel! }], 2, 8, 2, {
+      callerWorks: false,
+    })!;
+    await threads.ready();
+    threads.setCoefficients(0, c, false);
+    const pieces = Math.ceil(n / 1000);
+    const order: string[] = [];
+    for (let round = 0; round < 2; round++) {
+      threads.stream(
+        0,
+        pieces,
+        (k, slot) => {
+          order.push(`in ${k}`);
+          const count = Math.min(1000, n - 1000 * k);
+          stageP[slot]!.set(param.subarray(1000 * k, 1000 * k + count));
+          stageG[slot]!.set(grad.subarray(1000 * k, 1000 * k + count));
+          threads.describeStaged(
+            slot,
+            stageP[slot]!.byteOffset,
+            stageG[slot]!.byteOffset,
+            buffer.byteOffset + 4000 * k,
+            count,
+            0,
+          );
+        },
+        (k, slot) => {
+          order.push(`out ${k}`);
+          param.set(stageP[slot]!.subarray(0, Math.min(1000, n - 1000 * k)), 1000 * k);
+        },
+      );
+      fusedUpdateFloat32(expectedParam, grad, expectedBuffer, c, false);
+      expectSameBits(param, expectedParam);
+      expectSameBits(buffer, expectedBuffer);
+    }
+    expect(threads.workerChunks).toBe(2 * pieces);
+    // Four pieces are staged ahead; a slot is reused only once its piece has been copied out.
+    expect(order.slice(0, 7)).toEqual(['in 0', 'in 1', 'in 2', 'in 3', 'out 0', 'in 4', 'out 1']);
+    threads.dispose();
+  }, 60_000);
+
+  it('runs on one thread where nothing can use threads, and checks the option', () => {
     const arena = new ParameterArena(100);
     expect(arena.shared).toBe(false);
     expect(new AccSGD([arena.float32(10)], { lr: 0.1 }, { arena, threads: 4 }).threads).toBe(1);
+    // Too few elements on ordinary arrays to be worth a thread: none is started.
     expect(new AccSGD([new Float32Array(10)], { lr: 0.1 }, { threads: 4 }).threads).toBe(1);
     for (const threads of [0, 1.5, 65, '2', Number.NaN]) {
       expect(() => new AccSGD([new Float32Array(1)], { lr: 0.1 }, { threads: threads as number })).toThrow(

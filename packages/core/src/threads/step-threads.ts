@@ -4,6 +4,7 @@ import type { HeapKernel, WasmMemory } from '../kernels/wasm-kernel.js';
 import {
   CLOSED,
   type ControlViews,
+  claimStreamPiece,
   claimTag,
   controlBytes,
   controlViews,
@@ -11,6 +12,7 @@ import {
   JobKind,
   MAX_CHUNKS,
   PIECE_WORDS,
+  RING,
   SLOT_COEFFICIENTS,
   Slot,
 } from './protocol.js';
@@ -24,6 +26,12 @@ import type { StepWorkerInit } from './step-worker.js';
  * one tensor of 16,777,216. A multiple of 4, so every piece but a tensor's last is whole SIMD vectors.
  */
 export const CHUNK_ELEMENTS = 65_536;
+
+/**
+ * Elements per staging slot of a stream job: two slots' p and g (1 MiB in all for the ring of
+ * four) stay in cache between the copy in, the update and the copy out.
+ */
+export const STAGE_ELEMENTS = 32_768;
 
 /**
  * Below this many elements a step runs on the calling thread alone: waking the workers and
@@ -58,6 +66,9 @@ export class StepThreads {
   private readonly views: ControlViews;
   private readonly workers: WorkerHandle[] = [];
   private generation = 0;
+  /** Stream pieces published over all stream jobs (Slot.Published), wrapping as an int32. */
+  private published = 0;
+  private memoryIndex = 0;
   private pieceCount = 0;
   private chunkCount = 0;
   private chunkElements = 0;
@@ -71,23 +82,23 @@ export class StepThreads {
    * here: no SharedArrayBuffer, no Worker, a memory that is not shared.
    */
   static create(
-    memory: WasmMemory,
-    kernel: HeapKernel,
+    memories: readonly { memory: WasmMemory; kernel: HeapKernel }[],
     threads: number,
     maxPieces: number,
     slots: number,
     options: { callerWorks?: boolean } = {},
   ): StepThreads | null {
-    if (threads < 2 || typeof SharedArrayBuffer === 'undefined') return null;
-    if (!(memory.buffer instanceof SharedArrayBuffer)) return null;
+    if (threads < 2 || typeof SharedArrayBuffer === 'undefined' || memories.length === 0) return null;
+    if (!memories.every((m) => m.memory.buffer instanceof SharedArrayBuffer)) return null;
     const spawn = workerSpawner();
     if (!spawn) return null;
-    return new StepThreads(memory, kernel, threads - 1, maxPieces, slots, spawn, options.callerWorks ?? true);
+    return new StepThreads(memories, threads - 1, maxPieces, slots, spawn, options.callerWorks ?? true);
   }
 
+  private readonly kernels: HeapKernel[];
+
   private constructor(
-    memory: WasmMemory,
-    private readonly kernel: HeapKernel,
+    memories: readonly { memory: WasmMemory; kernel: HeapKernel }[],
     workerCount: number,
     private readonly maxPieces: number,
     slots: number,
@@ -98,7 +109,14 @@ export class StepThreads {
     const control = new SharedArrayBuffer(controlBytes(maxPieces, maxChunks, slots));
     this.views = controlViews(control, maxPieces, maxChunks, slots);
     Atomics.store(this.views.control, Slot.Claim, CLOSED);
-    const init: StepWorkerInit = { memory, control, maxPieces, maxChunks, slots };
+    this.kernels = memories.map((m) => m.kernel);
+    const init: StepWorkerInit = {
+      memories: memories.map((m) => m.memory),
+      control,
+      maxPieces,
+      maxChunks,
+      slots,
+    };
     const started: Promise<void>[] = [];
     const exits: Promise<void>[] = [];
     for (let w = 0; w < workerCount; w++) {
@@ -128,8 +146,12 @@ export class StepThreads {
     return Atomics.load(this.views.control, Slot.WorkerChunks);
   }
 
-  /** Starts describing a job: pieces and coefficients are added, then scan() or update() runs it. */
-  begin(): void {
+  /**
+   * Starts describing a job on memory `memory` (an index into create()'s list): pieces and
+   * coefficients are added, then scan() or update() runs it.
+   */
+  begin(memory: number): void {
+    this.memoryIndex = memory;
     this.pieceCount = 0;
     this.chunkCount = 0;
     this.chunkElements = 0;
@@ -176,6 +198,73 @@ export class StepThreads {
     this.run(JobKind.Update);
   }
 
+  /** Describes the piece staged in ring slot `slot` (offsets in the stream job's memory). */
+  describeStaged(
+    slot: number,
+    param: number,
+    grad: number,
+    buffer: number,
+    n: number,
+    coefficientSlot: number,
+  ): void {
+    const at = slot * PIECE_WORDS;
+    const ring = this.views.ring;
+    ring[at] = param;
+    ring[at + 1] = grad;
+    ring[at + 2] = buffer;
+    ring[at + 3] = n;
+    ring[at + 4] = coefficientSlot;
+  }
+
+  /**
+   * A stream job of `count` pieces on memory `memory`, for arrays the workers cannot see: for
+   * each piece, stage(k, slot) copies its inputs into ring slot `slot` of that memory and calls
+   * describeStaged(); once a thread has updated it there, unstage(k, slot) copies its results
+   * back. Staging runs up to RING pieces ahead of unstaging, so this thread copies while the
+   * workers compute; it computes a piece itself when none has.
+   */
+  stream(
+    memory: number,
+    count: number,
+    stage: (piece: number, slot: number) => void,
+    unstage: (piece: number, slot: number) => void,
+  ): void {
+    if (count === 0) return;
+    if (count > MAX_CHUNKS)
+      throw new AccSGDConfigError('threads', 'this step', `at most ${MAX_CHUNKS} pieces`);
+    const { control, ringDone } = this.views;
+    const kernel = this.kernels[memory]!;
+    const base = this.published;
+    Atomics.store(control, Slot.Kind, JobKind.Stream);
+    Atomics.store(control, Slot.Memory, memory);
+    Atomics.store(control, Slot.Count, count);
+    Atomics.store(control, Slot.StreamBase, base);
+    const generation = ++this.generation;
+    Atomics.store(control, Slot.Claim, claimTag(generation));
+    Atomics.store(control, Slot.Generation, generation);
+    Atomics.notify(control, Slot.Generation);
+    const finish = (piece: number) => {
+      const slot = piece % RING;
+      const finished = (base + piece + 1) | 0;
+      for (;;) {
+        const seen = Atomics.load(ringDone, slot);
+        if (seen === finished) break;
+        if (this.callerWorks && claimStreamPiece(this.views, kernel, generation, false, false)) continue;
+        if (canBlock) Atomics.wait(ringDone, slot, seen);
+      }
+      unstage(piece, slot);
+    };
+    for (let piece = 0; piece < count; piece++) {
+      if (piece >= RING) finish(piece - RING);
+      stage(piece, piece % RING);
+      this.published = (this.published + 1) | 0;
+      Atomics.store(control, Slot.Published, this.published);
+      Atomics.notify(control, Slot.Published);
+    }
+    for (let piece = Math.max(0, count - RING); piece < count; piece++) finish(piece);
+    Atomics.store(control, Slot.Claim, CLOSED);
+  }
+
   /** Stops and releases the workers; the optimizer then steps on the calling thread. Idempotent. */
   dispose(): void {
     if (this.disposed) return;
@@ -204,6 +293,7 @@ export class StepThreads {
     if (count === 0) return;
     // The tables above were written with plain stores; the Atomics stores below publish them.
     Atomics.store(control, Slot.Kind, kind);
+    Atomics.store(control, Slot.Memory, this.memoryIndex);
     Atomics.store(control, Slot.NonFinite, 0);
     Atomics.store(control, Slot.Count, count);
     Atomics.store(control, Slot.Done, 0);
@@ -211,7 +301,7 @@ export class StepThreads {
     Atomics.store(control, Slot.Claim, claimTag(generation));
     Atomics.store(control, Slot.Generation, generation);
     Atomics.notify(control, Slot.Generation);
-    if (this.callerWorks) drainJob(this.views, this.kernel, generation, false);
+    if (this.callerWorks) drainJob(this.views, this.kernels, generation, false);
     for (;;) {
       const done = Atomics.load(control, Slot.Done);
       if (done >= count) break;

@@ -5,7 +5,8 @@ import { HeapKernel, type WasmMemory } from '../kernels/wasm-kernel.js';
 import { controlViews, drainJob, JobKind, Slot } from './protocol.js';
 
 export interface StepWorkerInit {
-  memory: WasmMemory;
+  /** The shared memories jobs run on (a shared arena's, the optimizer's own staging memory). */
+  memories: WasmMemory[];
   control: SharedArrayBuffer;
   maxPieces: number;
   maxChunks: number;
@@ -13,8 +14,8 @@ export interface StepWorkerInit {
 }
 
 function serve(init: StepWorkerInit, announce: () => void): void {
-  const kernel = HeapKernel.create(init.memory);
-  if (!kernel) return; // the caller checked SIMD first; without it this worker never joins
+  const kernels = init.memories.map((memory) => HeapKernel.create(memory));
+  if (!kernels.every((k) => k !== null)) return; // the caller checked SIMD first; without it this worker never joins
   const views = controlViews(init.control, init.maxPieces, init.maxChunks, init.slots);
   const { control } = views;
   let seen = Atomics.load(control, Slot.Generation);
@@ -26,7 +27,7 @@ function serve(init: StepWorkerInit, announce: () => void): void {
     if (generation === seen) continue;
     seen = generation;
     if (Atomics.load(control, Slot.Kind) === JobKind.Exit) return;
-    drainJob(views, kernel, generation, true);
+    drainJob(views, kernels as HeapKernel[], generation, true);
   }
 }
 
