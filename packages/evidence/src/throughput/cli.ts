@@ -41,6 +41,7 @@ const ALL = [
   'tfjs:webgpu',
   'webgpu-kernel',
   'train-step',
+  'conv-train-step',
 ];
 
 const { values } = parseArgs({
@@ -173,6 +174,14 @@ if (trainStep) {
   for (const r of trainStep.rows) table.push(trainStepCells(r));
   if (trainStep.rows.length > 0) out.write(`${table.toString()}\n`);
   for (const s of trainStep.skipped) out.write(`train-step: ${s.runtime} skipped (${s.reason})\n`);
+}
+const convTrainStep = sections.find((s) => s.convTrainStep)?.convTrainStep;
+if (convTrainStep) {
+  out.write(`\nConv net train step: ${trainStepSummary(convTrainStep)}\n`);
+  const table = new Table({ head: [...TRAIN_STEP_COLUMNS], style: { head: [], border: [] } });
+  for (const r of convTrainStep.rows) table.push(trainStepCells(r));
+  if (convTrainStep.rows.length > 0) out.write(`${table.toString()}\n`);
+  for (const s of convTrainStep.skipped) out.write(`conv-train-step: ${s.runtime} skipped (${s.reason})\n`);
 }
 for (const s of sections) if (s.skipped) out.write(`${s.section}: skipped (${s.skipped})\n`);
 out.write(`Report: ${join(relative(process.cwd(), outDir) || '.', 'throughput.md')}\n`);

@@ -128,6 +128,8 @@ export function markdown(
   );
   const trainStep = sections.find((s) => s.trainStep)?.trainStep;
   if (trainStep) lines.push('', ...trainStepMarkdown(trainStep));
+  const convTrainStep = sections.find((s) => s.convTrainStep)?.convTrainStep;
+  if (convTrainStep) lines.push('', ...convTrainStepMarkdown(convTrainStep));
   const skipped = sections.filter((s) => s.skipped);
   const info = sections.filter((s) => s.info);
   if (skipped.length + info.length > 0) {
@@ -140,6 +142,24 @@ export function markdown(
   lines.push('');
   lines.push(METHOD);
   return `${lines.join('\n')}\n`;
+}
+
+function convTrainStepMarkdown(t: TrainStepResult): string[] {
+  const lines = ['## Train step: a conv net exported by torch.onnx, beside PyTorch', ''];
+  lines.push(
+    `${trainStepSummary(t)} (PyTorch in child processes that time blocks on request). "speed vs baseline" is steps/s over PyTorch's at the same thread count (above 1x is faster); the blocks of the runtimes alternate, so load falls on all of them alike. OnnxTrainer trains examples/onnx-cnn/model/cnn.onnx with AccSGD at batchSize 64 (the export fixed batch 1); PyTorch trains the same architecture (model/export.py's Net) from its own initial weights with torch.optim.SGD(momentum=0.9), so the warm-up losses differ.`,
+  );
+  lines.push('');
+  if (t.rows.length > 0) {
+    lines.push(`| ${TRAIN_STEP_COLUMNS.join(' | ')} |`);
+    lines.push(`| ${TRAIN_STEP_COLUMNS.map((_, i) => (i >= 3 && i !== 4 ? '---:' : '---')).join(' | ')} |`);
+    for (const r of t.rows) lines.push(`| ${trainStepCells(r).map(escapeCell).join(' | ')} |`);
+  } else lines.push('Nothing was measured.');
+  for (const s of t.skipped) {
+    lines.push('');
+    lines.push(`- ${s.runtime}: skipped (${s.reason})`);
+  }
+  return lines;
 }
 
 function trainStepMarkdown(t: TrainStepResult): string[] {

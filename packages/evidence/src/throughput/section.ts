@@ -3,7 +3,7 @@
  * that the frameworks' memory and threads do not meet: prints the section's result as one JSON line
  * after RESULT_MARKER.
  *
- *   tsx src/throughput/section.ts core|tfjs:cpu|tfjs:wasm|tfjs:webgpu|webgpu-kernel|onnx|torch:1|torch:2|train-step [repeats]
+ *   tsx src/throughput/section.ts core|tfjs:cpu|tfjs:wasm|tfjs:webgpu|webgpu-kernel|onnx|torch:1|torch:2|train-step|conv-train-step [repeats]
  */
 import { RESULT_MARKER, type SectionResult } from './types.js';
 
@@ -19,6 +19,7 @@ async function run(): Promise<SectionResult> {
   if (section === 'webgpu-kernel') return (await import('./section-webgpu.js')).runWebGPU(repeats);
   if (section === 'onnx') return (await import('./section-onnx.js')).runOnnx(repeats);
   if (section === 'train-step') return (await import('./train-step.js')).runTrainStep(repeats);
+  if (section === 'conv-train-step') return (await import('./conv-train-step.js')).runConvTrainStep(repeats);
   if (section!.startsWith('torch:'))
     return (await import('./section-torch.js')).runTorch(Number(section!.slice('torch:'.length)), repeats);
   throw new Error(`unknown section ${section}`);

@@ -34,6 +34,8 @@ export interface SectionResult {
   info?: string;
   /** The train-step section's measurements (absent from every other section). */
   trainStep?: TrainStepResult;
+  /** The conv-train-step section's: examples/onnx-cnn's conv net beside PyTorch at 1 and 2 threads. */
+  convTrainStep?: TrainStepResult;
 }
 
 /** One runtime's fused MNIST MLP train step, beside tfjs wasm measured in the same process. */
