@@ -50,7 +50,9 @@ if (!torch.available) {
 const N = 10; // steps in JavaScript before the move
 const M = 10; // steps under DDP
 const K = 5; // steps back in JavaScript
-const L = 5; // the ONNX round trip's last leg: OnnxTrainer M steps, DDP K steps, OnnxTrainer L steps
+// The trip through ONNX goes on from the DDP run: OnnxTrainer K steps, DDP + ZeRO L, OnnxTrainer J.
+const L = 5;
+const J = 3;
 const BATCH = 8;
 const [IN, HIDDEN, OUT] = [4, 8, 3];
 // torch.nn.Sequential(Linear(4, 8), Tanh(), Linear(8, 3)): these are its state_dict names.
@@ -78,7 +80,7 @@ function values(count: number, seed: number, scale = 1): Float32Array {
   });
 }
 
-const STEPS = N + M + K + L;
+const STEPS = N + M + K + L + J;
 const X = values(STEPS * BATCH * IN, 11);
 // Targets from a fixed smooth function of the inputs, so that the loss has something to learn.
 const Y = Float32Array.from({ length: STEPS * BATCH * OUT }, (_, k) => {
@@ -252,6 +254,7 @@ describe.skipIf(!torch.available)(
     let truthAtMove: Snapshot; // float64, after N + M steps
     let truthAtEnd: Snapshot; // float64, after N + M + K steps
     let truthAtLast: Snapshot; // float64, after N + M + K + L steps
+    let truthAtFinal: Snapshot; // float64, after N + M + K + L + J steps
     let oneProcess: ReturnType<typeof jsRun>; // float32 JavaScript, all N + M + K steps in one process
     let oneProcessAtMove: Snapshot;
     let exported: Snapshot;
@@ -283,8 +286,10 @@ describe.skipIf(!torch.available)(
       truthAtMove = truth.snapshot();
       truth.train(N + M, N + M + K);
       truthAtEnd = truth.snapshot();
-      truth.train(N + M + K, STEPS);
+      truth.train(N + M + K, N + M + K + L);
       truthAtLast = truth.snapshot();
+      truth.train(N + M + K + L, STEPS);
+      truthAtFinal = truth.snapshot();
       oneProcess = jsRun(Object.fromEntries(NAMES.map((n) => [n, Float32Array.from(init[n]!)])));
       oneProcess.train(0, N + M);
       oneProcessAtMove = oneProcess.snapshot();
@@ -295,7 +300,8 @@ describe.skipIf(!torch.available)(
       const variants: [string, string[]][] = [
         ['single', []],
         ['single-float64', ['--dtype', 'float64']],
-        ['ddp', ['--world-size', '2', '--foreach']],
+        // Also written as a torch.onnx export, where the trip through ONNX starts.
+        ['ddp', ['--world-size', '2', '--foreach', '--export-onnx', file('ddp.onnx')]],
         ['zero', ['--world-size', '2', '--zero', '--foreach']],
       ];
       for (const [name, extra] of variants) {
@@ -386,7 +392,7 @@ describe.skipIf(!torch.available)(
       }
     });
 
-    it('the same trip through ONNX: PyTorch exports, OnnxTrainer trains, DDP continues from its exportModel(), OnnxTrainer again', async () => {
+    it("the trip through ONNX: DDP's torch.onnx export into OnnxTrainer, its exportModel() into DDP + ZeRO, back into OnnxTrainer", async () => {
       const ort = ortNode as unknown as OrtModule;
       const options = {
         loss: 'mse' as const,
@@ -435,41 +441,43 @@ describe.skipIf(!torch.available)(
         return JSON.parse(stdout.trim().split('\n').at(-1)!) as TorchRun;
       };
 
-      // PyTorch -> ONNX: the step-N weights written as a torch.onnx export (no steps taken).
-      await continueWith(file('weights.safetensors'), file('state.safetensors'), N, 0, 'exported', []);
-      // ONNX -> OnnxTrainer, with the state file @accsgd/core wrote: M steps on onnxruntime-node.
-      const first = await OnnxTrainer.create(readFileSync(file('exported.onnx')), options);
-      await first.importState(readFileSync(file('state.safetensors')));
+      // PyTorch -> OnnxTrainer: the DDP run's torch.onnx export and state file, K steps on
+      // onnxruntime-node.
+      const first = await OnnxTrainer.create(readFileSync(file('ddp.onnx')), options);
+      await first.importState(readFileSync(runs.ddp!.state));
       expect(first.paramNames.slice().sort()).toEqual([...NAMES].sort());
-      await train(first, N, N + M);
+      expect(first.stepCount).toBe(N + M);
+      await train(first, N + M, N + M + K);
       const errors: Record<string, number> = {
-        [`OnnxTrainer after ${N + M} steps`]: worst(await onnxSnapshot(first), truthAtMove),
+        [`OnnxTrainer after ${N + M + K} steps`]: worst(await onnxSnapshot(first), truthAtEnd),
       };
       writeFileSync(file('trainer.onnx'), await first.exportModel());
       writeFileSync(file('trainer.state.safetensors'), await first.exportState());
       await first.dispose();
 
-      // OnnxTrainer's exportModel() -> DDP with ZeroRedundancyOptimizer on 2 processes, K steps.
+      // OnnxTrainer -> PyTorch: its exportModel() bytes and state file into DDP with
+      // ZeroRedundancyOptimizer on 2 processes, L steps.
       const zero = await continueWith(
         file('trainer.onnx'),
         file('trainer.state.safetensors'),
-        N + M,
-        K,
+        N + M + K,
+        L,
         'from-trainer',
         ['--world-size', '2', '--zero', '--foreach'],
       );
       expect(zero.rank_disagreement).toBe(0);
-      errors[`DDP + ZeRO after ${N + M + K} steps`] = worst(
+      errors[`DDP + ZeRO after ${N + M + K + L} steps`] = worst(
         readRun(file('from-trainer.weights.safetensors'), file('from-trainer.state.safetensors')),
-        truthAtEnd,
+        truthAtLast,
       );
 
-      // And back: the torch.onnx export of the DDP result into a new OnnxTrainer, L more steps.
+      // And back: the torch.onnx export of that result into a new OnnxTrainer, J more steps.
       const last = await OnnxTrainer.create(readFileSync(file('from-trainer.onnx')), options);
       await last.importState(readFileSync(file('from-trainer.state.safetensors')));
-      expect(last.stepCount).toBe(N + M + K);
-      await train(last, N + M + K, STEPS);
-      errors[`OnnxTrainer after ${STEPS} steps`] = worst(await onnxSnapshot(last), truthAtLast);
+      expect(last.stepCount).toBe(N + M + K + L);
+      await train(last, N + M + K + L, STEPS);
+      expect(last.stepCount).toBe(STEPS);
+      errors[`OnnxTrainer after ${STEPS} steps`] = worst(await onnxSnapshot(last), truthAtFinal);
       await last.dispose();
 
       console.log(
