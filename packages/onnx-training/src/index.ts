@@ -33,7 +33,14 @@ export {
   type OrtTensor,
   SHARED_ORT_SYMBOL,
 } from './runtime.js';
-export { type Batch, OnnxTrainer, type OnnxTrainerOptions } from './train-step/onnx-trainer.js';
+export {
+  type Batch,
+  type LearningRateSchedule,
+  OnnxTrainer,
+  type OnnxTrainerOptions,
+  type TrainerHyperparams,
+  type TrainerParamGroup,
+} from './train-step/onnx-trainer.js';
 export {
   buildTrainStepModel,
   type TrainStepModel,

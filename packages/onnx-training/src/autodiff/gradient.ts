@@ -292,9 +292,11 @@ export function encodeDifferentiated(
   const trained = new Set(d.params.map((p) => p.name));
   // nodeReads: an If's branches read outer values that are not its inputs.
   const read = new Set([...d.g.nodes.flatMap(nodeReads), ...outputs.map((o) => o.name)]);
+  // A Constant whose value was folded where it is used (a Reshape shape batchSize rewrote) is left out.
+  const nodes = d.g.nodes.filter((n) => n.opType !== 'Constant' || n.output.some((o) => read.has(o)));
   const graph = create(GraphProtoSchema, {
     name,
-    node: d.g.nodes,
+    node: nodes,
     input: [...inputs],
     output: [...outputs],
     // Constants only host steps read (an int64 mask's Unsqueeze axes) are left out.
