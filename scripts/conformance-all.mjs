@@ -20,6 +20,7 @@ const { values: args } = parseArgs({
   options: { only: { type: 'string', multiple: true }, where: { type: 'string', multiple: true } },
 });
 // NO_COLOR (https://no-color.org): set to anything non-empty, no colours.
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: read by this script at run time, not by a cached turbo task
 const color = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
 const paint = (code) => (s) => (color ? `\u001b[${code}m${s}\u001b[39m` : s);
 const red = paint(31);
