@@ -246,7 +246,7 @@ export function allocateWindows(
 }
 
 /** The seven float32 coefficients of the uniform block, from the float64 multipliers, rounded once. */
-export function coefficientWords(c: FusedCoefficients): Float32Array {
+export function roundedCoefficients(c: FusedCoefficients): Float32Array {
   return Float32Array.of(
     c.bufFromBuf,
     c.bufFromParam,
@@ -258,6 +258,25 @@ export function coefficientWords(c: FusedCoefficients): Float32Array {
   );
 }
 
+const FLOAT32_MIN_NORMAL = 2 ** -126;
+const SUBNORMAL_SCALE = 2 ** 64;
+
+/**
+ * The uniform block's coefficient words: the seven rounded coefficients (words 0..6), a subnormal
+ * one times 2^64 (exact: a power of two), then their scales (words 12..18 of the block): 1, or
+ * 2^-64 where the coefficient was scaled. A flush-to-zero device would drop a subnormal coefficient.
+ */
+export function coefficientWords(c: FusedCoefficients): Float32Array {
+  const rounded = roundedCoefficients(c);
+  const words = new Float32Array(14);
+  rounded.forEach((v, k) => {
+    const subnormal = v !== 0 && Math.abs(v) < FLOAT32_MIN_NORMAL;
+    words[k] = subnormal ? v * SUBNORMAL_SCALE : v;
+    words[7 + k] = subnormal ? 1 / SUBNORMAL_SCALE : 1;
+  });
+  return words;
+}
+
 /** What one step dispatches. */
 export interface StepEncoding {
   device: GPUDevice;
@@ -267,7 +286,7 @@ export interface StepEncoding {
   statusRead: GPUBuffer;
   /** Per tensor index: 0 (no gradient), or SEGMENT_ACTIVE with SEGMENT_INITIALISE on its first step. */
   flags: Uint32Array;
-  /** Per group: the uniform block's coefficients. */
+  /** Per group: the uniform block's coefficients and their scales (coefficientWords). */
   coefficients: Float32Array[];
   options: StepOptions;
   /** Scan for non-finite gradients before the updates. */
@@ -311,7 +330,8 @@ export function encodeStep(step: StepEncoding): void {
     group.windows.forEach((window, w) => {
       const floats = new Float32Array(uniforms, w * uniformStride, UNIFORM_WORDS);
       const words = new Uint32Array(uniforms, w * uniformStride, UNIFORM_WORDS);
-      floats.set(coefficients[g]!);
+      floats.set(coefficients[g]!.subarray(0, 7));
+      floats.set(coefficients[g]!.subarray(7, 14), 12);
       words[7] = window.start;
       words[8] = window.length;
       words[9] = group.table.length;

@@ -11,7 +11,14 @@ import {
   type StepResult,
   validateHyperparams,
 } from '@accsgd/core';
-import { allocateWindows, coefficientWords, encodeStep, type Group, type Slot } from './binding-windows.js';
+import {
+  allocateWindows,
+  coefficientWords,
+  encodeStep,
+  type Group,
+  roundedCoefficients,
+  type Slot,
+} from './binding-windows.js';
 import { DeviceQueue } from './device-queue.js';
 import { checkGradientRanges, readGroups } from './group-input.js';
 import {
@@ -386,5 +393,5 @@ export class WebGPUAccSGD {
 
 /** The seven float32 coefficients of the uniform block, formed in float64 and rounded once. */
 export function uniformCoefficients(h: Hyperparams): Float32Array {
-  return coefficientWords(fusedCoefficients(h));
+  return roundedCoefficients(fusedCoefficients(h));
 }

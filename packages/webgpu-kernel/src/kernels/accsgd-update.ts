@@ -90,8 +90,14 @@ export const SEGMENT_ENTRY_WORDS = SEGMENT_ENTRY_BYTES / 4;
  *   10    lookup (u32): 0 when every element of the window belongs to an active segment that already
  *         has a buffer, so the segment table need not be read; 1 otherwise
  *   11    group (u32): the group's index, which picks its word of the status buffer
+ *   12..18  the scale of each coefficient 0..6 (float32): 1, or 2^-64 for a coefficient that is
+ *         subnormal in float32, which words 0..6 then hold times 2^64 (exact, and normal). WGSL lets
+ *         a device flush subnormal values to zero (SwiftShader does), which would drop the term of
+ *         lr = 1e-40's subnormal gradient multipliers; (c 2^64 x) 2^-64 keeps it, and equals c x
+ *         whenever c x is normal. A scale of 1 changes nothing.
+ *   19    padding
  */
-export const UNIFORM_WORDS = 12;
+export const UNIFORM_WORDS = 20;
 export const UNIFORM_BYTES = UNIFORM_WORDS * 4;
 
 const UNIFORM_DECLARATION = /* wgsl */ `struct Uniforms {
@@ -107,6 +113,14 @@ const UNIFORM_DECLARATION = /* wgsl */ `struct Uniforms {
   segmentCount: u32,
   lookup: u32,
   group: u32,
+  bufFromBufScale: f32,
+  bufFromParamScale: f32,
+  bufFromGradScale: f32,
+  paramFromParamScale: f32,
+  paramFromGradScale: f32,
+  paramFromBufScale: f32,
+  bufFromParamFirstStepScale: f32,
+  padding: u32,
 }`;
 
 /**
@@ -328,15 +342,19 @@ const SEGMENT_INITIALISE: u32 = ${SEGMENT_INITIALISE}u;
 
 // One element: p, g and buf read once, p and buf written once. On a tensor's first step (init) the
 // buffer starts as a copy of p, folded into bufFromParamFirstStep; select, not a branch, so that
-// the (unused) old buffer value never reaches the arithmetic.
+// the (unused) old buffer value never reaches the arithmetic. Each product is scaled by its
+// coefficient's scale (1, or 2^-64 for a coefficient kept from flushing to zero; see Uniforms).
 fn update(i: u32, init: bool) {
   let p = ${F}(params[i]);
   let g = ${F}(grads[i]);
   let old = select(buffers[i], ${vec ? `${F}(0.0)` : '0.0'}, init);
   let fromParam = select(u.bufFromParam, u.bufFromParamFirstStep, init);
-  let b = select(u.bufFromBuf, 0.0, init) * old + fromParam * p + u.bufFromGrad * g;
+  let fromParamScale = select(u.bufFromParamScale, u.bufFromParamFirstStepScale, init);
+  let b = (select(u.bufFromBuf, 0.0, init) * old) * u.bufFromBufScale + (fromParam * p) * fromParamScale
+    + (u.bufFromGrad * g) * u.bufFromGradScale;
   buffers[i] = b;
-  params[i] = ${S}(u.paramFromParam * p + u.paramFromGrad * g + u.paramFromBuf * b);
+  params[i] = ${S}((u.paramFromParam * p) * u.paramFromParamScale + (u.paramFromGrad * g) * u.paramFromGradScale
+    + (u.paramFromBuf * b) * u.paramFromBufScale);
 }
 
 // See WORKGROUP_SIZE, ELEMENTS_PER_INVOCATION and the workgroups per dispatch in accsgd-update.ts.

@@ -16,6 +16,14 @@ struct Uniforms {
   segmentCount: u32,
   lookup: u32,
   group: u32,
+  bufFromBufScale: f32,
+  bufFromParamScale: f32,
+  bufFromGradScale: f32,
+  paramFromParamScale: f32,
+  paramFromGradScale: f32,
+  paramFromBufScale: f32,
+  bufFromParamFirstStepScale: f32,
+  padding: u32,
 }
 
 struct Segment {
@@ -37,15 +45,19 @@ const SEGMENT_INITIALISE: u32 = 2u;
 
 // One element: p, g and buf read once, p and buf written once. On a tensor's first step (init) the
 // buffer starts as a copy of p, folded into bufFromParamFirstStep; select, not a branch, so that
-// the (unused) old buffer value never reaches the arithmetic.
+// the (unused) old buffer value never reaches the arithmetic. Each product is scaled by its
+// coefficient's scale (1, or 2^-64 for a coefficient kept from flushing to zero; see Uniforms).
 fn update(i: u32, init: bool) {
   let p = f32(params[i]);
   let g = f32(grads[i]);
   let old = select(buffers[i], 0.0, init);
   let fromParam = select(u.bufFromParam, u.bufFromParamFirstStep, init);
-  let b = select(u.bufFromBuf, 0.0, init) * old + fromParam * p + u.bufFromGrad * g;
+  let fromParamScale = select(u.bufFromParamScale, u.bufFromParamFirstStepScale, init);
+  let b = (select(u.bufFromBuf, 0.0, init) * old) * u.bufFromBufScale + (fromParam * p) * fromParamScale
+    + (u.bufFromGrad * g) * u.bufFromGradScale;
   buffers[i] = b;
-  params[i] = f32(u.paramFromParam * p + u.paramFromGrad * g + u.paramFromBuf * b);
+  params[i] = f32((u.paramFromParam * p) * u.paramFromParamScale + (u.paramFromGrad * g) * u.paramFromGradScale
+    + (u.paramFromBuf * b) * u.paramFromBufScale);
 }
 
 // See WORKGROUP_SIZE, ELEMENTS_PER_INVOCATION and the workgroups per dispatch in accsgd-update.ts.
