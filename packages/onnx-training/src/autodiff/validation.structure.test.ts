@@ -264,3 +264,39 @@ describe('names and structure', () => {
     expect(ir).toMatchObject({ field: 'model.ir_version', value: 99n });
   });
 });
+
+describe('the generated graphs pass the same checks', () => {
+  it('train steps of an MLP and a BERT-shaped encoder: every node valid at the emitted opset', async () => {
+    const { buildTrainStepModel } = await import('../train-step/train-step-model.js');
+    const { checkModelStructure } = await import('./validation.js');
+    const { encoderModel, mlpModel } = await import('../test-support/forward-models.js');
+    const models: [string, Uint8Array, Record<string, unknown>][] = [
+      ['mlp', mlpModel({ batch: 4, inF: 5, hidden: 6, classes: 3 }), { loss: 'softmax-cross-entropy' }],
+      ['encoder', encoderModel({ batch: 2, seq: 4 }), { loss: 'softmax-cross-entropy' }],
+    ];
+    for (const [name, bytes, options] of models) {
+      const step = fromBinary(ModelProtoSchema, buildTrainStepModel(bytes, options as never).model);
+      const opset = Number(step.opsetImport.find((o) => o.domain === '')!.version);
+      expect(() => checkModelStructure(step, opset), name).not.toThrow();
+      expect(step.graph!.node.length, name).toBeGreaterThan(10);
+    }
+  });
+
+  it('a value whose inferred size cannot be allocated (an Expand to [1e5, 1e5, 2, 3]) names its node', async () => {
+    const e = await rejection(
+      forwardModel({
+        ...base,
+        ints: { big: [1e5, 1e5, 1, 1] },
+        nodes: [
+          ['MatMul', ['x', 'W'], ['h0']],
+          ['Expand', ['h0', 'big'], ['h1']],
+          ['ReduceMean', ['h1'], ['h'], { axes: [0, 1], keepdims: 0 }],
+          ['Relu', ['h'], ['y']],
+        ],
+      }),
+    );
+    expect(e.message).toMatch(
+      /^graph.node\[1\] "node1_Expand" \(Expand\) computes "h1" of shape \[100000,100000,2,3\], more than the 1073741824 elements allowed for one value/,
+    );
+  });
+});
