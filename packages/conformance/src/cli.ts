@@ -41,10 +41,11 @@ const program = new Command()
   .addHelpText(
     'after',
     `
-By default: one line per check family (golden, resume, in use, state file, bad input, portability)
-with passed/failed counts and the worst error/bound, then the details of failures only, and a
-diagnosis when the failures match a known mistake the suite owns as a mutant. Colours only on a
-terminal, and never when NO_COLOR is set.`,
+By default: where the adapter first left the truth (check, step, parameter or buffer, by how much),
+one line per check family (golden, resume, in use, state file, bad input, portability) with
+passed/failed counts and the worst error/bound, the failures (those with one cause as one entry),
+and a diagnosis: the known mistake (a mutant of the suite) the failures match tightly, or else what
+they show. Colours only on a terminal, and never when NO_COLOR is set.`,
   );
 
 program.parse();

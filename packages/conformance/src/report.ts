@@ -7,7 +7,7 @@ export interface FormatOptions {
   verbose?: boolean;
   /** ANSI colours (the CLI turns them on only for a TTY without NO_COLOR). Default: off. */
   color?: boolean;
-  /** Say which known mistake (a mutant of the suite) the failures look like. Default: on. */
+  /** Say which known mistake (a mutant of the suite) the failures match, or what they show. Default: on. */
   diagnosis?: boolean;
 }
 
@@ -40,9 +40,11 @@ function paint(color: boolean | undefined) {
 }
 
 /**
- * A readable report: by default one line per check family (passed and failed counts, the worst
- * error / bound), then the details of failures only, then a diagnosis when the failures match a
- * known mistake; with `verbose`, the full table of every check instead of the family lines.
+ * A readable report: the first divergence (firstDivergence), then by default one line per check
+ * family (passed and failed counts, the worst error / bound), then the details of failures only,
+ * those with one cause as one entry (groupFailures), then a diagnosis: a known mistake when the
+ * failures match one tightly, else what they show (diagnose.ts); with `verbose`, the full table of
+ * every check instead of the family lines and failure details.
  */
 export function formatReport(report: ConformanceReport, options: FormatOptions = {}): string {
   const c = paint(options.color);
