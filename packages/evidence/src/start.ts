@@ -1,6 +1,6 @@
 /**
- * `npm start` of the evidence package (and the root's): the linear-regression reproduction, then
- * the MNIST comparison, each in its own process. `--full` goes to both (the full presets); any other
+ * `npm start` of the evidence package (and the root's): the linear-regression reproduction (our
+ * protocol, then the paper's), then the MNIST comparison, each in its own process. `--full` goes to both (the full presets); any other
  * argument is refused here rather than passed to one of them only.
  */
 import { spawnSync } from 'node:child_process';
@@ -14,8 +14,15 @@ if (unknown.length > 0) {
   );
   process.exit(2);
 }
-for (const script of ['./cli.ts', './mnist/cli.ts']) {
+// The paper's protocol runs after ours: its report puts our slopes (from linear-regression.json) beside its own.
+for (const [script, ...extra] of [
+  ['./cli.ts'],
+  ['./cli.ts', '--protocol', 'paper'],
+  ['./mnist/cli.ts'],
+] as const) {
   const path = fileURLToPath(new URL(script, import.meta.url));
-  const { status } = spawnSync(process.execPath, ['--import', 'tsx', path, ...args], { stdio: 'inherit' });
+  const { status } = spawnSync(process.execPath, ['--import', 'tsx', path, ...extra, ...args], {
+    stdio: 'inherit',
+  });
   if (status !== 0) process.exit(status ?? 1);
 }
