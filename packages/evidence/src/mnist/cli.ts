@@ -6,13 +6,31 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import cliProgress from 'cli-progress';
-import { firstExamples, loadMnist } from './data.js';
+import { loadMnist } from './data.js';
+import { analyzeMapping, mappingSpecs } from './mapping.js';
 import { initialWeights } from './model.js';
 import { trainOnnxRun } from './onnx-train.js';
-import { describe, OPTIMIZERS, type OptimizerName } from './optimizers.js';
-import { curvesPlot } from './plot.js';
+import {
+  describe,
+  OPTIMIZER_LABELS,
+  OPTIMIZERS,
+  type OptimizerName,
+  type OptimizerSpec,
+} from './optimizers.js';
+import { curvesPlot, mappingPlot } from './plot.js';
 import { MNIST_PRESETS, type MnistPreset } from './presets.js';
-import { bestRun, divergence, type MnistResult, mnistMarkdown } from './report.js';
+import {
+  bestRun,
+  caveats,
+  divergence,
+  type MnistResult,
+  mnistMarkdown,
+  pctSpread,
+  ruleText,
+  withoutUnchosenTests,
+} from './report.js';
+import { aggregateSeeds } from './seeds.js';
+import { validationSplit } from './split.js';
 import { type RunResult, trainRun } from './train.js';
 
 const started = performance.now();
@@ -22,11 +40,12 @@ const packageRoot = resolve(here, '../..');
 const { values } = parseArgs({
   options: {
     full: { type: 'boolean', default: false },
-    seed: { type: 'string', default: '1' },
+    seeds: { type: 'string' },
     epochs: { type: 'string' },
     train: { type: 'string' },
     cpu: { type: 'string' },
     onnx: { type: 'string' },
+    mapping: { type: 'string' },
     out: { type: 'string' },
     render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -37,64 +56,34 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      'Usage: tsx src/mnist/cli.ts [--full] [--seed N] [--epochs N] [--train N] [--cpu yes|no] [--onnx yes|no] [--out DIR] [--render FILE]',
-      '  Trains a 784-256-10 MLP on MNIST with AccSGD, SGD, heavy ball, Nesterov and Adam on tfjs wasm.',
-      '  --full        all 60,000 training images, 5 epochs, 3 learning rates per optimizer',
-      '                (default: the quick preset, 10,000 images, 2 epochs, 1 learning rate each)',
-      '  --seed N      seed of the initial weights and the batch order (default 1)',
-      '  --epochs N    override the preset epochs; --train N: the first N training images',
-      '  --cpu yes|no  also train AccSGD best setting on tfjs cpu (default: yes for --full)',
-      '  --onnx yes|no also train AccSGD best setting as an ONNX Runtime train step on',
-      '                onnxruntime-node cpu (default: yes)',
-      '  --out DIR     report folder (default: reports/ for --full, reports/quick/ otherwise)',
-      '  --render FILE write mnist.md and mnist.svg again from a mnist.json, without training;',
-      '                with --onnx yes, first train only the ONNX run (AccSGD best setting of the',
-      '                file, its seed and preset) and add it to the file',
+      'Usage: tsx src/mnist/cli.ts [--full] [--seeds 1,2,3] [--epochs N] [--train N] [--cpu yes|no] [--onnx yes|no] [--mapping yes|no] [--out DIR] [--render FILE]',
+      '  Trains a 784-256-10 MLP on MNIST with AccSGD, SGD, heavy ball, Nesterov and Adam on tfjs wasm,',
+      "  chooses each optimizer's learning rate on a validation split carved from the training images,",
+      '  then trains the chosen settings with every seed and scores them on the test set.',
+      '  --full          50,000 training images (10,000 more for validation), 5 epochs, 3 learning rates',
+      '                  each, and the momentum-to-AccSGD sweep (default: the quick preset, 10,000',
+      '                  training images, 2 epochs, 1 learning rate each)',
+      '  --seeds LIST    seeds of the initial weights and batch order (default 1,2,3; the sweep uses the first)',
+      '  --epochs N      override the preset epochs; --train N: that many training images',
+      '  --cpu yes|no    also train AccSGD chosen setting on tfjs cpu (default: yes for --full)',
+      '  --onnx yes|no   also train it as an ONNX Runtime train step on onnxruntime-node cpu (default: yes)',
+      '  --mapping yes|no  the momentum-to-AccSGD sweep (default: yes for --full)',
+      '  --out DIR       report folder (default: reports/ for --full, reports/quick/ otherwise)',
+      '  --render FILE   write mnist.md and the plots again from a mnist.json, without training',
       '',
     ].join('\n'),
   );
   process.exit(0);
 }
 
-for (const flag of ['cpu', 'onnx'] as const)
+for (const flag of ['cpu', 'onnx', 'mapping'] as const)
   if (values[flag] !== undefined && values[flag] !== 'yes' && values[flag] !== 'no')
     throw new Error(`--${flag} must be yes or no, got ${values[flag]}`);
-
-const onnxruntimeVersion = (
-  createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }
-).version;
 
 if (values.render !== undefined) {
   const file = resolve(values.render);
   const saved = JSON.parse(readFileSync(file, 'utf8')) as MnistResult;
-  const addOnnx = values.onnx === 'yes';
-  if (addOnnx) {
-    // Only the ONNX run, from the file's seed, preset and AccSGD best setting; the rest is kept.
-    const t0 = performance.now();
-    const mnist = loadMnist();
-    const spec = saved.runs[saved.best.AccSGD]!.spec;
-    process.stderr.write(`ONNX Runtime run of AccSGD ${describe(spec)} (${saved.preset.name} preset)...\n`);
-    const onnx = await trainOnnxRun({
-      train: firstExamples(mnist.train, saved.preset.trainCount),
-      test: mnist.test,
-      weights: initialWeights(saved.seed),
-      spec,
-      epochs: saved.preset.epochs,
-      batchSize: saved.preset.batchSize,
-      seed: saved.seed,
-      onStep: (step, loss) => {
-        if (step % 500 === 0) process.stderr.write(`  step ${step}: loss ${loss.toFixed(4)}\n`);
-      },
-    });
-    const seconds = (performance.now() - t0) / 1000;
-    saved.onnx = onnx;
-    saved.preset = { ...saved.preset, onnxCheck: true };
-    saved.seconds = { ...saved.seconds, onnx: seconds, total: saved.seconds.total + seconds };
-    saved.environment = { ...saved.environment, onnxruntime: onnxruntimeVersion };
-    const base = saved.command ?? 'npm run report:mnist -w @accsgd/evidence';
-    saved.command = `${base}\` then \`npm run mnist -w @accsgd/evidence -- --render ${relative(packageRoot, file)} --onnx yes`;
-  }
-  writeReports(saved, values.out ? resolve(values.out) : dirname(file), { json: addOnnx });
+  writeReports(saved, values.out ? resolve(values.out) : dirname(file), { json: false });
   process.exit(0);
 }
 
@@ -106,25 +95,37 @@ function integer(name: string, v: string | undefined, min: number, max: number):
   return n;
 }
 
-const seed = integer('seed', values.seed, -(2 ** 31), 2 ** 31 - 1)!;
 const base = values.full ? MNIST_PRESETS.full : MNIST_PRESETS.quick;
+const seeds =
+  values.seeds === undefined
+    ? base.seeds
+    : values.seeds.split(',').map((s) => integer('seeds', s.trim(), -(2 ** 31), 2 ** 31 - 1)!);
+if (new Set(seeds).size !== seeds.length || seeds.length === 0)
+  throw new Error(`--seeds must list distinct integers, got ${values.seeds}`);
 const preset: MnistPreset = {
   ...base,
+  seeds,
   epochs: integer('epochs', values.epochs, 1, 1000) ?? base.epochs,
-  trainCount: integer('train', values.train, 1, 60_000) ?? base.trainCount,
+  trainCount: integer('train', values.train, 1, 60_000 - base.validationCount) ?? base.trainCount,
   cpuCheck: values.cpu === undefined ? base.cpuCheck : values.cpu === 'yes',
   onnxCheck: values.onnx === undefined ? base.onnxCheck === true : values.onnx === 'yes',
 };
+if (values.mapping === 'no') delete preset.mapping;
+else if (values.mapping === 'yes' && !preset.mapping) preset.mapping = MNIST_PRESETS.full.mapping!;
 const outDir = resolve(values.out ?? join(packageRoot, values.full ? 'reports' : 'reports/quick'));
 
 const tLoad = performance.now();
 const mnist = loadMnist();
-const train = firstExamples(mnist.train, preset.trainCount);
+const split = validationSplit(mnist.train, preset.validationCount, preset.splitSeed, preset.trainCount);
+const { train, validation } = split;
 const loadSeconds = (performance.now() - tLoad) / 1000;
 
 await import('@tensorflow/tfjs-backend-wasm');
 if (!(await tf.setBackend('wasm'))) throw new Error("tf.setBackend('wasm') failed");
 await tf.ready();
+const onnxruntimeVersion = (
+  createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }
+).version;
 const environment = {
   node: process.versions.node,
   cpu: cpus()[0]?.model.trim() ?? 'unknown',
@@ -136,10 +137,17 @@ const environment = {
   ...(preset.onnxCheck ? { onnxruntime: onnxruntimeVersion } : {}),
 };
 
-const weights = initialWeights(seed);
 const specs = OPTIMIZERS.flatMap((name) => preset.lrs[name].map((lr) => ({ name, lr })));
-const stepsPerRun = preset.epochs * Math.ceil(preset.trainCount / preset.batchSize);
-const total = stepsPerRun * (specs.length + (preset.cpuCheck ? 1 : 0) + (preset.onnxCheck ? 1 : 0));
+const mapSpecs = preset.mapping ? mappingSpecs(preset.mapping) : [];
+const stepsPer = (count: number, epochs: number) => epochs * Math.ceil(count / preset.batchSize);
+const stepsPerRun = stepsPer(preset.trainCount, preset.epochs);
+const total =
+  stepsPerRun *
+    (specs.length +
+      OPTIMIZERS.length * (seeds.length - 1) +
+      (preset.cpuCheck ? 1 : 0) +
+      (preset.onnxCheck ? 1 : 0)) +
+  (preset.mapping ? mapSpecs.length * stepsPer(preset.mapping.trainCount, preset.mapping.epochs) : 0);
 const bar = new cliProgress.SingleBar(
   {
     stream: process.stderr,
@@ -151,15 +159,21 @@ const bar = new cliProgress.SingleBar(
 bar.start(total, 0, { run: '', loss: '-' });
 let done = 0;
 let runIndex = 0;
-async function run(spec: (typeof specs)[number]): Promise<RunResult> {
-  const label = `${spec.name} lr=${spec.lr} (${tf.getBackend()})`;
-  bar.update(done, { run: label, loss: '-' });
+async function run(
+  spec: OptimizerSpec,
+  seed: number,
+  o: { trainSplit?: typeof train; epochs?: number; test: boolean },
+): Promise<RunResult> {
+  const trainSplit = o.trainSplit ?? train;
+  const epochs = o.epochs ?? preset.epochs;
+  bar.update(done, { run: `${spec.name} ${describe(spec)} seed ${seed} (${tf.getBackend()})`, loss: '-' });
   const r = await trainRun({
-    train,
-    test: mnist.test,
-    weights,
+    train: trainSplit,
+    validation,
+    ...(o.test ? { test: mnist.test } : {}),
+    weights: initialWeights(seed),
     spec,
-    epochs: preset.epochs,
+    epochs,
     batchSize: preset.batchSize,
     seed,
     prefix: `mnist${runIndex++}`,
@@ -167,45 +181,50 @@ async function run(spec: (typeof specs)[number]): Promise<RunResult> {
       if (step % 10 === 0) bar.update(done + step, { loss: loss.toFixed(3) });
     },
   });
-  done += stepsPerRun;
+  done += stepsPer(trainSplit.count, epochs);
   bar.update(done);
   return r;
 }
 
+// The sweep scores the test set too, once at the end of each run, so that the chosen settings'
+// first seed need not be trained twice; the choice reads only the validation accuracy, and the
+// test accuracies of the settings not chosen are dropped before anything is written.
 const tSweep = performance.now();
-const runs: RunResult[] = [];
-for (const spec of specs) runs.push(await run(spec));
+const sweep: RunResult[] = [];
+for (const spec of specs) sweep.push(await run(spec, seeds[0]!, { test: true }));
 const sweepSeconds = (performance.now() - tSweep) / 1000;
-const best = Object.fromEntries(OPTIMIZERS.map((n) => [n, bestRun(runs, n, preset.epochs)])) as Record<
+const best = Object.fromEntries(OPTIMIZERS.map((n) => [n, bestRun(sweep, n, preset.epochs)])) as Record<
   OptimizerName,
   number
 >;
+const runs = withoutUnchosenTests(sweep, Object.values(best));
+
+const tSeeds = performance.now();
+const seedRuns = {} as Record<OptimizerName, RunResult[]>;
+for (const name of OPTIMIZERS) {
+  const chosen = runs[best[name]]!;
+  seedRuns[name] = [chosen];
+  for (const seed of seeds.slice(1)) seedRuns[name].push(await run(chosen.spec, seed, { test: true }));
+}
+const seedsSeconds = (performance.now() - tSeeds) / 1000;
 
 let cpu: RunResult | undefined;
 let cpuSeconds: number | undefined;
-if (preset.cpuCheck) {
-  tf.env().set('IS_TEST', true); // no "install tfjs-node" banner
-  await import('@tensorflow/tfjs-backend-cpu');
-  if (!(await tf.setBackend('cpu'))) throw new Error("tf.setBackend('cpu') failed");
-  await tf.ready();
-  const t = performance.now();
-  cpu = await run(runs[best.AccSGD]!.spec);
-  cpuSeconds = (performance.now() - t) / 1000;
-}
 let onnx: RunResult | undefined;
 let onnxSeconds: number | undefined;
+const accChosen = runs[best.AccSGD]!.spec;
 if (preset.onnxCheck) {
-  const spec = runs[best.AccSGD]!.spec;
-  bar.update(done, { run: `${spec.name} lr=${spec.lr} (onnxruntime-node cpu)`, loss: '-' });
+  bar.update(done, { run: `AccSGD ${describe(accChosen)} (onnxruntime-node cpu)`, loss: '-' });
   const t = performance.now();
   onnx = await trainOnnxRun({
     train,
+    validation,
     test: mnist.test,
-    weights,
-    spec,
+    weights: initialWeights(seeds[0]!),
+    spec: accChosen,
     epochs: preset.epochs,
     batchSize: preset.batchSize,
-    seed,
+    seed: seeds[0]!,
     onStep: (step, loss) => {
       if (step % 10 === 0) bar.update(done + step, { loss: loss.toFixed(3) });
     },
@@ -213,22 +232,53 @@ if (preset.onnxCheck) {
   onnxSeconds = (performance.now() - t) / 1000;
   done += stepsPerRun;
 }
+
+let mapping: MnistResult['mapping'];
+let mappingSeconds: number | undefined;
+if (preset.mapping) {
+  const m = preset.mapping;
+  const t = performance.now();
+  const mapTrain = {
+    ...train,
+    count: m.trainCount,
+    images: train.images.subarray(0, m.trainCount * 784),
+    labels: train.labels.subarray(0, m.trainCount),
+  };
+  const mapRuns: RunResult[] = [];
+  for (const spec of mapSpecs)
+    mapRuns.push(await run(spec, seeds[0]!, { trainSplit: mapTrain, epochs: m.epochs, test: false }));
+  mapping = { runs: mapRuns, analysis: analyzeMapping(mapRuns) };
+  mappingSeconds = (performance.now() - t) / 1000;
+}
+
+if (preset.cpuCheck) {
+  tf.env().set('IS_TEST', true); // no "install tfjs-node" banner
+  await import('@tensorflow/tfjs-backend-cpu');
+  if (!(await tf.setBackend('cpu'))) throw new Error("tf.setBackend('cpu') failed");
+  await tf.ready();
+  const t = performance.now();
+  cpu = await run(accChosen, seeds[0]!, { test: true });
+  cpuSeconds = (performance.now() - t) / 1000;
+}
 bar.update(total, { run: 'done' });
 bar.stop();
 
 const args = process.argv.slice(2).filter((a) => a !== '--full');
 const result: MnistResult = {
   preset,
-  seed,
   runs,
   best,
+  seedRuns,
   ...(cpu ? { cpu } : {}),
   ...(onnx ? { onnx } : {}),
+  ...(mapping ? { mapping } : {}),
   seconds: {
     load: loadSeconds,
     sweep: sweepSeconds,
+    seeds: seedsSeconds,
     ...(cpuSeconds !== undefined ? { cpu: cpuSeconds } : {}),
     ...(onnxSeconds !== undefined ? { onnx: onnxSeconds } : {}),
+    ...(mappingSeconds !== undefined ? { mapping: mappingSeconds } : {}),
     total: (performance.now() - started) / 1000,
   },
   environment,
@@ -237,47 +287,59 @@ const result: MnistResult = {
 
 writeReports(result, outDir, { json: true });
 
-/** Writes mnist.svg, mnist.md (and mnist.json) to `dir` and prints the summary. */
+/** Writes mnist.svg, mnist.md (mnist-mapping.svg, mnist.json) to `dir` and prints the summary. */
 function writeReports(result: MnistResult, dir: string, o: { json: boolean }): void {
-  const { preset, runs, best, cpu, onnx } = result;
+  const { preset, cpu, onnx, seedRuns } = result;
   mkdirSync(dir, { recursive: true });
   const plotName = 'mnist.svg';
-  const shown = [...OPTIMIZERS.map((n) => runs[best[n]]!), ...(cpu ? [cpu] : []), ...(onnx ? [onnx] : [])];
   writeFileSync(
     join(dir, plotName),
     curvesPlot(
-      shown,
+      seedRuns,
+      [...(cpu ? [cpu] : []), ...(onnx ? [onnx] : [])],
       preset.epochs,
-      `MNIST 784-256-10 MLP, tfjs wasm, best setting per optimizer (${preset.name} preset)`,
+      `MNIST MLP on tfjs wasm: chosen setting per optimizer, ${preset.seeds.length} seeds (${preset.name} preset)`,
     ),
   );
+  let mapName: string | undefined;
+  if (result.mapping) {
+    mapName = 'mnist-mapping.svg';
+    writeFileSync(
+      join(dir, mapName),
+      mappingPlot(
+        result.mapping.runs,
+        result.mapping.analysis,
+        'From heavy ball to AccSGD on the MNIST MLP: validation accuracy by steady-state step',
+      ),
+    );
+  }
   const command =
     result.command ?? `npm run ${preset.name === 'full' ? 'report:mnist' : 'mnist'} -w @accsgd/evidence`;
-  writeFileSync(join(dir, 'mnist.md'), mnistMarkdown(result, plotName, command));
+  writeFileSync(join(dir, 'mnist.md'), mnistMarkdown(result, plotName, command, mapName));
   if (o.json) writeFileSync(join(dir, 'mnist.json'), `${JSON.stringify(result, null, 1)}\n`);
 
   const rel = relative(process.cwd(), dir) || '.';
   process.stdout.write(
-    `\nMNIST 784-256-10 MLP on tfjs wasm (${preset.name} preset: ${preset.trainCount} training images, ${preset.epochs} epochs, ${result.seconds.total.toFixed(1)} s)\n`,
+    `\nMNIST 784-256-10 MLP on tfjs wasm (${preset.name} preset: ${preset.trainCount} training images, ${preset.validationCount} validation images, ${preset.epochs} epochs, seeds ${preset.seeds.join(', ')}, ${result.seconds.total.toFixed(1)} s)\n  chosen on validation; test accuracy mean ± std (min–max) over seeds:\n`,
   );
   for (const name of OPTIMIZERS) {
-    const r = runs[best[name]]!;
-    const f = r.epochs[r.epochs.length - 1]!;
+    const a = aggregateSeeds(seedRuns[name]);
     process.stdout.write(
-      `  ${name.padEnd(9)} ${describe(r.spec).padEnd(48)} test accuracy ${(100 * f.testAccuracy).toFixed(2)}%  train loss ${f.trainLoss.toFixed(4)}${r.diverged ? '  DIVERGED' : ''}\n`,
+      `  ${OPTIMIZER_LABELS[name].padEnd(28)} ${describe(seedRuns[name][0]!.spec).padEnd(44)} test ${pctSpread(a.testAccuracy)}${a.diverged > 0 ? `  ${a.diverged} DIVERGED` : ''}\n`,
     );
   }
-  if (cpu) {
-    const d = divergence(runs[best.AccSGD]!, cpu);
+  for (const [label, other] of [
+    ['tfjs cpu', cpu],
+    ['ONNX Runtime (onnxruntime-node cpu)', onnx],
+  ] as const) {
+    if (!other) continue;
+    const d = divergence(seedRuns.AccSGD[0]!, other);
     process.stdout.write(
-      `  AccSGD on tfjs cpu: largest difference from wasm ${d.loss.toExponential(2)} in loss, ${(100 * d.accuracy).toFixed(2)} points in accuracy\n`,
+      `  AccSGD on ${label}: largest difference from wasm ${d.loss.toExponential(2)} in loss, ${(100 * d.accuracy).toFixed(2)} points in validation accuracy\n`,
     );
   }
-  if (onnx) {
-    const d = divergence(runs[best.AccSGD]!, onnx);
-    process.stdout.write(
-      `  AccSGD on ONNX Runtime (onnxruntime-node cpu): largest difference from wasm ${d.loss.toExponential(2)} in loss, ${(100 * d.accuracy).toFixed(2)} points in accuracy\n`,
-    );
-  }
+  if (result.mapping) process.stdout.write(`  ${ruleText(result.mapping.analysis).replace(/\*\*/g, '')}\n`);
+  process.stdout.write('  Caveats:\n');
+  for (const c of caveats(preset)) process.stdout.write(`  - ${c}\n`);
   process.stdout.write(`Report: ${join(rel, 'mnist.md')}\n`);
 }

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { batchArrays, CLASSES, IMAGE_SIZE, type MnistSplit } from './data.js';
 import type { MlpWeights } from './model.js';
 import { mlpForwardModel } from './onnx-model.js';
-import { ACCSGD_SETTINGS } from './optimizers.js';
+import { accsgdSettings } from './optimizers.js';
 import { epochOrder } from './shuffle.js';
 import type { EpochRecord, RunOptions, RunResult } from './train.js';
 
@@ -69,7 +69,7 @@ export type OnnxRunOptions = Omit<RunOptions, 'prefix' | 'weights'> & { weights:
  * same initial weights (mlpForwardModel), trained by @accsgd/onnx-training's OnnxTrainer (one
  * session.run per step: forward, softmax cross-entropy, backward and AccSGD) on onnxruntime-node
  * cpu, on the same seeded batches; after each epoch the exported forward model is scored on the
- * test set. The train step has one static batch size, so the batch size must divide the count.
+ * validation split (and the test split after the last epoch, when given). The train step has one static batch size, so the batch size must divide the count.
  */
 export async function trainOnnxRun(o: OnnxRunOptions): Promise<RunResult> {
   if (o.spec.name !== 'AccSGD') throw new Error(`the ONNX train step runs AccSGD, not ${o.spec.name}`);
@@ -78,13 +78,14 @@ export async function trainOnnxRun(o: OnnxRunOptions): Promise<RunResult> {
   const forward = mlpForwardModel(o.weights);
   const records: EpochRecord[] = [];
   let diverged: string | undefined;
+  let testAccuracy: number | undefined;
   let t = performance.now();
   const initialTrain = await onnxScore(forward, o.train);
-  const initialTest = await onnxScore(forward, o.test);
+  const initialValidation = await onnxScore(forward, o.validation);
   records.push({
     epoch: 0,
     trainLoss: initialTrain.loss,
-    testAccuracy: initialTest.accuracy,
+    validationAccuracy: initialValidation.accuracy,
     trainSeconds: 0,
     evalSeconds: (performance.now() - t) / 1000,
   });
@@ -92,7 +93,7 @@ export async function trainOnnxRun(o: OnnxRunOptions): Promise<RunResult> {
   const trainer = await OnnxTrainer.create(forward, {
     loss: 'softmax-cross-entropy',
     dimensions: { batch: o.batchSize },
-    hyperparams: { lr: o.spec.lr, ...ACCSGD_SETTINGS },
+    hyperparams: accsgdSettings(o.spec),
     ort,
     executionProvider: 'cpu',
   });
@@ -124,11 +125,13 @@ export async function trainOnnxRun(o: OnnxRunOptions): Promise<RunResult> {
       const trainSeconds = (performance.now() - t) / 1000 + setup;
       setup = 0;
       t = performance.now();
-      const { accuracy } = await onnxScore(await trainer.exportModel(), o.test);
+      const exported = await trainer.exportModel();
+      const { accuracy } = await onnxScore(exported, o.validation);
+      if (epoch === o.epochs && o.test) testAccuracy = (await onnxScore(exported, o.test)).accuracy;
       records.push({
         epoch,
         trainLoss: sum / seen,
-        testAccuracy: accuracy,
+        validationAccuracy: accuracy,
         trainSeconds,
         evalSeconds: (performance.now() - t) / 1000,
       });
@@ -137,5 +140,13 @@ export async function trainOnnxRun(o: OnnxRunOptions): Promise<RunResult> {
     await trainer.dispose();
   }
   const seconds = records.reduce((s, r) => s + r.trainSeconds + r.evalSeconds, 0);
-  return { spec: o.spec, backend: ONNX_BACKEND, epochs: records, ...(diverged ? { diverged } : {}), seconds };
+  return {
+    spec: o.spec,
+    backend: ONNX_BACKEND,
+    epochs: records,
+    ...(diverged ? { diverged } : {}),
+    seconds,
+    seed: o.seed,
+    ...(testAccuracy !== undefined && !diverged ? { testAccuracy } : {}),
+  };
 }

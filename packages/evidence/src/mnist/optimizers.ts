@@ -11,13 +11,42 @@ export const MOMENTUM = 0.9;
 export interface OptimizerSpec {
   name: OptimizerName;
   lr: number;
+  /** AccSGD only: the long step and statistical advantage (default: ACCSGD_SETTINGS). */
+  kappa?: number;
+  xi?: number;
 }
+
+/** AccSGD's hyperparameters of a spec, the fixed ones filled in. */
+export function accsgdSettings(spec: OptimizerSpec): {
+  lr: number;
+  kappa: number;
+  xi: number;
+  smallConst: number;
+} {
+  return {
+    lr: spec.lr,
+    kappa: spec.kappa ?? ACCSGD_SETTINGS.kappa,
+    xi: spec.xi ?? ACCSGD_SETTINGS.xi,
+    smallConst: ACCSGD_SETTINGS.smallConst,
+  };
+}
+
+/** How the legends and tables name an optimizer (heavy ball and Nesterov spelled out). */
+export const OPTIMIZER_LABELS: Record<OptimizerName, string> = {
+  AccSGD: 'AccSGD',
+  SGD: 'SGD',
+  Momentum: `heavy ball (momentum ${MOMENTUM})`,
+  Nesterov: `Nesterov (momentum ${MOMENTUM})`,
+  Adam: 'Adam',
+};
 
 /** A human-readable description of the setting (the fixed parameters included). */
 export function describe(spec: OptimizerSpec): string {
   switch (spec.name) {
-    case 'AccSGD':
-      return `lr=${spec.lr}, kappa=${ACCSGD_SETTINGS.kappa}, xi=${ACCSGD_SETTINGS.xi}, smallConst=${ACCSGD_SETTINGS.smallConst}`;
+    case 'AccSGD': {
+      const a = accsgdSettings(spec);
+      return `lr=${a.lr}, kappa=${a.kappa}, xi=${a.xi}, smallConst=${a.smallConst}`;
+    }
     case 'Momentum':
     case 'Nesterov':
       return `lr=${spec.lr}, momentum=${MOMENTUM}`;
@@ -32,7 +61,7 @@ export function describe(spec: OptimizerSpec): string {
 export function createOptimizer(spec: OptimizerSpec): tf.Optimizer {
   switch (spec.name) {
     case 'AccSGD':
-      return accsgd({ lr: spec.lr, ...ACCSGD_SETTINGS });
+      return accsgd(accsgdSettings(spec));
     case 'SGD':
       return tf.train.sgd(spec.lr);
     case 'Momentum':

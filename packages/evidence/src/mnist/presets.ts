@@ -1,40 +1,53 @@
+import type { MappingPreset } from './mapping.js';
 import type { OptimizerName } from './optimizers.js';
 
 export interface MnistPreset {
   name: 'quick' | 'full';
-  /** The first `trainCount` training images are used (60,000: all). */
+  /** Training images carved out as the validation split (the settings are chosen on it). */
+  validationCount: number;
+  /** Seed of the validation split (the same for every run of a report). */
+  splitSeed: number;
+  /** Training images used, from those left after the validation split. */
   trainCount: number;
   epochs: number;
   batchSize: number;
   /** Learning rates per optimizer (AccSGD's kappa, xi and smallConst are fixed: ACCSGD_SETTINGS). */
   lrs: Record<OptimizerName, readonly number[]>;
-  /** Also train AccSGD's best setting on the tfjs cpu backend, to compare with wasm. */
+  /** Seeds (initial weights and batch order) of the chosen settings; the sweep uses the first. */
+  seeds: readonly number[];
+  /** Also train AccSGD's chosen setting on the tfjs cpu backend, to compare with wasm. */
   cpuCheck: boolean;
   /**
-   * Also train AccSGD's best setting as an ONNX Runtime train step (@accsgd/onnx-training's
-   * OnnxTrainer on onnxruntime-node cpu), from the same weights and batches. Absent in reports
-   * written before it existed.
+   * Also train AccSGD's chosen setting as an ONNX Runtime train step (@accsgd/onnx-training's
+   * OnnxTrainer on onnxruntime-node cpu), from the same weights and batches.
    */
   onnxCheck?: boolean;
+  /** The momentum-to-AccSGD sweep (absent: not run). */
+  mapping?: MappingPreset;
 }
 
 export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
   quick: {
     name: 'quick',
+    validationCount: 10_000,
+    splitSeed: 2018,
     trainCount: 10_000,
     epochs: 2,
     batchSize: 100,
     lrs: { AccSGD: [0.3], SGD: [0.3], Momentum: [0.03], Nesterov: [0.03], Adam: [0.001] },
+    seeds: [1, 2, 3],
     cpuCheck: false,
     onnxCheck: true, // about 1 s here (200 steps); `--onnx no` skips it
   },
   full: {
     name: 'full',
-    trainCount: 60_000,
+    validationCount: 10_000,
+    splitSeed: 2018,
+    trainCount: 50_000,
     epochs: 5,
     batchSize: 100,
-    // AccSGD's lr is set as SGD's (the authors' advice), so the two share a grid; heavy ball and
-    // Nesterov take a tenth of it (momentum 0.9 multiplies the steady-state step by 10).
+    // Heavy ball and Nesterov take a tenth of SGD's grid (momentum 0.9 multiplies the steady-state
+    // step by 10); AccSGD shares SGD's (the authors' advice; the mapping sweep measures it).
     lrs: {
       AccSGD: [0.1, 0.3, 1],
       SGD: [0.1, 0.3, 1],
@@ -42,7 +55,14 @@ export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
       Nesterov: [0.01, 0.03, 0.1],
       Adam: [0.0003, 0.001, 0.003],
     },
+    seeds: [1, 2, 3],
     cpuCheck: true,
     onnxCheck: true,
+    mapping: {
+      trainCount: 10_000,
+      epochs: 2,
+      momentumLrs: [0.003, 0.01, 0.03, 0.1, 0.3],
+      accsgd: { lrs: [0.03, 0.1, 0.3, 1, 3], kappas: [100, 1000, 10_000], xis: [1, 10, 30] },
+    },
   },
 };

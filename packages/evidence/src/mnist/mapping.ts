@@ -1,0 +1,90 @@
+/**
+ * From a momentum setting to an AccSGD setting, measured: sweep heavy ball's lr (momentum 0.9) and
+ * AccSGD's (lr, kappa, xi) on the validation split, then relate the best of each. The yardstick is
+ * the steady-state step on a constant gradient: heavy ball moves lr / (1 - momentum) per step,
+ * AccSGD lr * smallConst * (1 + xi) / (1 + smallConst) (checked against @accsgd/core in the test).
+ */
+import { ACCSGD_SETTINGS, MOMENTUM, type OptimizerSpec } from './optimizers.js';
+import type { RunResult } from './train.js';
+
+export interface MappingPreset {
+  /** Training images (from the training part of the validation split) and epochs per run. */
+  trainCount: number;
+  epochs: number;
+  momentumLrs: readonly number[];
+  accsgd: { lrs: readonly number[]; kappas: readonly number[]; xis: readonly number[] };
+}
+
+/** Heavy ball's steady-state step per unit gradient. */
+export const momentumStep = (lr: number, momentum = MOMENTUM) => lr / (1 - momentum);
+
+/** AccSGD's steady-state step per unit gradient (independent of kappa). */
+export const accsgdStep = (lr: number, xi: number, smallConst: number = ACCSGD_SETTINGS.smallConst) =>
+  (lr * smallConst * (1 + xi)) / (1 + smallConst);
+
+export function mappingSpecs(p: MappingPreset): OptimizerSpec[] {
+  const specs: OptimizerSpec[] = p.momentumLrs.map((lr) => ({ name: 'Momentum', lr }));
+  for (const kappa of p.accsgd.kappas)
+    for (const xi of p.accsgd.xis) {
+      // beta = smallConst^2 * xi / kappa must be <= 1 (SPEC §1).
+      if ((ACCSGD_SETTINGS.smallConst ** 2 * xi) / kappa > 1) continue;
+      for (const lr of p.accsgd.lrs) specs.push({ name: 'AccSGD', lr, kappa, xi });
+    }
+  return specs;
+}
+
+export interface MappingRow {
+  kappa: number;
+  xi: number;
+  /** The best lr for this (kappa, xi), its final validation accuracy, and the ratios to momentum's. */
+  bestLr: number;
+  validationAccuracy: number;
+  /** bestLr / (best momentum lr). */
+  lrRatio: number;
+  /** AccSGD's steady-state step at bestLr / momentum's at its best lr. */
+  stepRatio: number;
+}
+
+export interface MappingAnalysis {
+  momentum: { lr: number; validationAccuracy: number };
+  rows: MappingRow[];
+  /** The best AccSGD setting overall. */
+  best: MappingRow;
+  /** Rows within `tolerance` of the best AccSGD accuracy. */
+  good: MappingRow[];
+  tolerance: number;
+}
+
+const finalAccuracy = (r: RunResult) =>
+  r.diverged ? Number.NEGATIVE_INFINITY : r.epochs[r.epochs.length - 1]!.validationAccuracy;
+
+/** Relates the best AccSGD settings to the best momentum lr, by final validation accuracy. */
+export function analyzeMapping(runs: readonly RunResult[], tolerance = 0.002): MappingAnalysis {
+  const mom = runs.filter((r) => r.spec.name === 'Momentum');
+  if (mom.length === 0) throw new RangeError('no momentum runs to map from');
+  const bestMom = mom.reduce((a, b) => (finalAccuracy(b) > finalAccuracy(a) ? b : a));
+  const momentum = { lr: bestMom.spec.lr, validationAccuracy: finalAccuracy(bestMom) };
+  const groups = new Map<string, RunResult[]>();
+  for (const r of runs.filter((x) => x.spec.name === 'AccSGD')) {
+    const k = `${r.spec.kappa}/${r.spec.xi}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const rows: MappingRow[] = [];
+  for (const g of groups.values()) {
+    const b = g.reduce((a, c) => (finalAccuracy(c) > finalAccuracy(a) ? c : a));
+    const kappa = b.spec.kappa ?? ACCSGD_SETTINGS.kappa;
+    const xi = b.spec.xi ?? ACCSGD_SETTINGS.xi;
+    rows.push({
+      kappa,
+      xi,
+      bestLr: b.spec.lr,
+      validationAccuracy: finalAccuracy(b),
+      lrRatio: b.spec.lr / momentum.lr,
+      stepRatio: accsgdStep(b.spec.lr, xi) / momentumStep(momentum.lr),
+    });
+  }
+  if (rows.length === 0) throw new RangeError('no AccSGD runs to map to');
+  const best = rows.reduce((a, b) => (b.validationAccuracy > a.validationAccuracy ? b : a));
+  const good = rows.filter((r) => r.validationAccuracy >= best.validationAccuracy - tolerance);
+  return { momentum, rows, best, good, tolerance };
+}
