@@ -19,6 +19,7 @@ export interface NonFiniteElement {
 
 /** First non-finite gradient element: direct scans of cpu/wasm memory, tfjs ops elsewhere. */
 export const findNonFinite: FindNonFinite = (grads) => {
+  if (grads.length === 0) return null;
   const scan = memoryScanners[engine().backendName];
   if (!scan) {
     // Device-checked backends guard the update with the scan instead (device-checked-steps.ts).
