@@ -117,3 +117,53 @@ describe('HeapKernel writing to fresh outputs', () => {
     });
   }
 });
+
+describe('HeapKernel at every short length (the unrolled loops and their remainders)', () => {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const heap = HeapKernel.create(memory)!;
+  const view = (off: number, n: number) => new Float32Array(memory.buffer, off, n);
+
+  // update: two vectors per iteration, then one; allFinite: sixteen values per iteration, then four.
+  it('updates lengths 0 to 40 exactly as the JavaScript loop, first and later steps', () => {
+    const c = fusedCoefficients(resolveHyperparams({ lr: 0.07, weightDecay: 1e-3 }));
+    for (const initialise of [true, false]) {
+      for (let n = 0; n <= 40; n++) {
+        const [pOff, gOff, bOff] = [16, 1024, 2048];
+        view(pOff, n).set(random(n, 10 + n));
+        view(gOff, n).set(random(n, 50 + n, 0.1));
+        view(bOff, n).set(random(n, 90 + n));
+        const [p2, b2] = [view(pOff, n).slice(), view(bOff, n).slice()];
+        heap.update(pOff, gOff, bOff, n, c, initialise);
+        fusedUpdateFloat32(p2, view(gOff, n), b2, c, initialise);
+        expect([n, [...view(pOff, n)], [...view(bOff, n)]]).toEqual([n, [...p2], [...b2]]);
+      }
+    }
+  });
+
+  it('finds NaN and both infinities at every position of lengths 0 to 70, and passes finite extremes', () => {
+    for (let n = 0; n <= 70; n++) {
+      const values = view(64, n);
+      values.fill(-3.4028234663852886e38);
+      expect([n, heap.firstNonFinite(64, n)]).toEqual([n, -1]);
+      for (let at = 0; at < n; at++) {
+        for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+          values[at] = bad;
+          expect([n, at, heap.firstNonFinite(64, n)]).toEqual([n, at, at]);
+        }
+        values[at] = 3.4028234663852886e38;
+      }
+    }
+  });
+
+  it('runs on a shared memory too (the variant worker threads use)', () => {
+    const shared = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    const kernel = HeapKernel.create(shared)!;
+    expect(kernel).not.toBeNull();
+    const n = 37;
+    const values = new Float32Array(shared.buffer, 0, n);
+    values.set(random(n, 3));
+    expect(kernel.firstNonFinite(0, n)).toBe(-1);
+    values[35] = Number.NaN;
+    expect(kernel.firstNonFinite(0, n)).toBe(35);
+  });
+});
