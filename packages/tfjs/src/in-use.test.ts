@@ -19,9 +19,9 @@ describe('AccSGD in use: model.fit, fused kernel against tfjs ops', () => {
       console.warn(`[accsgd] SKIPPED webgpu in-use training: ${found.reason}`);
       context.skip();
     }
-    // tfjs-backend-webgpu in Node cannot read back synchronously, which model.fit's
-    // applyGradients would need for the non-finite check.
-    const result = await fitComparison({ backend: 'webgpu', nonFinite: 'allow' });
+    // The default non-finite check: on webgpu it runs on the device (tfjs-backend-webgpu in Node
+    // has no synchronous read-back, and model.fit's applyGradients needs none).
+    const result = await fitComparison({ backend: 'webgpu', nonFinite: 'error' });
     expect(result.backend).toBe('webgpu');
     expectSameTraining(result);
   });
