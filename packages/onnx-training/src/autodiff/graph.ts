@@ -5,6 +5,7 @@ import {
   type TensorProto,
   TensorProto_DataType,
 } from 'onnx-buf';
+import { OP_MODULES } from './ops/index.js';
 import {
   type AttributeValue,
   attribute,
@@ -19,7 +20,6 @@ import {
   makeNode,
   tensorValues,
 } from './proto.js';
-import { OP_MODULES } from './ops/index.js';
 
 /** What a value holds: the model's float type, int64 (shapes, axes) or bool (masks). */
 export type ValueKind = 'float' | 'int64' | 'bool';

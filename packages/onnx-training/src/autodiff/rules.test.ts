@@ -353,8 +353,7 @@ describe('backward rules against central finite differences (float64, onnxruntim
   it('covers every op with a backward rule', () => {
     const ops = new Set(cases.flatMap((c) => c.spec.nodes.map((n) => n[0])));
     // The op modules' rules are checked beside them (ops/ops.test.ts).
-    for (const op of Object.keys(BACKWARD_RULES))
-      if (!(op in OP_MODULES)) expect(ops, op).toContain(op);
+    for (const op of Object.keys(BACKWARD_RULES)) if (!(op in OP_MODULES)) expect(ops, op).toContain(op);
   });
 
   for (const [k, c] of cases.entries()) {

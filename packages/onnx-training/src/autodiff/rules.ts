@@ -392,7 +392,8 @@ function expandTo(c: RuleContext, v: string): string {
 }
 
 // The op modules' rules (./ops/: Conv, pools, BatchNormalization, ...), registered in one table.
-for (const [op, module] of Object.entries(OP_MODULES)) if (module.backward) BACKWARD_RULES[op] = module.backward;
+for (const [op, module] of Object.entries(OP_MODULES))
+  if (module.backward) BACKWARD_RULES[op] = module.backward;
 
 /**
  * The ops with a backward rule, or written as ops that have one (an op module's `lower`): the

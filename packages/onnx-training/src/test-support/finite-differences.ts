@@ -87,10 +87,9 @@ export async function checkAgainstFiniteDifferences(c: Case, k: number): Promise
       const numeric = (plus - minus) / (2 * h);
       const error = Math.abs(analytic[i]! - numeric) / Math.max(1, Math.abs(analytic[i]!));
       caseWorst = Math.max(caseWorst, error);
-      expect(
-        error,
-        `${name}[${i}]: autodiff ${analytic[i]} vs finite difference ${numeric}`,
-      ).toBeLessThan(tolerance);
+      expect(error, `${name}[${i}]: autodiff ${analytic[i]} vs finite difference ${numeric}`).toBeLessThan(
+        tolerance,
+      );
     }
   }
   await session.release();

@@ -1,5 +1,5 @@
 import type { ShapeContext } from '../graph.js';
-import { floatAttributeValue, findAttribute } from '../proto.js';
+import { findAttribute, floatAttributeValue } from '../proto.js';
 import type { RuleContext } from '../rules.js';
 import { hint, reduceTo, select, x, y, zero } from './helpers.js';
 import type { OpFamily, OpModule } from './op.js';
@@ -34,7 +34,8 @@ export const ACTIVATION_OPS: OpFamily = {
       for (const k of [1, 2]) {
         if (!c.node.input[k]) continue;
         const b = c.floatInput(k);
-        if (b.length > 1 || (b.length === 1 && b[0] !== 1)) c.fail(`has a ${k === 1 ? 'min' : 'max'} of shape [${b}]; expected a scalar`);
+        if (b.length > 1 || (b.length === 1 && b[0] !== 1))
+          c.fail(`has a ${k === 1 ? 'min' : 'max'} of shape [${b}]; expected a scalar`);
       }
       return [{ kind: 'float', shape: [...shape] }];
     },
@@ -50,8 +51,10 @@ export const ACTIVATION_OPS: OpFamily = {
         if (lo) dx = select(c, 'Less', x(c, 0), lo, zero(g), dx, h);
         out[0] = dx;
       }
-      if (c.needs(1) && lo) out[1] = reduceTo(c, 1, select(c, 'Less', x(c, 0), lo, c.dy, zero(g), hint(c, 1)));
-      if (c.needs(2) && hi) out[2] = reduceTo(c, 2, select(c, 'Greater', x(c, 0), hi, c.dy, zero(g), hint(c, 2)));
+      if (c.needs(1) && lo)
+        out[1] = reduceTo(c, 1, select(c, 'Less', x(c, 0), lo, c.dy, zero(g), hint(c, 1)));
+      if (c.needs(2) && hi)
+        out[2] = reduceTo(c, 2, select(c, 'Greater', x(c, 0), hi, c.dy, zero(g), hint(c, 2)));
       return out;
     },
   },
@@ -61,7 +64,15 @@ export const ACTIVATION_OPS: OpFamily = {
       const alpha = floatAttributeValue(c.node, 'alpha', 0.2);
       const beta = floatAttributeValue(c.node, 'beta', 0.5);
       const t = c.g.op('Add', [mul(c, x(c, 0), constant(c, alpha)), constant(c, beta)], hint(c, 0));
-      const inside = select(c, 'GreaterOrEqual', t, constant(c, 1), zero(c.g), mul(c, c.dy, constant(c, alpha)), hint(c, 0));
+      const inside = select(
+        c,
+        'GreaterOrEqual',
+        t,
+        constant(c, 1),
+        zero(c.g),
+        mul(c, c.dy, constant(c, alpha)),
+        hint(c, 0),
+      );
       return select(c, 'LessOrEqual', t, zero(c.g), zero(c.g), inside, hint(c, 0));
     },
     ['alpha', 'beta'],
@@ -74,7 +85,15 @@ export const ACTIVATION_OPS: OpFamily = {
   }),
   // dY * sign(x) (0 at 0).
   Abs: unary((c) => {
-    const negative = select(c, 'Less', x(c, 0), zero(c.g), c.g.op('Neg', [c.dy], hint(c, 0)), zero(c.g), hint(c, 0));
+    const negative = select(
+      c,
+      'Less',
+      x(c, 0),
+      zero(c.g),
+      c.g.op('Neg', [c.dy], hint(c, 0)),
+      zero(c.g),
+      hint(c, 0),
+    );
     return select(c, 'Greater', x(c, 0), zero(c.g), c.dy, negative, hint(c, 0));
   }),
   // -dY / x^2 = -dY * y * y

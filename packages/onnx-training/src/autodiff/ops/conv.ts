@@ -18,7 +18,9 @@ function convShapes(c: ShapeContext) {
   if (given && given.join() !== kernel.join())
     c.fail(`has kernel_shape [${given}] but weights of shape [${ws}]`);
   if (group < 1 || xs[1]! !== ws[1]! * group || ws[0]! % group !== 0)
-    c.fail(`has group ${group}, input channels ${xs[1]} and weights [${ws}]; expected C = W[1] * group and W[0] divisible by group`);
+    c.fail(
+      `has group ${group}, input channels ${xs[1]} and weights [${ws}]; expected C = W[1] * group and W[0] divisible by group`,
+    );
   if (c.node.input[2]) {
     const b = c.floatInput(2);
     if (b.length !== 1 || b[0] !== ws[0]) c.fail(`has a bias of shape [${b}]; expected [${ws[0]}]`);
@@ -94,11 +96,20 @@ function convTransposeGrads(c: RuleContext): (string | undefined)[] {
   const group = intAttribute(c.node, 'group', 1);
   const strides = intsAttribute(c.node, 'strides')!;
   const dilations = intsAttribute(c.node, 'dilations')!;
-  const pads = autoPad === 'VALID' ? new Array<number>(2 * r).fill(0) : (intsAttribute(c.node, 'pads') ?? new Array<number>(2 * r).fill(0));
+  const pads =
+    autoPad === 'VALID'
+      ? new Array<number>(2 * r).fill(0)
+      : (intsAttribute(c.node, 'pads') ?? new Array<number>(2 * r).fill(0));
   const spatialAxes = xs.slice(2).map((_, i) => i + 2);
   const out: (string | undefined)[] = [];
   if (c.needs(0))
-    out[0] = g.op('Conv', [c.dy, x(c, 1)], hint(c, 0), { kernel_shape: ws.slice(2), strides, dilations, pads, group });
+    out[0] = g.op('Conv', [c.dy, x(c, 1)], hint(c, 0), {
+      kernel_shape: ws.slice(2),
+      strides,
+      dilations,
+      pads,
+      group,
+    });
   if (c.needs(1)) {
     const h = hint(c, 1);
     const ys = g.shape(c.dy);
@@ -115,11 +126,26 @@ function convTransposeGrads(c: RuleContext): (string | undefined)[] {
       group,
     });
     let dw = g.op('Transpose', [corr], h, { perm: [1, 0, ...spatialAxes] });
-    if (g.shape(dw).slice(2).some((d, i) => d !== ws[i + 2]))
-      dw = g.op('Slice', [dw, g.int64Constant(spatialAxes.map(() => 0)), g.int64Constant(ws.slice(2)), g.int64Constant(spatialAxes)], h);
+    if (
+      g
+        .shape(dw)
+        .slice(2)
+        .some((d, i) => d !== ws[i + 2])
+    )
+      dw = g.op(
+        'Slice',
+        [
+          dw,
+          g.int64Constant(spatialAxes.map(() => 0)),
+          g.int64Constant(ws.slice(2)),
+          g.int64Constant(spatialAxes),
+        ],
+        h,
+      );
     out[1] = dw;
   }
-  if (c.node.input[2] && c.needs(2)) out[2] = g.reduce('ReduceSum', c.dy, [0, ...spatialAxes], false, hint(c, 2));
+  if (c.node.input[2] && c.needs(2))
+    out[2] = g.reduce('ReduceSum', c.dy, [0, ...spatialAxes], false, hint(c, 2));
   return out;
 }
 
@@ -162,17 +188,22 @@ export const CONV_OPS: OpFamily = {
       const xs = c.floatInput(0);
       const ws = c.floatInput(1);
       if (xs.length < 3 || ws.length !== xs.length)
-        c.fail(`has input [${xs}] and weights [${ws}]; expected [N, C, ...spatial] and [C, M/group, ...kernel]`);
+        c.fail(
+          `has input [${xs}] and weights [${ws}]; expected [N, C, ...spatial] and [C, M/group, ...kernel]`,
+        );
       const group = intAttribute(c.node, 'group', 1);
       if (group < 1 || ws[0] !== xs[1] || xs[1]! % group !== 0)
-        c.fail(`has group ${group}, input channels ${xs[1]} and weights [${ws}]; expected W[0] = C, divisible by group`);
+        c.fail(
+          `has group ${group}, input channels ${xs[1]} and weights [${ws}]; expected W[0] = C, divisible by group`,
+        );
       const r = xs.length - 2;
       const spatial = xs.slice(2);
       const kernel = ws.slice(2);
       const given = intsAttribute(c.node, 'kernel_shape');
       if (given && given.join() !== kernel.join())
         c.fail(`has kernel_shape [${given}] but weights of shape [${ws}]`);
-      const ints = (name: string, fallback: number) => intsAttribute(c.node, name) ?? new Array<number>(r).fill(fallback);
+      const ints = (name: string, fallback: number) =>
+        intsAttribute(c.node, name) ?? new Array<number>(r).fill(fallback);
       const strides = ints('strides', 1);
       const dilations = ints('dilations', 1);
       const outputPadding = ints('output_padding', 0);
@@ -198,7 +229,8 @@ export const CONV_OPS: OpFamily = {
       if (out.some((d) => d < 1)) c.fail(`has an output of spatial sizes [${out}]`);
       if (c.node.input[2]) {
         const b = c.floatInput(2);
-        if (b.length !== 1 || b[0] !== ws[1]! * group) c.fail(`has a bias of shape [${b}]; expected [${ws[1]! * group}]`);
+        if (b.length !== 1 || b[0] !== ws[1]! * group)
+          c.fail(`has a bias of shape [${b}]; expected [${ws[1]! * group}]`);
       }
       const explicit = new Set(['strides', 'dilations', 'kernel_shape']);
       c.node.attribute = [

@@ -10,22 +10,29 @@ function extremumShapes(c: ShapeContext): ValueShape[] {
   const all = c.node.input.map((_, k) => c.input(k));
   if (all.length === 0) c.fail('has no inputs');
   const kind = all[0]!.kind;
-  if (kind === 'bool' || all.some((v) => v.kind !== kind)) c.fail(`has inputs of kinds ${all.map((v) => v.kind).join(', ')}`);
+  if (kind === 'bool' || all.some((v) => v.kind !== kind))
+    c.fail(`has inputs of kinds ${all.map((v) => v.kind).join(', ')}`);
   let out: number[] | undefined = [];
   for (const v of all) out = out && broadcastShapes(out, v.shape);
-  if (!out) c.fail(`has inputs of shapes ${all.map((v) => `[${v.shape}]`).join(', ')}, which do not broadcast`);
+  if (!out)
+    c.fail(`has inputs of shapes ${all.map((v) => `[${v.shape}]`).join(', ')}, which do not broadcast`);
   const shape = out;
   if (kind === 'float') return [{ kind, shape }];
-  return c.computed('int64', shape, all.map((_, k) => k), (values) => {
-    let acc = values[0]!;
-    let accShape = all[0]!.shape;
-    for (let k = 1; k < values.length; k++) {
-      const next = broadcastShapes(accShape, all[k]!.shape)!;
-      acc = broadcastInts(c.node.opType, acc, accShape, values[k]!, all[k]!.shape, next);
-      accShape = next;
-    }
-    return acc;
-  });
+  return c.computed(
+    'int64',
+    shape,
+    all.map((_, k) => k),
+    (values) => {
+      let acc = values[0]!;
+      let accShape = all[0]!.shape;
+      for (let k = 1; k < values.length; k++) {
+        const next = broadcastShapes(accShape, all[k]!.shape)!;
+        acc = broadcastInts(c.node.opType, acc, accShape, values[k]!, all[k]!.shape, next);
+        accShape = next;
+      }
+      return acc;
+    },
+  );
 }
 
 /**
@@ -38,7 +45,11 @@ function extremumGrads(c: RuleContext): (string | undefined)[] {
   const last = c.node.input.length - 1;
   return c.node.input.map((_, k) => {
     const h = hint(c, k);
-    const taken = g.op('Where', [g.op('Equal', [x(c, k), y(c)], `${h}_is_result`), available, zero(g)], `${h}_taken`);
+    const taken = g.op(
+      'Where',
+      [g.op('Equal', [x(c, k), y(c)], `${h}_is_result`), available, zero(g)],
+      `${h}_taken`,
+    );
     if (k < last) available = g.op('Sub', [available, taken], `${h}_available`);
     return c.needs(k) ? reduceTo(c, k, g.op('Mul', [c.dy, taken], h)) : undefined;
   });

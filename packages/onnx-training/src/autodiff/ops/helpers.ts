@@ -1,5 +1,6 @@
-import { attribute, makeNode } from '../proto.js';
+import type { AttributeProto } from 'onnx-buf';
 import type { GraphBuilder } from '../graph.js';
+import { type AttributeValue, attribute, makeNode } from '../proto.js';
 import type { RuleContext } from '../rules.js';
 
 /** Input k's name. */
@@ -39,7 +40,8 @@ export function addNamed(
   opType: string,
   inputs: readonly string[],
   outputs: readonly string[],
-  attrs: Record<string, Parameters<typeof attribute>[1]> = {},
+  /** Attribute values, or AttributeProtos as they are (a FLOAT that may be whole: floatAttribute). */
+  attrs: Record<string, AttributeValue | AttributeProto> = {},
 ): void {
   const name = g.fresh(`${outputs[0]}_${opType}`);
   g.addNode(
@@ -48,7 +50,11 @@ export function addNamed(
       inputs,
       outputs,
       name,
-      Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+      Object.entries(attrs).map(([k, v]) =>
+        (v as AttributeProto).$typeName === 'onnx.AttributeProto'
+          ? (v as AttributeProto)
+          : attribute(k, v as AttributeValue),
+      ),
     ),
     index,
   );

@@ -1,7 +1,6 @@
 import { AccSGDConfigError } from '@accsgd/core';
 import { describeNode, type ShapeContext, size } from '../graph.js';
 import { intAttribute, intsAttribute, stringAttribute } from '../proto.js';
-import type { RuleContext } from '../rules.js';
 import { addNamed, hint, x } from './helpers.js';
 import type { OpFamily } from './op.js';
 
@@ -15,7 +14,9 @@ function padAmounts(
   const rank = shape.length;
   const along = (axes ?? shape.map((_, i) => i)).map((a) => (a < 0 ? a + rank : a));
   if (pads.length !== 2 * along.length)
-    fail(`has ${pads.length} pads for ${along.length} axes; expected ${2 * along.length} (begins, then ends)`);
+    fail(
+      `has ${pads.length} pads for ${along.length} axes; expected ${2 * along.length} (begins, then ends)`,
+    );
   if (along.some((a) => a < 0 || a >= rank) || new Set(along).size !== along.length)
     fail(`has axes [${axes}] out of range or repeated`);
   const begin = shape.map(() => 0);
@@ -66,7 +67,7 @@ function splitShapes(c: ShapeContext) {
 
 function tileInts(values: number[], shape: number[], repeats: number[]): number[] {
   let data = values;
-  let current = [...shape];
+  const current = [...shape];
   // Axis by axis from the last: each block of the axis and everything after it is repeated.
   for (let a = shape.length - 1; a >= 0; a--) {
     const block = size(current.slice(a));
@@ -95,13 +96,23 @@ export const LAYOUT_OPS: OpFamily = {
       const g = c.g;
       const mode = stringAttribute(c.node, 'mode', 'constant');
       if (mode !== 'constant')
-        throw new AccSGDConfigError(describeNode(c.node, c.index), mode, 'a constant-mode Pad on the way to the loss', `has mode "${mode}", which has no backward rule`);
+        throw new AccSGDConfigError(
+          describeNode(c.node, c.index),
+          mode,
+          'a constant-mode Pad on the way to the loss',
+          `has mode "${mode}", which has no backward rule`,
+        );
       const shape = g.shape(x(c, 0));
       const pads = g.intConstants.get(x(c, 1))!;
       const axesName = c.node.input[3];
-      const { begin, end } = padAmounts(shape, pads, axesName ? g.intConstants.get(axesName) : undefined, (what) => {
-        throw new Error(`internal: ${what}`);
-      });
+      const { begin, end } = padAmounts(
+        shape,
+        pads,
+        axesName ? g.intConstants.get(axesName) : undefined,
+        (what) => {
+          throw new Error(`internal: ${what}`);
+        },
+      );
       const outShape = g.shape(c.dy);
       const h = hint(c, 0);
       const starts = begin.map((b) => Math.max(b, 0));
@@ -109,12 +120,28 @@ export const LAYOUT_OPS: OpFamily = {
       const axes = shape.map((_, i) => i).filter((i) => starts[i] !== 0 || ends[i] !== outShape[i]);
       let dx = c.dy;
       if (axes.length > 0)
-        dx = g.op('Slice', [dx, g.int64Constant(axes.map((a) => starts[a]!)), g.int64Constant(axes.map((a) => ends[a]!)), g.int64Constant(axes)], h);
+        dx = g.op(
+          'Slice',
+          [
+            dx,
+            g.int64Constant(axes.map((a) => starts[a]!)),
+            g.int64Constant(axes.map((a) => ends[a]!)),
+            g.int64Constant(axes),
+          ],
+          h,
+        );
       const crop = [...begin.map((b) => Math.max(-b, 0)), ...end.map((e) => Math.max(-e, 0))];
       if (crop.some((p) => p > 0)) dx = g.op('Pad', [dx, g.int64Constant(crop)], h);
       const out: (string | undefined)[] = [c.needs(0) ? dx : undefined];
       if (c.node.input[2] && c.needs(2)) {
-        const all = (v: string) => g.reduce('ReduceSum', v, g.shape(v).map((_, i) => i), false, hint(c, 2));
+        const all = (v: string) =>
+          g.reduce(
+            'ReduceSum',
+            v,
+            g.shape(v).map((_, i) => i),
+            false,
+            hint(c, 2),
+          );
         const padding = g.op('Sub', [all(c.dy), all(dx)], hint(c, 2));
         out[2] = g.reshape(padding, g.shape(x(c, 2)), hint(c, 2));
       }
@@ -133,7 +160,18 @@ export const LAYOUT_OPS: OpFamily = {
       sizes.forEach((s, k) => {
         const output = c.node.output[k];
         if (output)
-          addNamed(c.graph, c.index, 'Slice', [c.node.input[0]!, c.graph.int64Constant([start]), c.graph.int64Constant([start + s]), c.graph.int64Constant([axis])], [output]);
+          addNamed(
+            c.graph,
+            c.index,
+            'Slice',
+            [
+              c.node.input[0]!,
+              c.graph.int64Constant([start]),
+              c.graph.int64Constant([start + s]),
+              c.graph.int64Constant([axis]),
+            ],
+            [output],
+          );
         start += s;
       });
       return true;
@@ -155,8 +193,18 @@ export const LAYOUT_OPS: OpFamily = {
       const shape = g.shape(x(c, 0));
       const repeats = g.intConstants.get(x(c, 1))!;
       const h = hint(c, 0);
-      const split = g.reshape(c.dy, shape.flatMap((d, i) => [repeats[i]!, d]), h);
-      const summed = g.reduce('ReduceSum', split, shape.map((_, i) => 2 * i), false, h);
+      const split = g.reshape(
+        c.dy,
+        shape.flatMap((d, i) => [repeats[i]!, d]),
+        h,
+      );
+      const summed = g.reduce(
+        'ReduceSum',
+        split,
+        shape.map((_, i) => 2 * i),
+        false,
+        h,
+      );
       return [g.reshape(summed, shape, h)];
     },
   },

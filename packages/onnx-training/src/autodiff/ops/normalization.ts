@@ -10,7 +10,9 @@ function batchNormShapes(c: ShapeContext) {
   for (const k of [1, 2, 3, 4]) {
     const s = c.floatInput(k);
     if (s.length !== 1 || s[0] !== channels)
-      c.fail(`has input ${k} ("${c.node.input[k]}") of shape [${s}]; expected [${channels}] (one per channel)`);
+      c.fail(
+        `has input ${k} ("${c.node.input[k]}") of shape [${s}]; expected [${channels}] (one per channel)`,
+      );
   }
   const training = intAttribute(c.node, 'training_mode', 0) === 1;
   if (!training && c.node.output.slice(1).some((o) => o !== ''))
@@ -60,7 +62,13 @@ export const NORMALIZATION_OPS: OpFamily = {
       const axes = [0, ...xs.slice(2).map((_, i) => i + 2)];
       const batchMean = g.reduce('ReduceMean', input, axes, true, `${base}_batch_mean`);
       const centred = g.op('Sub', [input, batchMean], `${base}_centred`);
-      const batchVar = g.reduce('ReduceMean', g.op('Mul', [centred, centred], `${base}_sq`), axes, true, `${base}_batch_var`);
+      const batchVar = g.reduce(
+        'ReduceMean',
+        g.op('Mul', [centred, centred], `${base}_sq`),
+        axes,
+        true,
+        `${base}_batch_var`,
+      );
       const std = g.op('Sqrt', [g.op('Add', [batchVar, epsilon], `${base}_var`)], `${base}_std`);
       const normalised = g.op('Div', [centred, std], `${base}_normalised`);
       const scaled = g.op('Mul', [normalised, column(scale)], `${base}_scaled`);
@@ -69,7 +77,11 @@ export const NORMALIZATION_OPS: OpFamily = {
       const running = (k: number, running: string, batch: string) => {
         if (!out[k]) return;
         const kept = g.op('Mul', [running, g.floatConstant([momentum])], `${out[k]}_kept`);
-        const fresh = g.op('Mul', [g.reshape(batch, [channels], `${out[k]}_batch`), g.floatConstant([1 - momentum])], `${out[k]}_fresh`);
+        const fresh = g.op(
+          'Mul',
+          [g.reshape(batch, [channels], `${out[k]}_batch`), g.floatConstant([1 - momentum])],
+          `${out[k]}_fresh`,
+        );
         addNamed(g, c.index, 'Add', [kept, fresh], [out[k]!]);
       };
       running(1, mean, batchMean);

@@ -26,7 +26,9 @@ const POOL_STEP = { h: 0.01, tolerance: 1e-3 };
 
 /** n distinct values 0.04 apart in a seeded order, centred on 0 (no ties, no max flips at h 0.01). */
 function spread(n: number, seed: number): number[] {
-  const order = random(n, seed).map((v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]);
+  const order = random(n, seed)
+    .map((v, i) => [v, i] as const)
+    .sort((a, b) => a[0] - b[0]);
   const values = new Array<number>(n);
   order.forEach(([, i], rank) => {
     values[i] = (rank - n / 2) * 0.04;
@@ -86,25 +88,46 @@ const cases: Case[] = [
     strides: [2, 2],
     pads: [1, 1, 1, 1],
   }),
-  conv('Conv depthwise (group 3, multiplier 2), stride 2, rows the windows never reach', [1, 3, 6, 6], [6, 1, 3, 3], [1, 6, 2, 2], {
-    group: 3,
-    strides: [2, 2],
-  }),
+  conv(
+    'Conv depthwise (group 3, multiplier 2), stride 2, rows the windows never reach',
+    [1, 3, 6, 6],
+    [6, 1, 3, 3],
+    [1, 6, 2, 2],
+    {
+      group: 3,
+      strides: [2, 2],
+    },
+  ),
   conv('Conv 1-D, stride 2, dilation 2, auto_pad SAME_UPPER', [2, 3, 9], [2, 3, 3], [2, 2, 5], {
     strides: [2],
     dilations: [2],
     auto_pad: 'SAME_UPPER',
   }),
-  conv('Conv 2-D, auto_pad SAME_LOWER, strides [2, 1], no attributes but those', [1, 2, 5, 4], [2, 2, 2, 3], [1, 2, 3, 4], {
-    strides: [2, 1],
-    auto_pad: 'SAME_LOWER',
+  conv(
+    'Conv 2-D, auto_pad SAME_LOWER, strides [2, 1], no attributes but those',
+    [1, 2, 5, 4],
+    [2, 2, 2, 3],
+    [1, 2, 3, 4],
+    {
+      strides: [2, 1],
+      auto_pad: 'SAME_LOWER',
+    },
+  ),
+  conv('Conv 2-D, auto_pad VALID, 1x1 kernel', [2, 3, 3, 3], [2, 3, 1, 1], [2, 2, 3, 3], {
+    auto_pad: 'VALID',
   }),
-  conv('Conv 2-D, auto_pad VALID, 1x1 kernel', [2, 3, 3, 3], [2, 3, 1, 1], [2, 2, 3, 3], { auto_pad: 'VALID' }),
   {
     name: 'ConvTranspose, strides 2, output_padding 1, pads 1, bias',
     spec: {
       inputs: { x: [1, 3, 3, 3], w: [3, 2, 3, 3], b: [2] },
-      nodes: [['ConvTranspose', ['x', 'w', 'b'], ['y'], { strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] }]],
+      nodes: [
+        [
+          'ConvTranspose',
+          ['x', 'w', 'b'],
+          ['y'],
+          { strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] },
+        ],
+      ],
       outputs: { y: [1, 2, 6, 6] },
     },
     float32: true,
@@ -130,32 +153,54 @@ const cases: Case[] = [
     strides: [2, 2],
     ceil_mode: 1,
   }),
-  pool('MaxPool 1-D, kernel 2, dilation 2', 'MaxPool', [2, 3, 9], [2, 3, 7], { kernel_shape: [2], dilations: [2] }),
+  pool('MaxPool 1-D, kernel 2, dilation 2', 'MaxPool', [2, 3, 9], [2, 3, 7], {
+    kernel_shape: [2],
+    dilations: [2],
+  }),
   pool('AveragePool 3x3, stride 2, pads 1, count_include_pad', 'AveragePool', [1, 2, 6, 6], [1, 2, 3, 3], {
     kernel_shape: [3, 3],
     strides: [2, 2],
     pads: [1, 1, 1, 1],
     count_include_pad: 1,
   }),
-  pool('AveragePool 3x3, stride 2, pads 1, ceil_mode, pads not counted', 'AveragePool', [1, 2, 6, 6], [1, 2, 4, 4], {
-    kernel_shape: [3, 3],
-    strides: [2, 2],
-    pads: [1, 1, 1, 1],
-    ceil_mode: 1,
-  }),
-  pool('AveragePool 2x2, ceil_mode, count_include_pad (a window past the end)', 'AveragePool', [1, 1, 5, 5], [1, 1, 3, 3], {
-    kernel_shape: [2, 2],
-    strides: [2, 2],
-    ceil_mode: 1,
-    count_include_pad: 1,
-  }),
+  pool(
+    'AveragePool 3x3, stride 2, pads 1, ceil_mode, pads not counted',
+    'AveragePool',
+    [1, 2, 6, 6],
+    [1, 2, 4, 4],
+    {
+      kernel_shape: [3, 3],
+      strides: [2, 2],
+      pads: [1, 1, 1, 1],
+      ceil_mode: 1,
+    },
+  ),
+  pool(
+    'AveragePool 2x2, ceil_mode, count_include_pad (a window past the end)',
+    'AveragePool',
+    [1, 1, 5, 5],
+    [1, 1, 3, 3],
+    {
+      kernel_shape: [2, 2],
+      strides: [2, 2],
+      ceil_mode: 1,
+      count_include_pad: 1,
+    },
+  ),
   pool('GlobalAveragePool', 'GlobalAveragePool', [2, 3, 4, 5], [2, 3, 1, 1], {}),
   pool('GlobalMaxPool', 'GlobalMaxPool', [2, 3, 4, 5], [2, 3, 1, 1], {}),
   {
     name: 'BatchNormalization, inference form (every input differentiated)',
     spec: {
       inputs: { x: [2, 3, 2, 2], scale: [3], bias: [3], mean: [3], variance: [3] },
-      nodes: [['BatchNormalization', ['x', 'scale', 'bias', 'mean', 'variance'], ['y'], { epsilon: { float: 1e-3 } }]],
+      nodes: [
+        [
+          'BatchNormalization',
+          ['x', 'scale', 'bias', 'mean', 'variance'],
+          ['y'],
+          { epsilon: { float: 1e-3 } },
+        ],
+      ],
       outputs: { y: [2, 3, 2, 2] },
     },
     values: { variance: positive(3, 41) },
@@ -180,7 +225,9 @@ const cases: Case[] = [
     name: 'BatchNormalization, training_mode=1 on [N, C] (BatchNorm1d)',
     spec: {
       inputs: { x: [4, 3], scale: [3], bias: [3], mean: [3], variance: [3] },
-      nodes: [['BatchNormalization', ['x', 'scale', 'bias', 'mean', 'variance'], ['y'], { training_mode: 1 }]],
+      nodes: [
+        ['BatchNormalization', ['x', 'scale', 'bias', 'mean', 'variance'], ['y'], { training_mode: 1 }],
+      ],
       outputs: { y: [4, 3] },
     },
     values: { variance: positive(3, 43) },

@@ -121,9 +121,23 @@ function averagePoolGrad(c: RuleContext): string {
   const { xs, w } = poolWindow(c);
   const spatial = xs.slice(2);
   const counts = divisors(w, spatial, intAttribute(c.node, 'count_include_pad', 0) === 1);
-  const scaled = g.op('Mul', [c.dy, g.floatConstant(counts.map((d) => 1 / d), w.out)], h);
+  const scaled = g.op(
+    'Mul',
+    [
+      c.dy,
+      g.floatConstant(
+        counts.map((d) => 1 / d),
+        w.out,
+      ),
+    ],
+    h,
+  );
   const channels = xs[1]!;
-  const ones = g.floatConstant(new Array<number>(channels * size(w.kernel)).fill(1), [channels, 1, ...w.kernel]);
+  const ones = g.floatConstant(new Array<number>(channels * size(w.kernel)).fill(1), [
+    channels,
+    1,
+    ...w.kernel,
+  ]);
   return scatterBack(g, scaled, ones, channels, w, spatial, h);
 }
 
@@ -179,7 +193,14 @@ export const POOL_OPS: OpFamily = {
     infer: globalShape,
     backward: (c) => {
       const rank = c.g.shape(x(c, 0)).length;
-      return [maxGrad(c, c.dy, y(c), Array.from({ length: rank - 2 }, (_, i) => i + 2))];
+      return [
+        maxGrad(
+          c,
+          c.dy,
+          y(c),
+          Array.from({ length: rank - 2 }, (_, i) => i + 2),
+        ),
+      ];
     },
   },
 };

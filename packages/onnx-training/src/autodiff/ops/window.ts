@@ -17,7 +17,11 @@ export interface Window {
  * The window of a node whose attributes were checked at inference (a backward rule reading them
  * again cannot meet a bad one).
  */
-export function checkedWindow(node: NodeProto, spatial: readonly number[], kernel: readonly number[]): Window {
+export function checkedWindow(
+  node: NodeProto,
+  spatial: readonly number[],
+  kernel: readonly number[],
+): Window {
   return windowOf(
     {
       node,
