@@ -197,7 +197,7 @@ describe.skipIf(!torch.available)('accsgd_torch.py', () => {
         encoding: 'utf8',
       },
     );
-    expect(run.stderr).toMatch(/Ran 14 tests/);
+    expect(run.stderr).toMatch(/Ran 15 tests/);
     expect(run.status, run.stderr).toBe(0);
   });
 });

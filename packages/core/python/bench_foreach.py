@@ -1,7 +1,7 @@
 """Times one optimizer step of AccSGD (per-parameter reference path, and foreach=True) beside
 torch.optim.SGD(momentum=0.9, foreach=True) on the same float32 parameters, on the CPU (or
---device cuda). Prints medians and ratios against SGD, measured in this process; run it twice
-when the machine is busy, and compare ratios, not times, across machines.
+--device cuda). Prints medians and ratios against SGD, measured in this process with the candidates' steps
+interleaved; compare ratios, not times, across machines.
 
     /usr/bin/python3 packages/core/python/bench_foreach.py            # 16,777,216 parameters
     /usr/bin/python3 packages/core/python/bench_foreach.py --tensors 1024 --threads 1 2
@@ -19,19 +19,31 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from accsgd_torch import AccSGD  # noqa: E402
 
 
-def median_step_ms(make, params, repeats, device):
-    optimizer = make(params)
-    optimizer.step()  # first step: buffers allocated (AccSGD copies p, SGD copies g)
-    times = []
+def step_ms(optimizer, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
+def medians(candidates, elements, count, repeats, device):
+    """Median step time per candidate, their steps interleaved so that load on a shared machine
+    falls on all of them alike."""
+    optimizers = {}
+    for name, make in candidates.items():
+        params = [torch.rand(elements // count, device=device) for _ in range(count)]
+        for p in params:
+            p.grad = torch.rand_like(p)
+        optimizers[name] = make(params)
+        optimizers[name].step()  # first step: buffers allocated (AccSGD copies p, SGD copies g)
+    times = {name: [] for name in candidates}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, optimizer in optimizers.items():
+            times[name].append(step_ms(optimizer, device))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main():
@@ -48,17 +60,11 @@ def main():
         "AccSGD(foreach=True)": lambda ps: AccSGD(ps, lr=0.01, foreach=True),
         "AccSGD (reference, per parameter)": lambda ps: AccSGD(ps, lr=0.01),
     }
-    print(f"torch {torch.__version__}, {args.elements:,} float32 parameters on {device}, median of {args.repeats}")
+    print(f"torch {torch.__version__}, {args.elements:,} float32 parameters on {device}, median of {args.repeats} (interleaved)")
     for count in args.tensors:
         for threads in args.threads:
             torch.set_num_threads(threads)
-            results = {}
-            for name, make in candidates.items():
-                params = [torch.rand(args.elements // count, device=device) for _ in range(count)]
-                for p in params:
-                    p.grad = torch.rand_like(p)
-                results[name] = median_step_ms(make, params, args.repeats, device)
-                del params
+            results = medians(candidates, args.elements, count, args.repeats, device)
             baseline = results["SGD(momentum=0.9, foreach=True)"]
             for name, ms in results.items():
                 print(f"{count:5d} tensors, {threads} thread(s)  {name:36s} {ms:8.2f} ms  {ms / baseline:5.2f}x SGD")

@@ -132,6 +132,31 @@ class MultiTensorPath(unittest.TestCase):
         # And the trajectory moved far beyond the bound from where it started.
         self.assertGreater(min(relative_error(t, u) for t, u in zip(initial, truth)), 1e-2)
 
+    def test_cache_blocks_change_no_value(self):
+        import accsgd_torch
+
+        def run(block):
+            saved, accsgd_torch.CPU_BLOCK = accsgd_torch.CPU_BLOCK, block
+            try:
+                generator = torch.Generator().manual_seed(11)
+                big = torch.rand(1000, generator=generator)
+                # A transposed view is not contiguous: it stays whole.
+                twisted = torch.rand(6, 5, generator=generator).t()
+                small = torch.rand(3, generator=generator)
+                optimizer = AccSGD([big, twisted, small], lr=0.05, kappa=100.0, weight_decay=1e-3, foreach=True)
+                for _ in range(3):
+                    for p in (big, twisted, small):
+                        p.grad = torch.rand(p.shape, generator=generator)
+                    optimizer.step()
+                return [big, twisted, small] + [optimizer.state[p]["momentum_buffer"] for p in (big, twisted, small)]
+            finally:
+                accsgd_torch.CPU_BLOCK = saved
+
+        unblocked = run(1 << 30)
+        for block in (7, 64, 1 << 17):
+            for got, want in zip(run(block), unblocked):
+                self.assertTrue(torch.equal(got, want), f"block {block}")
+
     def test_foreach_leaves_the_gradient_alone_and_skips_what_has_none(self):
         a = torch.tensor([2.0, 4.0], dtype=torch.float64)
         b = torch.tensor([1.0], dtype=torch.float64)
