@@ -1,3 +1,10 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findPyTorch } from '@accsgd/conformance';
 import { AccSGD, AccSGDConfigError, AccSGDStateError, decodeState } from '@accsgd/core';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import {
@@ -238,6 +245,73 @@ describe('OnnxTrainer exportState / importState (@accsgd/core state file)', () =
     expect((await trainer.read()).buffers.get('fc1.weight')).toBeNull();
     await trainer.dispose();
   });
+});
+
+const torch = findPyTorch();
+const requireTorch = process.env.ACCSGD_REQUIRE_PYTORCH === '1';
+if (!torch.available && !requireTorch)
+  console.warn(`[accsgd] SKIPPED OnnxTrainer <-> PyTorch: ${torch.reason}`);
+
+describe.skipIf(!torch.available && !requireTorch)('OnnxTrainer state <-> PyTorch (accsgd_torch.py)', () => {
+  it('moves a run to PyTorch for a step (its autograd, its AccSGD) and back: the same parameters and next loss', async () => {
+    if (!torch.available) throw new Error(`ACCSGD_REQUIRE_PYTORCH=1, but ${torch.reason}`);
+    const batches = Array.from({ length: 4 }, (_, k) => batchOf(4, 40 + k));
+    const trainer = await OnnxTrainer.create(fixedBatchModel(), options());
+    for (const b of batches.slice(0, 2)) await trainer.step({ x: b.x }, b.labels);
+    const dir = mkdtempSync(join(tmpdir(), 'accsgd-torch-'));
+    try {
+      const file = (name: string) => join(dir, name);
+      writeFileSync(file('model.onnx'), await trainer.exportModel());
+      writeFileSync(file('state.safetensors'), await trainer.exportState());
+      const b = batches[2]!;
+      writeFileSync(
+        file('batch.json'),
+        JSON.stringify({ x: [...b.x], labels: [...b.labels], lr: hyperparams.lr }),
+      );
+      const python = dirname(createRequire(import.meta.url).resolve('@accsgd/core/python/accsgd_torch.py'));
+      const script = fileURLToPath(new URL('../test-support/torch_step.py', import.meta.url));
+      const run = spawnSync(
+        torch.python,
+        [
+          script,
+          python,
+          file('model.onnx'),
+          file('state.safetensors'),
+          file('batch.json'),
+          file('torch.safetensors'),
+          file('params.json'),
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      const torchParams = new Map(
+        Object.entries(JSON.parse(readFileSync(file('params.json'), 'utf8')) as Record<string, number[]>).map(
+          ([name, values]) => [name, Float32Array.from(values)] as const,
+        ),
+      );
+      await trainer.step({ x: b.x }, b.labels);
+      const { params } = await trainer.read();
+      for (const [name, values] of params)
+        values.forEach((v, i) => expect(torchParams.get(name)![i]).toBeCloseTo(v, 5));
+      const back = await OnnxTrainer.create(withParams(await trainer.exportModel(), torchParams), options());
+      await back.importState(new Uint8Array(readFileSync(file('torch.safetensors'))));
+      expect(back.stepCount).toBe(3);
+      expect(decodeState(await back.exportState()).groups).toEqual(
+        decodeState(await trainer.exportState()).groups,
+      );
+      const next = batches[3]!;
+      const [l1, l2] = [
+        await trainer.step({ x: next.x }, next.labels),
+        await back.step({ x: next.x }, next.labels),
+      ];
+      expect(l2).toBeCloseTo(l1, 5);
+      await back.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await trainer.dispose();
+    }
+  }, 60_000);
 });
 
 describe('OnnxTrainer parameter groups, trainable patterns and schedules', () => {
