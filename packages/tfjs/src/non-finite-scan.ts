@@ -7,6 +7,7 @@ import {
   memoryScanners,
   readDeviceScan,
 } from './kernels/index.js';
+import { wasmFirstNonFiniteOf } from './kernels/wasm.js';
 
 type FindNonFinite = (grads: Tensor[]) => { tensor: number; element: number } | null;
 
@@ -30,6 +31,11 @@ export const findNonFinite: FindNonFinite = (grads) => {
     return compositeFirstNonFinite(grads);
   }
   const backend = engine().backend;
+  if (engine().backendName === 'wasm') {
+    // One call over every gradient's heap memory; an empty step has nothing to scan.
+    const found = grads.length === 0 ? null : wasmFirstNonFiniteOf(backend, grads);
+    if (found !== undefined) return found;
+  }
   for (let t = 0; t < grads.length; t++) {
     const element = scan(backend, grads[t]!);
     if (element === null) return compositeFirstNonFinite(grads);

@@ -167,3 +167,22 @@ describe('HeapKernel at every short length (the unrolled loops and their remaind
     expect(kernel.firstNonFinite(0, n)).toBe(35);
   });
 });
+
+describe('HeapKernel.firstNonFiniteOf (one call over a step of gradients)', () => {
+  it('names the first array, in order, and its first bad element; null when all are finite', () => {
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const heap = HeapKernel.create(memory)!;
+    const lengths = [16, 5, 0, 33, 7];
+    const offsets = [0, 128, 256, 256, 512];
+    lengths.forEach((n, t) => new Float32Array(memory.buffer, offsets[t]!, n).set(random(n, t)));
+    expect(heap.firstNonFiniteOf(offsets, lengths)).toBeNull();
+    const at = (t: number) => new Float32Array(memory.buffer, offsets[t]!, lengths[t]!);
+    at(4)[6] = Number.NaN; // the tail of the last array
+    expect(heap.firstNonFiniteOf(offsets, lengths)).toEqual({ index: 4, element: 6 });
+    at(3)[20] = Number.NEGATIVE_INFINITY;
+    expect(heap.firstNonFiniteOf(offsets, lengths)).toEqual({ index: 3, element: 20 });
+    at(1)[4] = Number.POSITIVE_INFINITY; // a tail-only element
+    expect(heap.firstNonFiniteOf(offsets, lengths)).toEqual({ index: 1, element: 4 });
+    expect(heap.firstNonFiniteOf([], [])).toBeNull();
+  });
+});

@@ -189,11 +189,32 @@ export class HeapKernel {
 
   /** Index of the first NaN or infinity among n float32 values at `offset`, or -1. */
   firstNonFinite(offset: number, n: number): number {
-    const values = new Float32Array(this.memory.buffer, offset, n);
     const vectorised = n & ~3;
     if (this.exports.allFinite(offset, vectorised)) {
-      return scanNonFinite(values, vectorised, n);
+      if (vectorised === n) return -1; // the common case makes no view
+      return scanNonFinite(new Float32Array(this.memory.buffer, offset, n), vectorised, n);
     }
-    return scanNonFinite(values, 0, n);
+    return scanNonFinite(new Float32Array(this.memory.buffer, offset, n), 0, n);
+  }
+
+  /**
+   * The first NaN or infinity over several arrays (float32 byte offsets and element counts), in
+   * order: which array and which element, or null when all are finite. One call for a whole step's
+   * gradients, so that a step over many small tensors pays one call, not a call and a view each.
+   */
+  firstNonFiniteOf(
+    offsets: ArrayLike<number>,
+    lengths: ArrayLike<number>,
+  ): { index: number; element: number } | null {
+    const { allFinite } = this.exports;
+    for (let index = 0; index < offsets.length; index++) {
+      const offset = offsets[index]!;
+      const n = lengths[index]!;
+      const vectorised = n & ~3;
+      if (allFinite(offset, vectorised) && vectorised === n) continue;
+      const element = this.firstNonFinite(offset, n);
+      if (element >= 0) return { index, element };
+    }
+    return null;
   }
 }

@@ -170,6 +170,31 @@ function share(backend: WasmBackend, input: TensorInfo): TensorInfo {
 }
 
 /**
+ * The first NaN or infinity over all of a step's gradients on the wasm backend, in order: one
+ * HeapKernel call over their heap offsets, instead of a scan call (and its lookups) per tensor.
+ * undefined where that cannot be done (a gradient the backend does not hold, no SIMD kernel); the
+ * caller then scans tensor by tensor.
+ */
+export function wasmFirstNonFiniteOf(
+  backend: object,
+  infos: readonly TensorInfo[],
+): { tensor: number; element: number } | null | undefined {
+  const wasm = backend as WasmBackend;
+  const heap = heapKernelOf(wasm);
+  if (!heap) return undefined;
+  const offsets = new Array<number>(infos.length);
+  const lengths = new Array<number>(infos.length);
+  for (let t = 0; t < infos.length; t++) {
+    const data = wasm.dataIdMap.get(infos[t]!.dataId);
+    if (!data) return undefined;
+    offsets[t] = data.memoryOffset;
+    lengths[t] = sizeOf(infos[t]!.shape);
+  }
+  const found = heap.firstNonFiniteOf(offsets, lengths);
+  return found && { tensor: found.index, element: found.element };
+}
+
+/**
  * Index of the first NaN or infinity of a float32 tensor on the wasm backend, -1, or null when the
  * backend does not hold it. A SIMD scan of the heap in place (HeapKernel) where possible.
  */
