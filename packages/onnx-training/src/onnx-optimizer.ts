@@ -16,7 +16,12 @@ import {
   resolveHyperparams,
   type StepResult,
 } from '@accsgd/core';
-import { buildUpdateGraph, type UpdateGraphParam, updateGraphNames } from './graphs/update-graph.js';
+import {
+  buildUpdateGraph,
+  scaledMultiplier,
+  type UpdateGraphParam,
+  updateGraphNames,
+} from './graphs/update-graph.js';
 import { buildIdentityModel } from './graphs/utility-graphs.js';
 import {
   type ExecutionProvider,
@@ -251,14 +256,26 @@ export class OnnxAccSGD {
         group: w.group,
         initialise: w.first,
       }));
-      const session = await this.updateSession(graphParams);
       const names = updateGraphNames;
-      const feeds: Record<string, OrtTensor> = {};
-      for (const g of new Set(graphParams.map((p) => p.group))) {
+      const used = [...new Set(graphParams.map((p) => p.group))].map((g) => {
         const c = plan.coefficients[g]!;
-        const later = float32Multipliers(c, false);
-        for (let k = 0; k < 6; k++) feeds[names.coefficient(g, k)] = scalar(this.ort, later[k]!);
-        feeds[names.firstStepCoefficient(g)] = scalar(this.ort, float32Multipliers(c, true)[1]);
+        return { g, later: float32Multipliers(c, false), first: float32Multipliers(c, true)[1] };
+      });
+      // WebGPU flushes subnormal multipliers (lr = 1e-40's gradient ones) to zero: then a graph
+      // with scale inputs keeps them (scaledMultiplier). Elsewhere the plain graph computes the same.
+      const scaled =
+        this.executionProvider === 'webgpu' &&
+        used.some(({ later, first }) => [...later, first].some((v) => scaledMultiplier(v)[1] !== 1));
+      const session = await this.updateSession(graphParams, scaled);
+      const feeds: Record<string, OrtTensor> = {};
+      for (const { g, later, first } of used) {
+        const feed = (coefficient: string, scale: string, value: number) => {
+          const [c, s] = scaled ? scaledMultiplier(value) : [value, 1];
+          feeds[coefficient] = scalar(this.ort, c);
+          if (scaled) feeds[scale] = scalar(this.ort, s);
+        };
+        for (let k = 0; k < 6; k++) feed(names.coefficient(g, k), names.scale(g, k), later[k]!);
+        feed(names.firstStepCoefficient(g), names.firstStepScale(g), first);
       }
       for (const { index, grad } of work) {
         feeds[names.param(index)] = this.params[index]!;
@@ -267,9 +284,9 @@ export class OnnxAccSGD {
         if (buffer) feeds[names.buffer(index)] = buffer;
       }
       // Only the inputs this graph declares (a group with no first-step member has no c1_first).
-      const used: Record<string, OrtTensor> = {};
-      for (const name of session.inputNames) used[name] = feeds[name]!;
-      const outputs = await session.run(used);
+      const inputs: Record<string, OrtTensor> = {};
+      for (const name of session.inputNames) inputs[name] = feeds[name]!;
+      const outputs = await session.run(inputs);
       // The run succeeded: from here nothing can fail. Replace and dispose the old tensors.
       for (const { index } of work) {
         this.retire(this.params[index]!);
@@ -436,8 +453,8 @@ export class OnnxAccSGD {
     return out;
   }
 
-  private updateSession(params: readonly UpdateGraphParam[]): Promise<OrtSession> {
-    const key = params.map((p) => `${p.index}${p.initialise ? 'i' : 'c'}`).join(',');
+  private updateSession(params: readonly UpdateGraphParam[], scaled: boolean): Promise<OrtSession> {
+    const key = `${scaled ? 'scaled:' : ''}${params.map((p) => `${p.index}${p.initialise ? 'i' : 'c'}`).join(',')}`;
     let session = this.sessions.get(key);
     if (session) {
       // Most recently used last, so eviction drops the least recently used.
@@ -450,7 +467,7 @@ export class OnnxAccSGD {
       updateGraphNames.newBuffer(p.index),
     ]);
     session = this.ort.InferenceSession.create(
-      buildUpdateGraph(params),
+      buildUpdateGraph(params, { scaled }),
       sessionOptions({
         executionProvider: this.executionProvider,
         strictPlacement: this.strictPlacement,

@@ -25,7 +25,19 @@ export const updateGraphNames = {
   coefficient: (g: number, k: number) => `group${g}_c${k}`,
   /** The first step's multiplier of p in buf' (bufFromBuf + bufFromParam, rounded once). */
   firstStepCoefficient: (g: number) => `group${g}_c1_first`,
+  /** In a scaled graph (see buildUpdateGraph), the scale of coefficient k of group `g`. */
+  scale: (g: number, k: number) => `group${g}_s${k}`,
+  firstStepScale: (g: number) => `group${g}_s1_first`,
 } as const;
+
+/**
+ * A float32 multiplier as a scaled graph takes it: [coefficient, scale] with coefficient * scale
+ * equal to `value`; a subnormal one is fed times 2^64 with a scale of 2^-64 (both exact), so that a
+ * device that flushes subnormal inputs to zero (ORT's WebGPU EP on SwiftShader does) keeps it.
+ */
+export function scaledMultiplier(value: number): [number, number] {
+  return value !== 0 && Math.abs(value) < 2 ** -126 ? [value * 2 ** 64, 2 ** -64] : [value, 1];
+}
 
 /** The ops the update graph uses: standard ai.onnx only. */
 export const UPDATE_GRAPH_OPS = ['Mul', 'Add'] as const;
@@ -43,11 +55,25 @@ export const UPDATE_GRAPH_OPS = ['Mul', 'Add'] as const;
  * the graph (the optimizer builds one graph per pattern of present / first-step parameters), so
  * their values and buffers are untouched bit for bit.
  */
-export function buildUpdateGraph(params: readonly UpdateGraphParam[]): Uint8Array {
+export function buildUpdateGraph(
+  params: readonly UpdateGraphParam[],
+  options: { scaled?: boolean } = {},
+): Uint8Array {
   const n = updateGraphNames;
-  const nodes = [];
+  const scaled = options.scaled === true;
+  const nodes: ReturnType<typeof node>[] = [];
   const inputs = [];
   const outputs = [];
+  // scaled: each product c * x is (c * x) * s, with s a scale input (scaledMultiplier), for
+  // multipliers that are subnormal in float32 on a device that flushes them.
+  const product = (coefficient: string, scale: string, x: string, out: string) => {
+    if (!scaled) {
+      nodes.push(node('Mul', [coefficient, x], [out]));
+      return;
+    }
+    nodes.push(node('Mul', [coefficient, x], [`${out}_unscaled`]));
+    nodes.push(node('Mul', [`${out}_unscaled`, scale], [out]));
+  };
   const groups = new Map<number, { first: boolean; later: boolean }>();
   for (const p of params) {
     const use = groups.get(p.group) ?? { first: false, later: false };
@@ -59,30 +85,33 @@ export function buildUpdateGraph(params: readonly UpdateGraphParam[]): Uint8Arra
     for (let k = 0; k < 6; k++) {
       if ((k === 0 || k === 1) && !use.later) continue;
       inputs.push(tensorInfo(n.coefficient(g, k), []));
+      if (scaled) inputs.push(tensorInfo(n.scale(g, k), []));
     }
     if (use.first) inputs.push(tensorInfo(n.firstStepCoefficient(g), []));
+    if (use.first && scaled) inputs.push(tensorInfo(n.firstStepScale(g), []));
   }
   for (const p of params) {
     const i = p.index;
     const c = (k: number) => n.coefficient(p.group, k);
+    const s = (k: number) => n.scale(p.group, k);
     const t = (what: string) => `t${i}_${what}`;
     inputs.push(tensorInfo(n.param(i), [p.size]), tensorInfo(n.grad(i), [p.size]));
     if (p.initialise) {
-      nodes.push(node('Mul', [n.firstStepCoefficient(p.group), n.param(i)], [t('c1p')]));
-      nodes.push(node('Mul', [c(2), n.grad(i)], [t('c2g')]));
+      product(n.firstStepCoefficient(p.group), n.firstStepScale(p.group), n.param(i), t('c1p'));
+      product(c(2), s(2), n.grad(i), t('c2g'));
       nodes.push(node('Add', [t('c1p'), t('c2g')], [n.newBuffer(i)]));
     } else {
       inputs.push(tensorInfo(n.buffer(i), [p.size]));
-      nodes.push(node('Mul', [c(0), n.buffer(i)], [t('c0b')]));
-      nodes.push(node('Mul', [c(1), n.param(i)], [t('c1p')]));
+      product(c(0), s(0), n.buffer(i), t('c0b'));
+      product(c(1), s(1), n.param(i), t('c1p'));
       nodes.push(node('Add', [t('c0b'), t('c1p')], [t('head')]));
-      nodes.push(node('Mul', [c(2), n.grad(i)], [t('c2g')]));
+      product(c(2), s(2), n.grad(i), t('c2g'));
       nodes.push(node('Add', [t('head'), t('c2g')], [n.newBuffer(i)]));
     }
-    nodes.push(node('Mul', [c(3), n.param(i)], [t('c3p')]));
-    nodes.push(node('Mul', [c(4), n.grad(i)], [t('c4g')]));
+    product(c(3), s(3), n.param(i), t('c3p'));
+    product(c(4), s(4), n.grad(i), t('c4g'));
     nodes.push(node('Add', [t('c3p'), t('c4g')], [t('pg')]));
-    nodes.push(node('Mul', [c(5), n.newBuffer(i)], [t('c5b')]));
+    product(c(5), s(5), n.newBuffer(i), t('c5b'));
     nodes.push(node('Add', [t('pg'), t('c5b')], [n.newParam(i)]));
     outputs.push(tensorInfo(n.newParam(i), [p.size]), tensorInfo(n.newBuffer(i), [p.size]));
   }
