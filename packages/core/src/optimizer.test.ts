@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { AccSGDConfigError } from './errors.js';
 import { AccSGD } from './optimizer.js';
 import { decodeState } from './state-file.js';
 
@@ -68,6 +69,21 @@ describe('AccSGD (CPU)', () => {
     new AccSGD([q], { lr: 0.1 }, { nonFinite: 'allow' }).step([new Float32Array([Number.NaN, 0])]);
     expect(Number.isNaN(q[0])).toBe(true);
     expect(q[1]).toBe(1);
+  });
+
+  it('takes nonFinite beside the hyperparameters too, as @accsgd/tfjs does: one options object for both', () => {
+    const config = { lr: 0.1, kappa: 1000, xi: 10, nonFinite: 'skip-step' } as const;
+    const p = new Float32Array([1, 1]);
+    const opt = new AccSGD([p], config);
+    expect(opt.nonFinite).toBe('skip-step');
+    expect(opt.step([new Float32Array([Number.POSITIVE_INFINITY, 0])]).applied).toBe(false);
+    expect([...p]).toEqual([1, 1]);
+    // Both places, agreeing: fine; disagreeing: refused, naming both.
+    expect(new AccSGD([p], config, { nonFinite: 'skip-step' }).nonFinite).toBe('skip-step');
+    expect(() => new AccSGD([p], config, { nonFinite: 'allow' })).toThrow(
+      /nonFinite must be the same value as options.nonFinite \(allow\), or one of the two left out; got "skip-step"/,
+    );
+    expect(() => new AccSGD([p], { lr: 0.1, nonFinite: 'ignore' } as never)).toThrow(AccSGDConfigError);
   });
 
   it('accepts gradients keyed by name', () => {

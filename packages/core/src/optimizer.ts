@@ -108,13 +108,24 @@ export class AccSGD {
 
   constructor(
     params: FloatArray[] | ParamGroupInput[],
-    defaults: HyperparamsInput,
+    defaults: HyperparamsInput & { nonFinite?: NonFinitePolicy },
     options: AccSGDOptions = {},
   ) {
     // Every argument is read once, inside readInput: a getter or Proxy trap that throws becomes an
     // AccSGDConfigError, and one that answers differently on a second read cannot matter.
     const opts = readInput('options', () => readOptions(options));
-    this.nonFinite = nonFinitePolicy(opts.nonFinite);
+    // `nonFinite` is accepted beside the hyperparameters too, as @accsgd/tfjs's config takes it, so
+    // one options object works in both; given in both places, the two must agree.
+    const { nonFinite: nonFiniteBeside, ...defaultsRecord } = readInput('defaults', () =>
+      readRecord('defaults', defaults),
+    );
+    if (nonFiniteBeside !== undefined && opts.nonFinite !== undefined && nonFiniteBeside !== opts.nonFinite)
+      throw new AccSGDConfigError(
+        'nonFinite',
+        nonFiniteBeside,
+        `the same value as options.nonFinite (${String(opts.nonFinite)}), or one of the two left out`,
+      );
+    this.nonFinite = nonFinitePolicy(opts.nonFinite ?? nonFiniteBeside);
     if (opts.arena !== undefined && !readInput('arena', () => opts.arena instanceof ParameterArena)) {
       throw new AccSGDConfigError('arena', opts.arena, 'a ParameterArena');
     }
@@ -123,7 +134,7 @@ export class AccSGD {
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
       throw new AccSGDConfigError('threads', threads, `an integer in [1, ${MAX_THREADS}]`);
     }
-    const base = resolveHyperparams(readInput('defaults', () => readRecord('defaults', defaults)));
+    const base = resolveHyperparams(defaultsRecord);
     const list = readInput('params', () => readList(params));
     if (list === undefined || list.length === 0) {
       throw new AccSGDConfigError(
