@@ -1,5 +1,5 @@
 import { findNodeWebGPU } from '@accsgd/conformance';
-import { AccSGDGradientError } from '@accsgd/core';
+import { AccSGD, AccSGDGradientError, accuracyBound, relativeError } from '@accsgd/core';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { forwardModel } from '../test-support/forward-models.js';
@@ -45,6 +45,44 @@ suite('OnnxTrainer on onnxruntime-node webgpu: parameters a finite loss would ma
       5,
     );
     expect(trainer.stepCount).toBe(1);
+    await trainer.dispose();
+  });
+
+  it('keeps the subnormal gradient multipliers of lr = 1e-40, which the WebGPU EP flushes to zero', async () => {
+    // loss = sum(x * W): the gradient is x, near 1e25, and W near 1e-15, so the gradient term
+    // (about 1e-15) is as large as W. Before, the flushed multipliers dropped it (0.65 relative).
+    const size = 8;
+    const init = Array.from({ length: size }, (_, i) => (1 + (i % 7)) * 1e-15);
+    const x = new Float32Array(size).map((_, i) => ((i % 5) - 2) * 1e25 + 3e24);
+    const model = forwardModel({
+      inputs: { x: [size] },
+      params: { W: [[size], init] },
+      nodes: [
+        ['Mul', ['x', 'W'], ['m']],
+        ['ReduceSum', ['m'], ['y'], { keepdims: 0 }],
+      ],
+      outputs: { y: [] },
+    });
+    const trainer = await OnnxTrainer.create(model, {
+      loss: 'scalar',
+      hyperparams: { lr: 1e-40 },
+      ort,
+      executionProvider: 'webgpu',
+      strictPlacement: true,
+    });
+    const w = Float32Array.from(init);
+    const core = new AccSGD([w], { lr: 1e-40 });
+    for (let t = 0; t < 3; t++) {
+      await trainer.step({ x });
+      core.step([x]);
+    }
+    expect(relativeError(w, init)).toBeGreaterThan(0.1);
+    expect(relativeError((await trainer.read()).params.get('W')!, w)).toBeLessThanOrEqual(
+      accuracyBound('float32', 3),
+    );
+    // A learning rate whose multipliers are normal goes back to the train step without scales.
+    trainer.setLearningRate(0.01);
+    expect(Number.isFinite(await trainer.step({ x: new Float32Array(size).fill(1e-3) }))).toBe(true);
     await trainer.dispose();
   });
 });

@@ -21,6 +21,7 @@ import { selectNames } from '../autodiff/forward-model.js';
 import { AUTODIFF_OPTION_KEYS, assertKnownKeys } from '../autodiff/gradient.js';
 import { buildFiniteCheckModel } from '../graphs/finite-check.js';
 import { encodeModel, node, tensorInfo } from '../graphs/onnx-proto.js';
+import { scaledMultiplier } from '../graphs/update-graph.js';
 import {
   type ExecutionProvider,
   executionProvider,
@@ -166,6 +167,8 @@ export class OnnxTrainer {
   private readonly autodiff: TrainStepOptions;
   private readonly primary: Variant;
   private readonly variants = new Map<number, Promise<Variant>>();
+  /** Per train step, its twin with scale inputs (buildTrainStepModel's `scaled`), built on first use. */
+  private readonly scaledVariants = new Map<TrainStepModel, Promise<Variant>>();
   private readonly registry: ParameterRegistry;
   private readonly schedules: (LearningRateSchedule | null)[];
   /** Per train-step parameter (model order): its group, and its index in the registry. */
@@ -387,7 +390,7 @@ export class OnnxTrainer {
    */
   step(batch: Batch, labels?: Float32Array): Promise<number> {
     return this.queue(async () => {
-      const { trainStep: t, session } = await this.variantFor(batch, labels);
+      let { trainStep: t, session } = await this.variantFor(batch, labels);
       const feeds: Record<string, OrtTensor> = {};
       const expect = (
         name: string,
@@ -454,12 +457,22 @@ export class OnnxTrainer {
           ? plan.coefficients[g]!
           : fusedCoefficients(assertFloat32Multipliers({ ...this.registry.hyperparams(g), lr })),
       );
-      t.coefficients.forEach((names, g) => {
+      const multipliers = t.coefficients.map((_, g) => {
         // A group whose members all start their buffer now takes core's first-step multipliers.
         const first = t.params.every((p, i) => p.group !== g || this.buffers[i] === null);
-        const multipliers = float32Multipliers(coefficients[g]!, first);
+        return float32Multipliers(coefficients[g]!, first);
+      });
+      // ORT's WebGPU EP flushes subnormal multipliers (lr = 1e-40's gradient ones) to zero: the
+      // train step's twin with scale inputs keeps them (scaledMultiplier); same inputs otherwise.
+      const scaled =
+        this.executionProvider === 'webgpu' &&
+        multipliers.some((m) => m.some((v) => scaledMultiplier(v)[1] !== 1));
+      if (scaled) ({ trainStep: t, session } = await this.scaledVariant(t));
+      t.coefficients.forEach((names, g) => {
         names.forEach((name, k) => {
-          feeds[name] = scalar(this.ort, multipliers[k]!);
+          const [c, scale] = scaled ? scaledMultiplier(multipliers[g]![k]!) : [multipliers[g]![k]!, 1];
+          feeds[name] = scalar(this.ort, c);
+          if (scaled) feeds[t.scales[g]![k]!] = scalar(this.ort, scale);
         });
       });
       t.params.forEach((p, i) => {
@@ -553,6 +566,30 @@ export class OnnxTrainer {
       })();
       this.variants.set(n, variant);
       variant.catch(() => this.variants.delete(n));
+    }
+    return variant;
+  }
+
+  /** The twin of train step `t` with scale inputs, for subnormal multipliers on WebGPU. */
+  private scaledVariant(t: TrainStepModel): Promise<Variant> {
+    let variant = this.scaledVariants.get(t);
+    if (!variant) {
+      const n = t.batchInputs[0]?.shape[0];
+      const options =
+        n === undefined || n === this.batchSize ? this.autodiff : { ...this.autodiff, batchSize: n };
+      variant = (async () => {
+        const trainStep = buildTrainStepModel(this.forwardModel, options, this.groupOf, { scaled: true });
+        const session = await OnnxTrainer.createSession(
+          this.ort,
+          trainStep,
+          this.executionProvider,
+          this.strict,
+          this.base,
+        );
+        return { trainStep, session };
+      })();
+      this.scaledVariants.set(t, variant);
+      variant.catch(() => this.scaledVariants.delete(t));
     }
     return variant;
   }
@@ -662,8 +699,9 @@ export class OnnxTrainer {
     this.buffers = [];
     const helpers = [...this.helpers.values()];
     this.helpers.clear();
-    const variants = [...this.variants.values()];
+    const variants = [...this.variants.values(), ...this.scaledVariants.values()];
     this.variants.clear();
+    this.scaledVariants.clear();
     await Promise.all([
       ...variants.map((v) => v.then((x) => x.session.release()).catch(() => undefined)),
       ...helpers.map((s) => s.then((x) => x.release()).catch(() => undefined)),
@@ -749,7 +787,11 @@ export class OnnxTrainer {
       if (!session) {
         session = this.ort.InferenceSession.create(
           buildFiniteCheckModel(onGpu.map((x) => x.shape)),
-          sessionOptions({ executionProvider: this.executionProvider, strictPlacement: this.strict, base: this.base }),
+          sessionOptions({
+            executionProvider: this.executionProvider,
+            strictPlacement: this.strict,
+            base: this.base,
+          }),
         );
         this.helpers.set(key, session);
         session.catch(() => this.helpers.delete(key));
@@ -764,7 +806,8 @@ export class OnnxTrainer {
       flagged = [...flagged, ...onGpu.filter((_, k) => !Number.isFinite(values[k]))];
     }
     for (const x of flagged) {
-      const data = x.tensor.location === 'cpu' ? (x.tensor.data as Float32Array) : await this.download(x.tensor);
+      const data =
+        x.tensor.location === 'cpu' ? (x.tensor.data as Float32Array) : await this.download(x.tensor);
       const element = firstNonFinite(data);
       if (element >= 0) return { param: x.param, what: x.what, element, value: data[element]! };
     }

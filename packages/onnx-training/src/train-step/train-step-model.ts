@@ -55,6 +55,12 @@ export interface TrainStepModel {
    * (updateGraphNames.coefficient(group, k)).
    */
   coefficients: string[][];
+  /**
+   * Per group, the scale inputs [s0..s5] of a model built with `{ scaled: true }` (empty otherwise):
+   * each product c_k * x is (c_k * x) * s_k, so that a multiplier subnormal in float32 can be fed as
+   * c_k 2^64 with s_k = 2^-64 (scaledMultiplier) where a device would flush it to zero.
+   */
+  scales: string[][];
   /** The scalar loss output (of the batch, before the update). */
   loss: string;
 }
@@ -86,6 +92,7 @@ export function buildTrainStepModel(
   forwardModel: Uint8Array,
   options: TrainStepOptions,
   groups?: readonly number[],
+  update: { scaled?: boolean } = {},
 ): TrainStepModel {
   if (typeof options === 'object' && options !== null) assertKnownKeys(options, AUTODIFF_OPTION_KEYS);
   const d = differentiate(forwardModel, options);
@@ -98,26 +105,31 @@ export function buildTrainStepModel(
   const coefficients = Array.from({ length: groupCount }, (_, group) =>
     Array.from({ length: 6 }, (_, k) => updateGraphNames.coefficient(group, k)),
   );
-  for (const c of coefficients.flat()) {
+  const scaled = update.scaled === true;
+  const scales = Array.from({ length: groupCount }, (_, group) =>
+    scaled ? Array.from({ length: 6 }, (_, k) => updateGraphNames.scale(group, k)) : [],
+  );
+  for (const c of [...coefficients.flat(), ...scales.flat()]) {
     if (g.isTaken(c))
       throw new AccSGDConfigError('model', c, `no value named ${c} (a train-step coefficient input)`);
     g.declare(c, { kind: 'float', shape: [] });
   }
   const params: TrainStepParam[] = d.params.map((p, i) => {
     const group = groups?.[i] ?? 0;
-    const [c0, c1, c2, c3, c4, c5] = coefficients[group] as [string, string, string, string, string, string];
+    const c = coefficients[group]!;
     const buffer = g.fresh(`${p.name}${BUFFER_SUFFIX}`);
     g.declare(buffer, { kind: 'float', shape: p.shape });
     const grad = d.grads.get(p.name)!;
     const t = (what: string) => `${p.name}_${what}`;
-    const head = g.op(
-      'Add',
-      [g.op('Mul', [c0, buffer], t('c0b')), g.op('Mul', [c1, p.name], t('c1p'))],
-      t('head'),
-    );
-    const newBuffer = g.op('Add', [head, g.op('Mul', [c2, grad], t('c2g'))], `${buffer}.updated`);
-    const pg = g.op('Add', [g.op('Mul', [c3, p.name], t('c3p')), g.op('Mul', [c4, grad], t('c4g'))], t('pg'));
-    const newParam = g.op('Add', [pg, g.op('Mul', [c5, newBuffer], t('c5b'))], `${p.name}.updated`);
+    // c_k * x, or (c_k * x) * s_k in a scaled model.
+    const mul = (k: number, x: string, hint: string) => {
+      const product = g.op('Mul', [c[k]!, x], scaled ? `${hint}_unscaled` : hint);
+      return scaled ? g.op('Mul', [product, scales[group]![k]!], hint) : product;
+    };
+    const head = g.op('Add', [mul(0, buffer, t('c0b')), mul(1, p.name, t('c1p'))], t('head'));
+    const newBuffer = g.op('Add', [head, mul(2, grad, t('c2g'))], `${buffer}.updated`);
+    const pg = g.op('Add', [mul(3, p.name, t('c3p')), mul(4, grad, t('c4g'))], t('pg'));
+    const newParam = g.op('Add', [pg, mul(5, newBuffer, t('c5b'))], `${p.name}.updated`);
     return {
       name: p.name,
       shape: p.shape,
@@ -141,6 +153,7 @@ export function buildTrainStepModel(
     ...(d.labels ? [tensorInfo(d.labels.name, d.labels.shape)] : []),
     ...params.flatMap((p) => [tensorInfo(p.name, p.shape), tensorInfo(p.buffer, p.shape)]),
     ...coefficients.flat().map((c) => tensorInfo(c, [])),
+    ...scales.flat().map((c) => tensorInfo(c, [])),
   ];
   const outputs = [
     tensorInfo(d.loss, []),
@@ -172,6 +185,7 @@ export function buildTrainStepModel(
     labels: d.labels,
     params,
     coefficients,
+    scales,
     loss: d.loss,
   };
 }
