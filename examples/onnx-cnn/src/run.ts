@@ -32,7 +32,7 @@ export const FULL_RUN: FineTuneConfig = {
   trainCount: 60_000,
   testCount: 10_000,
   batchSize: 64,
-  epochs: 2,
+  epochs: 3,
   lr: 0.1,
   kappa: 1000,
   xi: 10,
