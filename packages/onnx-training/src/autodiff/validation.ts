@@ -153,9 +153,11 @@ const SCHEMAS: Readonly<Record<string, readonly Schema[]>> = {
     { since: 1, inputs: [1, Infinity], outputs: [1, 1], attributes: { axis: INT }, required: ['axis'] },
   ],
   Slice: [{ since: 10, inputs: [3, 5], outputs: [1, 1] }],
+  // ai.onnx defines it from opset 17; ONNX Runtime also runs it in models of older opsets (a
+  // kernel registered for opset 1 and later), so such models are left to it.
   LayerNormalization: [
     {
-      since: 17,
+      since: 1,
       inputs: [2, 3],
       outputs: [1, 3],
       attributes: { axis: INT, epsilon: FLOAT, stash_type: INT },
