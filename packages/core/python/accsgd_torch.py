@@ -21,7 +21,7 @@ Beyond the reference it counts, per group, the steps in which at least one membe
 (``group["step"]``), which the state file carries.
 
 ``AccSGD(..., foreach=True)`` takes the multi-tensor path instead: per group (and per device and
-dtype; on the CPU per cache-sized block), six ``torch._foreach_*`` operations over all the group's
+dtype; on the CPU with one thread, per cache-sized block), six ``torch._foreach_*`` operations over all the group's
 tensors at once, in the fused form of SPEC.md section 2.1 (multipliers formed in float64, each rounded once to the tensors' dtype)::
 
     buf = alpha * buf + beta * (1 - large_lr * weight_decay) * p - beta * large_lr * g
@@ -140,7 +140,8 @@ def _multi_tensor_accsgd(params, grads, bufs, group):
         batch[1].append(g)
         batch[2].append(buf)
     for (device, _), (ps, gs, bs) in batches.items():
-        for ps, gs, bs in _cache_blocks(ps, gs, bs) if device.type == "cpu" else [(ps, gs, bs)]:
+        blocked = device.type == "cpu" and torch.get_num_threads() == 1
+        for ps, gs, bs in _cache_blocks(ps, gs, bs) if blocked else [(ps, gs, bs)]:
             # The buffer first, from the parameters before this step.
             torch._foreach_mul_(bs, alpha)
             torch._foreach_add_(bs, ps, alpha=buf_from_param)
@@ -154,7 +155,11 @@ def _multi_tensor_accsgd(params, grads, bufs, group):
 # of 2^17 elements (1.5 MB of float32 p, g and buf, within a core's L2) the six passes of a block
 # hit the cache. Measured on a 2-core Xeon with 2 MB of L2 per core: 16.7M parameters step in
 # about 1.1x the time of torch.optim.SGD(momentum=0.9, foreach=True) (three passes) instead of 2x.
-# Blocking changes no value: every element sees the same six operations.
+# Blocking changes no value: every element sees the same six operations. Only with one torch
+# thread: with more, every block is six more OpenMP parallel regions, and on a loaded 2-core
+# machine (where other processes hold the cores) each region's barrier cost milliseconds, making
+# a step 10x slower than unblocked; a quiet many-core machine was not available to measure.
+# DDP on CPUs commonly runs one thread per rank.
 CPU_BLOCK = 1 << 17
 
 

@@ -152,6 +152,9 @@ class MultiTensorPath(unittest.TestCase):
             finally:
                 accsgd_torch.CPU_BLOCK = saved
 
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # blocks are used with one thread only
+        self.addCleanup(torch.set_num_threads, threads)
         unblocked = run(1 << 30)
         for block in (7, 64, 1 << 17):
             for got, want in zip(run(block), unblocked):
