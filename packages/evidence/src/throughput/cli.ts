@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import { throughputPlot } from './plot.js';
 import {
+  bandwidthLines,
   COLUMNS,
   cells,
   type Environment,
@@ -168,6 +169,9 @@ const t = new Table({
 });
 for (const x of targets) t.push(targetCells(x));
 out.write(`${t.toString()}\n`);
+const bandwidths = bandwidthLines(sections);
+if (bandwidths.length > 0)
+  out.write(`\nEffective bandwidth on WebGPU:\n${bandwidths.map((l) => `  ${l}\n`).join('')}`);
 if (trainStep) {
   out.write(`\nTrain step: ${trainStepSummary(trainStep)}\n`);
   const table = new Table({ head: [...TRAIN_STEP_COLUMNS], style: { head: [], border: [] } });

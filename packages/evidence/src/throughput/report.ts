@@ -1,3 +1,4 @@
+import { formatBandwidth } from './gpu-copy.js';
 import { formatMs, formatRatio, formatStepsPerSecond, formatTarget } from './stats.js';
 import type { CrossTarget } from './targets.js';
 import { type Row, type SectionResult, TOTAL, type TrainStepResult, type TrainStepRow } from './types.js';
@@ -66,6 +67,22 @@ export function trainStepCells(r: TrainStepRow): string[] {
   ];
 }
 
+/**
+ * The WebGPU steps' effective bandwidth, each beside the WGSL copy kernel measured in the same run
+ * on the same adapter: one line per row that has it (every section, the train steps included).
+ */
+export function bandwidthLines(sections: readonly SectionResult[]): string[] {
+  const lines: string[] = [];
+  for (const s of sections) {
+    for (const r of s.rows)
+      if (r.bandwidth)
+        lines.push(`${r.layout}, ${r.framework} ${r.backend}, ${r.variant}: ${formatBandwidth(r.bandwidth)}`);
+    for (const r of [...(s.trainStep?.rows ?? []), ...(s.convTrainStep?.rows ?? [])])
+      if (r.bandwidth) lines.push(`train step, ${r.framework} ${r.runtime}: ${formatBandwidth(r.bandwidth)}`);
+  }
+  return lines;
+}
+
 /** One line on how the train-step table was measured, for the console and the Markdown. */
 export function trainStepSummary(t: TrainStepResult): string {
   return `${t.workload}: steps per second, median over ${t.blocks} timed blocks (each about ${t.blockSeconds} s, at least ${t.minStepsPerBlock} steps) after ${t.warmupSteps} warm-up steps, every runtime in one process`;
@@ -126,6 +143,15 @@ export function markdown(
   lines.push(
     "Per-row targets (in the tables): tfjs fused AccSGD (default nonFinite) ≤ 0.5x momentum on wasm and ≤ 0.1x on cpu; onnx cpu ≤ 1.5x core. \"Faster by k\" above is torch ms / core ms ≥ k; core's arena and default paths are taken with nonFinite 'error', the default.",
   );
+  const bandwidths = bandwidthLines(sections);
+  if (bandwidths.length > 0) {
+    lines.push('', '## Effective bandwidth on WebGPU', '');
+    lines.push(
+      "Bytes a step must move (its model in brackets) over its time, beside a WGSL vec4 copy kernel (8 bytes per element) timed in the same process on the same adapter: the ratio is how close the step comes to that adapter's copy roofline. On SwiftShader both are CPU emulations; on a GPU the copy kernel is about the memory's bandwidth.",
+      '',
+    );
+    for (const line of bandwidths) lines.push(`- ${line}`);
+  }
   const trainStep = sections.find((s) => s.trainStep)?.trainStep;
   if (trainStep) lines.push('', ...trainStepMarkdown(trainStep));
   const convTrainStep = sections.find((s) => s.convTrainStep)?.convTrainStep;

@@ -1,6 +1,7 @@
 import { findNodeWebGPU } from '@accsgd/conformance';
 import { accsgd } from '@accsgd/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
+import { bandwidth, STEP_BYTES_PER_ELEMENT, wgslCopy } from './gpu-copy.js';
 import { type Target, verdict } from './stats.js';
 import { timeInterleaved } from './timing.js';
 import { LAYOUTS, type Row, type SectionResult } from './types.js';
@@ -66,14 +67,20 @@ export async function runTfjs(backend: string, repeats: number): Promise<Section
       fused: accsgd({ lr: LR }),
       allow: accsgd({ lr: LR, nonFinite: 'allow' }),
     };
+    // On webgpu, a WGSL copy kernel on tfjs's own device, interleaved with the steps: the
+    // roofline each step's effective bandwidth is compared with.
+    const device = backend === 'webgpu' ? (tf.backend() as unknown as { device: GPUDevice }).device : null;
+    const copy = device ? wgslCopy(device, tensors * size) : null;
     const ms = await timeInterleaved(
       {
         momentum: stepOf(optimizers.momentum),
         fused: stepOf(optimizers.fused),
         allow: stepOf(optimizers.allow),
+        copy: copy ? copy.run : () => {},
       },
       repeats,
     );
+    copy?.destroy();
     const target = TFJS_TARGETS[backend];
     for (const [variant, stepMs] of [
       ['AccSGD fused, default nonFinite', ms.fused],
@@ -91,6 +98,15 @@ export async function runTfjs(backend: string, repeats: number): Promise<Section
         ratio,
         // The issue's target is on the default (fused, checked) step.
         ...(target && variant.includes('default') ? { target, verdict: verdict(ratio, target) } : {}),
+        ...(copy
+          ? {
+              bandwidth: bandwidth(
+                { bytes: STEP_BYTES_PER_ELEMENT * tensors * size, ms: stepMs },
+                { bytes: copy.bytes, ms: ms.copy },
+                `${STEP_BYTES_PER_ELEMENT} B per element; the step's time includes a one-element read-back`,
+              ),
+            }
+          : {}),
       });
     }
     for (const o of Object.values(optimizers)) o.dispose();

@@ -1,11 +1,6 @@
 import { findNodeWebGPU } from '@accsgd/conformance';
-import {
-  createFlatStorage,
-  defaultWorkgroupsPerDispatch,
-  dispatchSize,
-  WebGPUAccSGD,
-  WORKGROUP_SIZE,
-} from '@accsgd/webgpu-kernel';
+import { createFlatStorage, WebGPUAccSGD } from '@accsgd/webgpu-kernel';
+import { bandwidth, STEP_BYTES_PER_ELEMENT, wgslCopy } from './gpu-copy.js';
 import { timeInterleaved } from './timing.js';
 import { LAYOUTS, type Row, type SectionResult } from './types.js';
 
@@ -15,7 +10,9 @@ import { LAYOUTS, type Row, type SectionResult } from './types.js';
  * 20 bytes per element, a copy 8); also 2.5x a WGSL vec4 copy kernel (the fastest a WGSL update
  * could be on a CPU implementation such as SwiftShader, which emulates storage accesses lane by
  * lane). Each timing is wall time from submit to onSubmittedWorkDone (the same for step and copies).
- * Layouts: one tensor, and 1024 tensors in one group (one multi-tensor dispatch).
+ * Layouts: one tensor, and 1024 tensors in one group (one multi-tensor dispatch). Each row also
+ * carries the step's effective bandwidth (20 bytes per element over its time) and its ratio to
+ * the WGSL copy kernel's, so that a run on a real GPU says how close the step is to the roofline.
  */
 export async function runWebGPU(repeats: number): Promise<SectionResult> {
   const section = 'webgpu-kernel';
@@ -32,26 +29,6 @@ export async function runWebGPU(repeats: number): Promise<SectionResult> {
   // Dawn's pending promises do not keep Node's event loop alive on their own.
   const keepAlive = setInterval(() => {}, 1e3);
   try {
-    const copyPipeline = device.createComputePipeline({
-      label: 'throughput: WGSL copy kernel',
-      layout: 'auto',
-      compute: {
-        entryPoint: 'main',
-        module: device.createShaderModule({
-          code: `@group(0) @binding(0) var<storage, read> source: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> destination: array<vec4<f32>>;
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn main(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(num_workgroups) workgroups: vec3<u32>,
-        @builtin(local_invocation_index) lane: u32) {
-  let length = arrayLength(&destination);
-  let stride = workgroups.x * workgroups.y * ${WORKGROUP_SIZE}u;
-  for (var i = (workgroup.y * workgroups.x + workgroup.x) * ${WORKGROUP_SIZE}u + lane; i < length; i += stride) {
-    destination[i] = source[i];
-  }
-}`,
-        }),
-      },
-    });
     const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const submit = async (encoder: GPUCommandEncoder) => {
       device.queue.submit([encoder.finish()]);
@@ -77,21 +54,7 @@ fn main(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(num_workgroups) wo
       const bytes = elements * 4;
       const source = device.createBuffer({ size: bytes, usage: USAGE });
       const target = device.createBuffer({ size: bytes, usage: USAGE });
-      const window = Math.floor(device.limits.maxStorageBufferBindingSize / 256) * 256;
-      const windows: { elements: number; bindGroup: GPUBindGroup }[] = [];
-      for (let offset = 0; offset < bytes; offset += window) {
-        const length = Math.min(window, bytes - offset);
-        windows.push({
-          elements: length / 4,
-          bindGroup: device.createBindGroup({
-            layout: copyPipeline.getBindGroupLayout(0),
-            entries: [
-              { binding: 0, resource: { buffer: source, offset, size: length } },
-              { binding: 1, resource: { buffer: target, offset, size: length } },
-            ],
-          }),
-        });
-      }
+      const copyKernel = wgslCopy(device, elements);
       const ms = await timeInterleaved(
         {
           step: async () => {
@@ -103,23 +66,7 @@ fn main(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(num_workgroups) wo
             encoder.copyBufferToBuffer(source, 0, target, 0, bytes);
             return submit(encoder);
           },
-          kernel: () => {
-            const encoder = device.createCommandEncoder();
-            const pass = encoder.beginComputePass();
-            pass.setPipeline(copyPipeline);
-            for (const w of windows) {
-              pass.setBindGroup(0, w.bindGroup);
-              const [x, y] = dispatchSize(
-                w.elements,
-                device.limits.maxComputeWorkgroupsPerDimension,
-                defaultWorkgroupsPerDispatch(device),
-                WORKGROUP_SIZE * 4,
-              );
-              pass.dispatchWorkgroups(x, y);
-            }
-            pass.end();
-            return submit(encoder);
-          },
+          kernel: copyKernel.run,
         },
         repeats,
       );
@@ -133,7 +80,13 @@ fn main(@builtin(workgroup_id) workgroup: vec3<u32>, @builtin(num_workgroups) wo
         baselineMs: 2.5 * ms.copy,
         ratio: ms.step / (2.5 * ms.copy),
         note: `WGSL copy kernel floor (2.5x) ${(2.5 * ms.kernel).toFixed(1)} ms: step ${(ms.step / (2.5 * ms.kernel)).toFixed(2)}x that`,
+        bandwidth: bandwidth(
+          { bytes: STEP_BYTES_PER_ELEMENT * elements, ms: ms.step },
+          { bytes: copyKernel.bytes, ms: ms.kernel },
+          `${STEP_BYTES_PER_ELEMENT} B per element: p, g, buf read, p, buf written`,
+        ),
       });
+      copyKernel.destroy();
       optimizer.destroy();
       storage.destroy();
       source.destroy();

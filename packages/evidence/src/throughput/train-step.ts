@@ -5,7 +5,9 @@ import { accsgd } from '@accsgd/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { Mlp } from '../mnist/model.js';
 import { createRng } from '../rng.js';
+import { bandwidth, COPY_BYTES_PER_ELEMENT, wgslCopy } from './gpu-copy.js';
 import { median, stepsPerBlock } from './stats.js';
+import { timeInterleaved } from './timing.js';
 import type { SectionResult, TrainStepResult, TrainStepRow } from './types.js';
 
 const BATCH_SIZE = 128;
@@ -163,6 +165,42 @@ async function measure(
   }));
 }
 
+/** The MLP's parameters: 784x256 and 256x10 weights and their biases. */
+const PARAMETERS = INPUTS * 256 + 256 + 256 * CLASSES + CLASSES;
+/**
+ * The bytes a train step moves at least: each parameter read by the forward pass (4), its
+ * gradient written (4) and the fused update (20); the batch's inputs and labels read once.
+ * Activations (128 x 256) and the backward pass's reads of them are left out, so this is a floor.
+ */
+const TRAIN_STEP_BYTES = 28 * PARAMETERS + 4 * BATCH_SIZE * (INPUTS + CLASSES);
+
+/**
+ * Gives each WebGPU row its effective bandwidth beside a WGSL copy kernel of the same byte count,
+ * timed on the same adapter (through the `webgpu` package's Dawn; ONNX Runtime runs its own Dawn on
+ * that adapter) after the blocks.
+ */
+async function addBandwidth(adapter: GPUAdapter, rows: TrainStepRow[], repeats: number): Promise<void> {
+  const gpuRows = rows.filter((r) => r.runtime.includes('webgpu'));
+  if (gpuRows.length === 0) return;
+  const device = await adapter.requestDevice();
+  const keepAlive = setInterval(() => {}, 1e3);
+  try {
+    const copy = wgslCopy(device, Math.ceil(TRAIN_STEP_BYTES / COPY_BYTES_PER_ELEMENT));
+    const { kernel } = await timeInterleaved({ kernel: copy.run }, Math.max(repeats, 5));
+    copy.destroy();
+    for (const r of gpuRows) {
+      r.bandwidth = bandwidth(
+        { bytes: TRAIN_STEP_BYTES, ms: 1000 / r.stepsPerSecond },
+        { bytes: copy.bytes, ms: kernel },
+        '28 B per parameter (forward read, gradient written, fused update) and the batch read once; activations not counted',
+      );
+    }
+  } finally {
+    clearInterval(keepAlive);
+    device.destroy();
+  }
+}
+
 /**
  * The fused train step of examples/onnx-mnist's MLP, in steps per second, on onnxruntime-node cpu
  * and webgpu (OnnxTrainer) beside @accsgd/tfjs training the same model on tfjs wasm (the baseline)
@@ -247,6 +285,15 @@ export async function runTrainStep(repeats: number): Promise<SectionResult> {
       warmupLoss: measured[i]!.warmupLoss,
     }),
   );
+  if (webgpu.available) {
+    try {
+      await addBandwidth(webgpu.adapter as GPUAdapter, result.rows, repeats);
+    } catch (error) {
+      process.stderr.write(
+        `  train-step: no bandwidth figures (${(error as Error).message.split('\n')[0]})\n`,
+      );
+    }
+  }
   await tf.setBackend('wasm');
   const wasmFeatures = `tfjs wasm SIMD ${tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'on' : 'off'}, threads ${tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') ? 'on' : 'off'}; onnxruntime-node cpu with its default thread pool`;
   return {

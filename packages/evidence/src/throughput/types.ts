@@ -22,6 +22,21 @@ export interface Row {
   target?: Target;
   verdict?: Verdict;
   note?: string;
+  /** On WebGPU: the step's effective bandwidth beside a copy kernel on the same adapter. */
+  bandwidth?: Bandwidth;
+}
+
+/** A GPU step's effective bandwidth beside a WGSL copy kernel measured in the same run. */
+export interface Bandwidth {
+  /** Bytes the step moves at least (model says how they were counted). */
+  bytes: number;
+  /** bytes / the step's time, in GB/s (1e9 bytes per second). */
+  stepGBps: number;
+  /** The copy kernel's GB/s (8 bytes per element: one read, one write), same adapter, same run. */
+  copyGBps: number;
+  /** stepGBps / copyGBps: how close the step is to the copy kernel's roofline (1 = as fast). */
+  ratio: number;
+  model: string;
 }
 
 /** What one section (a child process) reports. */
@@ -57,6 +72,8 @@ export interface TrainStepRow {
    * so these agree to float32 rounding.
    */
   warmupLoss: number;
+  /** On WebGPU runtimes: the step's effective bandwidth beside a copy kernel on the same adapter. */
+  bandwidth?: Bandwidth;
 }
 
 export interface TrainStepResult {
