@@ -1,9 +1,12 @@
 import { findNodeWebGPU } from '@accsgd/conformance';
 import {
+  AccSGD,
   AccSGDGradientError,
   AccSGDStateError,
+  accuracyBound,
   fusedCoefficients,
   fusedUpdate,
+  relativeError,
   resolveHyperparams,
 } from '@accsgd/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -62,6 +65,32 @@ describe.runIf(found.available || required)('webgpu kernel in Node', () => {
     tf.dispose([p, g, v, w, grad]);
     opt.dispose();
     checked.dispose();
+  }, 120_000);
+
+  it('keeps the gradient term of lr = 1e-40, whose float32 multipliers are subnormal, as core does', async () => {
+    await tf.setBackend('webgpu');
+    // Parameters near 1e-15 and gradients near 1e25: the gradient term (multiplier about -7e-40,
+    // subnormal) is as large as the parameters, and a device that flushes subnormal uniforms to
+    // zero (SwiftShader) dropped it: 0.597 relative error against core, 2.3e5x the bound.
+    const size = 64;
+    const init = Float32Array.from({ length: size }, (_, i) => (1 + (i % 7)) * 1e-15);
+    const grad = () => Float32Array.from({ length: size }, (_, i) => ((i % 5) - 2) * 1e25 + 3e24);
+    const cpu = init.slice();
+    const core = new AccSGD([cpu], { lr: 1e-40 });
+    const v = tf.variable(tf.tensor1d(init), true, 'webgpu-kernel-test/subnormal');
+    const opt = accsgd({ lr: 1e-40, nonFinite: 'allow' });
+    for (let t = 0; t < 3; t++) {
+      const g = grad();
+      core.step([g]);
+      const gt = tf.tensor1d(g);
+      opt.applyGradients({ [v.name]: gt });
+      gt.dispose();
+    }
+    const gpu = Float32Array.from((await v.data()) as Float32Array);
+    expect(relativeError(cpu, init)).toBeGreaterThan(0.1); // the gradient term moved them
+    expect(relativeError(gpu, cpu)).toBeLessThanOrEqual(accuracyBound('float32', 3));
+    v.dispose();
+    opt.dispose();
   }, 120_000);
 
   it('runs the scalar programs when the size is not a multiple of 4, with the same numbers', async () => {

@@ -71,6 +71,21 @@ function guarded(guard: boolean, updated: string, old: string): string {
   return `select(${updated}, ${old}, guard[uniforms.guardSlot] != ${ALL_FINITE})`;
 }
 
+/*
+ * Each multiplier comes with a scale: 1, or 2^-64 for a multiplier that is subnormal in float32
+ * (lr = 1e-40 gives two), which is then passed times 2^64. WGSL lets a device flush subnormal
+ * values to zero (SwiftShader does), which would drop that term; (c 2^64 x) 2^-64 keeps it and
+ * equals c x exactly wherever the product is representable, as it is in core's float32 step.
+ */
+const SUBNORMAL_SCALE = 2 ** 64;
+const FLOAT32_MIN_NORMAL = 2 ** -126;
+
+/** A coefficient's float32 value as [multiplier, scale] uniforms that survive flush-to-zero. */
+function scaledMultiplier(c: number): [number, number] {
+  const f = Math.fround(c);
+  return f !== 0 && Math.abs(f) < FLOAT32_MIN_NORMAL ? [f * SUBNORMAL_SCALE, 1 / SUBNORMAL_SCALE] : [f, 1];
+}
+
 /** buffer' = bufFromBuf * buffer + bufFromParam * param + bufFromGrad * grad */
 function bufferShader(components: 1 | 4, guard: boolean): () => string {
   const t = typeOf(components);
@@ -79,7 +94,7 @@ function bufferShader(components: 1 | 4, guard: boolean): () => string {
       if (index >= uniforms.size) {
         return;
       }
-      let b : ${t} = uniforms.bufFromBuf * buffer[index] + uniforms.bufFromParam * param[index] + uniforms.bufFromGrad * grad[index];
+      let b : ${t} = uniforms.bufFromBuf * buffer[index] * uniforms.bufFromBufScale + uniforms.bufFromParam * param[index] * uniforms.bufFromParamScale + uniforms.bufFromGrad * grad[index] * uniforms.bufFromGradScale;
       setOutputAtIndex(index, ${guarded(guard, 'b', 'buffer[index]')});
     }
   `;
@@ -93,7 +108,7 @@ function paramShader(components: 1 | 4, guard: boolean): () => string {
       if (index >= uniforms.size) {
         return;
       }
-      let p : ${t} = uniforms.paramFromParam * param[index] + uniforms.paramFromGrad * grad[index] + uniforms.paramFromBuf * newBuffer[index];
+      let p : ${t} = uniforms.paramFromParam * param[index] * uniforms.paramFromParamScale + uniforms.paramFromGrad * grad[index] * uniforms.paramFromGradScale + uniforms.paramFromBuf * newBuffer[index] * uniforms.paramFromBufScale;
       setOutputAtIndex(index, ${guarded(guard, 'p', 'param[index]')});
     }
   `;
@@ -126,6 +141,19 @@ function program(
   };
 }
 
+/** Three multipliers, then their three scales (see scaledMultiplier), then the guard's slot if any. */
+function uniformsOf(
+  multipliers: [number, number, number],
+  guard: { type: 'int32'; data: number[] }[],
+): { type: 'float32' | 'int32'; data: number[] }[] {
+  const scaled = multipliers.map(scaledMultiplier);
+  return [
+    ...scaled.map(([m]) => ({ type: 'float32' as const, data: [m] })),
+    ...scaled.map(([, scale]) => ({ type: 'float32' as const, data: [scale] })),
+    ...guard,
+  ];
+}
+
 /** webgpu: buffer' then param' (from buffer'), coefficients as f32 uniforms. */
 export const webgpuUpdateKernel: KernelConfig = {
   kernelName: ACCSGD_UPDATE,
@@ -146,17 +174,12 @@ export const webgpuUpdateKernel: KernelConfig = {
         guard !== null,
         'accsgdBuffer',
         ['param', 'grad', 'buffer'],
-        'bufFromBuf : f32, bufFromParam : f32, bufFromGrad : f32,',
+        'bufFromBuf : f32, bufFromParam : f32, bufFromGrad : f32, bufFromBufScale : f32, bufFromParamScale : f32, bufFromGradScale : f32,',
         bufferShader(components, guard !== null),
       ),
       [flat(param), flat(grad), flat(buffer), ...guardInputs],
       'float32',
-      [
-        { type: 'float32', data: [bb!] },
-        { type: 'float32', data: [bp!] },
-        { type: 'float32', data: [bg!] },
-        ...guardUniforms,
-      ],
+      uniformsOf([bb!, bp!, bg!], guardUniforms),
     );
     const newParam = backend.runWebGPUProgram(
       program(
@@ -165,17 +188,12 @@ export const webgpuUpdateKernel: KernelConfig = {
         guard !== null,
         'accsgdParam',
         ['param', 'grad', 'newBuffer'],
-        'paramFromParam : f32, paramFromGrad : f32, paramFromBuf : f32,',
+        'paramFromParam : f32, paramFromGrad : f32, paramFromBuf : f32, paramFromParamScale : f32, paramFromGradScale : f32, paramFromBufScale : f32,',
         paramShader(components, guard !== null),
       ),
       [flat(param), flat(grad), newBuffer, ...guardInputs],
       'float32',
-      [
-        { type: 'float32', data: [pp!] },
-        { type: 'float32', data: [pg!] },
-        { type: 'float32', data: [pb!] },
-        ...guardUniforms,
-      ],
+      uniformsOf([pp!, pg!, pb!], guardUniforms),
     );
     const shape = [...param.shape];
     return [
