@@ -59,6 +59,27 @@ suite('OnnxTrainer on onnxruntime-node webgpu', () => {
     expect(worst.params).toBeLessThan(1e-4);
   });
 
+  it('trains a fixed-batch export at batchSize 8 with parameter groups, then a partial batch of 5 on the same GPU tensors, and matches cpu', async () => {
+    const [IN, H, C] = [4, 8, 3];
+    const batches = [8, 8, 5].map((rows, t) => {
+      const labels = new Float32Array(rows * C);
+      for (let r = 0; r < rows; r++) labels[r * C + ((r + t) % C)] = 1;
+      return { batch: { x: Float32Array.from(random(rows * IN, 60 + t, 2)) }, labels };
+    });
+    const worst = await gpuAgainstCpu(
+      mlpModel({ batch: 1, inF: IN, hidden: H, classes: C, seed: 4 }),
+      {
+        loss: 'softmax-cross-entropy',
+        batchSize: 8,
+        hyperparams: { lr: (step) => 0.05 / (1 + step), weightDecay: 1e-3 },
+        groups: [{ params: 'b*', weightDecay: 0 }],
+      },
+      batches,
+    );
+    expect(worst.loss).toBeLessThan(1e-4);
+    expect(worst.params).toBeLessThan(1e-4);
+  });
+
   it('runs every node of the BERT-shaped encoder train step on the GPU (int64 ids and mask, Gather and its ScatterND-add gradient, LayerNormalization, Erf, Slice/Pad, Concat, Where, Pow, ...) and matches cpu', async () => {
     const [B, L] = [8, 6];
     const batches = Array.from({ length: 5 }, (_, t) => {
