@@ -247,8 +247,11 @@ interface TorchRun {
 describe.skipIf(!torch.available)(
   `From device to cluster and back (${torch.available ? `${torch.python}, torch ${torch.version}` : 'no torch'}; gloo, 2 processes)`,
   () => {
-    const dir = mkdtempSync(join(tmpdir(), 'accsgd-cluster-'));
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    // Made in beforeAll, so that a skipped suite leaves no directory behind.
+    let dir = '';
+    afterAll(() => {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
     const file = (name: string) => join(dir, name);
     const runs: Record<string, { out: TorchRun; snapshot: Snapshot; state: string; weights: string }> = {};
     let truthAtMove: Snapshot; // float64, after N + M steps
@@ -260,6 +263,7 @@ describe.skipIf(!torch.available)(
     let exported: Snapshot;
 
     beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'accsgd-cluster-'));
       const init = Object.fromEntries(NAMES.map((n, k) => [n, values(size(n), 1 + k, 0.5)]));
       // 1. N steps in JavaScript; export the weights (state_dict names) and the optimizer state.
       const device = jsRun(Object.fromEntries(NAMES.map((n) => [n, Float32Array.from(init[n]!)])));
