@@ -21,8 +21,9 @@ Beyond the reference it counts, per group, the steps in which at least one membe
 (``group["step"]``), which the state file carries.
 
 ``AccSGD(..., foreach=True)`` takes the multi-tensor path instead: per group (and per device and
-dtype; on the CPU with one thread, per cache-sized block), six ``torch._foreach_*`` operations over all the group's
-tensors at once, in the fused form of SPEC.md section 2.1 (multipliers formed in float64, each rounded once to the tensors' dtype)::
+dtype; on the CPU with one thread, per cache-sized block), six ``torch._foreach_*`` operations
+over all the group's tensors at once, in the fused form of SPEC.md section 2.1 (multipliers formed
+in float64, each rounded once to the tensors' dtype)::
 
     buf = alpha * buf + beta * (1 - large_lr * weight_decay) * p - beta * large_lr * g
     p   = zeta * (1 - lr * weight_decay) * p - zeta * lr * g + (1 - zeta) * buf
