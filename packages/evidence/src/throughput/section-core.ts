@@ -9,7 +9,9 @@ export const THREADS = 2;
 
 /**
  * @accsgd/core's AccSGD on ordinary Float32Arrays and in a ParameterArena, nonFinite 'error' (the
- * default) and 'allow', beside the floor pass over the same element count, interleaved in one process.
+ * default) and 'allow', on one thread and with `threads: THREADS` (a shared arena; ordinary arrays
+ * streamed through the optimizer's own shared memory), beside the floor pass over the same element
+ * count, interleaved in one process.
  */
 export async function runCore(repeats: number): Promise<SectionResult> {
   const rows: Row[] = [];
@@ -21,19 +23,25 @@ export async function runCore(repeats: number): Promise<SectionResult> {
     const plain = {
       error: new AccSGD(params, { lr: LR }, { nonFinite: 'error' }),
       allow: new AccSGD(params, { lr: LR }, { nonFinite: 'allow' }),
+      threadsError: new AccSGD(params, { lr: LR }, { nonFinite: 'error', threads: THREADS }),
+      threadsAllow: new AccSGD(params, { lr: LR }, { nonFinite: 'allow', threads: THREADS }),
     };
+    await Promise.all(Object.values(plain).map((o) => o.threadsReady()));
     const ms = await timeInterleaved(
       {
         floor: floor.run,
         error: () => plain.error.step(grads),
         allow: () => plain.allow.step(grads),
+        threadsError: () => plain.threadsError.step(grads),
+        threadsAllow: () => plain.threadsAllow.step(grads),
       },
       repeats,
     );
+    for (const o of Object.values(plain)) o.dispose();
     const add = (variant: string, stepMs: number, floorMs: number) =>
       rows.push({
         framework: '@accsgd/core',
-        backend: variant.startsWith('arena') ? 'ParameterArena (wasm SIMD)' : 'Float32Array',
+        backend: `${variant.startsWith('arena') ? 'ParameterArena (wasm SIMD)' : 'Float32Array'}${variant.includes('threads') ? `, ${THREADS} threads` : ''}`,
         layout: layout.label,
         variant,
         ms: stepMs,
@@ -43,9 +51,18 @@ export async function runCore(repeats: number): Promise<SectionResult> {
       });
     add("AccSGD, nonFinite 'error' (default)", ms.error, ms.floor);
     add("AccSGD, nonFinite 'allow'", ms.allow, ms.floor);
+    add(`${THREADS} threads: AccSGD, nonFinite 'error' (default)`, ms.threadsError, ms.floor);
+    add(`${THREADS} threads: AccSGD, nonFinite 'allow'`, ms.threadsAllow, ms.floor);
     // One arena per policy: parameters, gradients and (allocated by the optimizer) buffers.
-    const arenas = (['error', 'allow'] as const).map((nonFinite) => {
-      const arena = new ParameterArena(3 * tensors * size + 16 * tensors);
+    const arenas = (
+      [
+        ['error', 1],
+        ['allow', 1],
+        ['error', THREADS],
+        ['allow', THREADS],
+      ] as const
+    ).map(([nonFinite, threads]) => {
+      const arena = new ParameterArena(3 * tensors * size + 16 * tensors, { shared: threads > 1 });
       const p = Array.from({ length: tensors }, (_, t) => {
         const a = arena.float32(size);
         a.set(filled(size, t));
@@ -56,8 +73,9 @@ export async function runCore(repeats: number): Promise<SectionResult> {
         a.set(filled(size, t + 0.5, 1e-3));
         return a;
       });
-      return { opt: new AccSGD(p, { lr: LR }, { nonFinite, arena }), g };
+      return { opt: new AccSGD(p, { lr: LR }, { nonFinite, arena, threads }), g };
     });
+    await Promise.all(arenas.map((a) => a.opt.threadsReady()));
     // The floor over THREADS threads: the best a multi-threaded arena path could reach here.
     const threaded = await threadedFloorBench(tensors, size, THREADS);
     const arenaMs = await timeInterleaved(
@@ -65,13 +83,22 @@ export async function runCore(repeats: number): Promise<SectionResult> {
         floor: floor.run,
         error: () => arenas[0]!.opt.step(arenas[0]!.g),
         allow: () => arenas[1]!.opt.step(arenas[1]!.g),
+        threadsError: () => arenas[2]!.opt.step(arenas[2]!.g),
+        threadsAllow: () => arenas[3]!.opt.step(arenas[3]!.g),
         threaded: threaded.run,
       },
       repeats,
     );
     await threaded.close();
+    for (const a of arenas) a.opt.dispose();
     add("arena: AccSGD, nonFinite 'error' (default)", arenaMs.error, arenaMs.floor);
     add("arena: AccSGD, nonFinite 'allow'", arenaMs.allow, arenaMs.floor);
+    add(
+      `arena, ${THREADS} threads: AccSGD, nonFinite 'error' (default)`,
+      arenaMs.threadsError,
+      arenaMs.floor,
+    );
+    add(`arena, ${THREADS} threads: AccSGD, nonFinite 'allow'`, arenaMs.threadsAllow, arenaMs.floor);
     rows.push({
       framework: 'physical floor',
       backend: `wasm SIMD, ${THREADS} threads`,
@@ -81,7 +108,7 @@ export async function runCore(repeats: number): Promise<SectionResult> {
       baseline: FLOOR,
       baselineMs: arenaMs.floor,
       ratio: arenaMs.threaded / arenaMs.floor,
-      note: `the fastest a ${THREADS}-thread arena path could be on this machine; no such path exists in @accsgd/core`,
+      note: `the fastest a ${THREADS}-thread arena step could be on this machine (AccSGD's threads option is the arena rows with ${THREADS} threads)`,
     });
   }
   return { section: 'core', rows };
