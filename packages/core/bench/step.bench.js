@@ -70,6 +70,27 @@ for (const nonFinite of ['error', 'allow']) {
   );
 }
 
+// The same steps with `threads: THREADS` (a shared arena; ordinary arrays streamed through the
+// optimizer's own shared memory). Printed beside the one-thread floor, outside the target.
+const THREADS = Number(process.env.ACCSGD_BENCH_THREADS ?? 2);
+for (const inArena of [true, false]) {
+  for (const nonFinite of ['error', 'allow']) {
+    const arena = inArena ? new ParameterArena(3 * N, { shared: true }) : undefined;
+    const p = arena ? arena.float32(N) : new Float32Array(N);
+    p.set(filled(N, 1));
+    const g = arena ? arena.float32(N) : new Float32Array(N);
+    g.set(filled(N, 1.5).map((x) => x * 1e-3));
+    const opt = new AccSGD([p], { lr: 1e-3 }, { nonFinite, arena, threads: THREADS });
+    await opt.threadsReady();
+    opt.step([g]);
+    row(
+      `threads: ${opt.threads}, 1 tensor ${inArena ? 'in a shared ParameterArena' : 'of Float32Array'}, nonFinite '${nonFinite}'`,
+      time(() => opt.step([g])),
+    );
+    opt.dispose();
+  }
+}
+
 // Just the fused kernel, and the reference's seven passes, for scale.
 {
   const p = filled(N, 2);
