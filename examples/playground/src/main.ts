@@ -280,7 +280,13 @@ function checkRequest(request: TrainRequest): void {
 async function trainOne(request: TrainRequest) {
   checkRequest(request);
   await checkBackend(request.backend);
-  ui.task.value = request.task;
+  // Show what the API trains: the task's controls (with its default learning rates) and the backend.
+  if (ui.task.value !== request.task) {
+    ui.task.value = request.task;
+    buildOptimizerControls(request.task);
+    renderSettingsAdvice();
+  }
+  ui.backend.value = request.backend;
   await resetRunsFor(request.task);
   setBusy(true);
   try {
