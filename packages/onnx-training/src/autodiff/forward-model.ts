@@ -44,6 +44,9 @@ export const NON_DIFFERENTIABLE_OPS: readonly string[] = [
   'Shape',
 ];
 
+/** Domains whose ops ONNX Runtime runs without a custom-op library (a forward-only node may use them). */
+const ORT_DOMAINS: readonly string[] = ['', 'ai.onnx', 'ai.onnx.ml', 'com.microsoft'];
+
 /** Ops written into the train step as another op: Dropout in inference mode is an Identity. */
 export const REWRITTEN_OPS: readonly string[] = ['Dropout'];
 
@@ -384,6 +387,18 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
     if (opaque.has(i)) throw opaqueProblem(node, i);
     if (!NON_DIFFERENTIABLE_OPS.includes(node.opType)) for (const o of node.output) fromParams.add(o);
   });
+  // A forward-only node must still be one ONNX Runtime can run: a custom domain has no kernels
+  // unless a custom-op library is registered, which the train step's session does not do.
+  for (const i of opaque) {
+    const node = g.node[i]!;
+    if (!ORT_DOMAINS.includes(node.domain))
+      throw new AccSGDConfigError(
+        describeNode(node, i),
+        `${node.domain}.${node.opType}`,
+        `an op of a domain ONNX Runtime runs (${ORT_DOMAINS.filter((d) => d !== '').join(', ')})`,
+        `uses op ${node.opType} of domain "${node.domain}", which ONNX Runtime cannot run without a custom-op library; choose an output before it, and it is left out`,
+      );
+  }
 
   const taken = new Set<string>();
   for (const node of g.node) for (const n of [...node.input, ...node.output, node.name]) taken.add(n);

@@ -13,6 +13,7 @@ import {
   GraphProtoSchema,
   ModelProtoSchema,
   NodeProtoSchema,
+  OperatorSetIdProtoSchema,
   TensorProto_DataType,
 } from 'onnx-buf';
 import * as ortNode from 'onnxruntime-node';
@@ -21,7 +22,7 @@ import { buildGradientModel } from '../autodiff/gradient.js';
 import { tensorInfo } from '../graphs/onnx-proto.js';
 import { OnnxAccSGD } from '../onnx-optimizer.js';
 import type { OrtModule } from '../runtime.js';
-import { forwardModel, random } from '../test-support/forward-models.js';
+import { type ForwardSpec, forwardModel, random } from '../test-support/forward-models.js';
 import { OnnxTrainer, type OnnxTrainerOptions } from './onnx-trainer.js';
 
 const ort: OrtModule = ortNode;
@@ -585,6 +586,51 @@ describe('differentiating only what needs it', () => {
     expect(e).toBeInstanceOf(AccSGDConfigError);
     expect((e as AccSGDConfigError).field).toBe('graph.node[4] "verifier" (If)');
     expect((e as Error).message).toMatch(/uses op If, which has no backward rule/);
+  });
+
+  it('leaves out a custom-domain op past the output, and refuses one that would have to run, naming it', async () => {
+    const spec: Omit<ForwardSpec, 'nodes'> = {
+      inputs: { x: [2, 3] },
+      params: { W: [[3, 2], random(6, 7)] },
+      outputs: { post: [2, 2] },
+      domain: 'com.example',
+    };
+    const past = forwardModel({
+      ...spec,
+      nodes: [
+        ['MatMul', ['x', 'W'], ['h']],
+        ['Postprocess', ['h'], ['post']],
+      ],
+    });
+    const trainer = await OnnxTrainer.create(past, { loss: 'mse', output: 'h', hyperparams, ort });
+    expect(Number.isFinite(await trainer.step({ x: new Float32Array(6).fill(1) }, new Float32Array(4)))).toBe(
+      true,
+    );
+    await trainer.dispose();
+    // x -> Preprocess (com.example) -> xs -> MatMul W -> y: no gradient flows into Preprocess, but
+    // it must run, and ONNX Runtime has no kernel for it.
+    const before = fromBinary(
+      ModelProtoSchema,
+      forwardModel({
+        ...spec,
+        domain: undefined,
+        outputs: { y: [2, 2] },
+        nodes: [
+          ['Preprocess', ['x'], ['xs']],
+          ['MatMul', ['xs', 'W'], ['y']],
+        ],
+      }),
+    );
+    before.graph!.node[0]!.domain = 'com.example';
+    before.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: 'com.example', version: 1n }));
+    const e = await OnnxTrainer.create(toBinary(ModelProtoSchema, before), {
+      loss: 'mse',
+      hyperparams,
+      ort,
+    }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(AccSGDConfigError);
+    expect((e as AccSGDConfigError).field).toBe('graph.node[0] "node0_Preprocess" (com.example.Preprocess)');
+    expect((e as Error).message).toMatch(/ONNX Runtime cannot run without a custom-op library/);
   });
 
   it('runs forward only an op without a rule that reads only inputs and frozen values: an If on the input side', async () => {
