@@ -1,3 +1,9 @@
+export {
+  fromMomentum,
+  MOMENTUM_STEP_RATIO,
+  type MomentumSetting,
+  type MomentumStartingPoint,
+} from './advice.js';
 export { ParameterArena } from './arena.js';
 export { closedLoopBound, closedLoopError, leastSquaresGradient } from './closed-loop.js';
 export {
