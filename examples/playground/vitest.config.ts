@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // generous timeouts (SwiftShader runs shaders on two loaded CPU cores).
 export default defineConfig({
   test: {
-    include: ['e2e/**/*.test.ts', 'scripts/**/*.test.ts'],
+    include: ['src/**/*.test.ts', 'e2e/**/*.test.ts'],
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 300_000,

@@ -251,6 +251,41 @@ describe('the playground page', () => {
     await h.page.locator('#train-panel').screenshot({ path: join(OUTPUT, 'page.png') });
   });
 
+  it("replays the paper's linear-regression result: AccSGD needs the fewest iterations at every kappa", async () => {
+    await h.page.fill('#paper-kappa', '2.5');
+    await h.page.click('#paper-run');
+    await h.page.waitForFunction(
+      () =>
+        !(document.getElementById('paper-run') as HTMLButtonElement).disabled &&
+        document.querySelectorAll('#paper-table tbody tr').length === 5,
+    );
+    const rows = await h.page.$$eval('#paper-table tbody tr', (trs) =>
+      trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => Number(td.textContent))),
+    );
+    // kappa 16..256; columns SGD, heavy ball, Nesterov, AccSGD (iterations at each one's best setting).
+    expect(rows.map((r) => r[0])).toEqual([16, 32, 64, 128, 256]);
+    for (const [kappa, sgd, hb, nag, acc] of rows) {
+      expect(acc, `kappa ${kappa}`).toBeLessThan(Math.min(sgd!, hb!, nag!));
+      expect(sgd, `kappa ${kappa}`).toBeGreaterThan(kappa! * 4); // SGD grows like kappa
+    }
+    await h.page.waitForSelector('#paper-chart canvas');
+  });
+
+  it('measures AccSGD beside momentum per backend, as ratios', async () => {
+    const rows = await h.page.evaluate(() => window.accsgdPlayground.throughput(['tfjs-cpu', 'tfjs-wasm']));
+    expect(rows.map((r) => r.backend)).toEqual(['tfjs-wasm', 'tfjs-cpu']); // in the page's order
+    for (const r of rows) {
+      expect(r.accsgd).toBeGreaterThan(0);
+      expect(r.momentum).toBeGreaterThan(0);
+    }
+    const cells = await h.page.$$eval('#throughput tbody tr', (trs) => trs.map((tr) => tr.textContent));
+    expect(cells).toHaveLength(2);
+    for (const text of cells) expect(text).toMatch(/\d\.\d\dx$/);
+    console.info(
+      `[playground e2e] throughput (steps/s, AccSGD vs momentum): ${rows.map((r) => `${r.backend} ${r.accsgd.toFixed(1)} vs ${r.momentum?.toFixed(1)}`).join(', ')}`,
+    );
+  });
+
   it('logged no console error, failed no request and asked nothing of any other origin', async () => {
     await writeFile(join(OUTPUT, 'problems.txt'), h.problems.join('\n'));
     expect(h.problems).toEqual([]);

@@ -62,11 +62,7 @@ const ui = {
 const lossChart = new CurveChart($('loss-chart'), 'Training loss (log scale)', 'loss', true);
 const accuracyChart = new CurveChart($('accuracy-chart'), 'Test accuracy', 'accuracy');
 
-let backendInfo: BackendInfo[] = [];
-const backendsReady = detectBackends().then((list) => {
-  backendInfo = list;
-  return list;
-});
+const backendsReady = detectBackends();
 /** Runs of the current task, by label; the last one trained is `current`. */
 const runs = new Map<string, Run>();
 let runsTask: TaskName | undefined;
@@ -509,18 +505,24 @@ ui.conformanceAll.addEventListener('click', () =>
       await exclusive(() => conformance(option.value as AdapterName));
   }),
 );
-ui.throughputRun.addEventListener('click', () =>
-  report(ui.status, () =>
-    exclusive(async () => {
-      setBusy(true);
-      try {
-        await measureThroughput(backendInfo, ui.throughput, (text) => setStatus(ui.status, text));
-      } finally {
-        setBusy(false);
-      }
-    }),
-  ),
-);
+/** Throughput of the given backends (default: all), as the "Measure" button runs it. */
+async function throughput(only?: BackendName[]) {
+  const list = await backendsReady;
+  const unknown = only?.find((name) => !BACKEND_NAMES.includes(name));
+  if (unknown !== undefined)
+    throw new Error(`unknown backend "${unknown}"; the backends are ${BACKEND_NAMES.join(', ')}`);
+  setBusy(true);
+  try {
+    return await measureThroughput(
+      only ? list.filter((b) => only.includes(b.name)) : list,
+      ui.throughput,
+      (text) => setStatus(ui.status, text),
+    );
+  } finally {
+    setBusy(false);
+  }
+}
+ui.throughputRun.addEventListener('click', () => report(ui.status, () => exclusive(() => throughput())));
 window.addEventListener('resize', () => {
   lossChart.resize();
   accuracyChart.resize();
@@ -546,6 +548,8 @@ const api = {
   import: (bytes: Uint8Array) => exclusive(() => importCheckpoint(bytes)),
   continue: (steps: number) => exclusive(() => continueCurrent(steps)),
   lastSaved: () => lastSaved,
+  /** Steps per second of AccSGD and of tfjs's momentum per backend (the throughput panel). */
+  throughput: (backends?: BackendName[]) => exclusive(() => throughput(backends)),
   currentRun: () => (current ? { label: current.label, step: current.step, backend: current.backend } : null),
 };
 declare global {
