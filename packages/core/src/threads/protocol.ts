@@ -30,8 +30,6 @@ export const Slot = {
   Kind: 4,
   /** Set to 1 by a scan that found a NaN or infinity. */
   NonFinite: 5,
-  /** Workers that have started and wait for jobs. */
-  Online: 6,
   /** Chunks finished by workers (not the caller), over all jobs: how tests see that workers worked. */
   WorkerChunks: 7,
   /** Index of the memory (and kernel) the job runs on. */

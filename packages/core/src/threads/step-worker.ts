@@ -19,7 +19,6 @@ function serve(init: StepWorkerInit, announce: () => void): void {
   const views = controlViews(init.control, init.maxPieces, init.maxChunks, init.slots);
   const { control } = views;
   let seen = Atomics.load(control, Slot.Generation);
-  Atomics.add(control, Slot.Online, 1);
   announce();
   for (;;) {
     Atomics.wait(control, Slot.Generation, seen);
