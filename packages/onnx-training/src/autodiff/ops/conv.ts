@@ -1,10 +1,44 @@
 import { AccSGDConfigError } from '@accsgd/core';
-import { describeNode, type ShapeContext } from '../graph.js';
+import { describeNode, type ShapeContext, size } from '../graph.js';
 import { attribute, intAttribute, intsAttribute, stringAttribute } from '../proto.js';
 import type { RuleContext } from '../rules.js';
 import { hint, x } from './helpers.js';
 import type { OpFamily } from './op.js';
 import { checkedWindow, scatterBack, type Window, windowOf, writeExplicit } from './window.js';
+
+/**
+ * A Conv the backward pass writes, its pads applied first as zero blocks joined on with Concat:
+ * ORT 1.30's WebGPU Conv computes wrong values when a kernel spans the whole input with a zero
+ * begin pad and a non-zero end pad (the weight gradient's Conv under auto_pad SAME_UPPER; measured
+ * off by 4.4 against the CPU EP), and ORT fuses a Pad node back into the Conv's pads.
+ */
+function generatedConv(
+  c: RuleContext,
+  input: string,
+  filters: string,
+  name: string,
+  attrs: { kernel_shape: number[]; strides: number[]; dilations: number[]; pads: number[]; group: number },
+): string {
+  const g = c.g;
+  const r = attrs.pads.length / 2;
+  let padded = input;
+  for (let i = 0; i < r; i++) {
+    const [before, after] = [attrs.pads[i]!, attrs.pads[i + r]!];
+    if (before === 0 && after === 0) continue;
+    const shape = g.shape(padded);
+    const zeros = (n: number) => {
+      const block = shape.map((d, a) => (a === i + 2 ? n : d));
+      return g.floatConstant(new Array<number>(size(block)).fill(0), block);
+    };
+    padded = g.op(
+      'Concat',
+      [...(before > 0 ? [zeros(before)] : []), padded, ...(after > 0 ? [zeros(after)] : [])],
+      name,
+      { axis: i + 2 },
+    );
+  }
+  return g.op('Conv', [padded, filters], name, { ...attrs, pads: attrs.pads.map(() => 0) });
+}
 
 /** Conv's shapes: X [N, C, ...spatial], W [M, C/group, ...kernel], B [M]; the window resolved. */
 function convShapes(c: ShapeContext) {
@@ -49,7 +83,7 @@ function weightGrad(c: RuleContext, xs: number[], ws: number[], group: number, w
   const input = g.reshape(asBatch, [perGroup, group * n, ...spatial], h);
   const filters = g.op('Transpose', [c.dy], h, { perm: [1, 0, ...spatial.map((_, i) => i + 2)] });
   const out = g.shape(c.dy).slice(2);
-  const corr = g.op('Conv', [input, filters], h, {
+  const corr = generatedConv(c, input, filters, h, {
     kernel_shape: out,
     strides: w.dilations,
     dilations: w.strides,
@@ -103,7 +137,7 @@ function convTransposeGrads(c: RuleContext): (string | undefined)[] {
   const spatialAxes = xs.slice(2).map((_, i) => i + 2);
   const out: (string | undefined)[] = [];
   if (c.needs(0))
-    out[0] = g.op('Conv', [c.dy, x(c, 1)], hint(c, 0), {
+    out[0] = generatedConv(c, c.dy, x(c, 1), hint(c, 0), {
       kernel_shape: ws.slice(2),
       strides,
       dilations,
@@ -118,7 +152,7 @@ function convTransposeGrads(c: RuleContext): (string | undefined)[] {
     const asBatch = g.op('Transpose', [grouped], h, { perm: [2, 1, 0, ...spatialAxes.map((a) => a + 1)] });
     const input = g.reshape(asBatch, [m / group, group * n, ...ys.slice(2)], h);
     const filters = g.op('Transpose', [x(c, 0)], h, { perm: [1, 0, ...spatialAxes] });
-    const corr = g.op('Conv', [input, filters], h, {
+    const corr = generatedConv(c, input, filters, h, {
       kernel_shape: xs.slice(2),
       strides: dilations,
       dilations: strides,
@@ -149,6 +183,30 @@ function convTransposeGrads(c: RuleContext): (string | undefined)[] {
   return out;
 }
 
+/**
+ * Conv's input gradient: ConvTranspose(dY, W) cut to X (window.ts scatterBack). With groups of
+ * more than one filter, one ungrouped ConvTranspose per group, joined with Concat: ORT 1.30's
+ * WebGPU ConvTranspose computes wrong values for groups of 2 or 4 input channels (measured off by
+ * 1.6 against the CPU EP). Depthwise convolutions (one filter per group) keep the grouped op.
+ */
+function inputGrad(c: RuleContext, ws: number[], group: number, w: Window, spatial: number[]): string {
+  const g = c.g;
+  const h = hint(c, 0);
+  const perGroup = ws[0]! / group;
+  if (group === 1 || perGroup === 1) return scatterBack(g, c.dy, x(c, 1), group, w, spatial, h);
+  const parts = Array.from({ length: group }, (_, j) => {
+    const bounds = (axis: number) => [
+      g.int64Constant([j * perGroup]),
+      g.int64Constant([(j + 1) * perGroup]),
+      g.int64Constant([axis]),
+    ];
+    const dy = g.op('Slice', [c.dy, ...bounds(1)], h);
+    const filters = g.op('Slice', [x(c, 1), ...bounds(0)], h);
+    return scatterBack(g, dy, filters, 1, w, spatial, h);
+  });
+  return g.op('Concat', parts, h, { axis: 1 });
+}
+
 export const CONV_OPS: OpFamily = {
   /**
    * Y = X (*) W + B over 1, 2 or 3 spatial axes, with group (depthwise included), strides, pads,
@@ -168,7 +226,7 @@ export const CONV_OPS: OpFamily = {
       // The node's attributes were written explicitly at inference (writeExplicit).
       const w = checkedWindow(c.node, xs.slice(2), ws.slice(2));
       return [
-        c.needs(0) ? scatterBack(c.g, c.dy, x(c, 1), group, w, xs.slice(2), hint(c, 0)) : undefined,
+        c.needs(0) ? inputGrad(c, ws, group, w, xs.slice(2)) : undefined,
         c.needs(1) ? weightGrad(c, xs, ws, group, w) : undefined,
         c.node.input[2] && c.needs(2)
           ? c.g.reduce('ReduceSum', c.dy, [0, ...xs.slice(2).map((_, i) => i + 2)], false, hint(c, 2))

@@ -28,12 +28,34 @@ function offsets(kernel: readonly number[]): number[][] {
   return all;
 }
 
-/** A depthwise kernel [C * K, 1, ...kernel] where channel c * K + q is one-hot at offset q. */
-function oneHotKernels(g: GraphBuilder, channels: number, kernel: readonly number[]): string {
+/** Kernels [K, 1, ...kernel] where kernel q is one-hot at offset q. */
+function oneHotKernels(g: GraphBuilder, kernel: readonly number[]): string {
   const k = size(kernel);
-  const values = new Array<number>(channels * k * k).fill(0);
-  for (let ch = 0; ch < channels; ch++) for (let q = 0; q < k; q++) values[(ch * k + q) * k + q] = 1;
-  return g.floatConstant(values, [channels * k, 1, ...kernel]);
+  const values = new Array<number>(k * k).fill(0);
+  for (let q = 0; q < k; q++) values[q * k + q] = 1;
+  return g.floatConstant(values, [k, 1, ...kernel]);
+}
+
+/**
+ * Sends per-window values back to the input positions: t [N, C, K, ...out] with the channels
+ * folded into the batch ([N * C, K, ...out]) through one ungrouped ConvTranspose with `kernels`
+ * [K, 1, ...kernel] (window.ts scatterBack), then [N, C, ...in]. Ungrouped because ORT 1.30's
+ * WebGPU ConvTranspose computes wrong values for groups of 2 or 4 input channels (measured off by
+ * 1.6 against the CPU EP; 2x2 pooling has K = 4).
+ */
+function scatterWindows(
+  g: GraphBuilder,
+  t: string,
+  kernels: string,
+  xs: readonly number[],
+  w: Window,
+  name: string,
+): string {
+  const [n, channels] = [xs[0]!, xs[1]!];
+  const k = g.shape(kernels)[0]!;
+  const folded = g.reshape(t, [n * channels, k, ...w.out], name);
+  const back = scatterBack(g, folded, kernels, 1, w, xs.slice(2), name);
+  return g.reshape(back, [...xs], name);
 }
 
 const lowest = (g: GraphBuilder) =>
@@ -44,8 +66,8 @@ const lowest = (g: GraphBuilder) =>
  * order (as ONNX Runtime's and PyTorch's MaxPool pick their index). The input, padded with the
  * lowest float, is sliced once per kernel offset q (strided Slice: the q-th element of every
  * window); Equal with Y marks the max, a running "not yet taken" factor keeps only the first.
- * The K masked dY's, stacked as [N, C * K, ...], go back to their positions in one depthwise
- * ConvTranspose with one-hot kernels (window.ts scatterBack). Standard ops that ORT's WebGPU EP
+ * The K masked dY's, stacked as [N, C, K, ...], go back to their positions in one ConvTranspose
+ * with one-hot kernels (scatterWindows). Standard ops that ORT's WebGPU EP
  * runs (MaxPool's Indices output and int64 ScatterND indices would not).
  */
 function maxPoolGrad(c: RuleContext): string {
@@ -89,8 +111,7 @@ function maxPoolGrad(c: RuleContext): string {
   });
   const k = kernelOffsets.length;
   const stacked = k === 1 ? parts[0]! : g.op('Concat', parts, h, { axis: 2 });
-  const flat = g.reshape(stacked, [n, channels * k, ...w.out], h);
-  return scatterBack(g, flat, oneHotKernels(g, channels, w.kernel), channels, w, spatial, h);
+  return scatterWindows(g, stacked, oneHotKernels(g, w.kernel), xs, w, h);
 }
 
 /**
@@ -114,7 +135,7 @@ function divisors(w: Window, spatial: readonly number[], includePad: boolean): n
   return all;
 }
 
-/** AveragePool's gradient: dY / divisor spread uniformly over each window (scatterBack with ones). */
+/** AveragePool's gradient: dY / divisor spread uniformly over each window (scatterWindows with ones). */
 function averagePoolGrad(c: RuleContext): string {
   const g = c.g;
   const h = hint(c, 0);
@@ -132,13 +153,8 @@ function averagePoolGrad(c: RuleContext): string {
     ],
     h,
   );
-  const channels = xs[1]!;
-  const ones = g.floatConstant(new Array<number>(channels * size(w.kernel)).fill(1), [
-    channels,
-    1,
-    ...w.kernel,
-  ]);
-  return scatterBack(g, scaled, ones, channels, w, spatial, h);
+  const ones = g.floatConstant(new Array<number>(size(w.kernel)).fill(1), [1, 1, ...w.kernel]);
+  return scatterWindows(g, scaled, ones, xs, w, h);
 }
 
 const globalShape = (c: ShapeContext) => {
