@@ -53,7 +53,7 @@ describe('OnnxAccSGD options and parameters', () => {
     const opt = await OnnxAccSGD.create(
       [{ params: names.map((name) => ({ name, data: [1] })) }],
       { lr: 0.1 },
-      { ort: counting.ort },
+      { ort: counting.ort, updateGraph: true },
     );
     // 12 patterns of present parameters: each a new update session.
     for (let k = 0; k < 12; k++)
@@ -61,6 +61,7 @@ describe('OnnxAccSGD options and parameters', () => {
         [names[k % 9]!]: new Float32Array([k % 2 ? 1 : -1]),
         ...(k >= 9 ? { p0: new Float32Array([1]) } : {}),
       });
+    expect(counting.created()).toBe(12);
     expect(opt.cachedSessions).toBeLessThanOrEqual(8);
     await opt.dispose();
     expect(counting.released()).toBe(counting.created());

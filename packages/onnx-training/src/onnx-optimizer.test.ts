@@ -8,9 +8,11 @@ import type { ExecutionProvider, OrtModule } from './runtime.js';
 import { countingOrt, sameBits, seeded } from './test-support/counting-ort.js';
 
 const f = Math.fround;
-const RUNTIMES: [string, OrtModule, ExecutionProvider][] = [
-  ['onnxruntime-node cpu', ortNode, 'cpu'],
-  ['onnxruntime-web wasm', ortWeb, 'wasm'],
+/** [title, ORT, execution provider, updateGraph]: core's kernel on cpu and wasm, and the graph on cpu. */
+const RUNTIMES: [string, OrtModule, ExecutionProvider, boolean][] = [
+  ['onnxruntime-node cpu', ortNode, 'cpu', false],
+  ['onnxruntime-web wasm', ortWeb, 'wasm', false],
+  ['onnxruntime-node cpu, update graph', ortNode, 'cpu', true],
 ];
 
 /** Two groups: w (2x3) and b (3) in group 0, v (1,500 elements: core's wasm kernel path) in group 1. */
@@ -48,10 +50,12 @@ function coreTwin(weightDecay = 0) {
 
 const gradsAt = (t: number) => ({ w: seeded(6, 100 + t), b: seeded(3, 200 + t), v: seeded(1500, 300 + t) });
 
-for (const [title, ort, executionProvider] of RUNTIMES) {
+for (const [title, ort, executionProvider, updateGraph] of RUNTIMES) {
   describe(`OnnxAccSGD on ${title}`, () => {
     const create = (groups: readonly ParamGroupInput[], options = {}) =>
-      OnnxAccSGD.create(groups, { lr: 0.1 }, { ort, executionProvider, ...options });
+      OnnxAccSGD.create(groups, { lr: 0.1 }, { ort, executionProvider, updateGraph, ...options });
+    // Update sessions a graph run builds; core's kernel builds none.
+    const sessions = (graphSessions: number) => (updateGraph ? graphSessions : 0);
 
     it('first step: buf = (bufFromBuf + bufFromParam) p + bufFromGrad g, rounded as core rounds it', async () => {
       const opt = await create([{ lr: 0.1, params: [{ name: 'x', data: [1, -2] }] }]);
@@ -131,18 +135,18 @@ for (const [title, ort, executionProvider] of RUNTIMES) {
       const opt = await OnnxAccSGD.create(
         p.groups(p.init),
         { lr: 0.1 },
-        { ort: counting.ort, executionProvider },
+        { ort: counting.ort, executionProvider, updateGraph },
       );
       for (let t = 0; t < 8; t++) {
         opt.setLearningRate(0.1 / (t + 1));
         await opt.step(gradsAt(t));
       }
       // Step 1 (every buffer initialised) and steps 2..8 (every buffer continued): 2 graphs.
-      expect(counting.created()).toBe(2);
-      expect(counting.runs()).toBe(8);
-      expect(opt.cachedSessions).toBe(2);
+      expect(counting.created()).toBe(sessions(2));
+      expect(counting.runs()).toBe(sessions(8));
+      expect(opt.cachedSessions).toBe(sessions(2));
       await opt.dispose();
-      expect(counting.released()).toBe(2);
+      expect(counting.released()).toBe(sessions(2));
     });
 
     it('evicts the least recently used update session beyond maxCachedSessions and releases it', async () => {
@@ -151,16 +155,16 @@ for (const [title, ort, executionProvider] of RUNTIMES) {
       const opt = await OnnxAccSGD.create(
         p.groups(p.init),
         { lr: 0.1 },
-        { ort: counting.ort, executionProvider, maxCachedSessions: 1 },
+        { ort: counting.ort, executionProvider, updateGraph, maxCachedSessions: 1 },
       );
       await opt.step({ w: seeded(6, 1) });
       await opt.step({ b: seeded(3, 1) });
-      expect(counting.created()).toBe(2);
-      expect(opt.cachedSessions).toBe(1);
+      expect(counting.created()).toBe(sessions(2));
+      expect(opt.cachedSessions).toBe(sessions(1));
       await new Promise((r) => setTimeout(r, 0));
-      expect(counting.released()).toBe(1);
+      expect(counting.released()).toBe(sessions(1));
       await opt.dispose();
-      expect(counting.released()).toBe(2);
+      expect(counting.released()).toBe(sessions(2));
     });
 
     it('rejects bad gradients with AccSGDGradientError and changes nothing (a step is atomic)', async () => {
@@ -300,14 +304,14 @@ for (const [title, ort, executionProvider] of RUNTIMES) {
       const opt = await OnnxAccSGD.create(
         p.groups(p.init),
         { lr: 0.1 },
-        { ort: counting.ort, executionProvider },
+        { ort: counting.ort, executionProvider, updateGraph },
       );
       await opt.step(gradsAt(0));
       await opt.step({ w: seeded(6, 9) });
-      expect(counting.created()).toBe(2);
+      expect(counting.created()).toBe(sessions(2));
       await opt.dispose();
       await opt.dispose();
-      expect(counting.released()).toBe(2);
+      expect(counting.released()).toBe(sessions(2));
       await expect(opt.step(gradsAt(1))).rejects.toMatchObject({ name: 'AccSGDStateError' });
       expect(() => opt.paramTensor('w')).toThrow(expect.objectContaining({ name: 'AccSGDStateError' }));
     });

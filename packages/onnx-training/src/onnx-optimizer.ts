@@ -23,6 +23,7 @@ import {
   updateGraphNames,
 } from './graphs/update-graph.js';
 import { buildIdentityModel } from './graphs/utility-graphs.js';
+import { CpuParameterStore, type CpuStepWork } from './kernels/cpu-update.js';
 import {
   type ExecutionProvider,
   executionProvider,
@@ -63,6 +64,13 @@ export interface OnnxAccSGDOptions {
   /** Update sessions kept (one per pattern of present / first-step parameters); default 8. */
   maxCachedSessions?: number;
   /**
+   * Run the update as the ONNX graph on 'cpu' and 'wasm' too (default false). There, parameters and
+   * buffers are CPU memory that JavaScript reaches, and by default @accsgd/core's fused SIMD kernel
+   * updates them in place: one pass over memory instead of ORT's ten, no session to build. On
+   * 'webgpu' the graph always runs. Both give the same bits.
+   */
+  updateGraph?: boolean;
+  /**
    * Further ORT session options for every session, e.g. { intraOpNumThreads: 1 }. The execution
    * provider, output locations and strict placement are this class's and override these.
    */
@@ -77,6 +85,7 @@ const OPTION_KEYS = [
   'nonFinite',
   'strictPlacement',
   'maxCachedSessions',
+  'updateGraph',
   'sessionOptions',
 ] as const satisfies readonly (keyof OnnxAccSGDOptions)[];
 
@@ -112,6 +121,13 @@ export class OnnxAccSGD {
   /** Live tensors, by parameter index; a buffer is null exactly when the registry has none. */
   private readonly params: OrtTensor[] = [];
   private readonly buffers: (OrtTensor | null)[];
+  /**
+   * On 'cpu' and 'wasm' (unless updateGraph): the parameters and buffers themselves, updated by
+   * core's kernel; `params` and `buffers` then stay empty, and `cpuTensors` holds the ORT tensors
+   * handed out by paramTensor(), views of the store made on demand and retired by the next step.
+   */
+  private readonly cpu: CpuParameterStore | null;
+  private readonly cpuTensors: (OrtTensor | null)[];
   private readonly sessions = new Map<string, Promise<OrtSession>>();
   private readonly helpers = new Map<string, Promise<OrtSession>>();
   private disposed = false;
@@ -125,7 +141,8 @@ export class OnnxAccSGD {
   private constructor(
     registry: ParameterRegistry,
     ort: OrtModule,
-    options: Required<Omit<OnnxAccSGDOptions, 'ort'>>,
+    options: Required<Omit<OnnxAccSGDOptions, 'ort' | 'updateGraph'>>,
+    cpu: CpuParameterStore | null,
   ) {
     this.registry = registry;
     this.ort = ort;
@@ -135,6 +152,8 @@ export class OnnxAccSGD {
     this.maxCachedSessions = options.maxCachedSessions;
     this.baseSessionOptions = options.sessionOptions;
     this.buffers = new Array(registry.size).fill(null);
+    this.cpu = cpu;
+    this.cpuTensors = new Array(registry.size).fill(null);
   }
 
   /**
@@ -165,6 +184,9 @@ export class OnnxAccSGD {
     const extra = options.sessionOptions;
     if (extra !== undefined && (typeof extra !== 'object' || extra === null || Array.isArray(extra)))
       throw new AccSGDConfigError('sessionOptions', extra, 'an object of ONNX Runtime session options');
+    const updateGraph = options.updateGraph ?? false;
+    if (typeof updateGraph !== 'boolean')
+      throw new AccSGDConfigError('updateGraph', updateGraph, 'true or false');
     const resolved = {
       executionProvider: ep,
       nonFinite: nonFinitePolicy(options.nonFinite),
@@ -173,7 +195,9 @@ export class OnnxAccSGD {
       sessionOptions: { ...extra },
     };
     const { registry, initial } = readGroups(groups, defaults);
-    const optimizer = new OnnxAccSGD(registry, ort, resolved);
+    const cpu = ep !== 'webgpu' && !updateGraph ? new CpuParameterStore(initial) : null;
+    const optimizer = new OnnxAccSGD(registry, ort, resolved, cpu);
+    if (cpu) return optimizer;
     try {
       optimizer.params.push(...(await optimizer.upload(initial)));
     } catch (error) {
@@ -198,7 +222,15 @@ export class OnnxAccSGD {
    */
   paramTensor(name: string): OrtTensor {
     this.assertOpen();
-    return this.params[this.registry.indexOf(name)]!;
+    const index = this.registry.indexOf(name);
+    if (!this.cpu) return this.params[index]!;
+    let tensor = this.cpuTensors[index];
+    if (!tensor) {
+      const view = this.cpu.param(index);
+      tensor = new this.ort.Tensor('float32', view, [view.length]);
+      this.cpuTensors[index] = tensor;
+    }
+    return tensor;
   }
 
   /** Sets the learning rate of one group, or of every group; takes effect at the next step, same session. */
@@ -234,7 +266,12 @@ export class OnnxAccSGD {
           index,
           group,
           first,
-          grad: grad instanceof Float32Array ? unshared(grad) : new Float32Array(grad),
+          grad:
+            grad instanceof Float32Array
+              ? this.cpu?.owns(grad)
+                ? grad.slice()
+                : unshared(grad)
+              : new Float32Array(grad),
         });
       }
       if (this.nonFinite !== 'allow') {
@@ -247,6 +284,16 @@ export class OnnxAccSGD {
         }
       }
       if (work.length === 0) {
+        this.registry.commitStep(plan);
+        return { applied: true };
+      }
+      if (this.cpu) {
+        this.cpu.update(work as CpuStepWork[], plan.coefficients);
+        for (const { index } of work) {
+          const tensor = this.cpuTensors[index];
+          if (tensor) this.retire(tensor);
+          this.cpuTensors[index] = null;
+        }
         this.registry.commitStep(plan);
         return { applied: true };
       }
@@ -307,6 +354,11 @@ export class OnnxAccSGD {
       const buffers = new Map<string, Float32Array | null>();
       for (let i = 0; i < this.registry.size; i++) {
         const name = this.registry.name(i);
+        if (this.cpu) {
+          params.set(name, this.cpu.param(i).slice());
+          buffers.set(name, this.registry.hasBuffer(i) ? this.cpu.buffer(i).slice() : null);
+          continue;
+        }
         params.set(name, await this.download(this.params[i]!));
         const buffer = this.buffers[i];
         buffers.set(name, buffer ? await this.download(buffer) : null);
@@ -320,6 +372,10 @@ export class OnnxAccSGD {
     return this.queue(async () => {
       const copies = new Map<number, Float32Array>();
       for (let i = 0; i < this.registry.size; i++) {
+        if (this.cpu) {
+          if (this.registry.hasBuffer(i)) copies.set(i, this.cpu.buffer(i).slice());
+          continue;
+        }
         const buffer = this.buffers[i];
         if (buffer) copies.set(i, await this.download(buffer));
       }
@@ -350,6 +406,12 @@ export class OnnxAccSGD {
         }
         incoming.push({ index, data });
       });
+      if (this.cpu) {
+        // Everything is checked: from here nothing can fail.
+        this.registry.commitImport(plan);
+        for (const { index, data } of incoming) this.cpu.buffer(index).set(data);
+        return;
+      }
       const uploaded = await this.upload(incoming.map((i) => i.data));
       // Everything is checked and uploaded: from here nothing can fail.
       this.registry.commitImport(plan);
@@ -374,7 +436,8 @@ export class OnnxAccSGD {
     const sessions = [...this.sessions.values(), ...this.helpers.values()];
     this.sessions.clear();
     this.helpers.clear();
-    for (const t of [...this.params, ...this.buffers]) if (t) this.retire(t);
+    for (const t of [...this.params, ...this.buffers, ...this.cpuTensors]) if (t) this.retire(t);
+    this.cpuTensors.fill(null);
     this.params.length = 0;
     this.buffers.fill(null);
     await Promise.all(sessions.map((s) => s.then((x) => x.release()).catch(() => undefined)));
