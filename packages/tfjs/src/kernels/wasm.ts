@@ -47,7 +47,7 @@ interface WasmBackend {
   typedArrayFromHeap(info: TensorInfo): Float32Array;
 }
 
-/** One HeapKernel per heap memory; null where it cannot be made (no SIMD, a shared memory). */
+/** One HeapKernel per heap memory (a shared one too, as the threaded wasm build has); null without SIMD. */
 const heapKernels = new WeakMap<WebAssembly.Memory, HeapKernel | null>();
 
 /** The WebAssembly.Memory holding the backend's heap, or null when it cannot be found. */
