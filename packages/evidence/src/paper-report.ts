@@ -149,6 +149,9 @@ export function paperMarkdown(
   L.push(
     "- w* and the input streams come from this package's seeded generator (xoshiro128**, Box–Muller), not the paper's.",
   );
+  L.push(
+    '- **The start and the error.** Every run starts at w0 = 0 (the text does not say where); f is the exact expected loss ||w − w*||²_H computed from H, not estimated from samples.',
+  );
   for (const d of DISTRIBUTIONS) {
     L.push('');
     L.push(`## ${d}: rates and chosen settings`);

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import cliProgress from 'cli-progress';
-import { loadMnist } from './data.js';
+import { IMAGE_SIZE, loadMnist } from './data.js';
 import { analyzeMapping, mappingSpecs } from './mapping.js';
 import { initialWeights } from './model.js';
 import { trainOnnxRun } from './onnx-train.js';
@@ -77,13 +77,42 @@ if (values.help) {
 }
 
 for (const flag of ['cpu', 'onnx', 'mapping'] as const)
-  if (values[flag] !== undefined && values[flag] !== 'yes' && values[flag] !== 'no')
-    throw new Error(`--${flag} must be yes or no, got ${values[flag]}`);
+  if (
+    values[flag] !== undefined &&
+    values[flag] !== 'yes' &&
+    values[flag] !== 'no' &&
+    !(flag === 'mapping' && values[flag] === 'only')
+  )
+    throw new Error(
+      `--${flag} must be yes or no${flag === 'mapping' ? ' or only' : ''}, got ${values[flag]}`,
+    );
+
+/** A mapping sweep saved on its own (`--mapping only`), merged into a report without one. */
+interface SavedMapping {
+  mapping: NonNullable<MnistResult['mapping']>;
+  preset: MnistPreset;
+  seconds: number;
+  command: string;
+}
+const MAPPING_FILE = 'mnist-mapping.json';
+function withSavedMapping(result: MnistResult, dir: string): MnistResult {
+  const file = join(dir, MAPPING_FILE);
+  if (result.mapping || !existsSync(file)) return result;
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as SavedMapping;
+  return {
+    ...result,
+    preset: { ...result.preset, mapping: saved.preset.mapping! },
+    mapping: saved.mapping,
+    seconds: { ...result.seconds, mapping: saved.seconds },
+    command: `${result.command}\` and \`${saved.command}`,
+  };
+}
 
 if (values.render !== undefined) {
   const file = resolve(values.render);
   const saved = JSON.parse(readFileSync(file, 'utf8')) as MnistResult;
-  writeReports(saved, values.out ? resolve(values.out) : dirname(file), { json: false });
+  const dir = values.out ? resolve(values.out) : dirname(file);
+  writeReports(withSavedMapping(saved, dirname(file)), dir, { json: false });
   process.exit(0);
 }
 
@@ -111,7 +140,8 @@ const preset: MnistPreset = {
   onnxCheck: values.onnx === undefined ? base.onnxCheck === true : values.onnx === 'yes',
 };
 if (values.mapping === 'no') delete preset.mapping;
-else if (values.mapping === 'yes' && !preset.mapping) preset.mapping = MNIST_PRESETS.full.mapping!;
+else if (values.mapping !== undefined && !preset.mapping) preset.mapping = MNIST_PRESETS.full.mapping!;
+const mappingOnly = values.mapping === 'only';
 const outDir = resolve(values.out ?? join(packageRoot, values.full ? 'reports' : 'reports/quick'));
 
 const tLoad = performance.now();
@@ -137,16 +167,18 @@ const environment = {
   ...(preset.onnxCheck ? { onnxruntime: onnxruntimeVersion } : {}),
 };
 
-const specs = OPTIMIZERS.flatMap((name) => preset.lrs[name].map((lr) => ({ name, lr })));
+const specs = mappingOnly ? [] : OPTIMIZERS.flatMap((name) => preset.lrs[name].map((lr) => ({ name, lr })));
 const mapSpecs = preset.mapping ? mappingSpecs(preset.mapping) : [];
 const stepsPer = (count: number, epochs: number) => epochs * Math.ceil(count / preset.batchSize);
 const stepsPerRun = stepsPer(preset.trainCount, preset.epochs);
 const total =
-  stepsPerRun *
-    (specs.length +
-      OPTIMIZERS.length * (seeds.length - 1) +
-      (preset.cpuCheck ? 1 : 0) +
-      (preset.onnxCheck ? 1 : 0)) +
+  (mappingOnly
+    ? 0
+    : stepsPerRun *
+      (specs.length +
+        OPTIMIZERS.length * (seeds.length - 1) +
+        (preset.cpuCheck ? 1 : 0) +
+        (preset.onnxCheck ? 1 : 0))) +
   (preset.mapping ? mapSpecs.length * stepsPer(preset.mapping.trainCount, preset.mapping.epochs) : 0);
 const bar = new cliProgress.SingleBar(
   {
@@ -184,6 +216,42 @@ async function run(
   done += stepsPer(trainSplit.count, epochs);
   bar.update(done);
   return r;
+}
+
+let mapping: MnistResult['mapping'];
+let mappingSeconds: number | undefined;
+if (preset.mapping) {
+  const m = preset.mapping;
+  const t = performance.now();
+  const mapCount = Math.min(m.trainCount, train.count);
+  const mapTrain = {
+    count: mapCount,
+    images: train.images.subarray(0, mapCount * IMAGE_SIZE),
+    labels: train.labels.subarray(0, mapCount),
+  };
+  const mapRuns: RunResult[] = [];
+  for (const spec of mapSpecs)
+    mapRuns.push(await run(spec, seeds[0]!, { trainSplit: mapTrain, epochs: m.epochs, test: false }));
+  mapping = { runs: mapRuns, analysis: analyzeMapping(mapRuns) };
+  mappingSeconds = (performance.now() - t) / 1000;
+  if (mappingOnly) {
+    bar.stop();
+    mkdirSync(outDir, { recursive: true });
+    const saved: SavedMapping = {
+      mapping,
+      preset,
+      seconds: mappingSeconds,
+      command: `npm run ${values.full ? 'report:mnist' : 'mnist'} -w @accsgd/evidence -- ${process.argv
+        .slice(2)
+        .filter((a) => a !== '--full')
+        .join(' ')}`,
+    };
+    writeFileSync(join(outDir, MAPPING_FILE), `${JSON.stringify(saved, null, 1)}\n`);
+    process.stdout.write(
+      `\n${ruleText(mapping.analysis).replace(/\*\*/g, '')}\nSaved: ${join(relative(process.cwd(), outDir) || '.', MAPPING_FILE)}\n`,
+    );
+    process.exit(0);
+  }
 }
 
 // The sweep scores the test set too, once at the end of each run, so that the chosen settings'
@@ -233,24 +301,6 @@ if (preset.onnxCheck) {
   done += stepsPerRun;
 }
 
-let mapping: MnistResult['mapping'];
-let mappingSeconds: number | undefined;
-if (preset.mapping) {
-  const m = preset.mapping;
-  const t = performance.now();
-  const mapTrain = {
-    ...train,
-    count: m.trainCount,
-    images: train.images.subarray(0, m.trainCount * 784),
-    labels: train.labels.subarray(0, m.trainCount),
-  };
-  const mapRuns: RunResult[] = [];
-  for (const spec of mapSpecs)
-    mapRuns.push(await run(spec, seeds[0]!, { trainSplit: mapTrain, epochs: m.epochs, test: false }));
-  mapping = { runs: mapRuns, analysis: analyzeMapping(mapRuns) };
-  mappingSeconds = (performance.now() - t) / 1000;
-}
-
 if (preset.cpuCheck) {
   tf.env().set('IS_TEST', true); // no "install tfjs-node" banner
   await import('@tensorflow/tfjs-backend-cpu');
@@ -285,7 +335,7 @@ const result: MnistResult = {
   command: `npm run ${values.full ? 'report:mnist' : 'mnist'} -w @accsgd/evidence${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`,
 };
 
-writeReports(result, outDir, { json: true });
+writeReports(withSavedMapping(result, outDir), outDir, { json: true });
 
 /** Writes mnist.svg, mnist.md (mnist-mapping.svg, mnist.json) to `dir` and prints the summary. */
 function writeReports(result: MnistResult, dir: string, o: { json: boolean }): void {

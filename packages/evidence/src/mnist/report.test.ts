@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { OptimizerName } from './optimizers.js';
-import { bestRun, divergence } from './report.js';
+import { bestRun, divergence, withoutUnchosenTests } from './report.js';
 import type { RunResult } from './train.js';
 
 function run(name: OptimizerName, lr: number, finals: [number, number][], diverged?: string): RunResult {
@@ -60,5 +60,17 @@ describe('best setting', () => {
     const d = divergence(a, b);
     expect(d.loss).toBeCloseTo(1e-4, 8);
     expect(d.accuracy).toBeCloseTo(2e-4, 8);
+  });
+
+  it('keeps test accuracies only for the chosen runs', () => {
+    const runs = [
+      run('SGD', 0.1, [[0.5, 0.9]]),
+      run('SGD', 0.3, [[0.4, 0.93]]),
+      run('Adam', 0.001, [[0.3, 0.9]]),
+    ];
+    const kept = withoutUnchosenTests(runs, [1, 2]);
+    expect(kept.map((r) => r.testAccuracy)).toEqual([undefined, 0.97, 0.9999]);
+    expect('testAccuracy' in kept[0]!).toBe(false);
+    expect(kept[0]!.epochs).toBe(runs[0]!.epochs); // nothing else changes
   });
 });

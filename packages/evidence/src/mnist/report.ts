@@ -105,7 +105,7 @@ export function divergence(a: RunResult, b: RunResult): { loss: number; accuracy
 /** The caveats, for the report and the terminal alike. */
 export function caveats(preset: MnistPreset): string[] {
   return [
-    `${preset.seeds.length} seeds (initial weights and batch order) per chosen setting, but the settings are chosen with one seed (${preset.seeds[0]}) on a grid of ${Math.max(...OPTIMIZERS.map((n) => preset.lrs[n].length))} learning rate(s) each: differences of a few tenths of a point between optimizers are within the seed-to-seed spread shown.`,
+    `${preset.seeds.length} seeds (initial weights and batch order) per chosen setting, but each setting is chosen with one seed (${preset.seeds[0]}) from ${Math.max(...OPTIMIZERS.map((n) => preset.lrs[n].length))} learning rate(s) per optimizer: read a difference between optimizers against the seed-to-seed spread beside it, and a spread from ${preset.seeds.length} seeds as rough.`,
     `Settings are chosen on a validation split of ${preset.validationCount.toLocaleString('en-US')} training images; the test set is scored only for the chosen settings (once, after the last epoch) and never used to choose.`,
     "AccSGD's kappa and xi are fixed at the authors' advice in the comparison (not tuned); no schedule, no weight decay: a short fixed-epoch comparison, not a tuned result.",
   ];
@@ -251,7 +251,14 @@ export function mnistMarkdown(
       `Largest difference over the epochs: ${d.loss.toExponential(2)} in training loss, ${(100 * d.accuracy).toFixed(2)} percentage points in validation accuracy${other.testAccuracy !== undefined && w.testAccuracy !== undefined ? `; test accuracy ${pct(other.testAccuracy)} against ${pct(w.testAccuracy)}` : ''}${other.diverged ? `; diverged (${other.diverged})` : ''}.`,
     );
   }
-  if (result.mapping && preset.mapping) push('', ...mappingSection(result.mapping, preset, mappingPlot));
+  if (result.mapping && preset.mapping)
+    push(
+      '',
+      ...mappingSection(result.mapping, preset, mappingPlot, {
+        momentum: runs[result.best.Momentum]!.spec.lr,
+        accsgd: runs[result.best.AccSGD]!.spec.lr,
+      }),
+    );
   return `${lines.join('\n')}\n`;
 }
 
@@ -260,6 +267,7 @@ export function mappingSection(
   mapping: NonNullable<MnistResult['mapping']>,
   preset: MnistPreset,
   plotFile?: string,
+  chosen?: { momentum: number; accsgd: number },
 ): string[] {
   const m = preset.mapping!;
   const a = mapping.analysis;
@@ -287,6 +295,12 @@ export function mappingSection(
   L.push('');
   L.push(ruleText(a));
   L.push('');
+  const advisedRow = a.rows.find((r) => r.kappa === ACCSGD_SETTINGS.kappa && r.xi === ACCSGD_SETTINGS.xi);
+  if (chosen)
+    L.push(
+      `Cross-check with the comparison above (a longer run, ${preset.trainCount.toLocaleString('en-US')} images for ${preset.epochs} epochs, where kappa and xi stay at 1000 and 10): heavy ball's chosen lr was ${chosen.momentum} and AccSGD's ${chosen.accsgd}, a ratio of ${(chosen.accsgd / chosen.momentum).toPrecision(2)}${advisedRow ? ` (the short sweep's best at kappa 1000, xi 10: ${advisedRow.lrRatio.toPrecision(2)})` : ''}.`,
+      '',
+    );
   L.push(
     'Rests on: one model (this MLP), one seed and a short run per setting, and grids in steps of about 3×, so the ratios are known to within that factor; take the rule as a starting point for a search, not a replacement for one. The conv net of issue 21 was not trained here (see the package README).',
   );
@@ -298,9 +312,21 @@ export function ruleText(a: MappingAnalysis): string {
   const ratios = a.good.map((r) => r.stepRatio);
   const lo = Math.min(...ratios);
   const hi = Math.max(...ratios);
-  const kappas = [...new Set(a.good.map((r) => r.kappa))].sort((x, y) => x - y);
-  const xis = [...new Set(a.good.map((r) => r.xi))].sort((x, y) => x - y);
-  return `**Rule (empirical, this MLP):** the best AccSGD setting was kappa ${a.best.kappa}, xi ${a.best.xi}, lr ${a.best.bestLr} = ${a.best.lrRatio.toPrecision(3)} × the best heavy-ball lr, a steady-state step ${a.best.stepRatio.toPrecision(3)} × heavy ball's. Settings within ${(100 * a.tolerance).toFixed(1)} points of it (kappa ∈ {${kappas.join(', ')}}, xi ∈ {${xis.join(', ')}}) had step ratios ${lo.toPrecision(2)}–${hi.toPrecision(2)}. So from \`momentum(lr_m, m)\`: keep kappa and xi at the advised 1000 and 10, and start AccSGD at the lr whose steady-state step is ${a.best.stepRatio.toPrecision(2)} × lr_m/(1 − m), i.e. lr = ${a.best.stepRatio.toPrecision(2)} × lr_m/(1 − m) × (1 + smallConst)/(smallConst · (1 + xi)) (= ${(a.best.stepRatio * (1 / (1 - MOMENTUM)) * (1.7 / (0.7 * 11))).toPrecision(3)} × lr_m at m = 0.9, xi = 10). \`fromMomentum\` in \`@accsgd/core\` returns this starting point. Check: ${accsgdStep(1, 10).toPrecision(3)} = AccSGD's step per unit lr at xi = 10.`;
+  const advised = a.rows.find((r) => r.kappa === ACCSGD_SETTINGS.kappa && r.xi === ACCSGD_SETTINGS.xi);
+  const perLr = (ratio: number) =>
+    (ratio / (1 - MOMENTUM) / accsgdStep(1, ACCSGD_SETTINGS.xi)).toPrecision(2);
+  const parts = [
+    `**Measured (this MLP, validation split):** heavy ball's best lr was ${a.momentum.lr} (${pct(a.momentum.validationAccuracy)}); AccSGD's best setting was kappa ${a.best.kappa}, xi ${a.best.xi}, lr ${a.best.bestLr} (${pct(a.best.validationAccuracy)}), ${a.best.lrRatio.toPrecision(3)} × heavy ball's lr, a steady-state step ${a.best.stepRatio.toPrecision(3)} × heavy ball's.`,
+    `The ${a.good.length} (kappa, xi) pair(s) within ${(100 * a.tolerance).toFixed(1)} points of it had step ratios ${lo.toPrecision(2)}–${hi.toPrecision(2)}.`,
+  ];
+  if (advised)
+    parts.push(
+      `At the advised kappa ${advised.kappa}, xi ${advised.xi}: best lr ${advised.bestLr} (${pct(advised.validationAccuracy)}), step ratio ${advised.stepRatio.toPrecision(3)}, i.e. AccSGD lr ≈ ${perLr(advised.stepRatio)} × a momentum-0.9 lr.`,
+    );
+  parts.push(
+    "**Rule:** from `momentum(lr_m, m)`, start AccSGD at kappa 1000, xi 10 and the lr whose steady-state step matches momentum's times the measured ratio: lr = ratio × lr_m/(1 − m) × (1 + smallConst)/(smallConst · (1 + xi)); `fromMomentum` in `@accsgd/core` returns it. Not `lr = lr_m`: at xi = 10 that gives AccSGD less than half of momentum 0.9's step.",
+  );
+  return parts.join(' ');
 }
 
 /** Whether the run's learning rate is the smallest or largest of a grid of more than one. */
