@@ -17,11 +17,13 @@ import {
   type StepResult,
 } from '@accsgd/core';
 import {
-  buildUpdateGraph,
-  scaledMultiplier,
-  type UpdateGraphParam,
-  updateGraphNames,
-} from './graphs/update-graph.js';
+  buildFlatUpdateGraph,
+  buildSliceSplitModel,
+  type FlatUpdateMode,
+  flatUpdateNames,
+  SPLIT_OUTPUTS,
+} from './graphs/flat-update-graph.js';
+import { scaledMultiplier } from './graphs/update-graph.js';
 import { buildIdentityModel } from './graphs/utility-graphs.js';
 import { CpuParameterStore, type CpuStepWork } from './kernels/cpu-update.js';
 import {
@@ -118,9 +120,23 @@ export class OnnxAccSGD {
   private readonly strictPlacement: boolean;
   private readonly maxCachedSessions: number;
   private readonly baseSessionOptions: Readonly<Record<string, unknown>>;
-  /** Live tensors, by parameter index; a buffer is null exactly when the registry has none. */
+  /**
+   * The graph path ('webgpu', or updateGraph): each group's parameters concatenated in member
+   * order (flat, float32), and their momentum buffers at the same offsets (zeros until a member's
+   * first step; the registry says which members have one). One update run per group, from one
+   * session per mode, whatever the parameter count.
+   */
+  private readonly flatParams: OrtTensor[] = [];
+  private readonly flatBuffers: OrtTensor[] = [];
+  /**
+   * Graph path: each parameter's own tensor, cut from its group's flat tensor after every step
+   * that updates the group (the flat tensor itself for a group of one), for paramTensor().
+   */
   private readonly params: OrtTensor[] = [];
-  private readonly buffers: (OrtTensor | null)[];
+  /** Per group, its parameter indices (consecutive); per parameter, its offset in its group. */
+  private readonly members: number[][] = [];
+  private readonly offsets: number[] = [];
+  private readonly groupOf: number[] = [];
   /**
    * On 'cpu' and 'wasm' (unless updateGraph): the parameters and buffers themselves, updated by
    * core's kernel; `params` and `buffers` then stay empty, and `cpuTensors` holds the ORT tensors
@@ -151,7 +167,18 @@ export class OnnxAccSGD {
     this.strictPlacement = options.strictPlacement;
     this.maxCachedSessions = options.maxCachedSessions;
     this.baseSessionOptions = options.sessionOptions;
-    this.buffers = new Array(registry.size).fill(null);
+    let index = 0;
+    for (const group of registry.paramGroups) {
+      const members: number[] = [];
+      let offset = 0;
+      for (let k = 0; k < group.params.length; k++, index++) {
+        members.push(index);
+        this.offsets.push(offset);
+        this.groupOf.push(this.members.length);
+        offset += registry.length(index);
+      }
+      this.members.push(members);
+    }
     this.cpu = cpu;
     this.cpuTensors = new Array(registry.size).fill(null);
   }
@@ -199,7 +226,15 @@ export class OnnxAccSGD {
     const optimizer = new OnnxAccSGD(registry, ort, resolved, cpu);
     if (cpu) return optimizer;
     try {
-      optimizer.params.push(...(await optimizer.upload(initial)));
+      const flat = optimizer.members.map((members) => {
+        const values = new Float32Array(optimizer.groupLength(members));
+        for (const i of members) values.set(initial[i]!, optimizer.offsets[i]);
+        return values;
+      });
+      optimizer.flatParams.push(...(await optimizer.upload(flat)));
+      optimizer.flatBuffers.push(...(await optimizer.upload(flat.map((v) => new Float32Array(v.length)))));
+      for (let g = 0; g < flat.length; g++)
+        optimizer.params.push(...(await optimizer.cut(g, optimizer.flatParams[g]!)));
     } catch (error) {
       await optimizer.dispose();
       throw error;
@@ -297,14 +332,13 @@ export class OnnxAccSGD {
         this.registry.commitStep(plan);
         return { applied: true };
       }
-      const graphParams: UpdateGraphParam[] = work.map((w) => ({
-        index: w.index,
-        size: w.grad.length,
-        group: w.group,
-        initialise: w.first,
-      }));
-      const names = updateGraphNames;
-      const used = [...new Set(graphParams.map((p) => p.group))].map((g) => {
+      const byGroup = new Map<number, typeof work>();
+      for (const w of work) {
+        const list = byGroup.get(w.group);
+        if (list) list.push(w);
+        else byGroup.set(w.group, [w]);
+      }
+      const used = [...byGroup.keys()].map((g) => {
         const c = plan.coefficients[g]!;
         return { g, later: float32Multipliers(c, false), first: float32Multipliers(c, true)[1] };
       });
@@ -313,34 +347,77 @@ export class OnnxAccSGD {
       const scaled =
         this.executionProvider === 'webgpu' &&
         used.some(({ later, first }) => [...later, first].some((v) => scaledMultiplier(v)[1] !== 1));
-      const session = await this.updateSession(graphParams, scaled);
-      const feeds: Record<string, OrtTensor> = {};
-      for (const { g, later, first } of used) {
-        const feed = (coefficient: string, scale: string, value: number) => {
-          const [c, s] = scaled ? scaledMultiplier(value) : [value, 1];
-          feeds[coefficient] = scalar(this.ort, c);
-          if (scaled) feeds[scale] = scalar(this.ort, s);
-        };
-        for (let k = 0; k < 6; k++) feed(names.coefficient(g, k), names.scale(g, k), later[k]!);
-        feed(names.firstStepCoefficient(g), names.firstStepScale(g), first);
+      const n = flatUpdateNames;
+      const results: { g: number; param: OrtTensor; buffer: OrtTensor; tensors: OrtTensor[] }[] = [];
+      try {
+        for (const { g, later, first } of used) {
+          const items = byGroup.get(g)!;
+          const members = this.members[g]!;
+          const length = this.groupLength(members);
+          const grad = new Float32Array(length);
+          for (const w of items) grad.set(w.grad, this.offsets[w.index]);
+          const firsts = items.filter((w) => w.first).length;
+          const mode: FlatUpdateMode =
+            items.length < members.length || (firsts > 0 && firsts < items.length)
+              ? 'masked'
+              : firsts > 0
+                ? 'first'
+                : 'later';
+          const session = await this.updateSession(mode, scaled);
+          const feeds: Record<string, OrtTensor> = {
+            [n.param]: this.flatParams[g]!,
+            [n.grad]: new this.ort.Tensor('float32', grad, [length]),
+            [n.buffer]: this.flatBuffers[g]!,
+          };
+          if (mode === 'masked') {
+            const present = new Uint8Array(length);
+            const isFirst = new Uint8Array(length);
+            for (const w of items) {
+              const at = this.offsets[w.index]!;
+              present.fill(1, at, at + w.grad.length);
+              if (w.first) isFirst.fill(1, at, at + w.grad.length);
+            }
+            feeds[n.present] = new this.ort.Tensor('bool', present, [length]);
+            feeds[n.first] = new this.ort.Tensor('bool', isFirst, [length]);
+          }
+          const feed = (coefficient: string, scale: string, value: number) => {
+            const [c, s] = scaled ? scaledMultiplier(value) : [value, 1];
+            feeds[coefficient] = scalar(this.ort, c);
+            if (scaled) feeds[scale] = scalar(this.ort, s);
+          };
+          for (let k = 0; k < 6; k++) feed(n.coefficient(k), n.scale(k), later[k]!);
+          feed(n.firstStepCoefficient, n.firstStepScale, first);
+          // Only the inputs this mode's graph declares.
+          const inputs: Record<string, OrtTensor> = {};
+          for (const name of session.inputNames) inputs[name] = feeds[name]!;
+          const outputs = await session.run(inputs);
+          const result = {
+            g,
+            param: outputs[n.newParam]!,
+            buffer: outputs[n.newBuffer]!,
+            tensors: [] as OrtTensor[],
+          };
+          results.push(result);
+          result.tensors = await this.cut(g, result.param);
+        }
+      } catch (error) {
+        for (const r of results) for (const t of new Set([r.param, r.buffer, ...r.tensors])) t.dispose();
+        throw error;
       }
-      for (const { index, grad } of work) {
-        feeds[names.param(index)] = this.params[index]!;
-        feeds[names.grad(index)] = new this.ort.Tensor('float32', grad, [grad.length]);
-        const buffer = this.buffers[index];
-        if (buffer) feeds[names.buffer(index)] = buffer;
-      }
-      // Only the inputs this graph declares (a group with no first-step member has no c1_first).
-      const inputs: Record<string, OrtTensor> = {};
-      for (const name of session.inputNames) inputs[name] = feeds[name]!;
-      const outputs = await session.run(inputs);
-      // The run succeeded: from here nothing can fail. Replace and dispose the old tensors.
-      for (const { index } of work) {
-        this.retire(this.params[index]!);
-        const buffer = this.buffers[index];
-        if (buffer) this.retire(buffer);
-        this.params[index] = outputs[names.newParam(index)]!;
-        this.buffers[index] = outputs[names.newBuffer(index)]!;
+      // Every run succeeded: from here nothing can fail. Replace and dispose the old tensors.
+      for (const { g, param, buffer, tensors } of results) {
+        const members = this.members[g]!;
+        const old = new Set([
+          this.flatParams[g]!,
+          this.flatBuffers[g]!,
+          ...members.map((i) => this.params[i]!),
+        ]);
+        for (const t of old) this.retire(t);
+        this.flatParams[g] = param;
+        this.flatBuffers[g] = buffer;
+        members.forEach((i, k) => {
+          this.params[i] = tensors[k]!;
+        });
       }
       this.registry.commitStep(plan);
       return { applied: true };
@@ -352,16 +429,24 @@ export class OnnxAccSGD {
     return this.queue(async () => {
       const params = new Map<string, Float32Array>();
       const buffers = new Map<string, Float32Array | null>();
-      for (let i = 0; i < this.registry.size; i++) {
-        const name = this.registry.name(i);
-        if (this.cpu) {
+      if (this.cpu) {
+        for (let i = 0; i < this.registry.size; i++) {
+          const name = this.registry.name(i);
           params.set(name, this.cpu.param(i).slice());
           buffers.set(name, this.registry.hasBuffer(i) ? this.cpu.buffer(i).slice() : null);
-          continue;
         }
-        params.set(name, await this.download(this.params[i]!));
-        const buffer = this.buffers[i];
-        buffers.set(name, buffer ? await this.download(buffer) : null);
+        return { params, buffers };
+      }
+      for (let g = 0; g < this.members.length; g++) {
+        const flatParam = await this.download(this.flatParams[g]!);
+        const flatBuffer = await this.download(this.flatBuffers[g]!);
+        for (const i of this.members[g]!) {
+          const name = this.registry.name(i);
+          const at = this.offsets[i]!;
+          const end = at + this.registry.length(i);
+          params.set(name, flatParam.slice(at, end));
+          buffers.set(name, this.registry.hasBuffer(i) ? flatBuffer.slice(at, end) : null);
+        }
       }
       return { params, buffers };
     });
@@ -371,13 +456,17 @@ export class OnnxAccSGD {
   exportState(): Promise<Uint8Array> {
     return this.queue(async () => {
       const copies = new Map<number, Float32Array>();
-      for (let i = 0; i < this.registry.size; i++) {
-        if (this.cpu) {
-          if (this.registry.hasBuffer(i)) copies.set(i, this.cpu.buffer(i).slice());
-          continue;
+      for (let g = 0; g < this.members.length; g++) {
+        const members = this.members[g]!.filter((i) => this.registry.hasBuffer(i));
+        if (members.length === 0) continue;
+        const flat = this.cpu ? null : await this.download(this.flatBuffers[g]!);
+        for (const i of members) {
+          const at = this.offsets[i]!;
+          copies.set(
+            i,
+            this.cpu ? this.cpu.buffer(i).slice() : flat!.slice(at, at + this.registry.length(i)),
+          );
         }
-        const buffer = this.buffers[i];
-        if (buffer) copies.set(i, await this.download(buffer));
       }
       return encodeState(this.registry.snapshot((i) => copies.get(i)!));
     });
@@ -412,15 +501,23 @@ export class OnnxAccSGD {
         for (const { index, data } of incoming) this.cpu.buffer(index).set(data);
         return;
       }
-      const uploaded = await this.upload(incoming.map((i) => i.data));
+      // Each group with an incoming buffer gets a new flat buffer: its current values (members
+      // without an incoming buffer lose theirs in the registry; their memory is never read) with
+      // the incoming ones written over them.
+      const touched = [...new Set(incoming.map(({ index }) => this.groupOf[index]!))];
+      const flats: Float32Array[] = [];
+      for (const g of touched) {
+        const flat = await this.download(this.flatBuffers[g]!);
+        for (const { index, data } of incoming)
+          if (this.groupOf[index]! === g) flat.set(data, this.offsets[index]);
+        flats.push(flat);
+      }
+      const uploaded = await this.upload(flats);
       // Everything is checked and uploaded: from here nothing can fail.
       this.registry.commitImport(plan);
-      this.buffers.forEach((b, i) => {
-        if (b) this.retire(b);
-        this.buffers[i] = null;
-      });
-      incoming.forEach(({ index }, k) => {
-        this.buffers[index] = uploaded[k]!;
+      touched.forEach((g, k) => {
+        this.retire(this.flatBuffers[g]!);
+        this.flatBuffers[g] = uploaded[k]!;
       });
     });
   }
@@ -436,10 +533,12 @@ export class OnnxAccSGD {
     const sessions = [...this.sessions.values(), ...this.helpers.values()];
     this.sessions.clear();
     this.helpers.clear();
-    for (const t of [...this.params, ...this.buffers, ...this.cpuTensors]) if (t) this.retire(t);
+    const tensors = new Set([...this.params, ...this.flatParams, ...this.flatBuffers, ...this.cpuTensors]);
+    for (const t of tensors) if (t) this.retire(t);
     this.cpuTensors.fill(null);
     this.params.length = 0;
-    this.buffers.fill(null);
+    this.flatParams.length = 0;
+    this.flatBuffers.length = 0;
     await Promise.all(sessions.map((s) => s.then((x) => x.release()).catch(() => undefined)));
   }
 
@@ -516,8 +615,8 @@ export class OnnxAccSGD {
     return out;
   }
 
-  private updateSession(params: readonly UpdateGraphParam[], scaled: boolean): Promise<OrtSession> {
-    const key = `${scaled ? 'scaled:' : ''}${params.map((p) => `${p.index}${p.initialise ? 'i' : 'c'}`).join(',')}`;
+  private updateSession(mode: FlatUpdateMode, scaled: boolean): Promise<OrtSession> {
+    const key = `${mode}${scaled ? ':scaled' : ''}`;
     let session = this.sessions.get(key);
     if (session) {
       // Most recently used last, so eviction drops the least recently used.
@@ -525,17 +624,13 @@ export class OnnxAccSGD {
       this.sessions.set(key, session);
       return session;
     }
-    const outputs = params.flatMap((p) => [
-      updateGraphNames.newParam(p.index),
-      updateGraphNames.newBuffer(p.index),
-    ]);
     session = this.ort.InferenceSession.create(
-      buildUpdateGraph(params, { scaled }),
+      buildFlatUpdateGraph(mode, { scaled }),
       sessionOptions({
         executionProvider: this.executionProvider,
         strictPlacement: this.strictPlacement,
         base: this.baseSessionOptions,
-        gpuOutputs: outputs,
+        gpuOutputs: [flatUpdateNames.newParam, flatUpdateNames.newBuffer],
       }),
     );
     this.sessions.set(key, session);
@@ -546,6 +641,42 @@ export class OnnxAccSGD {
       void evicted.then((s) => s.release()).catch(() => undefined);
     }
     return session;
+  }
+
+  /**
+   * Each member's own tensor, cut from group g's flat parameter tensor: the flat tensor itself for
+   * a group of one, else Slice + Split runs of up to SPLIT_OUTPUTS parameters each (ORT's GPU
+   * tensors have no views at an offset). All or nothing.
+   */
+  private async cut(g: number, flat: OrtTensor): Promise<OrtTensor[]> {
+    const members = this.members[g]!;
+    if (members.length === 1) return [flat];
+    const out: OrtTensor[] = [];
+    const int64 = (values: readonly number[]) =>
+      new this.ort.Tensor('int64', BigInt64Array.from(values, BigInt), [values.length]);
+    try {
+      for (let from = 0; from < members.length; from += SPLIT_OUTPUTS) {
+        const batch = members.slice(from, from + SPLIT_OUTPUTS);
+        const count = batch.length;
+        const names = batch.map((_, k) => `y${k}`);
+        const session = await this.helper(`slice-split-${count}`, () => buildSliceSplitModel(count), names);
+        const lengths = batch.map((i) => this.registry.length(i));
+        const start = this.offsets[batch[0]!]!;
+        const end = start + lengths.reduce((a, b) => a + b, 0);
+        const feeds: Record<string, OrtTensor> = { x: flat, start: int64([start]), end: int64([end]) };
+        if (count > 1) feeds.lengths = int64(lengths);
+        const result = await session.run(feeds);
+        for (const name of names) out.push(result[name]!);
+      }
+    } catch (error) {
+      for (const t of out) t.dispose();
+      throw error;
+    }
+    return out;
+  }
+
+  private groupLength(members: readonly number[]): number {
+    return members.reduce((sum, i) => sum + this.registry.length(i), 0);
   }
 
   private assertOpen(): void {
