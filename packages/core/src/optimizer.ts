@@ -490,6 +490,12 @@ export class AccSGD {
         labels.push(`the momentum buffer of parameter "${name}"`);
       }
     });
+    // The staging slots that ordinary arrays stream through with threads (in the memory that the
+    // buffers' views expose): a gradient there would be overwritten while it is copied in.
+    for (const slot of [...(this.stream?.param ?? []), ...(this.stream?.grad ?? [])]) {
+      owned.push(rangeOf(slot));
+      labels.push("the optimizer's staging memory for threads");
+    }
     const hit = firstCrossOverlap(
       work.map((w) => rangeOf(w.grad)),
       owned,

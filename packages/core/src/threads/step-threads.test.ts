@@ -167,6 +167,18 @@ describe('AccSGD threads', () => {
     120_000,
   );
 
+  it('refuses a gradient in the staging memory that ordinary arrays stream through', () => {
+    const n = MIN_THREADED_ELEMENTS;
+    const opt = new AccSGD([new Float32Array(n)], { lr: 0.1 }, { threads: 2 });
+    opt.step([new Float32Array(n)]);
+    // The buffer's memory is the optimizer's own; the staging slots come first in it.
+    const staged = new Float32Array((opt.buffer(0) as Float32Array).buffer, 0, n);
+    expect(() => opt.step([staged])).toThrow(
+      'gradient for parameter "0": its memory overlaps the optimizer\'s staging memory for threads',
+    );
+    opt.dispose();
+  });
+
   it('runs a small step on the calling thread alone', async () => {
     const n = MIN_THREADED_ELEMENTS / 2;
     const arena = new ParameterArena(3 * n + 16, { shared: true });
