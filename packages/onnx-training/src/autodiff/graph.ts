@@ -315,7 +315,6 @@ function float(shape: number[]): ValueShape {
 const FLOAT_ATTRIBUTES: Readonly<Record<string, readonly string[]>> = {
   Gemm: ['alpha', 'beta'],
   LayerNormalization: ['epsilon'],
-  LeakyRelu: ['alpha'],
 };
 
 /**
@@ -653,17 +652,6 @@ function inferNode(node: NodeProto, index: number | undefined, graph: GraphBuild
       const v = input(0);
       return v.kind === 'float' ? [float([...v.shape])] : same(v.kind, [...v.shape]);
     }
-    case 'Neg':
-    case 'Relu':
-    case 'LeakyRelu':
-    case 'Tanh':
-    case 'Sigmoid':
-    case 'Exp':
-    case 'Log':
-    case 'Sqrt':
-    case 'Erf':
-    case 'Gelu':
-      return [float([...floatInput(0)])];
     case 'Softmax':
     case 'LogSoftmax': {
       const shape = floatInput(0);

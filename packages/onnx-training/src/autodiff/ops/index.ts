@@ -5,6 +5,7 @@ import { LAYOUT_OPS } from './layout.js';
 import { NORMALIZATION_OPS } from './normalization.js';
 import type { OpFamily } from './op.js';
 import { POOL_OPS } from './pool.js';
+import { UNARY_OPS } from './unary.js';
 
 export type { OpFamily, OpModule } from './op.js';
 
@@ -14,6 +15,7 @@ export type { OpFamily, OpModule } from './op.js';
  * An op family is one file; adding one is a file and a line here.
  */
 export const OP_MODULES: OpFamily = {
+  ...UNARY_OPS,
   ...CONV_OPS,
   ...POOL_OPS,
   ...NORMALIZATION_OPS,

@@ -70,6 +70,29 @@ const unary = (op: string, shape: number[], attrs?: Record<string, unknown>): Ca
 });
 
 const cases: Case[] = [
+  // unary.ts (moved here with their rules from rules.ts)
+  { name: 'Neg', spec: unary('Neg', [2, 3]) },
+  { name: 'Relu (inputs away from 0)', spec: unary('Relu', [3, 4]), values: { x: away(12, 15) } },
+  { name: 'Tanh', spec: unary('Tanh', [3, 4]) },
+  { name: 'Sigmoid', spec: unary('Sigmoid', [3, 4]) },
+  { name: 'Exp', spec: unary('Exp', [3, 4]) },
+  { name: 'Log', spec: unary('Log', [3, 4]), values: { x: positive(12, 16) } },
+  { name: 'Sqrt', spec: unary('Sqrt', [3, 4]), values: { x: positive(12, 17) } },
+  {
+    name: 'LeakyRelu alpha 0.2 (inputs away from 0)',
+    spec: unary('LeakyRelu', [3, 4], { alpha: { float: 0.2 } } as never),
+    values: { x: away(12, 21) },
+  },
+  { name: 'Erf (float32)', spec: unary('Erf', [3, 4]), float32: true },
+  {
+    name: 'Gelu (opset 20, exact; float32)',
+    spec: { ...unary('Gelu', [3, 4]), opset: 20 },
+    float32: true,
+  },
+  {
+    name: "Gelu (opset 20, approximate 'tanh')",
+    spec: { ...unary('Gelu', [3, 4], { approximate: 'tanh' } as never), opset: 20 },
+  },
   conv('Conv 2-D, pads 1, bias', [2, 3, 5, 5], [4, 3, 3, 3], [2, 4, 5, 5], { pads: [1, 1, 1, 1] }),
   conv(
     'Conv 2-D, strides 2, dilations 2, asymmetric pads, no bias',
