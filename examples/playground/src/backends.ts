@@ -1,4 +1,4 @@
-import type * as TF from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 
 export const BACKEND_NAMES = [
   'tfjs-webgpu',
@@ -79,8 +79,7 @@ export async function detectBackends(): Promise<BackendInfo[]> {
 
 let wasmPathsSet = false;
 /** Loads a tfjs backend package (once), selects it and waits for it. Returns tfjs-core. */
-export async function useTfjs(backend: TfjsBackend): Promise<typeof TF> {
-  const tf = await import('@tensorflow/tfjs-core');
+export async function useTfjs(backend: TfjsBackend): Promise<typeof tf> {
   if (backend === 'cpu') await import('@tensorflow/tfjs-backend-cpu');
   else if (backend === 'webgl') await import('@tensorflow/tfjs-backend-webgl');
   else if (backend === 'webgpu') await import('@tensorflow/tfjs-backend-webgpu');
