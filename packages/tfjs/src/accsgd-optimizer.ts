@@ -39,6 +39,7 @@ import {
   registerAccSGDKernels,
   scanLayout,
 } from './kernels/index.js';
+import { wasmUpdateInPlace } from './kernels/wasm.js';
 import {
   canReadBackSync,
   checksOnDevice,
@@ -435,6 +436,10 @@ export class AccSGDOptimizer extends Optimizer {
     guard: DeviceGuard | null,
   ): void {
     const own = this.table.bufferAt(index);
+    // wasm: the kernel's in-place update without the engine's per-call work (see wasmUpdateInPlace).
+    if (fused && !guard && own && engine().backendName === 'wasm') {
+      if (wasmUpdateInPlace(engine().backend, variable, grad, own, coefficients)) return;
+    }
     const buffer = own ?? variable;
     let newParam: Tensor;
     let newBuffer: Tensor;
