@@ -52,9 +52,10 @@ export interface AccSGDOptions {
    * together when the arena is shared (`new ParameterArena(n, { shared: true })`): worker threads
    * start with the optimizer and run until `dispose()`. Steps of fewer than 524,288 such elements,
    * tensors outside the arena, and platforms without shared memory or workers run on the calling
-   * thread. Results are bit-identical for every thread count.
+   * thread. Results are bit-identical for every thread count. 'auto': as many as the machine has
+   * cores (os.availableParallelism() in Node, navigator.hardwareConcurrency elsewhere), at most 64.
    */
-  threads?: number;
+  threads?: number | 'auto';
 }
 
 /** Workers of optimizers that were collected without dispose(): they must not outlive them. */
@@ -130,9 +131,9 @@ export class AccSGD {
       throw new AccSGDConfigError('arena', opts.arena, 'a ParameterArena');
     }
     this.arena = opts.arena;
-    const threads = opts.threads ?? 1;
+    const threads = opts.threads === 'auto' ? availableThreads() : (opts.threads ?? 1);
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
-      throw new AccSGDConfigError('threads', threads, `an integer in [1, ${MAX_THREADS}]`);
+      throw new AccSGDConfigError('threads', threads, `an integer in [1, ${MAX_THREADS}] or 'auto'`);
     }
     const base = resolveHyperparams(defaultsRecord);
     const list = readInput('params', () => readList(params));
@@ -590,4 +591,15 @@ export class AccSGD {
 
 function precisionOf(param: FloatArray): 'float32' | 'float64' {
   return param instanceof Float32Array ? 'float32' : 'float64';
+}
+
+/** Cores this process may use: os.availableParallelism() in Node, navigator.hardwareConcurrency elsewhere. */
+function availableThreads(): number {
+  const scope = globalThis as {
+    process?: { getBuiltinModule?(id: string): unknown };
+    navigator?: { hardwareConcurrency?: number };
+  };
+  const os = scope.process?.getBuiltinModule?.('node:os') as { availableParallelism?(): number } | undefined;
+  const cores = os?.availableParallelism?.() ?? scope.navigator?.hardwareConcurrency ?? 1;
+  return Math.max(1, Math.min(MAX_THREADS, Math.floor(cores)));
 }

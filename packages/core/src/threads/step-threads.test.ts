@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ParameterArena } from '../arena.js';
@@ -256,9 +257,14 @@ describe('AccSGD threads', () => {
       );
     }
     expect(() => new AccSGD([new Float32Array(1)], { lr: 0.1 }, { threads: 0 })).toThrow(
-      'threads must be an integer in [1, 64]',
+      "threads must be an integer in [1, 64] or 'auto'",
     );
     expect(() => new ParameterArena(10, { shared: 'yes' as unknown as boolean })).toThrow(AccSGDConfigError);
+    // 'auto': one thread per core this process may use.
+    const shared = new ParameterArena(100, { shared: true });
+    const auto = new AccSGD([shared.float32(10)], { lr: 0.1 }, { arena: shared, threads: 'auto' });
+    expect(auto.threads).toBe(Math.min(64, availableParallelism()));
+    auto.dispose();
   });
 });
 
