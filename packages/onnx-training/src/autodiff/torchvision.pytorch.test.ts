@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,8 +73,6 @@ function exports(): string {
   if (run.status !== 0) throw new Error(`torchvision_gradients.py failed (${run.status}): ${run.stderr}`);
   writeFileSync(join(partial, 'done'), '');
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  rmSync(dir, { recursive: true });
   renameSync(partial, dir);
   return dir;
 }
