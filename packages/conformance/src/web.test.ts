@@ -56,7 +56,7 @@ describe('@accsgd/conformance/web', () => {
     const inputs = Object.keys(result.metafile.inputs);
     expect(inputs.some((i) => i.startsWith('node:'))).toBe(false);
     expect(inputs.some((i) => i.endsWith('/vectors.ts'))).toBe(false);
-    expect(inputs.some((i) => i.endsWith('/golden-vectors.generated.ts'))).toBe(true);
+    expect(inputs.some((i) => i.endsWith('/golden-vectors.generated.js'))).toBe(true);
     expect(inputs.some((i) => i.endsWith('/runner.ts'))).toBe(true);
   });
 });
