@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ParameterArena } from '../arena.js';
 import { fusedCoefficients } from '../coefficients.js';
-import { AccSGDConfigError, AccSGDGradientError } from '../errors.js';
+import { AccSGDConfigError, AccSGDGradientError, AccSGDStateError } from '../errors.js';
 import { fusedUpdateFloat32 } from '../fused-update.js';
 import { resolveHyperparams } from '../hyperparams.js';
 import { AccSGD, type ParamGroupInput } from '../optimizer.js';
@@ -243,6 +243,23 @@ describe('AccSGD threads', () => {
     // Four pieces are staged ahead; a slot is reused only once its piece has been copied out.
     expect(order.slice(0, 7)).toEqual(['in 0', 'in 1', 'in 2', 'in 3', 'out 0', 'in 4', 'out 1']);
     threads.dispose();
+  }, 60_000);
+
+  it('gives up with AccSGDStateError, instead of waiting forever, when a worker has died', async () => {
+    const n = 2 * CHUNK_ELEMENTS;
+    const arena = new ParameterArena(3 * n + 16, { shared: true });
+    const [p, g, b] = [arena.float32(n), arena.float32(n), arena.float32(n)];
+    const threads = StepThreads.create([{ memory: arena.memory, kernel: arena.kernel! }], 2, 4, 2, {
+      callerWorks: false,
+      stallMs: 300,
+    })!;
+    await threads.ready();
+    await (threads as unknown as { workers: { terminate(): Promise<number> }[] }).workers[0]!.terminate();
+    threads.begin(0);
+    threads.setCoefficients(0, fusedCoefficients(resolveHyperparams({ lr: 0.1 })), false);
+    threads.add(p.byteOffset, g.byteOffset, b.byteOffset, n, 0);
+    expect(() => threads.update()).toThrow(AccSGDStateError);
+    expect(threads.isDisposed).toBe(true);
   }, 60_000);
 
   it('runs on one thread where nothing can use threads, and checks the option', () => {

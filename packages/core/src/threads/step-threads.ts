@@ -1,5 +1,5 @@
 import type { FusedCoefficients } from '../coefficients.js';
-import { AccSGDConfigError } from '../errors.js';
+import { AccSGDConfigError, AccSGDStateError } from '../errors.js';
 import type { HeapKernel, WasmMemory } from '../kernels/wasm-kernel.js';
 import {
   CLOSED,
@@ -38,6 +38,10 @@ export const STAGE_ELEMENTS = 32_768;
  * waiting for them (tens of microseconds on a loaded machine) costs more than their help.
  */
 export const MIN_THREADED_ELEMENTS = 1 << 19;
+
+/** How long a wait blocks before it looks at the clock, and how long no progress means a dead worker. */
+const STALL_CHECK_MS = 1_000;
+const STALL_MS = 30_000;
 
 /** The most threads (the calling thread included) a step may use. */
 export const MAX_THREADS = 64;
@@ -86,16 +90,26 @@ export class StepThreads {
     threads: number,
     maxPieces: number,
     slots: number,
-    options: { callerWorks?: boolean } = {},
+    options: { callerWorks?: boolean; stallMs?: number } = {},
   ): StepThreads | null {
     if (threads < 2 || typeof SharedArrayBuffer === 'undefined' || memories.length === 0) return null;
     if (!memories.every((m) => m.memory.buffer instanceof SharedArrayBuffer)) return null;
     const spawn = workerSpawner();
     if (!spawn) return null;
-    return new StepThreads(memories, threads - 1, maxPieces, slots, spawn, options.callerWorks ?? true);
+    const pool = new StepThreads(
+      memories,
+      threads - 1,
+      maxPieces,
+      slots,
+      spawn,
+      options.callerWorks ?? true,
+    );
+    if (options.stallMs !== undefined) pool.stallMs = options.stallMs;
+    return pool;
   }
 
   private readonly kernels: HeapKernel[];
+  private stallMs = STALL_MS;
 
   private constructor(
     memories: readonly { memory: WasmMemory; kernel: HeapKernel }[],
@@ -246,11 +260,13 @@ export class StepThreads {
     const finish = (piece: number) => {
       const slot = piece % RING;
       const finished = (base + piece + 1) | 0;
+      const watch = this.stallWatch();
       for (;;) {
         const seen = Atomics.load(ringDone, slot);
         if (seen === finished) break;
         if (this.callerWorks && claimStreamPiece(this.views, kernel, generation, false, false)) continue;
-        if (canBlock) Atomics.wait(ringDone, slot, seen);
+        if (canBlock) Atomics.wait(ringDone, slot, seen, Math.min(STALL_CHECK_MS, this.stallMs));
+        watch(seen);
       }
       unstage(piece, slot);
     };
@@ -281,6 +297,29 @@ export class StepThreads {
     return this.disposed;
   }
 
+  /**
+   * A check for the waits above: it throws AccSGDStateError (and stops the workers, so later steps
+   * run on this thread) once the value waited on has not moved for STALL_MS. Only a worker that
+   * died holding a chunk gets there (one chunk takes well under a millisecond); the alternative is
+   * to wait forever.
+   */
+  private stallWatch(): (seen: number) => void {
+    let last = Number.NaN;
+    let since = 0;
+    return (seen) => {
+      const now = performance.now();
+      if (seen !== last) {
+        last = seen;
+        since = now;
+      } else if (now - since > this.stallMs) {
+        this.dispose();
+        throw new AccSGDStateError(
+          `a worker thread stopped in the middle of a step (no chunk finished in ${this.stallMs / 1000} s): the step may be partly applied; the workers are stopped and later steps run on the calling thread`,
+        );
+      }
+    };
+  }
+
   private closeChunk(): void {
     this.views.chunkStart[++this.chunkCount] = this.pieceCount;
     this.chunkElements = 0;
@@ -302,10 +341,12 @@ export class StepThreads {
     Atomics.store(control, Slot.Generation, generation);
     Atomics.notify(control, Slot.Generation);
     if (this.callerWorks) drainJob(this.views, this.kernels, generation, false);
+    const watch = this.stallWatch();
     for (;;) {
       const done = Atomics.load(control, Slot.Done);
       if (done >= count) break;
-      if (canBlock) Atomics.wait(control, Slot.Done, done);
+      if (canBlock) Atomics.wait(control, Slot.Done, done, Math.min(STALL_CHECK_MS, this.stallMs));
+      watch(done);
     }
     Atomics.store(control, Slot.Claim, CLOSED);
   }
