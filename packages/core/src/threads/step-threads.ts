@@ -96,14 +96,7 @@ export class StepThreads {
     if (!memories.every((m) => m.memory.buffer instanceof SharedArrayBuffer)) return null;
     const spawn = workerSpawner();
     if (!spawn) return null;
-    const pool = new StepThreads(
-      memories,
-      threads - 1,
-      maxPieces,
-      slots,
-      spawn,
-      options.callerWorks ?? true,
-    );
+    const pool = new StepThreads(memories, threads - 1, maxPieces, slots, spawn, options.callerWorks ?? true);
     if (options.stallMs !== undefined) pool.stallMs = options.stallMs;
     return pool;
   }
