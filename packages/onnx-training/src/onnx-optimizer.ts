@@ -301,15 +301,21 @@ export class OnnxAccSGD {
           index,
           group,
           first,
+          // Core's kernel copies a gradient into its own memory (any buffer will do) unless the
+          // gradient is that memory; ORT's Tensor takes no SharedArrayBuffer view.
           grad:
             grad instanceof Float32Array
-              ? this.cpu?.owns(grad)
-                ? grad.slice()
+              ? this.cpu
+                ? this.cpu.owns(grad)
+                  ? grad.slice()
+                  : grad
                 : unshared(grad)
               : new Float32Array(grad),
         });
       }
-      if (this.nonFinite !== 'allow') {
+      // On the CPU store, one SIMD scan over staged gradients says whether any fails; only then
+      // does the loop below look through each, in the order given, for the first bad one.
+      if (this.nonFinite !== 'allow' && (!this.cpu || this.cpu.firstNonFinite(work))) {
         for (const { index, grad } of work) {
           const bad = firstNonFinite(grad);
           if (bad < 0) continue;

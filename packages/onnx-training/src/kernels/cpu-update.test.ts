@@ -43,6 +43,20 @@ describe('CpuParameterStore', () => {
     });
   });
 
+  it('finds a NaN or infinity in any parameter of a run, past chunk boundaries, and nothing in finite gradients', () => {
+    const store = new CpuParameterStore(lengths.map((n) => new Float32Array(n)));
+    const grads = lengths.map((n, i) => seeded(n, 50 + i));
+    const work = grads.map((grad, index) => ({ index, group: groupOf[index]!, first: false, grad }));
+    expect(store.firstNonFinite(work)).toBeNull();
+    grads[3]![40_000] = Number.POSITIVE_INFINITY; // the second stage-full of parameter 3
+    expect(store.firstNonFinite(work)).toEqual({ index: 3, element: 40_000 });
+    grads[3]![40_000] = 0;
+    grads[6]![2] = Number.NaN;
+    expect(store.firstNonFinite(work)).toEqual({ index: 6, element: 2 });
+    // A parameter left out of the step is not scanned.
+    expect(store.firstNonFinite(work.filter((w) => w.index !== 6))).toBeNull();
+  });
+
   it('owns() tells a view of its own memory (a parameter passed back as a gradient)', () => {
     const store = new CpuParameterStore([seeded(8, 1)]);
     expect(store.owns(store.param(0))).toBe(true);

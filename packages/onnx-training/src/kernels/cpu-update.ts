@@ -1,4 +1,4 @@
-import { type FusedCoefficients, fusedUpdate, ParameterArena } from '@accsgd/core';
+import { type FusedCoefficients, firstNonFinite, fusedUpdate, ParameterArena } from '@accsgd/core';
 
 /**
  * Elements of gradient staged in the arena per kernel call: 32,768 float32 (128 KiB) stays in L2
@@ -82,34 +82,88 @@ export class CpuParameterStore {
   }
 
   /**
+   * The first NaN or infinity among the gradients of `work`: which parameter and which element, or
+   * null. With the arena, gradients are staged a stage-full at a time and scanned by core's SIMD
+   * scan in place, one call per stage-full however many parameters it holds (a JavaScript loop
+   * per small gradient cost more than the step itself at 5,000 parameters).
+   */
+  firstNonFinite(work: readonly CpuStepWork[]): { index: number; element: number } | null {
+    if (!this.stage) {
+      for (const { index, grad } of work) {
+        const element = firstNonFinite(grad);
+        if (element >= 0) return { index, element };
+      }
+      return null;
+    }
+    for (const run of this.runs(work, false)) {
+      let found: { index: number; element: number } | null = null;
+      this.stream(run, (chunk, n) => {
+        const bad = firstNonFinite(this.stage!.subarray(0, n));
+        if (bad < 0) return true;
+        // The padding is zero: the bad element is a gradient's.
+        const at = chunk + bad;
+        const hit = run.find(
+          (w) => at >= this.offsets[w.index]! && at < this.offsets[w.index]! + w.grad.length,
+        )!;
+        found = { index: hit.index, element: at - this.offsets[hit.index]! };
+        return false;
+      });
+      if (found) return found;
+    }
+    return null;
+  }
+
+  /**
    * Applies one step, every gradient already checked. `coefficients[g]` are group g's fused
    * multipliers (float64, as core's registry plans them); the kernel rounds them as core does.
    */
   update(work: readonly CpuStepWork[], coefficients: readonly FusedCoefficients[]): void {
-    const sorted = [...work].sort((a, b) => a.index - b.index);
     if (!this.stage) {
-      for (const { index, group, first, grad } of sorted)
+      for (const { index, group, first, grad } of work)
         fusedUpdate(this.param(index), grad, this.buffer(index), coefficients[group]!, first);
       return;
     }
-    let from = 0;
-    while (from < sorted.length) {
-      // A run: consecutive parameter indices, one group, one first-step flag.
-      let to = from + 1;
-      while (
-        to < sorted.length &&
-        sorted[to]!.index === sorted[to - 1]!.index + 1 &&
-        sorted[to]!.group === sorted[from]!.group &&
-        sorted[to]!.first === sorted[from]!.first
-      )
-        to++;
-      this.updateRun(sorted.slice(from, to), coefficients[sorted[from]!.group]!, sorted[from]!.first);
-      from = to;
+    for (const run of this.runs(work, true)) {
+      const { group, first } = run[0]!;
+      this.stream(run, (chunk, n) => {
+        fusedUpdate(
+          this.params.subarray(chunk, chunk + n),
+          this.stage!.subarray(0, n),
+          this.buffers.subarray(chunk, chunk + n),
+          coefficients[group]!,
+          first,
+        );
+        return true;
+      });
     }
   }
 
-  /** One run of parameters, contiguous in both regions, streamed through the stage. */
-  private updateRun(run: readonly CpuStepWork[], c: FusedCoefficients, first: boolean): void {
+  /**
+   * `work` in parameter order, cut into runs of consecutive parameters (and, `byUpdate`, of one
+   * group and one first-step flag): each run is one range of both flat regions.
+   */
+  private runs(work: readonly CpuStepWork[], byUpdate: boolean): CpuStepWork[][] {
+    const sorted = [...work].sort((a, b) => a.index - b.index);
+    const runs: CpuStepWork[][] = [];
+    for (const w of sorted) {
+      const run = runs[runs.length - 1];
+      const last = run?.[run.length - 1];
+      if (
+        run &&
+        last!.index + 1 === w.index &&
+        (!byUpdate || (last!.group === w.group && last!.first === w.first))
+      )
+        run.push(w);
+      else runs.push([w]);
+    }
+    return runs;
+  }
+
+  /**
+   * Copies a run's gradients into the stage a stage-full at a time (zero in the padding) and calls
+   * `use(first flat element, count)` for each, until it returns false.
+   */
+  private stream(run: readonly CpuStepWork[], use: (chunk: number, n: number) => boolean): void {
     const stage = this.stage!;
     const start = this.offsets[run[0]!.index]!;
     const last = run[run.length - 1]!;
@@ -132,14 +186,7 @@ export class CpuParameterStore {
         if (at + grad.length > chunkEnd) break; // continues in the next chunk
         member++;
       }
-      const n = chunkEnd - chunk;
-      fusedUpdate(
-        this.params.subarray(chunk, chunkEnd),
-        stage.subarray(0, n),
-        this.buffers.subarray(chunk, chunkEnd),
-        c,
-        first,
-      );
+      if (!use(chunk, chunkEnd - chunk)) return;
     }
   }
 }
