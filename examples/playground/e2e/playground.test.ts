@@ -132,8 +132,8 @@ describe('the playground page', () => {
   });
 
   it('trains the conv net where the backend can, and says why elsewhere', async () => {
-    const cnn = await train('tfjs-cpu', 'accsgd', 15, 'mnist-cnn');
-    expect(cnn.losses).toHaveLength(15);
+    const cnn = await train('tfjs-cpu', 'accsgd', 20, 'mnist-cnn');
+    expect(cnn.losses).toHaveLength(20);
     expect(mean(cnn.losses.slice(-3))).toBeLessThan(mean(cnn.losses.slice(0, 3)));
     await expect(train('tfjs-wasm', 'accsgd', 5, 'mnist-cnn')).rejects.toThrow(/no conv backward kernels/);
     await expect(train('ort-wasm', 'accsgd', 5, 'mnist-cnn')).rejects.toThrow(/no backward rule for Conv/);

@@ -22,7 +22,7 @@ export function defaultHyper(task: TaskName, optimizer: OptimizerName): Hyper {
   const lr: Record<TaskName, Record<OptimizerName, number>> = {
     toy: { accsgd: 0.3, sgd: 0.3, momentum: 0.05, nesterov: 0.05, adam: 0.02 },
     mnist: { accsgd: 0.3, sgd: 0.3, momentum: 0.05, nesterov: 0.05, adam: 0.003 },
-    'mnist-cnn': { accsgd: 0.3, sgd: 0.3, momentum: 0.05, nesterov: 0.05, adam: 0.003 },
+    'mnist-cnn': { accsgd: 0.1, sgd: 0.1, momentum: 0.02, nesterov: 0.02, adam: 0.002 },
   };
   return { lr: lr[task][optimizer], kappa: 1000, xi: 10, smallConst: 0.7, momentum: 0.9 };
 }
