@@ -11,7 +11,7 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import { describeNode, GraphBuilder } from './graph.js';
-import { DATA_TYPE_NAMES, type FloatType, tensorValues } from './proto.js';
+import { DATA_TYPE_NAMES, type FloatType, intAttribute, tensorValues } from './proto.js';
 import { DIFFERENTIABLE_OPS } from './rules.js';
 import { checkModelStructure } from './validation.js';
 
@@ -89,7 +89,9 @@ export interface ForwardModelOptions {
   batchSize?: number;
   /**
    * Initializers to train: names, RegExps or globs (`*` any run of characters, `?` one), or one of
-   * them alone. Default: every float initializer. Every entry must match at least one.
+   * them alone. Default: every float initializer. Every entry must match at least one. The running
+   * mean and variance of a BatchNormalization with training_mode=1 are never trained (buffers, as
+   * in PyTorch): a pattern skips them, and naming one exactly is refused.
    */
   trainable?: string | RegExp | readonly (string | RegExp)[];
 }
@@ -144,8 +146,60 @@ export interface ForwardModel {
   initializers: Map<string, TensorProto>;
   /** The trainable initializers' names, in the model's order. */
   trainable: string[];
+  /**
+   * The running statistics that a train step updates: per float initializer read as input_mean or
+   * input_var by a computed BatchNormalization with training_mode=1 whose running_mean or
+   * running_var output is named, that output (momentum * input + (1 - momentum) * batch statistic).
+   */
+  runningStatistics: RunningStatistic[];
   /** Opset imports of other domains that forward-only nodes use (copied into generated models). */
   otherOpsets: { domain: string; version: bigint }[];
+}
+
+/** A BatchNormalization running statistic (an initializer) and the output that holds its next value. */
+export interface RunningStatistic {
+  /** The initializer (input_mean or input_var). */
+  name: string;
+  /** BatchNormalization's running_mean or running_var output. */
+  output: string;
+}
+
+/**
+ * The float initializers that BatchNormalization nodes with training_mode=1 read as input_mean or
+ * input_var (wherever the node is: a buffer is a buffer even past the output), and, for the nodes
+ * the train step computes, the output that updates each. AccSGDConfigError if two nodes would
+ * write one initializer: which update wins would be arbitrary.
+ */
+function runningStatistics(
+  nodes: readonly NodeProto[],
+  kept: ReadonlySet<number>,
+  isFloatInitializer: (name: string) => boolean,
+): { buffers: Set<string>; updated: RunningStatistic[] } {
+  const buffers = new Set<string>();
+  const writer = new Map<string, number>();
+  const updated: RunningStatistic[] = [];
+  nodes.forEach((node, i) => {
+    if (node.opType !== 'BatchNormalization' || (node.domain !== '' && node.domain !== 'ai.onnx')) return;
+    if (intAttribute(node, 'training_mode', 0) !== 1) return;
+    for (const k of [3, 4]) {
+      const name = node.input[k];
+      if (!name || !isFloatInitializer(name)) continue;
+      buffers.add(name);
+      const output = node.output[k - 2];
+      if (!kept.has(i) || !output) continue;
+      const earlier = writer.get(name);
+      if (earlier !== undefined)
+        throw new AccSGDConfigError(
+          describeNode(node, i),
+          name,
+          'running statistics that one BatchNormalization node updates',
+          `updates running statistic "${name}", which ${describeNode(nodes[earlier]!, earlier)} updates too; give each node its own running mean and variance`,
+        );
+      writer.set(name, i);
+      updated.push({ name, output });
+    }
+  });
+  return { buffers, updated };
 }
 
 const typeName = (t: number) => DATA_TYPE_NAMES[t] ?? `data type ${t}`;
@@ -375,10 +429,22 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
     throw new AccSGDConfigError('model', 'no float tensors', 'a model with float32 inputs or initializers');
 
   const floatNames = [...initializers.values()].filter((t) => t.dataType === floatType).map((t) => t.name);
+  const statistics = runningStatistics(g.node, kept, (n) => initializers.get(n)?.dataType === floatType);
+  // PyTorch keeps running statistics as buffers, never parameters: their gradient is zero in
+  // training mode, and weight decay would only shrink them.
+  const candidates = floatNames.filter((n) => !statistics.buffers.has(n));
+  for (const entry of Array.isArray(options.trainable) ? options.trainable : [options.trainable])
+    if (typeof entry === 'string' && statistics.buffers.has(entry))
+      throw new AccSGDConfigError(
+        'trainable',
+        entry,
+        'a float initializer that is not a running statistic',
+        `names "${entry}", the running mean or variance of a BatchNormalization with training_mode=1: a buffer that each train step updates from the batch statistics (as PyTorch does), not a parameter`,
+      );
   const trainable =
     options.trainable === undefined
-      ? floatNames
-      : selectNames(floatNames, options.trainable, 'trainable', 'float initializer');
+      ? candidates
+      : selectNames(candidates, options.trainable, 'trainable', 'float initializer');
   // A node without a rule is refused only where a gradient must flow through it: it reads a value
   // computed from a trained parameter, on the way to the output.
   const fromParams = new Set(trainable);
@@ -496,6 +562,7 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
     output,
     initializers,
     trainable,
+    runningStatistics: statistics.updated,
     otherOpsets,
   };
 }

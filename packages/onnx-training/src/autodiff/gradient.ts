@@ -289,7 +289,9 @@ export function encodeDifferentiated(
   outputs: readonly ValueInfoProto[],
   docString: string,
 ): Uint8Array {
-  const trained = new Set(d.params.map((p) => p.name));
+  // Trained parameters and running statistics are fed: an initializer of the same name would be a
+  // second definition of the input.
+  const trained = new Set([...d.params.map((p) => p.name), ...inputs.map((i) => i.name)]);
   // nodeReads: an If's branches read outer values that are not its inputs.
   const read = new Set([...d.g.nodes.flatMap(nodeReads), ...outputs.map((o) => o.name)]);
   // A Constant whose value was folded where it is used (a Reshape shape batchSize rewrote) is left out.

@@ -179,6 +179,12 @@ export class OnnxTrainer {
   private readonly calls = new OrderedCalls();
   private readonly helpers = new Map<string, Promise<OrtSession>>();
   private params: OrtTensor[] = [];
+  /**
+   * Per running statistic of a training-mode BatchNormalization (trainStep.statistics' order, the
+   * same in every variant): its current value. Not a parameter and not in the state file: it is
+   * part of the model (exportModel), as PyTorch keeps it in the module's state_dict.
+   */
+  private statistics: OrtTensor[] = [];
   /** Per train-step parameter; null before its first step (or after importing a state without its buffer). */
   private buffers: (OrtTensor | null)[];
   private disposed = false;
@@ -300,6 +306,9 @@ export class OnnxTrainer {
       trainer.params = await trainer.upload(
         trainStep.params.map((p) => ({ data: p.initial, shape: p.shape })),
       );
+      trainer.statistics = await trainer.upload(
+        trainStep.statistics.map((s) => ({ data: s.initial, shape: s.shape })),
+      );
     } catch (error) {
       await trainer.dispose();
       throw error;
@@ -320,7 +329,10 @@ export class OnnxTrainer {
         executionProvider: ep,
         strictPlacement: strict,
         base,
-        gpuOutputs: trainStep.params.flatMap((p) => [p.newParam, p.newBuffer]),
+        gpuOutputs: [
+          ...trainStep.params.flatMap((p) => [p.newParam, p.newBuffer]),
+          ...trainStep.statistics.map((s) => s.newValue),
+        ],
       }),
     );
   }
@@ -338,6 +350,14 @@ export class OnnxTrainer {
   /** Names of the trained parameters (the forward model's initializers), in the model's order. */
   get paramNames(): string[] {
     return this.trainStep.params.map((p) => p.name);
+  }
+
+  /**
+   * The running statistics of training-mode BatchNormalization nodes that each step updates (not
+   * trained; exportModel writes their values), in the model's node order.
+   */
+  get runningStatisticNames(): string[] {
+    return this.trainStep.statistics.map((s) => s.name);
   }
 
   /** Steps taken so far (restored by importState). */
@@ -480,14 +500,20 @@ export class OnnxTrainer {
         // A first step: buf = p (with c0 = 0 the buffer term vanishes; SPEC §2.1 first step).
         feeds[p.buffer] = this.buffers[i] ?? this.params[i]!;
       });
+      t.statistics.forEach((s, i) => {
+        feeds[s.name] = this.statistics[i]!;
+      });
       const outputs = await session.run(feeds);
       const loss = (outputs[t.loss]!.data as Float32Array)[0]!;
-      const fresh = t.params.flatMap((p) => [outputs[p.newParam]!, outputs[p.newBuffer]!]);
+      const fresh = [
+        ...t.params.flatMap((p) => [outputs[p.newParam]!, outputs[p.newBuffer]!]),
+        ...t.statistics.map((s) => outputs[s.newValue]!),
+      ];
       if (!Number.isFinite(loss) && this.nonFiniteLoss === 'error') {
         for (const tensor of fresh) tensor.dispose();
         throw new AccSGDGradientError(
           undefined,
-          `the loss of step ${this.stepCount + 1} is ${loss}; parameters and buffers are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
+          `the loss of step ${this.stepCount + 1} is ${loss}; parameters, buffers and running statistics are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
         );
       }
       if (this.nonFiniteLoss === 'error') {
@@ -495,7 +521,7 @@ export class OnnxTrainer {
         // NaN): the new parameters and buffers are checked too, as every other adapter checks.
         let bad: Awaited<ReturnType<OnnxTrainer['firstNonFinite']>>;
         try {
-          bad = await this.firstNonFinite(t.params, outputs);
+          bad = await this.firstNonFinite(t.params, t.statistics, outputs);
         } catch (error) {
           for (const tensor of fresh) tensor.dispose();
           throw error;
@@ -504,14 +530,15 @@ export class OnnxTrainer {
           for (const tensor of fresh) tensor.dispose();
           throw new AccSGDGradientError(
             bad.param,
-            `step ${this.stepCount + 1} would make its ${bad.what} non-finite (element ${bad.element} is ${bad.value}) with a loss of ${loss}; parameters and buffers are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
+            `step ${this.stepCount + 1} would make its ${bad.what} non-finite (element ${bad.element} is ${bad.value}) with a loss of ${loss}; parameters, buffers and running statistics are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
           );
         }
       }
       // The run succeeded: replace and dispose the previous tensors.
-      for (const old of [...this.params, ...this.buffers]) old?.dispose();
+      for (const old of [...this.params, ...this.buffers, ...this.statistics]) old?.dispose();
       this.params = t.params.map((p) => outputs[p.newParam]!);
       this.buffers = t.params.map((p) => outputs[p.newBuffer]!);
+      this.statistics = t.statistics.map((s) => outputs[s.newValue]!);
       scheduled.forEach((lr, g) => {
         // The state file records the learning rate of the last step.
         if (lr !== undefined) this.registry.setLearningRate(lr, g);
@@ -653,30 +680,36 @@ export class OnnxTrainer {
     });
   }
 
-  /** Copies of every parameter and buffer (buffers null before the first step), keyed by name. */
-  read(): Promise<{ params: Map<string, Float32Array>; buffers: Map<string, Float32Array | null> }> {
+  /**
+   * Copies of every parameter and buffer (buffers null before the first step), and of every running
+   * statistic of a training-mode BatchNormalization, keyed by name.
+   */
+  read(): Promise<{
+    params: Map<string, Float32Array>;
+    buffers: Map<string, Float32Array | null>;
+    statistics: Map<string, Float32Array>;
+  }> {
     return this.queue(async () => {
-      const params = new Map<string, Float32Array>();
+      const { params, statistics } = await this.readNow();
       const buffers = new Map<string, Float32Array | null>();
       for (const [i, p] of this.trainStep.params.entries()) {
-        params.set(p.name, await this.download(this.params[i]!));
         const buffer = this.buffers[i];
         buffers.set(p.name, buffer ? await this.download(buffer) : null);
       }
-      return { params, buffers };
+      return { params, buffers, statistics };
     });
   }
 
   /**
-   * The forward model with the trained values in place of its initializers: a plain inference
-   * model (same inputs, outputs, nodes and opset) for any ONNX runtime.
+   * The forward model with the trained values in place of its initializers, running statistics
+   * included: a plain inference model (same inputs, outputs, nodes and opset) for any ONNX runtime.
    */
   exportModel(): Promise<Uint8Array> {
     return this.queue(async () => {
-      const { params } = await this.readNow();
+      const { params, statistics } = await this.readNow();
       const model = fromBinary(ModelProtoSchema, this.forwardModel.slice());
       for (const t of model.graph!.initializer) {
-        const values = params.get(t.name);
+        const values = params.get(t.name) ?? statistics.get(t.name);
         if (!values) continue;
         t.dataType = TensorProto_DataType.FLOAT;
         t.floatData = [];
@@ -694,9 +727,10 @@ export class OnnxTrainer {
     if (this.disposed) return;
     this.disposed = true;
     await this.calls.idle();
-    for (const t of [...this.params, ...this.buffers]) t?.dispose();
+    for (const t of [...this.params, ...this.buffers, ...this.statistics]) t?.dispose();
     this.params = [];
     this.buffers = [];
+    this.statistics = [];
     const helpers = [...this.helpers.values()];
     this.helpers.clear();
     const variants = [...this.variants.values(), ...this.scaledVariants.values()];
@@ -708,11 +742,17 @@ export class OnnxTrainer {
     ]);
   }
 
-  private async readNow(): Promise<{ params: Map<string, Float32Array> }> {
+  private async readNow(): Promise<{
+    params: Map<string, Float32Array>;
+    statistics: Map<string, Float32Array>;
+  }> {
     const params = new Map<string, Float32Array>();
     for (const [i, p] of this.trainStep.params.entries())
       params.set(p.name, await this.download(this.params[i]!));
-    return { params };
+    const statistics = new Map<string, Float32Array>();
+    for (const [i, s] of this.trainStep.statistics.entries())
+      statistics.set(s.name, await this.download(this.statistics[i]!));
+    return { params, statistics };
   }
 
   /** An Identity session for tensors of `rank` axes; outputs on the GPU when `toGpu`. */
@@ -773,12 +813,21 @@ export class OnnxTrainer {
    */
   private async firstNonFinite(
     params: readonly { name: string; newParam: string; newBuffer: string; shape: number[] }[],
+    statistics: readonly { name: string; newValue: string; shape: number[] }[],
     outputs: Record<string, OrtTensor>,
   ): Promise<{ param: string; what: string; element: number; value: number } | undefined> {
-    const tensors = params.flatMap((p) => [
-      { param: p.name, what: 'parameter', tensor: outputs[p.newParam]!, shape: p.shape },
-      { param: p.name, what: 'momentum buffer', tensor: outputs[p.newBuffer]!, shape: p.shape },
-    ]);
+    const tensors = [
+      ...params.flatMap((p) => [
+        { param: p.name, what: 'parameter', tensor: outputs[p.newParam]!, shape: p.shape },
+        { param: p.name, what: 'momentum buffer', tensor: outputs[p.newBuffer]!, shape: p.shape },
+      ]),
+      ...statistics.map((s) => ({
+        param: s.name,
+        what: 'running statistic',
+        tensor: outputs[s.newValue]!,
+        shape: s.shape,
+      })),
+    ];
     const onGpu = tensors.filter((x) => x.tensor.location !== 'cpu');
     let flagged = tensors.filter((x) => x.tensor.location === 'cpu');
     if (onGpu.length > 0) {

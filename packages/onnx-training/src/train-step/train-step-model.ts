@@ -33,6 +33,21 @@ export interface TrainStepParam {
   newBuffer: string;
 }
 
+/**
+ * A running statistic of a BatchNormalization with training_mode=1 (running_mean or running_var): an
+ * input of the train step, not trained, whose next value (momentum * input + (1 - momentum) *
+ * batch statistic, as ONNX defines it) is an output.
+ */
+export interface TrainStepStatistic {
+  /** The initializer's name in the forward model: the train step's input for it. */
+  name: string;
+  shape: number[];
+  /** Its values in the forward model (float32). */
+  initial: Float32Array;
+  /** Output: its value after the step (BatchNormalization's running_mean or running_var output). */
+  newValue: string;
+}
+
 export interface TrainStepModel {
   /** The ONNX model of one training step (forward, loss, backward, AccSGD update) in float32. */
   model: Uint8Array;
@@ -50,6 +65,8 @@ export interface TrainStepModel {
   /** The labels input ('mse' and 'softmax-cross-entropy'), or undefined for 'scalar'. */
   labels: { name: string; shape: number[] } | undefined;
   params: TrainStepParam[];
+  /** The running statistics the step updates, in the forward model's node order. */
+  statistics: TrainStepStatistic[];
   /**
    * Per parameter group, its six float32 scalar multiplier inputs [c0..c5]
    * (updateGraphNames.coefficient(group, k)).
@@ -74,9 +91,11 @@ export interface TrainStepModel {
  *   p'   = (c3 * p + c4 * g) + c5 * buf'
  *
  * Inputs: the batch, the labels, every trainable parameter (its initializer becomes an input, with
- * the same name), its momentum buffer, and the six multipliers as 0-d float32 tensors named as in
- * the update graph (group0_c0 ... group0_c5). Outputs: the loss, then per parameter the new
- * parameter and the new buffer. One session.run is one step.
+ * the same name), its momentum buffer, each running statistic of a training-mode
+ * BatchNormalization (its initializer becomes an input too), and the six multipliers as 0-d
+ * float32 tensors named as in the update graph (group0_c0 ... group0_c5). Outputs: the loss, per
+ * parameter the new parameter and the new buffer, then each running statistic's next value
+ * (BatchNormalization's own running_mean / running_var output). One session.run is one step.
  *
  * The first step uses the same graph: feed buf = p and float32Multipliers(c, true), whose c0 is 0
  * and c1 is bufFromBuf + bufFromParam, so buf' = c1 p + c2 g as core computes it (equal bit for bit
@@ -140,6 +159,12 @@ export function buildTrainStepModel(
       newBuffer,
     };
   });
+  const statistics: TrainStepStatistic[] = d.forward.runningStatistics.map((s) => ({
+    name: s.name,
+    shape: g.shape(s.name),
+    initial: Float32Array.from(tensorValues(d.forward.initializers.get(s.name)!)!),
+    newValue: s.output,
+  }));
   const host = hostInputs(d);
   const inputs = [
     ...d.forward.inputs.map((i) =>
@@ -152,12 +177,14 @@ export function buildTrainStepModel(
     ...host.inputs.map((h) => tensorInfo(h.name, h.shape, HOST_TYPES[h.type])),
     ...(d.labels ? [tensorInfo(d.labels.name, d.labels.shape)] : []),
     ...params.flatMap((p) => [tensorInfo(p.name, p.shape), tensorInfo(p.buffer, p.shape)]),
+    ...statistics.map((s) => tensorInfo(s.name, s.shape)),
     ...coefficients.flat().map((c) => tensorInfo(c, [])),
     ...scales.flat().map((c) => tensorInfo(c, [])),
   ];
   const outputs = [
     tensorInfo(d.loss, []),
     ...params.flatMap((p) => [tensorInfo(p.newParam, p.shape), tensorInfo(p.newBuffer, p.shape)]),
+    ...statistics.map((s) => tensorInfo(s.newValue, s.shape)),
   ];
   const model = encodeDifferentiated(
     d,
@@ -184,6 +211,7 @@ export function buildTrainStepModel(
     ),
     labels: d.labels,
     params,
+    statistics,
     coefficients,
     scales,
     loss: d.loss,

@@ -1,0 +1,209 @@
+import { AccSGDConfigError, AccSGDGradientError, decodeState } from '@accsgd/core';
+import { fromBinary } from '@bufbuild/protobuf';
+import { ModelProtoSchema } from 'onnx-buf';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { tensorValues } from '../autodiff/proto.js';
+import { type ForwardSpec, forwardModel, positive, random } from '../test-support/forward-models.js';
+import { OnnxTrainer } from './onnx-trainer.js';
+
+/**
+ * BatchNormalization's running statistics in a training-mode export (training_mode=1): buffers, as
+ * in PyTorch, never parameters; each step writes BatchNormalization's own running_mean and
+ * running_var outputs back (ONNX: running = momentum * running + (1 - momentum) * batch statistic,
+ * the variance biased); exportModel carries them, the state file does not, and a rejected step
+ * leaves them unchanged.
+ */
+
+const N = 4;
+const C = 3;
+const HW = 4; // 2x2
+const MOMENTUM = 0.9;
+const values = {
+  'conv.weight': random(C * 2, 71, 0.8),
+  'conv.bias': random(C, 72, 0.3),
+  'bn.weight': positive(C, 73),
+  'bn.bias': random(C, 74, 0.2),
+  'bn.running_mean': random(C, 75, 0.5),
+  'bn.running_var': positive(C, 76),
+  'fc.weight': random(4 * C, 77, 0.7),
+  'fc.bias': random(4, 78, 0.1),
+};
+const spec = (batch: number): ForwardSpec => ({
+  inputs: { x: [batch, 2, 2, 2] },
+  params: {
+    'conv.weight': [[C, 2, 1, 1], values['conv.weight']],
+    'conv.bias': [[C], values['conv.bias']],
+    'bn.weight': [[C], values['bn.weight']],
+    'bn.bias': [[C], values['bn.bias']],
+    'bn.running_mean': [[C], values['bn.running_mean']],
+    'bn.running_var': [[C], values['bn.running_var']],
+    'fc.weight': [[4, C], values['fc.weight']],
+    'fc.bias': [[4], values['fc.bias']],
+  },
+  nodes: [
+    ['Conv', ['x', 'conv.weight', 'conv.bias'], ['c']],
+    [
+      'BatchNormalization',
+      ['c', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'],
+      ['b', 'bn_running_mean_out', 'bn_running_var_out'],
+      { training_mode: 1, momentum: { float: MOMENTUM } },
+    ],
+    ['Relu', ['b'], ['r']],
+    ['GlobalAveragePool', ['r'], ['p']],
+    ['Flatten', ['p'], ['f']],
+    ['Gemm', ['f', 'fc.weight', 'fc.bias'], ['logits'], { transB: 1 }],
+  ],
+  outputs: { logits: [batch, 4] },
+});
+const model = forwardModel(spec(N));
+const batchOf = (rows: number, seed: number) => ({ x: Float32Array.from(random(rows * 2 * HW, seed, 2)) });
+const labelsOf = (rows: number) => {
+  const l = new Float32Array(rows * 4);
+  for (let r = 0; r < rows; r++) l[r * 4 + (r % 4)] = 1;
+  return l;
+};
+const STATS = ['bn.running_mean', 'bn.running_var'];
+const create = (options: Record<string, unknown> = {}) =>
+  OnnxTrainer.create(model, {
+    loss: 'softmax-cross-entropy',
+    hyperparams: { lr: 0.05, weightDecay: 0.5 },
+    ort,
+    ...options,
+  });
+
+/** The 1x1 convolution's per-channel batch mean and biased variance, in float64. */
+function batchStatistics(x: Float32Array, weight: ArrayLike<number>, bias: ArrayLike<number>) {
+  const rows = x.length / (2 * HW);
+  const mean = new Array<number>(C).fill(0);
+  const variance = new Array<number>(C).fill(0);
+  for (let o = 0; o < C; o++) {
+    const v: number[] = [];
+    for (let n = 0; n < rows; n++)
+      for (let k = 0; k < HW; k++)
+        v.push(
+          bias[o]! +
+            weight[o * 2]! * x[(n * 2 + 0) * HW + k]! +
+            weight[o * 2 + 1]! * x[(n * 2 + 1) * HW + k]!,
+        );
+    mean[o] = v.reduce((a, b) => a + b, 0) / v.length;
+    variance[o] = v.reduce((a, b) => a + (b - mean[o]!) ** 2, 0) / v.length;
+  }
+  return { mean, variance };
+}
+
+const closeTo = (actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number) => {
+  expect(actual.length).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++)
+    expect(Math.abs(actual[i]! - expected[i]!), `element ${i}: ${actual[i]} vs ${expected[i]}`).toBeLessThan(
+      tolerance * Math.max(1, Math.abs(expected[i]!)),
+    );
+};
+
+describe('OnnxTrainer and BatchNormalization running statistics (training_mode=1)', () => {
+  it('are buffers by default: not trained, named apart from the parameters', async () => {
+    const trainer = await create();
+    expect(trainer.paramNames).toEqual([
+      'conv.weight',
+      'conv.bias',
+      'bn.weight',
+      'bn.bias',
+      'fc.weight',
+      'fc.bias',
+    ]);
+    expect(trainer.runningStatisticNames).toEqual(STATS);
+    await trainer.dispose();
+    // A pattern that would match them skips them.
+    const all = await create({ trainable: '*' });
+    expect(all.paramNames).not.toContain('bn.running_mean');
+    expect(all.runningStatisticNames).toEqual(STATS);
+    await all.dispose();
+  });
+
+  it('naming one as trainable, or a pattern matching only them, is refused with AccSGDConfigError', async () => {
+    await expect(create({ trainable: ['fc.weight', 'bn.running_var'] })).rejects.toThrow(AccSGDConfigError);
+    await expect(create({ trainable: 'bn.running_mean' })).rejects.toThrow(
+      /running mean or variance of a BatchNormalization with training_mode=1/,
+    );
+    await expect(create({ trainable: /running/ })).rejects.toThrow(AccSGDConfigError);
+  });
+
+  it("each step writes ONNX's update back (momentum 0.9, biased variance), from the current weights", async () => {
+    const trainer = await create();
+    let mean = values['bn.running_mean'].slice();
+    let variance = values['bn.running_var'].slice();
+    for (const seed of [81, 82]) {
+      const before = await trainer.read();
+      const batch = batchOf(N, seed);
+      // The step's batch statistics come from the convolution's weights before it.
+      const stats = batchStatistics(
+        batch.x,
+        before.params.get('conv.weight')!,
+        before.params.get('conv.bias')!,
+      );
+      await trainer.step(batch, labelsOf(N));
+      mean = mean.map((m, c) => MOMENTUM * m + (1 - MOMENTUM) * stats.mean[c]!);
+      variance = variance.map((v, c) => MOMENTUM * v + (1 - MOMENTUM) * stats.variance[c]!);
+      const after = await trainer.read();
+      // float32 rounding of the attribute (0.9 -> 0.89999998) and of the sums: ~1e-7 relative.
+      closeTo(after.statistics.get('bn.running_mean')!, mean, 2e-6);
+      closeTo(after.statistics.get('bn.running_var')!, variance, 2e-6);
+      expect([...after.buffers.keys()]).not.toContain('bn.running_mean');
+    }
+    // A last partial batch (3 rows: another train step) updates the same statistics.
+    const before = await trainer.read();
+    const partial = batchOf(3, 83);
+    const stats = batchStatistics(
+      partial.x,
+      before.params.get('conv.weight')!,
+      before.params.get('conv.bias')!,
+    );
+    await trainer.step(partial, labelsOf(3));
+    const after = await trainer.read();
+    closeTo(
+      after.statistics.get('bn.running_mean')!,
+      mean.map((m, c) => MOMENTUM * m + (1 - MOMENTUM) * stats.mean[c]!),
+      2e-6,
+    );
+    await trainer.dispose();
+  });
+
+  it('exportModel holds the updated statistics; the state file does not', async () => {
+    const trainer = await create();
+    await trainer.step(batchOf(N, 84), labelsOf(N));
+    const { statistics } = await trainer.read();
+    const exported = fromBinary(ModelProtoSchema, await trainer.exportModel());
+    const initializers = new Map(exported.graph!.initializer.map((t) => [t.name, tensorValues(t)!]));
+    for (const name of STATS) {
+      expect(Array.from(initializers.get(name)!)).toEqual(Array.from(statistics.get(name)!));
+      expect(Array.from(statistics.get(name)!)).not.toEqual(
+        Array.from(Float32Array.from(values[name as keyof typeof values])),
+      );
+    }
+    const state = decodeState(await trainer.exportState());
+    expect([...state.buffers.keys()].filter((k) => k.includes('running'))).toEqual([]);
+    expect(state.groups.flatMap((g) => g.params)).not.toContain('bn.running_var');
+    // A trainer resumed from the exported model starts from the updated statistics.
+    const resumed = await OnnxTrainer.create(await trainer.exportModel(), {
+      loss: 'softmax-cross-entropy',
+      hyperparams: { lr: 0.05 },
+      ort,
+    });
+    expect((await resumed.read()).statistics).toEqual(statistics);
+    await resumed.dispose();
+    await trainer.dispose();
+  });
+
+  it('a rejected step (non-finite loss) leaves the statistics unchanged', async () => {
+    const trainer = await create();
+    await trainer.step(batchOf(N, 85), labelsOf(N));
+    const before = await trainer.read();
+    const bad = batchOf(N, 86);
+    bad.x[5] = Number.NaN;
+    await expect(trainer.step(bad, labelsOf(N))).rejects.toThrow(AccSGDGradientError);
+    const after = await trainer.read();
+    expect(after.statistics).toEqual(before.statistics);
+    expect(after.params).toEqual(before.params);
+    await trainer.dispose();
+  });
+});
