@@ -155,7 +155,7 @@ export function claimStreamPiece(
     const published = Atomics.load(control, Slot.Published);
     if (piece >= ((published - base) | 0)) {
       if (!waitForPublish) return false;
-      Atomics.wait(control, Slot.Published, published);
+      if (spinWhile(control, Slot.Published, published)) Atomics.wait(control, Slot.Published, published);
       continue;
     }
     if (Atomics.compareExchange(control, Slot.Claim, word, word + 1) !== word) continue;
@@ -205,3 +205,15 @@ function runPiece(
   };
   kernel.update(param, grad, buffer, n, c, coefficients[s + 6] === 1);
 }
+
+/**
+ * Reads `array[index]` up to SPINS times while it still equals `value`; true if it never changed.
+ * A wait that the next piece or chunk ends within microseconds is cheaper spun than slept: a
+ * futex sleep and wake costs about as much as copying a staging slot.
+ */
+export function spinWhile(array: Int32Array, index: number, value: number): boolean {
+  for (let spin = 0; spin < SPINS; spin++) if (Atomics.load(array, index) !== value) return false;
+  return true;
+}
+
+const SPINS = 2_000;

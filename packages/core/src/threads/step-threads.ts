@@ -15,6 +15,7 @@ import {
   RING,
   SLOT_COEFFICIENTS,
   Slot,
+  spinWhile,
 } from './protocol.js';
 import type { StepWorkerInit } from './step-worker.js';
 
@@ -258,7 +259,8 @@ export class StepThreads {
         const seen = Atomics.load(ringDone, slot);
         if (seen === finished) break;
         if (this.callerWorks && claimStreamPiece(this.views, kernel, generation, false, false)) continue;
-        if (canBlock) Atomics.wait(ringDone, slot, seen, Math.min(STALL_CHECK_MS, this.stallMs));
+        if (canBlock && spinWhile(ringDone, slot, seen))
+          Atomics.wait(ringDone, slot, seen, Math.min(STALL_CHECK_MS, this.stallMs));
         watch(seen);
       }
       unstage(piece, slot);
@@ -338,7 +340,8 @@ export class StepThreads {
     for (;;) {
       const done = Atomics.load(control, Slot.Done);
       if (done >= count) break;
-      if (canBlock) Atomics.wait(control, Slot.Done, done, Math.min(STALL_CHECK_MS, this.stallMs));
+      if (canBlock && spinWhile(control, Slot.Done, done))
+        Atomics.wait(control, Slot.Done, done, Math.min(STALL_CHECK_MS, this.stallMs));
       watch(done);
     }
     Atomics.store(control, Slot.Claim, CLOSED);
