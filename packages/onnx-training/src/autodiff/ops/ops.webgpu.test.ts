@@ -162,10 +162,13 @@ suite('op modules on onnxruntime-node webgpu', () => {
   it('runs every node of a conv net train step using every op module on the GPU (disable_cpu_ep_fallback) and matches cpu', async () => {
     const worst = await gpuAgainstCpu(convNet(), [B, 3, 8, 8]);
     console.log(
-      `[conv net on webgpu] loss relative difference ${worst.loss.toExponential(2)}, parameters ${worst.params.toExponential(2)}`,
+      `[conv net on webgpu] loss relative difference ${worst.loss.toExponential(2)}, parameters ${worst.params.toExponential(2)}, running statistics ${worst.statistics.toExponential(2)}`,
     );
     expect(worst.loss).toBeLessThan(1e-4);
     expect(worst.params).toBeLessThan(1e-4);
+    // The training-mode BatchNormalization's running mean and variance, written back on the GPU.
+    expect(worst.statisticCount).toBe(2);
+    expect(worst.statistics).toBeLessThan(1e-4);
   });
 
   it('runs a 1-D conv net train step on the GPU and matches cpu', async () => {
