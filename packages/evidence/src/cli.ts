@@ -185,7 +185,7 @@ function runPaperProtocol(): void {
       );
     }
   }
-  process.stdout.write(`  ${gridVerdict(r)}\n`);
+  process.stdout.write(`  ${gridVerdict(r).replace(/\*\*/g, '')}\n`);
   process.stdout.write(
     `Report: ${join(relative(process.cwd(), outDir) || '.', 'linear-regression-paper.md')}\n`,
   );
