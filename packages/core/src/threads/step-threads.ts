@@ -388,7 +388,9 @@ function workerSpawner(): Spawner | null {
       // An idle optimizer must not keep the process alive; the worker only ever waits on memory.
       worker.unref();
       const online = new Promise<void>((resolve, reject) => {
-        worker.once('message', () => resolve());
+        worker.once('message', (message) =>
+          message === 'online' ? resolve() : reject(new Error(`a step worker did not start: ${message}`)),
+        );
         worker.once('error', reject);
         worker.once('exit', () => reject(new Error('a step worker exited before it started')));
       });
@@ -411,7 +413,15 @@ function workerSpawner(): Spawner | null {
   return (init) => {
     const worker = new WebWorker(new URL('./step-worker.js', import.meta.url), { type: 'module' });
     const online = new Promise<void>((resolve, reject) => {
-      worker.addEventListener('message', () => resolve(), { once: true });
+      worker.addEventListener(
+        'message',
+        (event) => {
+          const message = (event as { data?: unknown }).data;
+          if (message === 'online') resolve();
+          else reject(new Error(`a step worker did not start: ${String(message)}`));
+        },
+        { once: true },
+      );
       worker.addEventListener('error', reject, { once: true });
     });
     worker.postMessage(init);

@@ -13,13 +13,17 @@ export interface StepWorkerInit {
   slots: number;
 }
 
-function serve(init: StepWorkerInit, announce: () => void): void {
+function serve(init: StepWorkerInit, announce: (message: 'online' | 'no kernel') => void): void {
   const kernels = init.memories.map((memory) => HeapKernel.create(memory));
-  if (!kernels.every((k) => k !== null)) return; // the caller checked SIMD first; without it this worker never joins
+  if (!kernels.every((k) => k !== null)) {
+    // The calling thread made the same kernel, so this is not expected; it must not hang ready().
+    announce('no kernel');
+    return;
+  }
   const views = controlViews(init.control, init.maxPieces, init.maxChunks, init.slots);
   const { control } = views;
   let seen = Atomics.load(control, Slot.Generation);
-  announce();
+  announce('online');
   for (;;) {
     Atomics.wait(control, Slot.Generation, seen);
     const generation = Atomics.load(control, Slot.Generation);
@@ -33,7 +37,7 @@ function serve(init: StepWorkerInit, announce: () => void): void {
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 if (isNode) {
   const { parentPort, workerData } = await import('node:worker_threads');
-  serve(workerData as StepWorkerInit, () => parentPort?.postMessage('online'));
+  serve(workerData as StepWorkerInit, (message) => parentPort?.postMessage(message));
 } else {
   const scope = globalThis as unknown as {
     onmessage: ((event: { data: StepWorkerInit }) => void) | null;
@@ -41,6 +45,6 @@ if (isNode) {
   };
   scope.onmessage = (event) => {
     scope.onmessage = null;
-    serve(event.data, () => scope.postMessage('online'));
+    serve(event.data, (message) => scope.postMessage(message));
   };
 }
