@@ -509,11 +509,13 @@ export class OnnxTrainer {
         ...t.params.flatMap((p) => [outputs[p.newParam]!, outputs[p.newBuffer]!]),
         ...t.statistics.map((s) => outputs[s.newValue]!),
       ];
+      const unchanged =
+        t.statistics.length > 0 ? 'parameters, buffers and running statistics' : 'parameters and buffers';
       if (!Number.isFinite(loss) && this.nonFiniteLoss === 'error') {
         for (const tensor of fresh) tensor.dispose();
         throw new AccSGDGradientError(
           undefined,
-          `the loss of step ${this.stepCount + 1} is ${loss}; parameters, buffers and running statistics are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
+          `the loss of step ${this.stepCount + 1} is ${loss}; ${unchanged} are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
         );
       }
       if (this.nonFiniteLoss === 'error') {
@@ -530,7 +532,7 @@ export class OnnxTrainer {
           for (const tensor of fresh) tensor.dispose();
           throw new AccSGDGradientError(
             bad.param,
-            `step ${this.stepCount + 1} would make its ${bad.what} non-finite (element ${bad.element} is ${bad.value}) with a loss of ${loss}; parameters, buffers and running statistics are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
+            `step ${this.stepCount + 1} would make its ${bad.what} non-finite (element ${bad.element} is ${bad.value}) with a loss of ${loss}; ${unchanged} are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
           );
         }
       }
