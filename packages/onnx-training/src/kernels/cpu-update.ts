@@ -39,6 +39,9 @@ export class CpuParameterStore {
   private readonly stage: Float32Array | null;
   private readonly offsets: number[];
   private readonly lengths: number[];
+  /** The memory of both regions, for owns(). */
+  private readonly memory: ArrayBufferLike;
+  private lastRuns: { work: readonly CpuStepWork[]; runs: CpuStepWork[][] } | null = null;
 
   constructor(initial: readonly Float32Array[]) {
     this.offsets = [];
@@ -58,6 +61,7 @@ export class CpuParameterStore {
       this.buffers = new Float32Array(total);
       this.stage = null;
     }
+    this.memory = this.params.buffer;
     initial.forEach((data, i) => this.params.set(data, this.offsets[i]));
   }
 
@@ -66,7 +70,7 @@ export class CpuParameterStore {
    * such a gradient must be copied first, as the update writes that memory while it streams.
    */
   owns(array: Float32Array): boolean {
-    return array.buffer === this.params.buffer;
+    return array.buffer === this.memory;
   }
 
   /** A live view of parameter i (updated in place by every step). */
@@ -95,7 +99,7 @@ export class CpuParameterStore {
       }
       return null;
     }
-    for (const run of this.runs(work, false)) {
+    for (const run of this.runs(work)) {
       let found: { index: number; element: number } | null = null;
       this.stream(run, (chunk, n) => {
         const bad = firstNonFinite(this.stage!.subarray(0, n));
@@ -123,7 +127,7 @@ export class CpuParameterStore {
         fusedUpdate(this.param(index), grad, this.buffer(index), coefficients[group]!, first);
       return;
     }
-    for (const run of this.runs(work, true)) {
+    for (const run of this.runs(work)) {
       const { group, first } = run[0]!;
       this.stream(run, (chunk, n) => {
         fusedUpdate(
@@ -136,26 +140,34 @@ export class CpuParameterStore {
         return true;
       });
     }
+    this.lastRuns = null; // holds the caller's gradients
   }
 
   /**
-   * `work` in parameter order, cut into runs of consecutive parameters (and, `byUpdate`, of one
-   * group and one first-step flag): each run is one range of both flat regions.
+   * `work` in parameter order, cut into runs of consecutive parameters of one group and one
+   * first-step flag: each run is one range of both flat regions. The scan and the update of a step
+   * pass the same array, so its runs are worked out once.
    */
-  private runs(work: readonly CpuStepWork[], byUpdate: boolean): CpuStepWork[][] {
-    const sorted = [...work].sort((a, b) => a.index - b.index);
+  private runs(work: readonly CpuStepWork[]): CpuStepWork[][] {
+    if (work === this.lastRuns?.work) return this.lastRuns.runs;
+    let sorted = work;
+    for (let k = 1; k < work.length; k++)
+      if (work[k]!.index < work[k - 1]!.index) {
+        sorted = [...work].sort((a, b) => a.index - b.index);
+        break;
+      }
     const runs: CpuStepWork[][] = [];
+    let run: CpuStepWork[] = [];
     for (const w of sorted) {
-      const run = runs[runs.length - 1];
-      const last = run?.[run.length - 1];
-      if (
-        run &&
-        last!.index + 1 === w.index &&
-        (!byUpdate || (last!.group === w.group && last!.first === w.first))
-      )
-        run.push(w);
-      else runs.push([w]);
+      const last = run[run.length - 1];
+      if (last && (last.index + 1 !== w.index || last.group !== w.group || last.first !== w.first)) {
+        runs.push(run);
+        run = [];
+      }
+      run.push(w);
     }
+    if (run.length > 0) runs.push(run);
+    this.lastRuns = { work, runs };
     return runs;
   }
 
