@@ -56,10 +56,12 @@ if (selected.length === 0) {
   );
   process.exit(2);
 }
+const bold = (s) => (color ? `\u001b[1m${s}\u001b[22m` : s);
 const table = new Table({
-  head: ['adapter', 'where', 'checks', 'passed', 'failed', 'worst error / bound', 'seconds'],
-  // cli-table3 paints the header red and the borders grey by default, even into a file.
-  style: { head: color ? ['bold'] : [], border: color ? ['grey'] : [] },
+  head: ['adapter', 'where', 'checks', 'passed', 'failed', 'worst error / bound', 'seconds'].map(bold),
+  // cli-table3 paints the header red and the borders grey by default, even into a file, and its
+  // colour library turns itself off wherever CI is set: this script decides (`color`), not it.
+  style: { head: [], border: [] },
 });
 let failures = 0;
 let conforming = 0;

@@ -69,7 +69,7 @@ describe('npm start: scripts/conformance-all.mjs', () => {
           )
         ).stdout;
       const coloured = await onTerminal({});
-      expect(coloured).toContain(`${ESC}1m adapter`);
+      expect(coloured).toContain(`${ESC}1madapter${ESC}22m`);
       expect(coloured).not.toContain(`${ESC}31m`);
       expect(coloured).toContain(`${ESC}32m2 adapter configuration(s) conform`);
       const plain = await onTerminal({ NO_COLOR: '1' });
