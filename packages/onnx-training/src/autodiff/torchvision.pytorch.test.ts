@@ -167,6 +167,36 @@ describe.skipIf(!torchvision)('torchvision models: gradients against PyTorch aut
         );
         await session.release();
       });
+
+  it("resnet18, train mode: OnnxTrainer's default parameters are PyTorch's parameters(); the running statistics are buffers a step moves", async () => {
+    const case_ = join(dir, 'resnet18-train');
+    const meta = JSON.parse(readFileSync(join(case_, 'meta.json'), 'utf8')) as Meta;
+    const bytes = new Uint8Array(readFileSync(join(case_, 'model.onnx')));
+    const stats = fromBinary(ModelProtoSchema, bytes)
+      .graph!.initializer.map((t) => t.name)
+      .filter((n) => /running_(mean|var)$/.test(n));
+    expect(stats.length).toBe(40); // 20 BatchNorm2d
+    const trainer = await OnnxTrainer.create(bytes, {
+      loss: 'softmax-cross-entropy',
+      hyperparams: { lr: 0.01, weightDecay: 1e-4 },
+      ort,
+    });
+    expect([...trainer.paramNames].sort()).toEqual(meta.params.map((p) => p.name).sort());
+    expect([...trainer.runningStatisticNames].sort()).toEqual([...stats].sort());
+    const before = (await trainer.read()).statistics;
+    const labels = new Float32Array(meta.input[0]! * meta.classes);
+    meta.labels.forEach((c, i) => {
+      labels[i * meta.classes + c] = 1;
+    });
+    await trainer.step({ input: floats(join(case_, 'input.bin')) }, labels);
+    const after = (await trainer.read()).statistics;
+    for (const name of stats) {
+      const [a, b] = [after.get(name)!, before.get(name)!];
+      expect(a.every(Number.isFinite), name).toBe(true);
+      expect(Array.from(a), name).not.toEqual(Array.from(b));
+    }
+    await trainer.dispose();
+  }, 120_000);
 });
 
 /**
