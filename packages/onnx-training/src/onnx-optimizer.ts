@@ -63,7 +63,7 @@ export interface OnnxAccSGDOptions {
    * cannot run fails session creation instead of running on the CPU. Default false.
    */
   strictPlacement?: boolean;
-  /** Update sessions kept (one per pattern of present / first-step parameters); default 8. */
+  /** Update sessions kept on the graph path (one per mode: first step, later steps, mixed); default 8. */
   maxCachedSessions?: number;
   /**
    * Run the update as the ONNX graph on 'cpu' and 'wasm' too (default false). There, parameters and
@@ -96,19 +96,21 @@ const unshared = (a: Float32Array): Float32Array =>
   typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer ? a.slice() : a;
 
 /**
- * AccSGD on ONNX Runtime. Each step runs one ONNX graph of standard ai.onnx Mul and Add nodes
- * (buildUpdateGraph) over every parameter that has a gradient, with the six float32 multipliers of
- * SPEC §2.1 fed as inputs, so learning-rate changes reuse the session:
+ * AccSGD on ONNX Runtime, the fused form of SPEC §2.1 in @accsgd/core's float32 order:
  *
  *   buf' = (c0 * buf + c1 * p) + c2 * g            c0..c5: fusedCoefficients, rounded once
  *   p'   = (c3 * p + c4 * g) + c5 * buf'           first step: buf' = (bufFromBuf + bufFromParam) p + c2 g
  *
- * Groups, names, shapes, step counts, buffer presence, import matching and export snapshots are
- * @accsgd/core's ParameterRegistry; this class keeps only ORT tensors and sessions. On 'webgpu'
- * parameters and buffers stay on the GPU between steps (ORT output tensors with
- * preferredOutputLocation 'gpu-buffer'), read back through a tiny Identity session. A step is
- * atomic: every gradient is checked before anything changes, and the new tensors replace the old
- * ones only after the run succeeds. Asynchronous calls take effect in the order they are made
+ * On 'cpu' and 'wasm' the parameters and buffers live in a CpuParameterStore and core's fused
+ * kernel updates them in place (no session). On 'webgpu' (or with updateGraph) each step runs,
+ * per group, one ONNX graph of standard ai.onnx Mul, Add and Where nodes over the group's flat
+ * tensors (buildFlatUpdateGraph), with the multipliers fed as inputs, so learning-rate changes and
+ * patterns of missing gradients reuse the session; each parameter's own tensor is then cut from
+ * the flat one. Groups, names, shapes, step counts, buffer presence, import matching and export
+ * snapshots are @accsgd/core's ParameterRegistry. On 'webgpu' parameters and buffers stay on the
+ * GPU between steps (ORT output tensors with preferredOutputLocation 'gpu-buffer'), read back
+ * through a tiny Identity session. A step is atomic: every gradient is checked before anything
+ * changes, and the new tensors replace the old ones only after every run succeeds. Asynchronous calls take effect in the order they are made
  * (OrderedCalls); setLearningRate while one is pending is an AccSGDStateError.
  */
 export class OnnxAccSGD {
