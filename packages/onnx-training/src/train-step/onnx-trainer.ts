@@ -530,9 +530,11 @@ export class OnnxTrainer {
         }
         if (bad) {
           for (const tensor of fresh) tensor.dispose();
+          // A running statistic is not a parameter: no "gradient for parameter" prefix, its name in the text.
+          const statistic = bad.what === 'running statistic';
           throw new AccSGDGradientError(
-            bad.param,
-            `step ${this.stepCount + 1} would make its ${bad.what} non-finite (element ${bad.element} is ${bad.value}) with a loss of ${loss}; ${unchanged} are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
+            statistic ? undefined : bad.param,
+            `step ${this.stepCount + 1} would make its ${bad.what}${statistic ? ` "${bad.param}"` : ''} non-finite (element ${bad.element} is ${bad.value}) with a loss of ${loss}; ${unchanged} are unchanged (nonFiniteLoss: 'allow' applies such steps)`,
           );
         }
       }

@@ -209,4 +209,37 @@ describe('OnnxTrainer and BatchNormalization running statistics (training_mode=1
     expect(after.params).toEqual(before.params);
     await trainer.dispose();
   });
+
+  it('a step that would make a running statistic non-finite (a finite loss) is refused, naming it', async () => {
+    // Activations of 1e20: the batch variance overflows float32, the normalised output is 0, the
+    // loss and every parameter stay finite; only running_var would become Infinity.
+    const bytes = forwardModel({
+      inputs: { x: [4, 2] },
+      params: {
+        W: [
+          [2, 2],
+          [1, 0, 0, 1],
+        ],
+        g: [[2], [1, 1]],
+        b: [[2], [0, 0]],
+        m: [[2], [0, 0]],
+        v: [[2], [1, 1]],
+      },
+      nodes: [
+        ['MatMul', ['x', 'W'], ['h']],
+        ['BatchNormalization', ['h', 'g', 'b', 'm', 'v'], ['y', 'rm', 'rv'], { training_mode: 1 }],
+      ],
+      outputs: { y: [4, 2] },
+    });
+    const trainer = await OnnxTrainer.create(bytes, { loss: 'mse', hyperparams: { lr: 0.1 }, ort });
+    const x = new Float32Array([1e20, 1, -1e20, 2, 1e20, 3, -1e20, 4]);
+    const error = await trainer.step({ x }, new Float32Array(8)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AccSGDGradientError);
+    expect((error as Error).message).toMatch(
+      /would make its running statistic "v" non-finite \(element 0 is Infinity\) with a loss of 0\.49/,
+    );
+    expect((await trainer.read()).statistics.get('v')).toEqual(new Float32Array([1, 1]));
+    expect(trainer.stepCount).toBe(0);
+    await trainer.dispose();
+  });
 });
