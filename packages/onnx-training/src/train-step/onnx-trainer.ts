@@ -33,6 +33,7 @@ import {
   sessionOptions,
   strictPlacement,
 } from '../runtime.js';
+import { toInferenceForm } from './inference-form.js';
 import { buildTrainStepModel, type TrainStepModel, type TrainStepOptions } from './train-step-model.js';
 
 /** A learning rate as a function of the step count (0 on the first step), as @accsgd/tfjs accepts. */
@@ -706,12 +707,26 @@ export class OnnxTrainer {
 
   /**
    * The forward model with the trained values in place of its initializers, running statistics
-   * included: a plain inference model (same inputs, outputs, nodes and opset) for any ONNX runtime.
+   * included: a plain model (same inputs, outputs, nodes and opset) for any ONNX runtime, and the
+   * model to resume from. `{ inference: true }` also turns each BatchNormalization with
+   * training_mode=1 into its inference form, which normalises with the running statistics (as
+   * PyTorch's model.eval()); as exported, ONNX Runtime normalises with the batch's statistics.
    */
-  exportModel(): Promise<Uint8Array> {
+  exportModel(options: { inference?: boolean } = {}): Promise<Uint8Array> {
+    if (typeof options !== 'object' || options === null)
+      return Promise.reject(new AccSGDConfigError('options', options, '{ inference?: boolean }'));
+    try {
+      assertKnownKeys(options, ['inference']);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const inference = options.inference ?? false;
+    if (typeof inference !== 'boolean')
+      return Promise.reject(new AccSGDConfigError('inference', inference, 'true or false'));
     return this.queue(async () => {
       const { params, statistics } = await this.readNow();
       const model = fromBinary(ModelProtoSchema, this.forwardModel.slice());
+      if (inference) toInferenceForm(model);
       for (const t of model.graph!.initializer) {
         const values = params.get(t.name) ?? statistics.get(t.name);
         if (!values) continue;

@@ -194,6 +194,77 @@ describe('OnnxTrainer and BatchNormalization running statistics (training_mode=1
     await trainer.dispose();
   });
 
+  it('exportModel({ inference: true }) normalises with the running statistics (PyTorch eval()): a row predicts alone', async () => {
+    const trainer = await create();
+    await trainer.step(batchOf(N, 87), labelsOf(N));
+    await trainer.step(batchOf(N, 88), labelsOf(N));
+    const { params, statistics } = await trainer.read();
+    const inference = await trainer.exportModel({ inference: true });
+    const bn = fromBinary(ModelProtoSchema, inference).graph!.node.find(
+      (n) => n.opType === 'BatchNormalization',
+    )!;
+    expect(bn.output).toEqual(['b']);
+    expect(bn.attribute.map((a) => a.name)).not.toContain('training_mode');
+    // Two batches that share row 0 only.
+    const x = batchOf(N, 89).x;
+    const other = batchOf(N, 90).x;
+    other.set(x.subarray(0, 2 * HW));
+    const logits = async (bytes: Uint8Array, input: Float32Array) => {
+      const session = await ort.InferenceSession.create(bytes);
+      const out = await session.run({ x: new ort.Tensor('float32', input, [N, 2, 2, 2]) });
+      await session.release();
+      return Array.from(out.logits!.data as Float32Array).slice(0, 4);
+    };
+    // Row 0 on the host, in float64: conv 1x1, BatchNormalization with the running statistics
+    // (epsilon 1e-5), Relu, mean over the 2x2 pixels, Gemm.
+    const p = (name: string) => (name.startsWith('bn.running') ? statistics : params).get(name)!;
+    const pooled = Array.from({ length: C }, (_, o) => {
+      let sum = 0;
+      for (let k = 0; k < HW; k++) {
+        const c =
+          p('conv.bias')[o]! + p('conv.weight')[o * 2]! * x[k]! + p('conv.weight')[o * 2 + 1]! * x[HW + k]!;
+        const normal =
+          ((c - p('bn.running_mean')[o]!) / Math.sqrt(p('bn.running_var')[o]! + 1e-5)) * p('bn.weight')[o]! +
+          p('bn.bias')[o]!;
+        sum += Math.max(0, normal);
+      }
+      return sum / HW;
+    });
+    const expected = Array.from(
+      { length: 4 },
+      (_, j) => p('fc.bias')[j]! + pooled.reduce((a, v, o) => a + v * p('fc.weight')[j * C + o]!, 0),
+    );
+    closeTo(await logits(inference, x), expected, 1e-5);
+    closeTo(await logits(inference, other), expected, 1e-5);
+    // As exported for training, ONNX Runtime normalises with the batch's statistics: row 0 moves.
+    const training = await trainer.exportModel();
+    expect(await logits(training, x)).not.toEqual(await logits(training, other));
+    await expect(trainer.exportModel({ bogus: 1 } as never)).rejects.toThrow(AccSGDConfigError);
+    await expect(trainer.exportModel({ inference: 'yes' } as never)).rejects.toThrow(AccSGDConfigError);
+    await trainer.dispose();
+  });
+
+  it('exportModel({ inference: true }) refuses a model that reads a running-statistics output', async () => {
+    const bytes = forwardModel({
+      inputs: { x: [4, 2] },
+      params: { g: [[2], [1, 1]], b: [[2], [0, 0]], m: [[2], [0, 0]], v: [[2], [1, 1]] },
+      nodes: [['BatchNormalization', ['x', 'g', 'b', 'm', 'v'], ['y', 'rm', 'rv'], { training_mode: 1 }]],
+      outputs: { y: [4, 2], rv: [2] },
+    });
+    const trainer = await OnnxTrainer.create(bytes, {
+      loss: 'mse',
+      output: 'y',
+      hyperparams: { lr: 0.1 },
+      ort,
+    });
+    expect(trainer.runningStatisticNames).toEqual(['m', 'v']);
+    await expect(trainer.exportModel({ inference: true })).rejects.toThrow(
+      /has its running-statistics output "rv" read by the model/,
+    );
+    expect((await trainer.exportModel()).length).toBeGreaterThan(0);
+    await trainer.dispose();
+  });
+
   it('a rejected step (non-finite loss) leaves the statistics unchanged', async () => {
     const trainer = await create();
     await trainer.step(batchOf(N, 85), labelsOf(N));
