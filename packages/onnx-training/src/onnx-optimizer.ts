@@ -19,7 +19,9 @@ import {
 import {
   buildFlatUpdateGraph,
   buildSliceSplitModel,
+  FLAT_SEGMENT_ELEMENTS,
   type FlatUpdateMode,
+  flatSegments,
   flatUpdateNames,
   SPLIT_OUTPUTS,
 } from './graphs/flat-update-graph.js';
@@ -124,7 +126,7 @@ export class OnnxAccSGD {
   private readonly baseSessionOptions: Readonly<Record<string, unknown>>;
   /**
    * The graph path ('webgpu', or updateGraph): each group's parameters concatenated in member
-   * order (flat, float32), and their momentum buffers at the same offsets (zeros until a member's
+   * order (flat, float32; a group over FLAT_SEGMENT_ELEMENTS in several segments, indexed here), and their momentum buffers at the same offsets (zeros until a member's
    * first step; the registry says which members have one). One update run per group, from one
    * session per mode, whatever the parameter count.
    */
@@ -135,10 +137,12 @@ export class OnnxAccSGD {
    * that updates the group (the flat tensor itself for a group of one), for paramTensor().
    */
   private readonly params: OrtTensor[] = [];
-  /** Per group, its parameter indices (consecutive); per parameter, its offset in its group. */
+  /** Per flat segment, its parameter indices (consecutive); per parameter, its offset and segment. */
   private readonly members: number[][] = [];
   private readonly offsets: number[] = [];
-  private readonly groupOf: number[] = [];
+  private readonly segmentOf: number[] = [];
+  /** Per flat segment, the group whose hyperparameters it takes. */
+  private readonly segmentGroup: number[] = [];
   /**
    * On 'cpu' and 'wasm' (unless updateGraph): the parameters and buffers themselves, updated by
    * core's kernel; `params` and `buffers` then stay empty, and `cpuTensors` holds the ORT tensors
@@ -169,17 +173,17 @@ export class OnnxAccSGD {
     this.strictPlacement = options.strictPlacement;
     this.maxCachedSessions = options.maxCachedSessions;
     this.baseSessionOptions = options.sessionOptions;
-    let index = 0;
-    for (const group of registry.paramGroups) {
-      const members: number[] = [];
+    const lengths = Array.from({ length: registry.size }, (_, i) => registry.length(i));
+    const groupSizes = registry.paramGroups.map((g) => g.params.length);
+    for (const segment of flatSegments(lengths, groupSizes, FLAT_SEGMENT_ELEMENTS)) {
       let offset = 0;
-      for (let k = 0; k < group.params.length; k++, index++) {
-        members.push(index);
+      for (const i of segment.members) {
         this.offsets.push(offset);
-        this.groupOf.push(this.members.length);
-        offset += registry.length(index);
+        this.segmentOf.push(this.members.length);
+        offset += lengths[i]!;
       }
-      this.members.push(members);
+      this.members.push(segment.members);
+      this.segmentGroup.push(segment.group);
     }
     this.cpu = cpu;
     this.cpuTensors = new Array(registry.size).fill(null);
@@ -340,14 +344,16 @@ export class OnnxAccSGD {
         this.registry.commitStep(plan);
         return { applied: true };
       }
+      // By flat segment (a group, or a part of a large one): one update run each.
       const byGroup = new Map<number, typeof work>();
       for (const w of work) {
-        const list = byGroup.get(w.group);
+        const segment = this.segmentOf[w.index]!;
+        const list = byGroup.get(segment);
         if (list) list.push(w);
-        else byGroup.set(w.group, [w]);
+        else byGroup.set(segment, [w]);
       }
       const used = [...byGroup.keys()].map((g) => {
-        const c = plan.coefficients[g]!;
+        const c = plan.coefficients[this.segmentGroup[g]!]!;
         return { g, later: float32Multipliers(c, false), first: float32Multipliers(c, true)[1] };
       });
       // WebGPU flushes subnormal multipliers (lr = 1e-40's gradient ones) to zero: then a graph
@@ -512,12 +518,12 @@ export class OnnxAccSGD {
       // Each group with an incoming buffer gets a new flat buffer: its current values (members
       // without an incoming buffer lose theirs in the registry; their memory is never read) with
       // the incoming ones written over them.
-      const touched = [...new Set(incoming.map(({ index }) => this.groupOf[index]!))];
+      const touched = [...new Set(incoming.map(({ index }) => this.segmentOf[index]!))];
       const flats: Float32Array[] = [];
       for (const g of touched) {
         const flat = await this.download(this.flatBuffers[g]!);
         for (const { index, data } of incoming)
-          if (this.groupOf[index]! === g) flat.set(data, this.offsets[index]);
+          if (this.segmentOf[index]! === g) flat.set(data, this.offsets[index]);
         flats.push(flat);
       }
       const uploaded = await this.upload(flats);

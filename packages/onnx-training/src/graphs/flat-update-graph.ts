@@ -101,6 +101,43 @@ export function buildFlatUpdateGraph(mode: FlatUpdateMode, options: { scaled?: b
 }
 
 /**
+ * Most float32 elements in one flat tensor: 2^25 (128 MiB), the storage-buffer binding size every
+ * WebGPU adapter is guaranteed (Chromium's default limit). A larger group is stored as several
+ * flat segments; a parameter larger than this has a segment of its own, as before flat storage.
+ */
+export const FLAT_SEGMENT_ELEMENTS = 2 ** 25;
+
+/**
+ * The flat segments of the parameters: consecutive parameters of one group whose lengths sum to at
+ * most `maxElements` (a longer parameter alone). Parameters are numbered across groups in order;
+ * `groupSizes[g]` is group g's count.
+ */
+export function flatSegments(
+  lengths: readonly number[],
+  groupSizes: readonly number[],
+  maxElements: number,
+): { group: number; members: number[] }[] {
+  const segments: { group: number; members: number[] }[] = [];
+  let index = 0;
+  groupSizes.forEach((size, group) => {
+    let current: number[] = [];
+    let total = 0;
+    for (let k = 0; k < size; k++, index++) {
+      const length = lengths[index]!;
+      if (current.length > 0 && total + length > maxElements) {
+        segments.push({ group, members: current });
+        current = [];
+        total = 0;
+      }
+      current.push(index);
+      total += length;
+    }
+    if (current.length > 0) segments.push({ group, members: current });
+  });
+  return segments;
+}
+
+/**
  * Parameters one split run hands out: a shader binds its input and every output as storage
  * buffers, and WebGPU guarantees 8 per stage (ORT's Split fails beyond the adapter's limit).
  */
