@@ -195,13 +195,15 @@ export function adviseHyperparams(h: Hyperparams, context: { batchSize?: number 
 }
 
 /**
- * The authors' debugging guide, for applications that show hints next to a loss curve.
+ * The authors' debugging guide, for applications that show hints next to a loss curve. Their
+ * "set lr as you would for SGD, heavy ball or Nesterov momentum" is replaced by what this project
+ * measured: a momentum optimizer's lr is not AccSGD's (see fromMomentum()).
  */
 export const TUNING_GUIDE: readonly string[] = Object.freeze([
   'Slow convergence: lr too low, kappa too high, or xi too small.',
   'Oscillation or divergence: lr too high or xi too large.',
   'Sigmoid networks: slow convergence after a rapid initial drop means the settings are over-aggressive.',
-  'Set lr as you would for SGD, heavy ball or Nesterov momentum.',
+  "lr is the short step, plain SGD's: a momentum-0.9 optimizer's lr moves about 10x as far; measured on an MNIST MLP, start AccSGD at about 3x a good momentum-0.9 lr (fromMomentum()).",
   'xi between 1 and sqrt(kappa); closer to sqrt(kappa) for large batches (raise xi by sqrt(k) when the batch grows k-fold).',
   'kappa 1e2..1e3 for shallow nets and easy data; 1e4 or more for deep nets (ResNets, CIFAR/ImageNet).',
 ]);
