@@ -94,6 +94,13 @@ export interface ForwardModelOptions {
    * in PyTorch): a pattern skips them, and naming one exactly is refused.
    */
   trainable?: string | RegExp | readonly (string | RegExp)[];
+  /**
+   * The batch variance a BatchNormalization with training_mode=1 moves running_var towards:
+   * 'population' (default; ONNX's definition, sum((x - mean)^2) / n) or 'unbiased' (PyTorch's
+   * BatchNorm: times n / (n - 1), n values per channel), so that statistics fine-tuned here match
+   * those PyTorch would have kept. The normalisation itself uses the population variance either way.
+   */
+  runningVariance?: 'population' | 'unbiased';
 }
 
 /** A name pattern: a RegExp, or a string that is an exact name or a glob with `*` and `?`. */
@@ -472,6 +479,15 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
   for (const t of g.initializer) taken.add(t.name);
   const emitted = Math.max(opset, GENERATED_MIN_OPSET);
   const graph = new GraphBuilder(floatType, emitted, taken);
+  if (options.runningVariance !== undefined) {
+    if (options.runningVariance !== 'population' && options.runningVariance !== 'unbiased')
+      throw new AccSGDConfigError(
+        'runningVariance',
+        options.runningVariance,
+        "'population' (ONNX's running_var update, the default) or 'unbiased' (PyTorch's BatchNorm)",
+      );
+    graph.runningVariance = options.runningVariance;
+  }
   for (const t of g.initializer) {
     const shape = t.dims.map((d) => Number(d));
     if (t.dataType === TensorProto_DataType.INT64 || t.dataType === TensorProto_DataType.BOOL) {

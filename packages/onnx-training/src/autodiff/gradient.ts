@@ -55,6 +55,7 @@ export const AUTODIFF_OPTION_KEYS: readonly string[] = [
   'trainable',
   'dimensions',
   'batchSize',
+  'runningVariance',
 ];
 
 /** AccSGDConfigError for a key outside `allowed` (a misspelt option would otherwise do nothing). */

@@ -82,6 +82,11 @@ export class GraphBuilder {
   readonly indexLimits = new Map<string, number>();
   /** Set by inferNode when the node it inferred can run on the host. */
   private hostCandidate: HostStep | undefined;
+  /**
+   * Which batch variance a BatchNormalization with training_mode=1 moves running_var towards:
+   * ONNX's population one (default) or PyTorch's unbiased one (ForwardModelOptions.runningVariance).
+   */
+  runningVariance: 'population' | 'unbiased' = 'population';
 
   constructor(
     readonly floatType: FloatType,

@@ -111,4 +111,34 @@ describe.skipIf(!torch.available)('BatchNormalization running statistics against
     // float32 rounding of values near 1 (~6e-8) against a gap of ~1e-4: within 1% of the gap.
     expect(besselError).toBeLessThan(1e-2);
   }, 120_000);
+
+  it("runningVariance: 'unbiased': both running statistics match PyTorch's module after one step", async () => {
+    const trainer = await OnnxTrainer.create(bytes, {
+      loss: 'softmax-cross-entropy',
+      runningVariance: 'unbiased',
+      hyperparams: { lr: 0.05 },
+      ort,
+    });
+    const labels = new Float32Array(meta.labels.length * meta.classes);
+    meta.labels.forEach((c, r) => {
+      labels[r * meta.classes + c] = 1;
+    });
+    await trainer.step({ x: Float32Array.from(meta.x) }, labels);
+    const { statistics } = await trainer.read();
+    await trainer.dispose();
+    let worst = 0;
+    for (const [name, theirs] of [
+      ['1.running_mean', meta.after.mean],
+      ['1.running_var', meta.after.var],
+    ] as const) {
+      const ours = statistics.get(name)!;
+      theirs.forEach((t, c) => {
+        worst = Math.max(worst, Math.abs(ours[c]! - t) / Math.max(1, Math.abs(t)));
+      });
+    }
+    console.log(
+      `[BatchNormalization vs PyTorch, runningVariance 'unbiased'] max relative difference ${worst.toExponential(2)}`,
+    );
+    expect(worst).toBeLessThan(1e-6);
+  }, 120_000);
 });

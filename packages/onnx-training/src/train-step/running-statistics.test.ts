@@ -168,6 +168,56 @@ describe('OnnxTrainer and BatchNormalization running statistics (training_mode=1
     await trainer.dispose();
   });
 
+  it("runningVariance: 'unbiased' moves running_var towards PyTorch's Bessel-corrected variance", async () => {
+    const trainer = await create({ runningVariance: 'unbiased' });
+    const before = await trainer.read();
+    const batch = batchOf(N, 91);
+    const stats = batchStatistics(
+      batch.x,
+      before.params.get('conv.weight')!,
+      before.params.get('conv.bias')!,
+    );
+    await trainer.step(batch, labelsOf(N));
+    const n = N * HW;
+    const { statistics } = await trainer.read();
+    closeTo(
+      statistics.get('bn.running_var')!,
+      values['bn.running_var'].map(
+        (v, c) => MOMENTUM * v + ((1 - MOMENTUM) * stats.variance[c]! * n) / (n - 1),
+      ),
+      2e-6,
+    );
+    closeTo(
+      statistics.get('bn.running_mean')!,
+      values['bn.running_mean'].map((m, c) => MOMENTUM * m + (1 - MOMENTUM) * stats.mean[c]!),
+      2e-6,
+    );
+    await trainer.dispose();
+    await expect(create({ runningVariance: 'bessel' })).rejects.toThrow(AccSGDConfigError);
+    // One value per channel (a [1, C] batch) has no unbiased variance.
+    const single = forwardModel({
+      inputs: { x: [1, 2] },
+      params: {
+        g: [[2], [1, 1]],
+        b: [[2], [0, 0]],
+        m: [[2], [0, 0]],
+        v: [[2], [1, 1]],
+        W: [
+          [2, 2],
+          [1, 0, 0, 1],
+        ],
+      },
+      nodes: [
+        ['MatMul', ['x', 'W'], ['h']],
+        ['BatchNormalization', ['h', 'g', 'b', 'm', 'v'], ['y', 'rm', 'rv'], { training_mode: 1 }],
+      ],
+      outputs: { y: [1, 2] },
+    });
+    await expect(
+      OnnxTrainer.create(single, { loss: 'mse', runningVariance: 'unbiased', hyperparams: { lr: 0.1 }, ort }),
+    ).rejects.toThrow(/1 value per channel/);
+  });
+
   it('exportModel holds the updated statistics; the state file does not', async () => {
     const trainer = await create();
     await trainer.step(batchOf(N, 84), labelsOf(N));

@@ -27,8 +27,8 @@ export const NORMALIZATION_OPS: OpFamily = {
    * - inference: Y = (X - mean) * (scale / sqrt(var + epsilon)) + B, per channel;
    * - training_mode=1: the mean and (biased) variance of X over every axis but the channels
    *   replace mean and var; the running-statistics outputs, when named, are
-   *   input * momentum + batch statistic * (1 - momentum) (the biased variance, as ONNX's
-   *   reference defines). They depend on X, so no gradient reaches the loss through them unless
+   *   input * momentum + batch statistic * (1 - momentum) (the biased variance, as ONNX defines;
+   *   runningVariance: 'unbiased' takes PyTorch's Bessel-corrected one instead). They depend on X, so no gradient reaches the loss through them unless
    *   the model uses them; a train step that keeps them updates the buffers, it does not
    *   differentiate them.
    */
@@ -85,7 +85,15 @@ export const NORMALIZATION_OPS: OpFamily = {
         addNamed(g, c.index, 'Add', [kept, fresh], [out[k]!]);
       };
       running(1, mean, batchMean);
-      running(2, variance, batchVar);
+      if (out[2] && g.runningVariance === 'unbiased') {
+        // PyTorch's BatchNorm moves running_var towards the Bessel-corrected variance.
+        const n = xs[0]! * xs.slice(2).reduce((a, b) => a * b, 1);
+        if (n < 2)
+          c.fail(
+            `has ${n} value per channel, whose unbiased variance is undefined (runningVariance: 'unbiased'); use a batch of at least 2`,
+          );
+        running(2, variance, g.op('Mul', [batchVar, g.floatConstant([n / (n - 1)])], `${out[2]}_unbiased`));
+      } else running(2, variance, batchVar);
       return true;
     },
   },
