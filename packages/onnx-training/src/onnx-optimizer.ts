@@ -753,7 +753,8 @@ function readGroups(
           if (bad >= 0)
             throw new AccSGDConfigError(`groups[${g}].params[${k}].data[${bad}]`, data[bad], 'a number');
         }
-        initial.push(Float32Array.from(data));
+        // new Float32Array(typed array) copies through internal slots; from() would iterate.
+        initial.push(Array.isArray(data) ? Float32Array.from(data) : new Float32Array(data));
         return {
           ...(param.name === undefined ? {} : { name: param.name }),
           ...(param.shape === undefined ? {} : { shape: param.shape }),
