@@ -440,14 +440,18 @@ export function readForwardModel(bytes: Uint8Array, options: ForwardModelOptions
   // PyTorch keeps running statistics as buffers, never parameters: their gradient is zero in
   // training mode, and weight decay would only shrink them.
   const candidates = floatNames.filter((n) => !statistics.buffers.has(n));
-  for (const entry of Array.isArray(options.trainable) ? options.trainable : [options.trainable])
-    if (typeof entry === 'string' && statistics.buffers.has(entry))
+  for (const entry of Array.isArray(options.trainable) ? options.trainable : [options.trainable]) {
+    if (!(typeof entry === 'string' || entry instanceof RegExp) || entry === '') continue;
+    const match = namePattern(entry);
+    // A pattern (or an exact name) that selects only running statistics selects nothing to train.
+    if ([...statistics.buffers].some(match) && !candidates.some(match))
       throw new AccSGDConfigError(
         'trainable',
         entry,
         'a float initializer that is not a running statistic',
-        `names "${entry}", the running mean or variance of a BatchNormalization with training_mode=1: a buffer that each train step updates from the batch statistics (as PyTorch does), not a parameter`,
+        `selects only ${[...statistics.buffers].filter(match).join(', ')}: the running mean or variance of a BatchNormalization with training_mode=1, a buffer that each train step updates from the batch statistics (as PyTorch does), not a parameter`,
       );
+  }
   const trainable =
     options.trainable === undefined
       ? candidates
