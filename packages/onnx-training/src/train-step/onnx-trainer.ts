@@ -153,7 +153,9 @@ function readHyperparams(
  * and momentum buffers as ORT tensors between steps (on the GPU for 'webgpu'), feeds each group's
  * six float32 multipliers of @accsgd/core's fusedCoefficients (float32Multipliers, as OnnxAccSGD
  * does), initialises each buffer on its first step (buf = p, c0 = 0, c1 = bufFromBuf +
- * bufFromParam), and writes the trained weights back into the forward model (exportModel). Groups,
+ * bufFromParam), and writes the trained weights back into the forward model (exportModel). The
+ * running statistics of BatchNormalization nodes with training_mode=1 are kept the same way (not
+ * trained: each step's BatchNormalization outputs replace them) and exported with the weights. Groups,
  * names, step counts and the state file are @accsgd/core's ParameterRegistry's, as in every
  * adapter, so exportState/importState move a run between OnnxTrainer, OnnxAccSGD, core, tfjs and
  * PyTorch. A batch of another batch size (a last partial batch) runs a train step built for that
