@@ -348,7 +348,7 @@ async function saveCheckpoint(): Promise<Uint8Array> {
   if (!run) throw new Error('nothing to save: train first');
   if (!run.trainer.checkpoint)
     throw new Error(
-      `${run.label} has no state file to save: save and resume is for AccSGD on the tfjs backends and webgpu-kernel (tfjs's own optimizers and OnnxTrainer export none)`,
+      `${run.label} has no state file to save: save and resume is for AccSGD (tfjs's own optimizers export no state file)`,
     );
   const { params, state } = await run.trainer.checkpoint();
   const bytes = encodeCheckpoint({

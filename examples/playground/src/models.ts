@@ -1,4 +1,10 @@
-import { encodeModel, floatInitializer, node, valueInfo } from '@accsgd/onnx-training/model-builder';
+import {
+  encodeModel,
+  floatInitializer,
+  int64Initializer,
+  node,
+  valueInfo,
+} from '@accsgd/onnx-training/model-builder';
 import type { TaskName } from './data.js';
 import { glorotUniform, Rng } from './rng.js';
 
@@ -43,11 +49,43 @@ export function initialModel(task: TaskName, seed: number): ModelSpec {
   };
 }
 
-/** The same MLP as an ONNX forward model (x[batch, features] -> logits), for OnnxTrainer. */
+/**
+ * The task's model as an ONNX forward model (x[batch, features] -> logits), for OnnxTrainer, with
+ * the spec's parameters under the same names and shapes as the tfjs backends' variables: the same
+ * initial weights, and a checkpoint's tensors mean the same thing on every backend.
+ */
 export function onnxForwardModel(spec: ModelSpec): Uint8Array {
-  if (spec.task === 'mnist-cnn')
-    throw new Error('the conv net has no ONNX train step: @accsgd/onnx-training differentiates no Conv');
-  const [W1, b1, W2, b2] = spec.params as [ParamSpec, ParamSpec, ParamSpec, ParamSpec];
+  const byName = new Map(spec.params.map((p) => [p.name, p]));
+  const initializers = spec.params.map((p) => floatInitializer(p.name, p.shape, p.init));
+  const common = { opset: 17, producerName: '@accsgd/example-playground' };
+  if (spec.task === 'mnist-cnn') {
+    // tfjs's conv2d is NHWC with HWIO kernels, ONNX's Conv NCHW with OIHW: the graph transposes
+    // the kernel K1 [5, 5, 1, 8] itself (so the trained parameter keeps tfjs's layout) and the
+    // activations back to NHWC before flattening (so W2's rows are in tfjs's order). tfjs's
+    // 'same' padding at stride 2 on 28 pads 1 before and 2 after, as ONNX's SAME_UPPER.
+    return encodeModel({
+      name: 'playground_mnist_cnn',
+      nodes: [
+        node('Reshape', ['x', 'image_shape'], ['images']),
+        node('Transpose', ['K1'], ['K1_oihw'], { perm: [3, 2, 0, 1] }),
+        node('Conv', ['images', 'K1_oihw', 'c1'], ['conv'], {
+          kernel_shape: [5, 5],
+          strides: [2, 2],
+          pads: [1, 1, 2, 2],
+        }),
+        node('Relu', ['conv'], ['relu']),
+        node('Transpose', ['relu'], ['relu_nhwc'], { perm: [0, 2, 3, 1] }),
+        node('Flatten', ['relu_nhwc'], ['features'], { axis: 1 }),
+        node('MatMul', ['features', 'W2'], ['z0']),
+        node('Add', ['z0', 'b2'], ['logits']),
+      ],
+      inputs: [valueInfo('x', ['batch', 784])],
+      outputs: [valueInfo('logits', ['batch', spec.classes])],
+      initializers: [...initializers, int64Initializer('image_shape', [4], [-1, 1, 28, 28])],
+      ...common,
+    });
+  }
+  const W1 = byName.get('W1')!;
   return encodeModel({
     name: `playground_${spec.task}`,
     nodes: [
@@ -59,8 +97,7 @@ export function onnxForwardModel(spec: ModelSpec): Uint8Array {
     ],
     inputs: [valueInfo('x', ['batch', W1.shape[0]!])],
     outputs: [valueInfo('logits', ['batch', spec.classes])],
-    initializers: [W1, b1, W2, b2].map((p) => floatInitializer(p.name, p.shape, p.init)),
-    opset: 17,
-    producerName: '@accsgd/example-playground',
+    initializers,
+    ...common,
   });
 }

@@ -53,8 +53,10 @@ export async function createTfjsTrainer(backend: TfjsBackend, options: TrainerOp
         variables,
       );
       try {
-        // The async step reads its non-finite check back without stalling a GPU pipeline.
-        if (accsgd) await accsgd.applyGradientsAsync(grads);
+        // On webgpu the synchronous step is model.fit's: its non-finite check runs on the device and
+        // a bad step (which changes nothing) is reported by the next step or verifySteps(). Elsewhere
+        // the async step reads its check back without the synchronous read-back's stall.
+        if (accsgd && backend !== 'webgpu') await accsgd.applyGradientsAsync(grads);
         else optimizer.applyGradients(grads);
         return (await value.data())[0]!;
       } finally {
@@ -78,6 +80,8 @@ export async function createTfjsTrainer(backend: TfjsBackend, options: TrainerOp
   if (accsgd) {
     const opt = accsgd;
     trainer.checkpoint = async () => {
+      // Every queued step's verdict first: a checkpoint never holds a step that was refused later.
+      if (backend === 'webgpu') await opt.verifySteps();
       const state = await opt.exportState();
       const params = new Map<string, Float32Array>();
       for (const p of spec.params) params.set(p.name, (await byName[p.name]!.data()) as Float32Array);
