@@ -168,29 +168,32 @@ describe('the playground page', () => {
     },
   );
 
-  describe.each(['tfjs-cpu', 'webgpu-kernel', 'ort-wasm'] as const)('save and resume on %s', (backend) => {
-    it('save, reload, import, continue: the next losses equal the uninterrupted run', async (ctx) => {
-      if (!availableOrSkip(backend, (note) => ctx.skip(note))) return;
-      await train(backend, 'accsgd', 10);
-      const [download] = await Promise.all([h.page.waitForEvent('download'), h.page.click('#save')]);
-      const file = join(OUTPUT, `checkpoint-${backend}.safetensors`);
-      await download.saveAs(file);
-      const uninterrupted = await h.page.evaluate(() => window.accsgdPlayground.continue(3));
-      expect(uninterrupted.step).toBe(13);
+  describe.each(['tfjs-cpu', 'tfjs-webgpu', 'webgpu-kernel', 'ort-wasm', 'ort-webgpu'] as const)(
+    'save and resume on %s',
+    (backend) => {
+      it('save, reload, import, continue: the next losses equal the uninterrupted run', async (ctx) => {
+        if (!availableOrSkip(backend, (note) => ctx.skip(note))) return;
+        await train(backend, 'accsgd', 10);
+        const [download] = await Promise.all([h.page.waitForEvent('download'), h.page.click('#save')]);
+        const file = join(OUTPUT, `checkpoint-${backend}.safetensors`);
+        await download.saveAs(file);
+        const uninterrupted = await h.page.evaluate(() => window.accsgdPlayground.continue(3));
+        expect(uninterrupted.step).toBe(13);
 
-      await h.page.reload();
-      await waitReady(h.page);
-      await h.page.setInputFiles('#import', file);
-      await waitForText('#checkpoint-status', 'at step 10');
-      const resumed = await h.page.evaluate(() => window.accsgdPlayground.continue(3));
-      expect(resumed.step).toBe(13);
-      expect(resumed.losses).toEqual(uninterrupted.losses);
-      // Continue through the page's own button too.
-      await h.page.fill('#continue-steps', '2');
-      await h.page.click('#continue');
-      await h.page.waitForFunction(() => window.accsgdPlayground.currentRun()?.step === 15);
-    });
-  });
+        await h.page.reload();
+        await waitReady(h.page);
+        await h.page.setInputFiles('#import', file);
+        await waitForText('#checkpoint-status', 'at step 10');
+        const resumed = await h.page.evaluate(() => window.accsgdPlayground.continue(3));
+        expect(resumed.step).toBe(13);
+        expect(resumed.losses).toEqual(uninterrupted.losses);
+        // Continue through the page's own button too.
+        await h.page.fill('#continue-steps', '2');
+        await h.page.click('#continue');
+        await h.page.waitForFunction(() => window.accsgdPlayground.currentRun()?.step === 15);
+      });
+    },
+  );
 
   it('a corrupt or mismatched file shows the parser message and changes nothing', async () => {
     const saved = new Uint8Array(await readFile(join(OUTPUT, 'checkpoint-tfjs-cpu.safetensors')));

@@ -67,7 +67,7 @@ export async function startRun(options: {
   const { task, backend, optimizer, seed, hyper } = options;
   if (task === 'mnist-cnn' && backend === 'tfjs-wasm')
     throw new Error(
-      'tfjs-wasm cannot train the conv net: tfjs-backend-wasm registers no conv backward kernels (Conv2DBackpropFilter); pick tfjs-cpu, tfjs-webgl or tfjs-webgpu',
+      'tfjs-wasm cannot train the conv net: tfjs-backend-wasm registers no conv backward kernels (Conv2DBackpropFilter); pick tfjs-cpu, tfjs-webgl, tfjs-webgpu, webgpu-kernel, ort-wasm or ort-webgpu',
     );
   const data = await loadDataset(task);
   const spec = initialModel(task, seed);
