@@ -1,11 +1,13 @@
 import { OnnxTrainer } from '@accsgd/onnx-training';
 import * as ort from 'onnxruntime-node';
+import type { ConvWeights } from './conv-model.js';
+import { convForwardModel } from './conv-onnx-model.js';
 import { batchArrays, CLASSES, IMAGE_SIZE, type MnistSplit } from './data.js';
 import type { MlpWeights } from './model.js';
 import { mlpForwardModel } from './onnx-model.js';
 import { accsgdSettings } from './optimizers.js';
 import { epochOrder } from './shuffle.js';
-import type { EpochRecord, RunOptions, RunResult } from './train.js';
+import { type EpochRecord, isConv, type RunOptions, type RunResult } from './train.js';
 
 /** The backend name an ONNX Runtime run carries in its RunResult (and the plot's legend). */
 export const ONNX_BACKEND = 'onnxruntime-node cpu';
@@ -62,7 +64,7 @@ export async function onnxScore(
   return { accuracy: correct / s.count, loss: sum / s.count };
 }
 
-export type OnnxRunOptions = Omit<RunOptions, 'prefix' | 'weights'> & { weights: MlpWeights };
+export type OnnxRunOptions = Omit<RunOptions, 'prefix' | 'weights'> & { weights: MlpWeights | ConvWeights };
 
 /**
  * The AccSGD run of `trainRun`, as an ONNX Runtime train step: the forward model built from the
@@ -75,7 +77,7 @@ export async function trainOnnxRun(o: OnnxRunOptions): Promise<RunResult> {
   if (o.spec.name !== 'AccSGD') throw new Error(`the ONNX train step runs AccSGD, not ${o.spec.name}`);
   if (o.train.count % o.batchSize !== 0)
     throw new Error(`batch size ${o.batchSize} must divide the ${o.train.count} training images for ONNX`);
-  const forward = mlpForwardModel(o.weights);
+  const forward = isConv(o.weights) ? convForwardModel(o.weights) : mlpForwardModel(o.weights);
   const records: EpochRecord[] = [];
   let diverged: string | undefined;
   let testAccuracy: number | undefined;

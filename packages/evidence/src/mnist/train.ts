@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { ConvNet, type ConvWeights } from './conv-model.js';
 import { batchArrays, CLASSES, IMAGE_SIZE, type MnistSplit } from './data.js';
 import { Mlp, type MlpWeights } from './model.js';
 import { createOptimizer, type OptimizerSpec } from './optimizers.js';
@@ -40,7 +41,8 @@ export interface RunOptions {
   validation: MnistSplit;
   /** Scored once, after the last epoch (optional). */
   test?: MnistSplit;
-  weights: MlpWeights;
+  /** The MLP's or the conv net's initial weights (the model follows from them). */
+  weights: MlpWeights | ConvWeights;
   spec: OptimizerSpec;
   epochs: number;
   batchSize: number;
@@ -51,6 +53,11 @@ export interface RunOptions {
 }
 
 const EVAL_BATCH = 1000;
+
+/** What training and scoring need of a model: `Mlp` and `ConvNet` both have it. */
+export type Model = Pick<Mlp, 'logits' | 'loss' | 'lossAndGradients' | 'dispose'>;
+
+export const isConv = (w: MlpWeights | ConvWeights): w is ConvWeights => 'k1' in w;
 
 function identity(n: number): Uint32Array {
   const p = new Uint32Array(n);
@@ -66,7 +73,7 @@ function tensors(s: MnistSplit, order: ArrayLike<number>, start: number, end: nu
 
 /** One optimizer step on the examples order[start..end); returns the batch's loss before the step. */
 export function trainStep(
-  model: Mlp,
+  model: Model,
   optimizer: tf.Optimizer,
   s: MnistSplit,
   order: ArrayLike<number>,
@@ -87,7 +94,7 @@ export function trainStep(
 }
 
 /** Fraction of the split classified correctly (argmax of the logits). */
-export function accuracy(model: Mlp, s: MnistSplit): number {
+export function accuracy(model: Model, s: MnistSplit): number {
   const order = identity(s.count);
   let correct = 0;
   for (let start = 0; start < s.count; start += EVAL_BATCH) {
@@ -104,7 +111,7 @@ export function accuracy(model: Mlp, s: MnistSplit): number {
 }
 
 /** Mean softmax cross-entropy over the split (forward only). */
-export function meanLoss(model: Mlp, s: MnistSplit): number {
+export function meanLoss(model: Model, s: MnistSplit): number {
   const order = identity(s.count);
   let sum = 0;
   for (let start = 0; start < s.count; start += EVAL_BATCH) {
@@ -125,7 +132,7 @@ export function meanLoss(model: Mlp, s: MnistSplit): number {
  * `batchSize` does not divide the count), scoring `validation` after each and `test` (when given) once at the end.
  */
 export async function trainRun(o: RunOptions): Promise<RunResult> {
-  const model = new Mlp(o.weights, o.prefix);
+  const model: Model = isConv(o.weights) ? new ConvNet(o.weights, o.prefix) : new Mlp(o.weights, o.prefix);
   const optimizer = createOptimizer(o.spec);
   const records: EpochRecord[] = [];
   let diverged: string | undefined;
