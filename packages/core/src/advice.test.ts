@@ -12,6 +12,21 @@ describe('fromMomentum', () => {
     expect(start.note).toMatch(/^Empirical starting point/);
   });
 
+  it('passes as hyperparameters as it is, and refuses keys it does not know', () => {
+    const p = new Float32Array([1, 2]);
+    const opt = new AccSGD([p], fromMomentum({ lr: 0.1, momentum: 0.9 }));
+    expect(opt.paramGroups[0]!.hyperparams).toMatchObject({ kappa: 1000, xi: 10, smallConst: 0.7 });
+    expect(Object.keys(fromMomentum({ lr: 0.1, momentum: 0.9 }))).toEqual([
+      'lr',
+      'kappa',
+      'xi',
+      'smallConst',
+    ]);
+    expect(() => fromMomentum({ lr: 0.1, momentum: 0.9, nesterov: true } as never)).toThrow(
+      "nesterov is not a key of fromMomentum's setting (expected lr, momentum, kappa, xi, smallConst); got true",
+    );
+  });
+
   it('reproduces the measurement it comes from: momentum(0.1, 0.9) -> AccSGD lr 0.3 at kappa 1000, xi 10', () => {
     // The MNIST sweep's best settings: heavy ball lr 0.1; AccSGD lr 0.3 (1.36 = 0.3 * 7.7 / 1.7 / 1.0).
     expect(fromMomentum({ lr: 0.1, momentum: 0.9 }).lr).toBeCloseTo(0.3, 2);

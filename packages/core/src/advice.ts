@@ -15,7 +15,12 @@ export interface MomentumSetting {
   smallConst?: number;
 }
 
-/** A starting point for AccSGD, not a tuned setting. */
+const SETTING_KEYS = ['lr', 'momentum', 'kappa', 'xi', 'smallConst'];
+
+/**
+ * A starting point for AccSGD, not a tuned setting. `empirical` and `note` are not enumerable, so
+ * the object passes as hyperparameters unchanged.
+ */
 export interface MomentumStartingPoint {
   lr: number;
   kappa: number;
@@ -44,6 +49,16 @@ export const MOMENTUM_STEP_RATIO = 1.36;
  * centre of a small lr search (about 3x either way), not as a tuned value.
  */
 export function fromMomentum(setting: MomentumSetting): MomentumStartingPoint {
+  if (typeof setting !== 'object' || setting === null)
+    throw new AccSGDConfigError('setting', setting, 'an object { lr, momentum, kappa?, xi?, smallConst? }');
+  for (const key of Object.keys(setting))
+    if (!SETTING_KEYS.includes(key))
+      throw new AccSGDConfigError(
+        key,
+        (setting as unknown as Record<string, unknown>)[key],
+        `one of the keys ${SETTING_KEYS.join(', ')}`,
+        `is not a key of fromMomentum's setting (expected ${SETTING_KEYS.join(', ')})`,
+      );
   const { lr, momentum } = setting;
   if (typeof lr !== 'number' || !Number.isFinite(lr) || !(lr > 0))
     throw new AccSGDConfigError('lr', lr, "a finite number > 0 (the momentum optimizer's learning rate)");
@@ -66,12 +81,13 @@ export function fromMomentum(setting: MomentumSetting): MomentumStartingPoint {
   const momentumStep = lr / (1 - momentum);
   const accsgdStepPerLr = (smallConst * (1 + xi)) / (1 + smallConst);
   const out = (MOMENTUM_STEP_RATIO * momentumStep) / accsgdStepPerLr;
-  return {
-    lr: out,
-    kappa,
-    xi,
-    smallConst,
-    empirical: true,
-    note: `Empirical starting point: AccSGD's steady-state step lr*smallConst*(1+xi)/(1+smallConst) set to ${MOMENTUM_STEP_RATIO} x momentum's lr/(1-momentum) = ${Number(momentumStep.toPrecision(6))}, a ratio measured on one MNIST MLP (@accsgd/evidence). Search lr about 3x either way before trusting it.`,
-  };
+  // `empirical` and `note` are not enumerable, so the result passes as hyperparameters as it is:
+  // new AccSGD(params, fromMomentum(...)) and accsgd(fromMomentum(...)) see lr, kappa, xi, smallConst.
+  return Object.defineProperties({ lr: out, kappa, xi, smallConst } as MomentumStartingPoint, {
+    empirical: { value: true, enumerable: false },
+    note: {
+      enumerable: false,
+      value: `Empirical starting point: AccSGD's steady-state step lr*smallConst*(1+xi)/(1+smallConst) set to ${MOMENTUM_STEP_RATIO} x momentum's lr/(1-momentum) = ${Number(momentumStep.toPrecision(6))}, a ratio measured on one MNIST MLP (@accsgd/evidence). Search lr about 3x either way before trusting it.`,
+    },
+  });
 }
