@@ -6,7 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import cliProgress from 'cli-progress';
-import { IMAGE_SIZE, loadMnist } from './data.js';
+import { initialConvWeights } from './conv-model.js';
+import { type ConvResult, convCaveats, convTerminal } from './conv-report.js';
+import { firstExamples, IMAGE_SIZE, loadMnist } from './data.js';
 import { analyzeMapping, mappingSpecs } from './mapping.js';
 import { initialWeights } from './model.js';
 import { trainOnnxRun } from './onnx-train.js';
@@ -46,6 +48,7 @@ const { values } = parseArgs({
     cpu: { type: 'string' },
     onnx: { type: 'string' },
     mapping: { type: 'string' },
+    conv: { type: 'string' },
     out: { type: 'string' },
     render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -56,10 +59,11 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      'Usage: tsx src/mnist/cli.ts [--full] [--seeds 1,2,3] [--epochs N] [--train N] [--cpu yes|no] [--onnx yes|no] [--mapping yes|no] [--out DIR] [--render FILE]',
+      'Usage: tsx src/mnist/cli.ts [--full] [--seeds 1,2,3] [--epochs N] [--train N] [--cpu yes|no] [--onnx yes|no] [--mapping yes|no] [--conv yes|no|only] [--out DIR] [--render FILE]',
       '  Trains a 784-256-10 MLP on MNIST with AccSGD, SGD, heavy ball, Nesterov and Adam on tfjs wasm,',
       "  chooses each optimizer's learning rate on a validation split carved from the training images,",
-      '  then trains the chosen settings with every seed and scores them on the test set.',
+      '  then trains the chosen settings with every seed and scores them on the test set; with --full (or',
+      '  --conv yes) the same for a LeNet-style conv net on 10,000 images, and AccSGD through OnnxTrainer.',
       '  --full          50,000 training images (10,000 more for validation), 5 epochs, 3 learning rates',
       '                  each, and the momentum-to-AccSGD sweep (default: the quick preset, 10,000',
       '                  training images, 2 epochs, 1 learning rate each)',
@@ -68,6 +72,8 @@ if (values.help) {
       '  --cpu yes|no    also train AccSGD chosen setting on tfjs cpu (default: yes for --full)',
       '  --onnx yes|no   also train it as an ONNX Runtime train step on onnxruntime-node cpu (default: yes)',
       '  --mapping yes|no  the momentum-to-AccSGD sweep (default: yes for --full)',
+      '  --conv yes|no|only  the LeNet-style conv net comparison (default: yes for --full); only: just it,',
+      '                  saved as mnist-conv.json and merged into the report by --render or a run without it',
       '  --out DIR       report folder (default: reports/ for --full, reports/quick/ otherwise)',
       '  --render FILE   write mnist.md and the plots again from a mnist.json, without training',
       '',
@@ -76,16 +82,18 @@ if (values.help) {
   process.exit(0);
 }
 
-for (const flag of ['cpu', 'onnx', 'mapping'] as const)
+for (const flag of ['cpu', 'onnx', 'mapping', 'conv'] as const)
   if (
     values[flag] !== undefined &&
     values[flag] !== 'yes' &&
     values[flag] !== 'no' &&
-    !(flag === 'mapping' && values[flag] === 'only')
+    !((flag === 'mapping' || flag === 'conv') && values[flag] === 'only')
   )
     throw new Error(
-      `--${flag} must be yes or no${flag === 'mapping' ? ' or only' : ''}, got ${values[flag]}`,
+      `--${flag} must be yes or no${flag === 'mapping' || flag === 'conv' ? ' or only' : ''}, got ${values[flag]}`,
     );
+if (values.mapping === 'only' && values.conv === 'only')
+  throw new Error('--mapping only and --conv only: pick one');
 
 /** A mapping sweep saved on its own (`--mapping only`), merged into a report without one. */
 interface SavedMapping {
@@ -108,11 +116,25 @@ function withSavedMapping(result: MnistResult, dir: string): MnistResult {
   };
 }
 
+/** A conv comparison saved on its own (`--conv only`), merged into a report without one. */
+const CONV_FILE = 'mnist-conv.json';
+function withSavedConv(result: MnistResult, dir: string): MnistResult {
+  const file = join(dir, CONV_FILE);
+  if (result.conv || !existsSync(file)) return result;
+  const conv = JSON.parse(readFileSync(file, 'utf8')) as ConvResult;
+  return {
+    ...result,
+    preset: { ...result.preset, conv: conv.preset },
+    conv,
+    command: `${result.command}\` and \`${conv.command}`,
+  };
+}
+
 if (values.render !== undefined) {
   const file = resolve(values.render);
   const saved = JSON.parse(readFileSync(file, 'utf8')) as MnistResult;
   const dir = values.out ? resolve(values.out) : dirname(file);
-  writeReports(withSavedMapping(saved, dirname(file)), dir, { json: false });
+  writeReports(withSavedConv(withSavedMapping(saved, dirname(file)), dirname(file)), dir, { json: false });
   process.exit(0);
 }
 
@@ -139,6 +161,10 @@ const preset: MnistPreset = {
   cpuCheck: values.cpu === undefined ? base.cpuCheck : values.cpu === 'yes',
   onnxCheck: values.onnx === undefined ? base.onnxCheck === true : values.onnx === 'yes',
 };
+if (values.conv === 'no') delete preset.conv;
+else if (values.conv !== undefined && !preset.conv) preset.conv = MNIST_PRESETS.full.conv!;
+const convOnly = values.conv === 'only';
+if (convOnly) delete preset.mapping;
 if (values.mapping === 'no') delete preset.mapping;
 else if (values.mapping !== undefined && !preset.mapping) preset.mapping = MNIST_PRESETS.full.mapping!;
 const mappingOnly = values.mapping === 'only';
@@ -167,12 +193,21 @@ const environment = {
   ...(preset.onnxCheck ? { onnxruntime: onnxruntimeVersion } : {}),
 };
 
-const specs = mappingOnly ? [] : OPTIMIZERS.flatMap((name) => preset.lrs[name].map((lr) => ({ name, lr })));
+const specs =
+  mappingOnly || convOnly ? [] : OPTIMIZERS.flatMap((name) => preset.lrs[name].map((lr) => ({ name, lr })));
 const mapSpecs = preset.mapping ? mappingSpecs(preset.mapping) : [];
 const stepsPer = (count: number, epochs: number) => epochs * Math.ceil(count / preset.batchSize);
 const stepsPerRun = stepsPer(preset.trainCount, preset.epochs);
+const convSpecs = preset.conv
+  ? OPTIMIZERS.flatMap((name) => preset.conv!.lrs[name].map((lr) => ({ name, lr })))
+  : [];
+const convCount = preset.conv ? Math.min(preset.conv.trainCount, train.count) : 0;
 const total =
-  (mappingOnly
+  (preset.conv
+    ? stepsPer(convCount, preset.conv.epochs) *
+      (convSpecs.length + OPTIMIZERS.length * (seeds.length - 1) + (preset.conv.onnxCheck ? 1 : 0))
+    : 0) +
+  (mappingOnly || convOnly
     ? 0
     : stepsPerRun *
       (specs.length +
@@ -194,16 +229,19 @@ let runIndex = 0;
 async function run(
   spec: OptimizerSpec,
   seed: number,
-  o: { trainSplit?: typeof train; epochs?: number; test: boolean },
+  o: { trainSplit?: typeof train; epochs?: number; test: boolean; conv?: boolean },
 ): Promise<RunResult> {
   const trainSplit = o.trainSplit ?? train;
   const epochs = o.epochs ?? preset.epochs;
-  bar.update(done, { run: `${spec.name} ${describe(spec)} seed ${seed} (${tf.getBackend()})`, loss: '-' });
+  bar.update(done, {
+    run: `${o.conv ? 'conv ' : ''}${spec.name} ${describe(spec)} seed ${seed} (${tf.getBackend()})`,
+    loss: '-',
+  });
   const r = await trainRun({
     train: trainSplit,
     validation,
     ...(o.test ? { test: mnist.test } : {}),
-    weights: initialWeights(seed),
+    weights: o.conv ? initialConvWeights(seed) : initialWeights(seed),
     spec,
     epochs,
     batchSize: preset.batchSize,
@@ -249,6 +287,82 @@ if (preset.mapping) {
     writeFileSync(join(outDir, MAPPING_FILE), `${JSON.stringify(saved, null, 1)}\n`);
     process.stdout.write(
       `\n${ruleText(mapping.analysis).replace(/\*\*/g, '')}\nSaved: ${join(relative(process.cwd(), outDir) || '.', MAPPING_FILE)}\n`,
+    );
+    process.exit(0);
+  }
+}
+
+let conv: ConvResult | undefined;
+if (preset.conv) {
+  const c = preset.conv;
+  const convTrain = firstExamples(train, convCount);
+  const t = performance.now();
+  const sweepRuns: RunResult[] = [];
+  for (const spec of convSpecs)
+    sweepRuns.push(
+      await run(spec, seeds[0]!, { trainSplit: convTrain, epochs: c.epochs, test: true, conv: true }),
+    );
+  const tSeeds = performance.now();
+  const convBest = Object.fromEntries(OPTIMIZERS.map((n) => [n, bestRun(sweepRuns, n, c.epochs)])) as Record<
+    OptimizerName,
+    number
+  >;
+  const convRuns = withoutUnchosenTests(sweepRuns, Object.values(convBest));
+  const convSeedRuns = {} as Record<OptimizerName, RunResult[]>;
+  for (const name of OPTIMIZERS) {
+    const chosen = convRuns[convBest[name]]!;
+    convSeedRuns[name] = [chosen];
+    for (const seed of seeds.slice(1))
+      convSeedRuns[name].push(
+        await run(chosen.spec, seed, { trainSplit: convTrain, epochs: c.epochs, test: true, conv: true }),
+      );
+  }
+  const tOnnx = performance.now();
+  let convOnnx: RunResult | undefined;
+  if (c.onnxCheck) {
+    const spec = convRuns[convBest.AccSGD]!.spec;
+    bar.update(done, { run: `conv AccSGD ${describe(spec)} (onnxruntime-node cpu)`, loss: '-' });
+    convOnnx = await trainOnnxRun({
+      train: convTrain,
+      validation,
+      test: mnist.test,
+      weights: initialConvWeights(seeds[0]!),
+      spec,
+      epochs: c.epochs,
+      batchSize: preset.batchSize,
+      seed: seeds[0]!,
+      onStep: (step, loss) => {
+        if (step % 10 === 0) bar.update(done + step, { loss: loss.toFixed(3) });
+      },
+    });
+    done += stepsPer(convCount, c.epochs);
+  }
+  conv = {
+    preset: c,
+    seeds,
+    batchSize: preset.batchSize,
+    runs: convRuns,
+    best: convBest,
+    seedRuns: convSeedRuns,
+    ...(convOnnx ? { onnx: convOnnx } : {}),
+    seconds: {
+      sweep: (tSeeds - t) / 1000,
+      seeds: (tOnnx - tSeeds) / 1000,
+      ...(convOnnx ? { onnx: (performance.now() - tOnnx) / 1000 } : {}),
+    },
+  };
+  if (convOnly) {
+    bar.stop();
+    mkdirSync(outDir, { recursive: true });
+    conv.command = `npm run ${values.full ? 'report:mnist' : 'mnist'} -w @accsgd/evidence -- ${process.argv
+      .slice(2)
+      .filter((a) => a !== '--full')
+      .join(' ')}`;
+    writeFileSync(join(outDir, CONV_FILE), `${JSON.stringify(conv, null, 1)}\n`);
+    process.stdout.write(`\n${convTerminal(conv).join('\n')}\n  Caveats:\n`);
+    for (const line of convCaveats(conv)) process.stdout.write(`  - ${line}\n`);
+    process.stdout.write(
+      `Saved: ${join(relative(process.cwd(), outDir) || '.', CONV_FILE)} (training ${((performance.now() - t) / 1000).toFixed(1)} s)\n`,
     );
     process.exit(0);
   }
@@ -322,6 +436,7 @@ const result: MnistResult = {
   ...(cpu ? { cpu } : {}),
   ...(onnx ? { onnx } : {}),
   ...(mapping ? { mapping } : {}),
+  ...(conv ? { conv } : {}),
   seconds: {
     load: loadSeconds,
     sweep: sweepSeconds,
@@ -335,7 +450,7 @@ const result: MnistResult = {
   command: `npm run ${values.full ? 'report:mnist' : 'mnist'} -w @accsgd/evidence${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`,
 };
 
-writeReports(withSavedMapping(result, outDir), outDir, { json: true });
+writeReports(withSavedConv(withSavedMapping(result, outDir), outDir), outDir, { json: true });
 
 /** Writes mnist.svg, mnist.md (mnist-mapping.svg, mnist.json) to `dir` and prints the summary. */
 function writeReports(result: MnistResult, dir: string, o: { json: boolean }): void {
@@ -363,9 +478,22 @@ function writeReports(result: MnistResult, dir: string, o: { json: boolean }): v
       ),
     );
   }
+  let convName: string | undefined;
+  if (result.conv) {
+    convName = 'mnist-conv.svg';
+    writeFileSync(
+      join(dir, convName),
+      curvesPlot(
+        result.conv.seedRuns,
+        result.conv.onnx ? [result.conv.onnx] : [],
+        result.conv.preset.epochs,
+        `MNIST LeNet-style conv net on tfjs wasm: chosen setting per optimizer, ${result.conv.seeds.length} seeds (${preset.name} preset)`,
+      ),
+    );
+  }
   const command =
     result.command ?? `npm run ${preset.name === 'full' ? 'report:mnist' : 'mnist'} -w @accsgd/evidence`;
-  writeFileSync(join(dir, 'mnist.md'), mnistMarkdown(result, plotName, command, mapName));
+  writeFileSync(join(dir, 'mnist.md'), mnistMarkdown(result, plotName, command, mapName, convName));
   if (o.json) writeFileSync(join(dir, 'mnist.json'), `${JSON.stringify(result, null, 1)}\n`);
 
   const rel = relative(process.cwd(), dir) || '.';
@@ -388,8 +516,14 @@ function writeReports(result: MnistResult, dir: string, o: { json: boolean }): v
       `  AccSGD on ${label}: largest difference from wasm ${d.loss.toExponential(2)} in loss, ${(100 * d.accuracy).toFixed(2)} points in validation accuracy\n`,
     );
   }
+  if (result.conv) process.stdout.write(`${convTerminal(result.conv).join('\n')}\n`);
+  else
+    process.stdout.write(
+      `Conv net: not in this run (${preset.name === 'quick' ? 'the quick preset leaves it out to stay near two minutes; ' : ''}\`--conv yes\` adds about 20 CPU minutes).\n`,
+    );
   if (result.mapping) process.stdout.write(`  ${ruleText(result.mapping.analysis).replace(/\*\*/g, '')}\n`);
   process.stdout.write('  Caveats:\n');
   for (const c of caveats(preset)) process.stdout.write(`  - ${c}\n`);
+  if (result.conv) for (const c of convCaveats(result.conv)) process.stdout.write(`  - ${c}\n`);
   process.stdout.write(`Report: ${join(rel, 'mnist.md')}\n`);
 }

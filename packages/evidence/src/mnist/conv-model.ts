@@ -173,17 +173,25 @@ export function convInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D
 }
 
 /**
- * d loss / d input of a 2x2 stride-2 max pool: dy routed to the inputs equal to their window's max.
- * A window with tied maxima passes dy to each of them; after a ReLU the only likely ties are
- * all-zero windows, whose gradient the ReLU mask then drops, so this matches a one-winner rule.
+ * d loss / d input of a 2x2 stride-2 max pool: each window's dy goes to its first maximum in
+ * row-major order, as tfjs-backend-cpu's MaxPoolGrad and ONNX Runtime's MaxPool gradient route it.
+ * Ties are common here, not rare: on MNIST's blank background every conv output equals its bias,
+ * so a window of four equal positive values must pass dy once, not four times.
  */
 export function maxPoolGrad(dy: tf.Tensor4D, input: tf.Tensor4D, output: tf.Tensor4D): tf.Tensor4D {
   const [n, h, w, c] = input.shape;
   const six = [n, h / 2, 1, w / 2, 1, c];
-  const mask = tf.cast(
+  const isMax = tf.cast(
     tf.equal(tf.reshape(input, [n, h / 2, 2, w / 2, 2, c]), tf.reshape(output, six)),
     'float32',
   );
+  const at = (r: number, col: number) => tf.slice(isMax, [0, 0, r, 0, col, 0], six);
+  const [e00, e01, e10, e11] = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+  const not = (e: tf.Tensor) => tf.sub(1, e);
+  const m01 = tf.mul(e01, not(e00));
+  const m10 = tf.mul(e10, tf.mul(not(e00), not(e01)));
+  const m11 = tf.mul(e11, tf.mul(tf.mul(not(e00), not(e01)), not(e10)));
+  const mask = tf.concat([tf.concat([e00, m01], 4), tf.concat([m10, m11], 4)], 2);
   return tf.reshape(tf.mul(mask, tf.reshape(dy, six)), [n, h, w, c]);
 }
 

@@ -1,6 +1,16 @@
 import type { MappingPreset } from './mapping.js';
 import type { OptimizerName } from './optimizers.js';
 
+/** The conv net's comparison: the same protocol as the MLP's, on fewer images (it is slower per image). */
+export interface ConvPreset {
+  /** The first this many of the MLP's training images. */
+  trainCount: number;
+  epochs: number;
+  lrs: Record<OptimizerName, readonly number[]>;
+  /** Also train AccSGD's chosen setting through OnnxTrainer on onnxruntime-node cpu. */
+  onnxCheck: boolean;
+}
+
 export interface MnistPreset {
   name: 'quick' | 'full';
   /** Training images carved out as the validation split (the settings are chosen on it). */
@@ -24,6 +34,8 @@ export interface MnistPreset {
   onnxCheck?: boolean;
   /** The momentum-to-AccSGD sweep (absent: not run). */
   mapping?: MappingPreset;
+  /** The LeNet-style conv net's comparison (absent: not run). */
+  conv?: ConvPreset;
 }
 
 export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
@@ -67,6 +79,21 @@ export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
       epochs: 2,
       momentumLrs: [0.003, 0.01, 0.03, 0.1, 0.3],
       accsgd: { lrs: [0.03, 0.1, 0.3, 1, 3], kappas: [100, 1000, 10_000], xis: [1, 10] },
+    },
+    // About 0.2 s per step of 100 on tfjs wasm under load (3x the MLP's): 10,000 images for 2
+    // epochs and three rates each (the MLP's chosen rate and its neighbours) keep the 25 runs
+    // near 20 CPU minutes. The quick preset leaves it out (`--conv yes` adds it).
+    conv: {
+      trainCount: 10_000,
+      epochs: 2,
+      lrs: {
+        AccSGD: [0.1, 0.3, 1],
+        SGD: [0.1, 0.3, 1],
+        Momentum: [0.01, 0.03, 0.1],
+        Nesterov: [0.01, 0.03, 0.1],
+        Adam: [0.001, 0.003, 0.01],
+      },
+      onnxCheck: true,
     },
   },
 };
