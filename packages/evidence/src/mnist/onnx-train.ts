@@ -68,7 +68,7 @@ export type OnnxRunOptions = Omit<RunOptions, 'prefix' | 'weights'> & { weights:
 
 /**
  * The AccSGD run of `trainRun`, as an ONNX Runtime train step: the forward model built from the
- * same initial weights (mlpForwardModel), trained by @accsgd/onnx-training's OnnxTrainer (one
+ * same initial weights (mlpForwardModel, or convForwardModel for ConvWeights), trained by @accsgd/onnx-training's OnnxTrainer (one
  * session.run per step: forward, softmax cross-entropy, backward and AccSGD) on onnxruntime-node
  * cpu, on the same seeded batches; after each epoch the exported forward model is scored on the
  * validation split (and the test split after the last epoch, when given). The train step has one static batch size, so the batch size must divide the count.
