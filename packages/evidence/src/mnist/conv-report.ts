@@ -69,7 +69,7 @@ export function convSection(c: ConvResult, plotFile?: string): string[] {
   );
   L.push('');
   L.push(
-    `Sizes: ${convParameterCount().toLocaleString('en-US')} parameters (Glorot-uniform kernels with Keras's conv fans, zero biases, seeded as the MLP's); the first ${p.trainCount.toLocaleString('en-US')} of the MLP's training images, ${p.epochs} epochs, batches of ${c.batchSize}, the same validation split (learning rates chosen on it, seed ${c.seeds[0]}) and seeds ${c.seeds.join(', ')}. Smaller than the MLP's run so that the 25 conv runs fit in about 20 minutes of a shared 2-core CPU; three learning rates per optimizer, the MLP's chosen rate and its neighbours about 3x apart. Wall time: sweep ${c.seconds.sweep.toFixed(1)} s, other seeds ${c.seconds.seeds.toFixed(1)} s${c.seconds.onnx !== undefined ? `, ONNX Runtime run ${c.seconds.onnx.toFixed(1)} s` : ''}.`,
+    `Sizes: ${convParameterCount().toLocaleString('en-US')} parameters (Glorot-uniform kernels with Keras's conv fans, zero biases, seeded as the MLP's); the first ${p.trainCount.toLocaleString('en-US')} of the MLP's training images, ${p.epochs} epochs, batches of ${c.batchSize}, the same validation split (learning rates chosen on it, seed ${c.seeds[0]}) and seeds ${c.seeds.join(', ')}. Smaller than the MLP's run so that the 25 conv runs fit in about 20 minutes on a shared 2-core machine (its scoring of 10,000 validation images per epoch costs as much as the training); three learning rates per optimizer, the MLP's chosen rate and its neighbours about 3x apart. Wall time: sweep ${c.seconds.sweep.toFixed(1)} s, other seeds ${c.seconds.seeds.toFixed(1)} s${c.seconds.onnx !== undefined ? `, ONNX Runtime run ${c.seconds.onnx.toFixed(1)} s` : ''}.`,
   );
   L.push('');
   if (plotFile) {

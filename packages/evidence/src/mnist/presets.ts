@@ -80,12 +80,13 @@ export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
       momentumLrs: [0.003, 0.01, 0.03, 0.1, 0.3],
       accsgd: { lrs: [0.03, 0.1, 0.3, 1, 3], kappas: [100, 1000, 10_000], xis: [1, 10] },
     },
-    // About 0.2 s per step of 100 on tfjs wasm under load (3x the MLP's): 10,000 images for 2
-    // epochs and three rates each (the MLP's chosen rate and its neighbours) keep the 25 runs
-    // near 20 CPU minutes. The quick preset leaves it out (`--conv yes` adds it).
+    // About 0.25 s per step of 100 and 6 s per 10,000 images scored on tfjs wasm on the shared
+    // 2-core machine (3x the MLP's): one epoch of 10,000 images and three rates each (the MLP's
+    // chosen rate and its neighbours) keep the 25 runs near 18 minutes. The quick preset leaves it
+    // out (`--conv yes` adds it).
     conv: {
       trainCount: 10_000,
-      epochs: 2,
+      epochs: 1,
       lrs: {
         AccSGD: [0.1, 0.3, 1],
         SGD: [0.1, 0.3, 1],
