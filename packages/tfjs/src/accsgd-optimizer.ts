@@ -110,6 +110,11 @@ export class AccSGDOptimizer extends Optimizer {
   private readonly deviceChecked = new DeviceCheckedSteps();
   /** Device-checked steps found bad and undone, not reported yet. */
   private unreported: CheckedStep[] = [];
+  /**
+   * Under 'error': the last device-checked step's scan (an alias), which the next step's scan
+   * reads so that once a step fails, every later one is held back until the failure is reported.
+   */
+  private heldBackChain: Tensor | null = null;
   /** Registry index -> the iteration number of the last step that updated it (for undoing a skipped step). */
   private readonly lastStepped = new Map<number, number>();
 
@@ -231,6 +236,8 @@ export class AccSGDOptimizer extends Optimizer {
     const allow = this.nonFinite === 'allow';
     return this.calls.runPrepared<NonFiniteElement | null, void>({
       prepare: async () => {
+        // The verdicts of earlier synchronous steps first: one found bad is reported by this call.
+        await this.deviceChecked.settled();
         const found = allow ? null : await findNonFiniteAsync(grads);
         return found && { ...found, value: (await grads[found.tensor]!.data())[found.element]! };
       },
@@ -256,6 +263,7 @@ export class AccSGDOptimizer extends Optimizer {
       gpuScanners[engine().backendName]!(
         engine().backend,
         work.map((w) => w.grad),
+        this.heldBackChain,
       ),
     );
     let done: { groups: number[]; created: number[] };
@@ -264,6 +272,10 @@ export class AccSGDOptimizer extends Optimizer {
     } catch (error) {
       scan.dispose();
       throw error;
+    }
+    if (this.nonFinite === 'error') {
+      this.heldBackChain?.dispose();
+      this.heldBackChain = keep(alias(scan));
     }
     this.deviceChecked.watch(scan, {
       iteration: this.iterations - 1,
@@ -282,7 +294,8 @@ export class AccSGDOptimizer extends Optimizer {
       if (checked.failure === null) continue;
       if (!(checked.failure instanceof Error) && checked.step.generation === this.deviceChecked.generation)
         this.undoStep(checked.step);
-      this.unreported.push(checked);
+      // A held-back step is undone silently: the failure before it is what gets reported.
+      if (!('heldBack' in checked.failure)) this.unreported.push(checked);
     }
   }
 
@@ -313,11 +326,14 @@ export class AccSGDOptimizer extends Optimizer {
     const unknown = this.unreported.find((c) => c.failure instanceof Error);
     if (unknown) {
       this.unreported = this.unreported.filter((c) => c !== unknown);
+      this.releaseHeldBackChain();
       throw unknown.failure;
     }
     if (this.unreported.length === 0 || this.nonFinite === 'skip-step') return;
     const [first, ...rest] = this.unreported;
     this.unreported = [];
+    // Reported: the steps after this one are no longer held back.
+    this.releaseHeldBackChain();
     const later = rest.length === 0 ? '' : ` (and ${rest.length} later step(s) likewise)`;
     const { variable, element, value } = first!.failure as {
       variable: string;
@@ -326,7 +342,7 @@ export class AccSGDOptimizer extends Optimizer {
     };
     throw new AccSGDGradientError(
       variable,
-      `step ${first!.step.iteration + 1}: element ${element} is ${value}; the device found it after the step was queued and applied nothing of that step${later}; the steps queued after it were applied, and this call changed nothing (non-finite gradients are rejected; see the nonFinite option)`,
+      `step ${first!.step.iteration + 1}: element ${element} is ${value}; the device found it after the step was queued and applied nothing from that step on (the steps queued after it were held back and are undone too, so the state is as it was before step ${first!.step.iteration + 1})${later}; the call that reports it changed nothing (non-finite gradients are rejected; see the nonFinite option)`,
     );
   }
 
@@ -365,6 +381,12 @@ export class AccSGDOptimizer extends Optimizer {
   private stateReplaced(): void {
     this.deviceChecked.invalidate();
     this.lastStepped.clear();
+    this.releaseHeldBackChain();
+  }
+
+  private releaseHeldBackChain(): void {
+    this.heldBackChain?.dispose();
+    this.heldBackChain = null;
   }
 
   /** Everything that can fail, before anything changes: this step's scheduled learning rates, from the state now. */

@@ -24,6 +24,7 @@ export interface TfjsConformanceOptions {
 }
 
 const APIS = ['applyGradientsAsync', 'applyGradients'] as const;
+const OPTION_KEYS = ['backend', 'fused', 'api'];
 
 const BACKENDS: readonly TfjsBackendName[] = ['cpu', 'wasm', 'webgl', 'webgpu'];
 
@@ -66,6 +67,14 @@ let sessions = 0;
  * problem's names, and disposes all of it on close.
  */
 export async function conformanceAdapter(options: TfjsConformanceOptions = {}): Promise<ConformanceAdapter> {
+  for (const key of Object.keys(options))
+    if (!OPTION_KEYS.includes(key))
+      throw new AccSGDConfigError(
+        key,
+        (options as Record<string, unknown>)[key],
+        `one of ${OPTION_KEYS.join(', ')}`,
+        `is not an option of @accsgd/tfjs's conformance adapter (expected ${OPTION_KEYS.join(', ')})`,
+      );
   const backend = options.backend ?? 'cpu';
   const fused = options.fused ?? true;
   const api = options.api ?? 'applyGradientsAsync';

@@ -30,8 +30,11 @@ export interface DeviceCheckedStep {
 /** A step whose verdict has been read. */
 export interface CheckedStep {
   step: DeviceCheckedStep;
-  /** Null: every gradient was finite and the step applied. Else why the device skipped it. */
-  failure: { variable: string; element: number; value: string } | Error | null;
+  /**
+   * Null: every gradient was finite and the step applied. Else why the device skipped it: a
+   * non-finite element, `heldBack` (an earlier step failed under 'error'), or the read-back's error.
+   */
+  failure: { variable: string; element: number; value: string } | { heldBack: true } | Error | null;
 }
 
 interface Pending {
@@ -59,11 +62,14 @@ export class DeviceCheckedSteps {
           let failure: CheckedStep['failure'];
           try {
             const found = readDeviceScan(values);
-            failure = found && {
-              variable: step.variables[found.tensor]!,
-              element: found.element,
-              value: found.value,
-            };
+            failure =
+              found && 'heldBack' in found
+                ? found
+                : found && {
+                    variable: step.variables[found.tensor]!,
+                    element: found.element,
+                    value: found.value,
+                  };
           } catch (error) {
             failure = error as Error;
           }

@@ -55,7 +55,9 @@ export async function findNonFiniteAsync(
   if (!gpuScan) return compositeFirstNonFiniteAsync(grads);
   const firstBad = gpuScan(engine().backend, grads);
   try {
-    return readDeviceScan(await firstBad.data());
+    const found = readDeviceScan(await firstBad.data());
+    // A scan with no previous one is never held back.
+    return found && 'heldBack' in found ? null : found;
   } finally {
     firstBad.dispose();
   }

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findNodeWebGPU, webgpuRequired } from '@accsgd/conformance';
 import { afterAll, describe, expect, it } from 'vitest';
 import { codeBlocks, makeProject, removeProject, runModule } from '../../../scripts/readme-blocks.mjs';
 
@@ -32,7 +33,8 @@ describe('README.md of @accsgd/tfjs', () => {
   const runnable = codeBlocks(readme).filter((b) => !b.excerpt);
 
   it('has only runnable blocks and excerpts, and this test knows every runnable one', () => {
-    expect(runnable.length).toBe(3);
+    expect(runnable.length).toBe(4);
+    expect(runnable[3]!.code.split('\n')[0]).toBe('// webgpu-in-node.mjs');
     expect(runnable[1]!.code.split('\n')[0]).toBe('// save-to-files.mjs');
   });
 
@@ -91,6 +93,24 @@ console.log(JSON.stringify(missing));`,
     const [first, last] = losses(stdout);
     expect(last).toBeLessThan(first / 10);
   });
+});
+
+describe('README.md of @accsgd/tfjs: WebGPU in Node', async () => {
+  const found = await findNodeWebGPU(); // sets VK_ICD_FILENAMES for SwiftShader, which the block inherits
+  if (!found.available)
+    console.warn(`\n[accsgd] SKIPPED the README's WebGPU-in-Node block: ${found.reason}\n`);
+  it.runIf(found.available || webgpuRequired())(
+    'stops training at the NaN batch, and verifySteps() reports it',
+    async () => {
+      expect(found.available, 'a WebGPU adapter (ACCSGD_REQUIRE_WEBGPU=1)').toBe(true);
+      const block = codeBlocks(readme).filter((b) => !b.excerpt)[3]!;
+      const { stdout } = await runModule(project, 'webgpu-in-node.mjs', block.code, { timeout: 300_000 });
+      expect(stdout).toBe(
+        'gradient for parameter "dense_Dense1/kernel": step 3: element 0 is NaN\nsteps applied: 2\n',
+      );
+    },
+    300_000,
+  );
 });
 
 describe('README.md of the repository: the block that uses @accsgd/tfjs', () => {

@@ -7,6 +7,7 @@ import { wasmFirstNonFinite, wasmUpdateKernel } from './wasm.js';
 import { webglUpdateKernel } from './webgl.js';
 import {
   ALL_FINITE,
+  HELD_BACK,
   KIND_NAN,
   KIND_NEGATIVE_INFINITY,
   KIND_POSITIVE_INFINITY,
@@ -65,7 +66,7 @@ export { scanLayout } from './webgpu.js';
  * The update kernel takes the result as its guard; the caller disposes it.
  */
 export const gpuScanners: Readonly<
-  Record<string, (backend: object, grads: readonly TensorInfo[]) => Tensor>
+  Record<string, (backend: object, grads: readonly TensorInfo[], previous?: Tensor | null) => Tensor>
 > = {
   webgpu: webgpuNonFiniteScan,
 };
@@ -81,10 +82,12 @@ function kindsValue(kinds: number): string {
 
 /**
  * The first bad gradient, its first bad element and what it holds, from a device scan's
- * read-back; null when all are finite. Throws AccSGDStateError when the read-back is not what the
+ * read-back; `{ heldBack }` for a step held back after a bad one; null when all are finite. Throws AccSGDStateError when the read-back is not what the
  * device wrote (its check slot is wrong): then nothing can be said of the step.
  */
-export function readDeviceScan(values: ArrayLike<number>): (NonFiniteLocation & { value: string }) | null {
+export function readDeviceScan(
+  values: ArrayLike<number>,
+): (NonFiniteLocation & { value: string }) | { heldBack: true } | null {
   const k = (values.length - 2) / 2;
   const layout = scanLayout(Number.isInteger(k) && k >= 0 ? k : 0);
   if (!Number.isInteger(k) || k < 0 || values[layout.check] !== READ_BACK_CHECK) {
@@ -94,5 +97,6 @@ export function readDeviceScan(values: ArrayLike<number>): (NonFiniteLocation & 
   }
   const tensor = values[layout.verdict]!;
   if (tensor === ALL_FINITE) return null;
+  if (tensor === HELD_BACK) return { heldBack: true };
   return { tensor, element: values[tensor]!, value: kindsValue(values[layout.kinds + tensor]!) };
 }

@@ -10,6 +10,7 @@ import {
   resolveHyperparams,
 } from '@accsgd/core';
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { describe, expect, it } from 'vitest';
 import { accsgd } from '../accsgd-optimizer.js';
 import { readDeviceScan, registerAccSGDKernels } from './index.js';
@@ -256,6 +257,82 @@ describe.runIf(found.available || required)(
       tf.dispose([a, bad, good]);
       opt.dispose();
     }, 120_000);
+
+    it("'error': the steps queued after a bad one are held back on the device and undone with it", async () => {
+      await tf.setBackend('webgpu');
+      const a = tf.variable(tf.tensor1d([1, 2, 3, 4]), true, 'device-checked/held-a');
+      const opt = accsgd(h);
+      const good = tf.ones([4]);
+      const bad = tf.tensor1d([1, Number.NaN, 1, 1]);
+      opt.applyGradients({ [a.name]: good });
+      opt.applyGradients({ [a.name]: bad }); // step 2
+      opt.applyGradients({ [a.name]: good }); // steps 3 and 4: queued before anyone knows
+      opt.applyGradients({ [a.name]: good });
+      expect(opt.iterations).toBe(4);
+      await expect(opt.verifySteps()).rejects.toThrow(
+        /held-a.*step 2: element 1 is NaN; .*held back and are undone too, so the state is as it was before step 2/,
+      );
+      // As if the error had been thrown at step 2: one step applied, and nothing after it.
+      expect(opt.iterations).toBe(1);
+      expect(opt.paramGroups[0]!.step).toBe(1);
+      expect(await read(a)).toEqual(Array.from(expected([1, 2, 3, 4], [[1, 1, 1, 1]])));
+      // Reported: the chain is released, and the next step applies.
+      opt.applyGradients({ [a.name]: good });
+      expect(await opt.verifySteps()).toEqual([]);
+      expect(await read(a)).toEqual(
+        Array.from(
+          expected(
+            [1, 2, 3, 4],
+            [
+              [1, 1, 1, 1],
+              [1, 1, 1, 1],
+            ],
+          ),
+        ),
+      );
+      tf.dispose([a, good, bad]);
+      opt.dispose();
+    }, 120_000);
+
+    it('model.fit with a NaN batch and a loop that never yields: training stops at it, as a thrown step would', async () => {
+      await tf.setBackend('webgpu');
+      // tfjs-layers' fit loop with yieldEvery 'never' gives the read-backs no turn of the event loop
+      // in Node: the error cannot arrive during fit. What it must not do is train past the bad batch.
+      const rows = 128;
+      const xs = Float32Array.from({ length: rows * 4 }, (_, i) => Math.sin(i * 0.37));
+      const build = () =>
+        tfl.sequential({
+          layers: [
+            tfl.layers.dense({
+              units: 1,
+              inputShape: [4],
+              kernelInitializer: tfl.initializers.glorotUniform({ seed: 5 }),
+            }),
+          ],
+        });
+      const fitWith = async (data: Float32Array, n: number, epochs: number) => {
+        const model = build();
+        const opt = accsgd(h);
+        model.compile({ optimizer: opt, loss: 'meanSquaredError' });
+        const x = tf.tensor2d(data.slice(0, n * 4), [n, 4]);
+        const y = tf.ones([n, 1]);
+        await model.fit(x, y, { epochs, batchSize: 32, shuffle: false, verbose: 0, yieldEvery: 'never' });
+        tf.dispose([x, y]);
+        return { model, opt };
+      };
+      const poisoned = xs.slice();
+      poisoned[2 * 32 * 4 + 1] = Number.NaN; // batch 3 of every epoch
+      const run = await fitWith(poisoned, rows, 2);
+      await expect(run.opt.verifySteps()).rejects.toThrow(/step 3: element \d+ is NaN/);
+      expect(run.opt.iterations).toBe(2);
+      // The same model trained on the first two batches only.
+      const reference = await fitWith(xs, 64, 1);
+      const got = await Promise.all(run.model.getWeights().map((w) => read(w)));
+      const want = await Promise.all(reference.model.getWeights().map((w) => read(w)));
+      expect(got).toEqual(want);
+      run.opt.dispose();
+      reference.opt.dispose();
+    }, 180_000);
 
     it("'skip-step': the device skips the bad step alone, and verifySteps() lists it", async () => {
       await tf.setBackend('webgpu');

@@ -277,12 +277,53 @@ function nonFiniteProgram(n: number, k: number, components: 1 | 4): WebGPUProgra
   };
 }
 
+/** The verdict of a step held back because an earlier step's verdict was bad (scanLayout). */
+export const HELD_BACK = -1;
+
+/*
+ * Under nonFinite 'error' a failed step holds back every step after it, until the host has read
+ * and reported it: the scan of each step first reads the previous step's verdict and, where that
+ * is not ALL_FINITE (bad or itself held back), sets its own to HELD_BACK, which guards the update
+ * like a bad gradient. So once a step fails, nothing from it on is applied, as if the error had
+ * been thrown at that step, however late the read-back arrives.
+ */
+function heldBackProgram(size: number): WebGPUProgramSpec {
+  return {
+    variableNames: ['previous'],
+    outputShape: [size],
+    shaderKey: 'accsgdHeldBack',
+    uniforms: 'previousVerdict : i32, verdict : i32,',
+    size: false,
+    outputComponent: 1,
+    variableComponents: [1],
+    atomic: true,
+    dispatchLayout: { x: [0] },
+    dispatch: [1, 1, 1],
+    workgroupSize: [1, 1, 1],
+    getUserCode: () => `
+    fn main(index : i32) {
+      if (index >= 1) {
+        return;
+      }
+      if (previous[uniforms.previousVerdict] != ${ALL_FINITE}) {
+        atomicMin(&result[uniforms.verdict], ${HELD_BACK});
+      }
+    }
+  `,
+  };
+}
+
 /**
  * Queues the non-finite check of every gradient on the GPU and returns the int32 scan result laid
- * out as scanLayout(k) says. The caller passes it to the update kernel as its guard, or reads it
+ * out as scanLayout(k) says; with `previous` (the last step's scan), a step after a bad or
+ * held-back one is held back (HELD_BACK). The caller passes it to the update kernel as its guard, or reads it
  * (one read-back, synchronous or not), and disposes it.
  */
-export function webgpuNonFiniteScan(backend: object, grads: readonly TensorInfo[]): Tensor {
+export function webgpuNonFiniteScan(
+  backend: object,
+  grads: readonly TensorInfo[],
+  previous: Tensor | null = null,
+): Tensor {
   const gpu = backend as WebGPUBackend;
   const k = grads.length;
   const layout = scanLayout(k);
@@ -291,6 +332,18 @@ export function webgpuNonFiniteScan(backend: object, grads: readonly TensorInfo[
   slots.fill(0, layout.kinds, layout.verdict);
   slots[layout.check] = READ_BACK_CHECK;
   const result = tensor(slots, [layout.size], 'int32');
+  if (previous !== null) {
+    gpu.runWebGPUProgram(
+      heldBackProgram(layout.size),
+      [{ dataId: previous.dataId, shape: previous.shape, dtype: 'int32' }],
+      'int32',
+      [
+        { type: 'int32', data: [scanLayout((previous.size - 2) / 2).verdict] },
+        { type: 'int32', data: [layout.verdict] },
+      ],
+      result,
+    );
+  }
   grads.forEach((grad, i) => {
     const n = sizeOf(grad.shape);
     if (n === 0) return;
