@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeSafetensors, encodeSafetensors, encodeState } from '@accsgd/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, OUTPUT, openPlayground, usesWebGPU, waitReady, webgpuRequired } from './harness.js';
+import { type Harness, OUTPUT, openPlayground, reloadReady, usesWebGPU, webgpuRequired } from './harness.js';
 
 // The built page (npm run build) in headless Chromium: every backend trains, the conformance panel
 // passes, save/resume continues exactly, and the page logs no error and asks nothing of the network.
@@ -180,8 +180,7 @@ describe('the playground page', () => {
         const uninterrupted = await h.page.evaluate(() => window.accsgdPlayground.continue(3));
         expect(uninterrupted.step).toBe(13);
 
-        await h.page.reload();
-        await waitReady(h.page);
+        await reloadReady(h.page);
         await h.page.setInputFiles('#import', file);
         await waitForText('#checkpoint-status', 'at step 10');
         const resumed = await h.page.evaluate(() => window.accsgdPlayground.continue(3));
@@ -253,8 +252,7 @@ describe('the playground page', () => {
 
   it('trains from the form: AccSGD beside momentum on the toy task, with its decision boundary', async (ctx) => {
     const backend = backends.find((b) => b.name === 'tfjs-webgl')!.available ? 'tfjs-webgl' : 'tfjs-cpu';
-    await h.page.reload();
-    await waitReady(h.page);
+    await reloadReady(h.page);
     await h.page.selectOption('#task', 'toy');
     await h.page.selectOption('#backend', backend);
     await h.page.fill('#steps', '60');

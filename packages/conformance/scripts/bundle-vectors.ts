@@ -24,7 +24,7 @@ await writeFile(
     header,
     '/** Names of the bundled golden cases, in suite order. */',
     'export declare const GOLDEN_CASE_NAMES: readonly string[];',
-    '/** Each case\'s safetensors file, base64. */',
+    "/** Each case's safetensors file, base64. */",
     'export declare const GOLDEN_VECTORS_BASE64: Readonly<Record<string, string>>;',
     '',
   ].join('\n'),

@@ -319,7 +319,7 @@ export function checkNodeSchema(node: NodeProto, index: number | undefined, opse
       `${range(schema.inputs)} inputs`,
       `has ${given} input(s); ${node.opType} at opset ${opset} takes ${range(schema.inputs)}${schema.hint ? ` (${schema.hint})` : ''}`,
     );
-  const missing = node.input.slice(0, schema.inputs[0]).findIndex((n) => n === '');
+  const missing = node.input.slice(0, schema.inputs[0]).indexOf('');
   if (missing >= 0)
     throw new AccSGDConfigError(
       where,
