@@ -76,5 +76,21 @@ export async function waitReady(page: Page): Promise<void> {
   await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
 }
 
+/**
+ * Reloads the page and waits for it. On SwiftShader, about one reload in six right after a WebGPU
+ * run never came back (the page's adapter request did not answer); a person would reload again, and
+ * so does this, once, saying so. A second hang fails the test.
+ */
+export async function reloadReady(page: Page): Promise<void> {
+  await page.reload();
+  try {
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+  } catch {
+    console.warn('[accsgd] the playground did not come back from a reload in 60 s; reloading once more');
+    await page.reload();
+    await waitReady(page);
+  }
+}
+
 export const webgpuRequired = () => process.env.ACCSGD_REQUIRE_WEBGPU === '1';
 export const usesWebGPU = (backend: string) => backend.includes('webgpu') || backend === 'webgpu-kernel';
