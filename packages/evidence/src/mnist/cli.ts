@@ -519,7 +519,7 @@ function writeReports(result: MnistResult, dir: string, o: { json: boolean }): v
   if (result.conv) process.stdout.write(`${convTerminal(result.conv).join('\n')}\n`);
   else
     process.stdout.write(
-      `Conv net: not in this run (${preset.name === 'quick' ? 'the quick preset leaves it out to stay near two minutes; ' : ''}\`--conv yes\` adds about 20 minutes).\n`,
+      `Conv net: not in this run (${preset.name === 'quick' ? 'the quick preset leaves it out to stay near two minutes; ' : ''}\`--conv yes\` adds about half an hour).\n`,
     );
   if (result.mapping) process.stdout.write(`  ${ruleText(result.mapping.analysis).replace(/\*\*/g, '')}\n`);
   process.stdout.write('  Caveats:\n');

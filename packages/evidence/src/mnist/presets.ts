@@ -82,7 +82,7 @@ export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
     },
     // About 0.25 s per step of 100 and 6 s per 10,000 images scored on tfjs wasm on the shared
     // 2-core machine (3x the MLP's): one epoch of 10,000 images and three rates each (the MLP's
-    // chosen rate and its neighbours) keep the 25 runs near 18 minutes. The quick preset leaves it
+    // chosen rate and its neighbours) keep the 25 runs near half an hour (32 min measured). The quick preset leaves it
     // out (`--conv yes` adds it).
     conv: {
       trainCount: 10_000,
