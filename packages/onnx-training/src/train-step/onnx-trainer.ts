@@ -581,38 +581,31 @@ export class OnnxTrainer {
     ];
     const n = sizes[0];
     if (n === undefined || n === this.batchSize || sizes.some((s) => s !== n)) return this.primary;
-    let variant = this.variants.get(n);
-    if (!variant) {
-      variant = (async () => {
-        const trainStep = buildTrainStepModel(
-          this.forwardModel,
-          { ...this.autodiff, batchSize: n },
-          this.groupOf,
-        );
-        const session = await OnnxTrainer.createSession(
-          this.ort,
-          trainStep,
-          this.executionProvider,
-          this.strict,
-          this.base,
-        );
-        return { trainStep, session };
-      })();
-      this.variants.set(n, variant);
-      variant.catch(() => this.variants.delete(n));
-    }
-    return variant;
+    return this.cachedVariant(this.variants, n, { ...this.autodiff, batchSize: n });
   }
 
   /** The twin of train step `t` with scale inputs, for subnormal multipliers on WebGPU. */
   private scaledVariant(t: TrainStepModel): Promise<Variant> {
-    let variant = this.scaledVariants.get(t);
+    const n = t.batchInputs[0]?.shape[0];
+    const options =
+      n === undefined || n === this.batchSize ? this.autodiff : { ...this.autodiff, batchSize: n };
+    return this.cachedVariant(this.scaledVariants, t, options, { scaled: true });
+  }
+
+  /**
+   * The train step built with these options and its session, built once per key; a build that
+   * fails leaves the cache, so a later step tries again.
+   */
+  private cachedVariant<K>(
+    cache: Map<K, Promise<Variant>>,
+    key: K,
+    options: Parameters<typeof buildTrainStepModel>[1],
+    extra?: Parameters<typeof buildTrainStepModel>[3],
+  ): Promise<Variant> {
+    let variant = cache.get(key);
     if (!variant) {
-      const n = t.batchInputs[0]?.shape[0];
-      const options =
-        n === undefined || n === this.batchSize ? this.autodiff : { ...this.autodiff, batchSize: n };
       variant = (async () => {
-        const trainStep = buildTrainStepModel(this.forwardModel, options, this.groupOf, { scaled: true });
+        const trainStep = buildTrainStepModel(this.forwardModel, options, this.groupOf, extra);
         const session = await OnnxTrainer.createSession(
           this.ort,
           trainStep,
@@ -622,8 +615,8 @@ export class OnnxTrainer {
         );
         return { trainStep, session };
       })();
-      this.scaledVariants.set(t, variant);
-      variant.catch(() => this.scaledVariants.delete(t));
+      cache.set(key, variant);
+      variant.catch(() => cache.delete(key));
     }
     return variant;
   }
