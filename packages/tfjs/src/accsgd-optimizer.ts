@@ -357,10 +357,18 @@ export class AccSGDOptimizer extends Optimizer {
       ...this.awaitDeviceChecks,
       commit: () => {
         this.reportDeviceChecks();
-        const skipped = this.unreported.map((c) => ({
-          step: c.step.iteration + 1,
-          reason: `gradient for parameter "${(c.failure as { variable: string }).variable}": element ${(c.failure as { element: number }).element} is ${(c.failure as { value: string }).value}`,
-        }));
+        // Only non-finite elements are left here under 'skip-step' (reportDeviceChecks threw the rest).
+        const skipped = this.unreported.map((c) => {
+          const { variable, element, value } = c.failure as {
+            variable: string;
+            element: number;
+            value: string;
+          };
+          return {
+            step: c.step.iteration + 1,
+            reason: rejectNonFinite('skip-step', variable, element, value).reason,
+          };
+        });
         this.unreported = [];
         return skipped;
       },
