@@ -52,6 +52,53 @@ export function fusedUpdate(
   else fusedUpdateFloat32(param, grad, f32Buffer, c, initialiseBuffer);
 }
 
+/**
+ * fusedUpdate over several tensors with the same coefficients. Float32 tensors that do not all live
+ * in one ParameterArena go through the WebAssembly kernel packed: small tensors share its staging
+ * chunk, one call per chunk instead of one per tensor, so that a step over thousands of small
+ * tensors is bound by memory rather than by calls. The arithmetic, and so every bit, is fusedUpdate's.
+ */
+export function fusedUpdateAll(
+  params: readonly FloatArray[],
+  grads: readonly FloatArray[],
+  buffers: readonly FloatArray[],
+  c: FusedCoefficients,
+  initialiseBuffer: boolean,
+): void {
+  const kernel = wasmKernel();
+  const packed: [Float32Array[], Float32Array[], Float32Array[]] = [[], [], []];
+  params.forEach((param, i) => {
+    const grad = grads[i]!;
+    const buffer = buffers[i]!;
+    if (
+      kernel &&
+      param instanceof Float32Array &&
+      grad instanceof Float32Array &&
+      ParameterArena.of(param, grad, buffer as Float32Array) === undefined
+    ) {
+      packed[0].push(param);
+      packed[1].push(grad);
+      packed[2].push(buffer as Float32Array);
+    } else fusedUpdate(param, grad, buffer, c, initialiseBuffer);
+  });
+  if (packed[0].length > 0) kernel!.updatePacked(...packed, c, initialiseBuffer);
+}
+
+/**
+ * Whether every value of every array is finite: float32 arrays outside a ParameterArena are checked
+ * packed, one kernel call per chunk of small arrays (firstNonFinite names the element when not).
+ */
+export function allFinite(arrays: readonly FloatArray[]): boolean {
+  const kernel = wasmKernel();
+  const packed: Float32Array[] = [];
+  for (const values of arrays) {
+    if (kernel && values instanceof Float32Array && ParameterArena.of(values) === undefined)
+      packed.push(values);
+    else if (firstNonFinite(values) >= 0) return false;
+  }
+  return packed.length === 0 || kernel!.allFinite(packed);
+}
+
 export type Multipliers = readonly [number, number, number, number, number, number];
 
 /** The float32 multipliers [c0..c5]; on a first step c0 = 0 and c1 = bufFromBuf + bufFromParam (summed in float64). */

@@ -1,5 +1,5 @@
 import { AccSGDConfigError, AccSGDGradientError } from './errors.js';
-import { type FloatArray, firstNonFinite } from './fused-update.js';
+import { allFinite, type FloatArray, firstNonFinite } from './fused-update.js';
 
 /**
  * What a step does when a gradient of a parameter that has one this step holds NaN or infinity
@@ -55,4 +55,20 @@ export function firstNonFiniteAs(
   if (element < 0) return null;
   const raw = values[element]!;
   return { element, value: Number.isFinite(raw) ? `${raw}, which overflows float32` : `${raw}` };
+}
+
+/**
+ * Whether every element of every array is finite once stored at its precision (as
+ * firstNonFiniteAs): one packed check for the common case, so that a step over many small
+ * gradients does not pay a call per gradient; firstNonFiniteAs then names the element.
+ */
+export function allFiniteAs(
+  values: readonly FloatArray[],
+  precisions: readonly ('float32' | 'float64')[],
+): boolean {
+  return allFinite(
+    values.map((v, i) =>
+      precisions[i] === 'float32' && v instanceof Float64Array ? new Float32Array(v) : v,
+    ),
+  );
 }

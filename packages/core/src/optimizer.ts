@@ -1,6 +1,6 @@
 import { ParameterArena } from './arena.js';
 import { AccSGDConfigError, AccSGDGradientError, AccSGDStateError } from './errors.js';
-import { type FloatArray, fusedUpdate } from './fused-update.js';
+import { type FloatArray, fusedUpdateAll } from './fused-update.js';
 import { type Hyperparams, type HyperparamsInput, resolveHyperparams } from './hyperparams.js';
 import { describeKind, readGroup, readInput, readList, readOptions, readRecord } from './input.js';
 import {
@@ -8,11 +8,18 @@ import {
   hasResizableBuffer,
   isGenuineFloatArray,
   type MemoryRange,
+  memoryOf,
   rangeOf,
   typedArrayName,
   typedLength,
 } from './lookup.js';
-import { firstNonFiniteAs, type NonFinitePolicy, nonFinitePolicy, rejectNonFinite } from './non-finite.js';
+import {
+  allFiniteAs,
+  firstNonFiniteAs,
+  type NonFinitePolicy,
+  nonFinitePolicy,
+  rejectNonFinite,
+} from './non-finite.js';
 import {
   type KeyedGradients,
   ParameterRegistry,
@@ -93,6 +100,8 @@ export class AccSGD {
    * when a state import removes the buffer; it is the buffer while registry.hasBuffer(i).
    */
   private readonly storage: (FloatArray | null)[];
+  /** The ArrayBuffers that parameters, buffers and staging slots live on; null when stale. */
+  private ownedResources: Set<ArrayBufferLike> | null = null;
   private stepThreads: StepThreads | null = null;
   /** With threads: the index of the shared arena's memory in stepThreads' list, or -1. */
   private arenaMemory = -1;
@@ -342,7 +351,14 @@ export class AccSGD {
       // With threads, the arena's gradients are scanned by all threads first; only when one fails
       // does the loop below look through every gradient, to report the first bad one.
       const allFinite = threaded === null || this.stepThreads!.scan();
-      for (const { index, name, grad } of work) {
+      const rest = allFinite && threaded ? work.filter((w) => !threaded.has(w.index)) : work;
+      const restFinite =
+        allFinite &&
+        allFiniteAs(
+          rest.map((w) => w.grad),
+          rest.map((w) => precisionOf(this.params[w.index]!)),
+        );
+      for (const { index, name, grad } of restFinite ? [] : work) {
         if (allFinite && threaded?.has(index)) continue;
         // A float64 gradient for a float32 parameter is rounded to float32 first, so it must be
         // finite after rounding too (1e39 is finite but rounds to infinity). new Float32Array(typed
@@ -354,10 +370,18 @@ export class AccSGD {
     }
     if (threaded) this.stepThreads!.update();
     if (streamed) this.runStream(streamed);
+    // The rest by kind of update (group, first step or not), so that small tensors are packed.
+    const kinds = new Map<number, [FloatArray[], FloatArray[], FloatArray[]]>();
     for (const { index, group, grad, first } of work) {
       if (threaded?.has(index) || streamed?.has(index)) continue;
-      fusedUpdate(this.params[index]!, grad, this.storage[index]!, plan.coefficients[group]!, first);
+      const key = 2 * group + (first ? 1 : 0);
+      const lists = kinds.get(key) ?? [[], [], []];
+      kinds.set(key, lists);
+      lists[0].push(this.params[index]!);
+      lists[1].push(grad);
+      lists[2].push(this.storage[index]!);
     }
+    for (const [key, lists] of kinds) fusedUpdateAll(...lists, plan.coefficients[key >> 1]!, (key & 1) === 1);
     this.registry.commitStep(plan);
     return { applied: true };
   }
@@ -480,6 +504,16 @@ export class AccSGD {
    * overwritten. (PyTorch likewise never lets p.grad alias p.) Gradients may overlap each other.
    */
   private assertNoAliasing(work: readonly StepWork<FloatArray>[], fresh: ReadonlySet<number>): void {
+    // Gradients almost always have memory of their own: when no gradient shares an ArrayBuffer
+    // with a parameter, a buffer or a staging slot, nothing can overlap, and the sort below (with
+    // its labels, per parameter per step) is skipped.
+    this.ownedResources ??= new Set(
+      [...this.params, ...this.storage, ...(this.stream?.param ?? []), ...(this.stream?.grad ?? [])]
+        .filter((a) => a !== null)
+        .map((a) => memoryOf(a).buffer),
+    );
+    const owners = this.ownedResources;
+    if (!work.some((w) => owners.has(memoryOf(w.grad).buffer))) return;
     const owned: MemoryRange[] = [];
     const labels: string[] = [];
     this.params.forEach((param, i) => {
@@ -585,6 +619,7 @@ export class AccSGD {
     }
     storage ??= param instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
     this.storage[index] = storage;
+    this.ownedResources = null;
     return storage;
   }
 }

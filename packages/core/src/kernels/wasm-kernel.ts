@@ -101,6 +101,103 @@ export class WasmKernel {
     }
   }
 
+  /**
+   * The update of many tensors of fewer than CHUNK elements each, all with the same multipliers:
+   * they are packed side by side (each at a whole SIMD vector) into the staging chunk, so that a
+   * step over thousands of small tensors makes one kernel call per chunk, not one per tensor. The
+   * lanes between tensors hold leftovers and are computed and dropped. Larger tensors go through
+   * update() one at a time.
+   */
+  updatePacked(
+    params: readonly Float32Array[],
+    grads: readonly Float32Array[],
+    buffers: readonly Float32Array[],
+    c: FusedCoefficients,
+    initialiseBuffer: boolean,
+  ): void {
+    const { update } = this.exports;
+    const [k0, k1, k2, k3, k4, k5] = float32Multipliers(c, initialiseBuffer);
+    const init = initialiseBuffer ? 1 : 0;
+    const p = this.param;
+    const g = this.grad;
+    const b = this.buffer;
+    // Indices of the tensors now in the chunk, and the elements (padded) they take.
+    const packed: number[] = [];
+    let used = 0;
+    const flush = () => {
+      if (used === 0) return;
+      update(
+        p.byteOffset,
+        g.byteOffset,
+        b.byteOffset,
+        p.byteOffset,
+        b.byteOffset,
+        used,
+        init,
+        k0,
+        k1,
+        k2,
+        k3,
+        k4,
+        k5,
+      );
+      let at = 0;
+      for (const i of packed) {
+        const n = params[i]!.length;
+        params[i]!.set(p.subarray(at, at + n));
+        buffers[i]!.set(b.subarray(at, at + n));
+        at += (n + 3) & ~3;
+      }
+      packed.length = 0;
+      used = 0;
+    };
+    for (let i = 0; i < params.length; i++) {
+      const n = params[i]!.length;
+      if (n >= CHUNK) {
+        flush(); // update() stages through the same chunk
+        this.update(params[i]!, grads[i]!, buffers[i]!, c, initialiseBuffer);
+        continue;
+      }
+      const padded = (n + 3) & ~3;
+      if (used + padded > CHUNK) flush();
+      p.set(params[i]!, used);
+      g.set(grads[i]!, used);
+      if (!initialiseBuffer) b.set(buffers[i]!, used);
+      packed.push(i);
+      used += padded;
+    }
+    flush();
+  }
+
+  /**
+   * Whether every value of every array is finite, packing arrays of fewer than CHUNK elements side
+   * by side into the staging chunk (zeros between them), one kernel call per chunk.
+   */
+  allFinite(arrays: readonly Float32Array[]): boolean {
+    const { allFinite } = this.exports;
+    const g = this.grad;
+    let used = 0;
+    for (const values of arrays) {
+      const n = values.length;
+      if (n >= CHUNK) {
+        // firstNonFinite() stages through the same chunk: check what is packed first.
+        if (used > 0 && !allFinite(g.byteOffset, used)) return false;
+        used = 0;
+        if (this.firstNonFinite(values) >= 0) return false;
+        continue;
+      }
+      const padded = (n + 3) & ~3;
+      if (used + padded > CHUNK) {
+        if (!allFinite(g.byteOffset, used)) return false;
+        used = 0;
+      }
+      g.set(values, used);
+      g.fill(0, used + n, used + padded);
+      used += padded;
+    }
+    return used === 0 || allFinite(g.byteOffset, used) === 1;
+  }
+
   /** Index of the first NaN or infinity, or -1. */
   firstNonFinite(values: Float32Array): number {
     const n = values.length;
