@@ -24,6 +24,7 @@ import { MNIST_PRESETS, type MnistPreset } from './presets.js';
 import {
   bestRun,
   caveats,
+  convMappingTerminal,
   divergence,
   type MnistResult,
   mnistMarkdown,
@@ -49,6 +50,7 @@ const { values } = parseArgs({
     onnx: { type: 'string' },
     mapping: { type: 'string' },
     conv: { type: 'string' },
+    'conv-mapping': { type: 'string' },
     out: { type: 'string' },
     render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -59,7 +61,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      'Usage: tsx src/mnist/cli.ts [--full] [--seeds 1,2,3] [--epochs N] [--train N] [--cpu yes|no] [--onnx yes|no] [--mapping yes|no] [--conv yes|no|only] [--out DIR] [--render FILE]',
+      'Usage: tsx src/mnist/cli.ts [--full] [--seeds 1,2,3] [--epochs N] [--train N] [--cpu yes|no] [--onnx yes|no] [--mapping yes|no|only] [--conv yes|no|only] [--conv-mapping yes|no|only] [--out DIR] [--render FILE]',
       '  Trains a 784-256-10 MLP on MNIST with AccSGD, SGD, heavy ball, Nesterov and Adam on tfjs wasm,',
       "  chooses each optimizer's learning rate on a validation split carved from the training images,",
       '  then trains the chosen settings with every seed and scores them on the test set; with --full (or',
@@ -71,9 +73,12 @@ if (values.help) {
       '  --epochs N      override the preset epochs; --train N: that many training images',
       '  --cpu yes|no    also train AccSGD chosen setting on tfjs cpu (default: yes for --full)',
       '  --onnx yes|no   also train it as an ONNX Runtime train step on onnxruntime-node cpu (default: yes)',
-      '  --mapping yes|no  the momentum-to-AccSGD sweep (default: yes for --full)',
+      '  --mapping yes|no|only  the momentum-to-AccSGD sweep on the MLP (default: yes for --full); only:',
+      '                  just it, saved as mnist-mapping.json and merged into a report without one',
       '  --conv yes|no|only  the LeNet-style conv net comparison (default: yes for --full); only: just it,',
       '                  saved as mnist-conv.json and merged into the report by --render or a run without it',
+      '  --conv-mapping yes|no|only  the momentum-to-AccSGD sweep on the conv net (default: yes for',
+      '                  --full); only: just it, saved as mnist-conv-mapping.json and merged likewise',
       '  --out DIR       report folder (default: reports/ for --full, reports/quick/ otherwise)',
       '  --render FILE   write mnist.md and the plots again from a mnist.json, without training',
       '',
@@ -82,18 +87,19 @@ if (values.help) {
   process.exit(0);
 }
 
-for (const flag of ['cpu', 'onnx', 'mapping', 'conv'] as const)
+const STAGES = ['mapping', 'conv', 'conv-mapping'] as const;
+for (const flag of ['cpu', 'onnx', ...STAGES] as const) {
+  const stage = (STAGES as readonly string[]).includes(flag);
   if (
     values[flag] !== undefined &&
     values[flag] !== 'yes' &&
     values[flag] !== 'no' &&
-    !((flag === 'mapping' || flag === 'conv') && values[flag] === 'only')
+    !(stage && values[flag] === 'only')
   )
-    throw new Error(
-      `--${flag} must be yes or no${flag === 'mapping' || flag === 'conv' ? ' or only' : ''}, got ${values[flag]}`,
-    );
-if (values.mapping === 'only' && values.conv === 'only')
-  throw new Error('--mapping only and --conv only: pick one');
+    throw new Error(`--${flag} must be yes or no${stage ? ' or only' : ''}, got ${values[flag]}`);
+}
+const onlys = STAGES.filter((f) => values[f] === 'only');
+if (onlys.length > 1) throw new Error(`${onlys.map((f) => `--${f} only`).join(' and ')}: pick one`);
 
 /** A mapping sweep saved on its own (`--mapping only`), merged into a report without one. */
 interface SavedMapping {
@@ -116,6 +122,23 @@ function withSavedMapping(result: MnistResult, dir: string): MnistResult {
   };
 }
 
+/** The conv net's mapping sweep saved on its own (`--conv-mapping only`), merged likewise. */
+const CONV_MAPPING_FILE = 'mnist-conv-mapping.json';
+function withSavedConvMapping(result: MnistResult, dir: string): MnistResult {
+  const file = join(dir, CONV_MAPPING_FILE);
+  if (result.convMapping || !existsSync(file)) return result;
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as SavedMapping;
+  return {
+    ...result,
+    preset: { ...result.preset, convMapping: saved.preset.convMapping! },
+    convMapping: { ...saved.mapping, seconds: saved.seconds, command: saved.command },
+    command: `${result.command}\` and \`${saved.command}`,
+  };
+}
+/** Every stage saved on its own in `dir` that `result` lacks. */
+const withSaved = (result: MnistResult, dir: string) =>
+  withSavedConvMapping(withSavedConv(withSavedMapping(result, dir), dir), dir);
+
 /** A conv comparison saved on its own (`--conv only`), merged into a report without one. */
 const CONV_FILE = 'mnist-conv.json';
 function withSavedConv(result: MnistResult, dir: string): MnistResult {
@@ -134,7 +157,7 @@ if (values.render !== undefined) {
   const file = resolve(values.render);
   const saved = JSON.parse(readFileSync(file, 'utf8')) as MnistResult;
   const dir = values.out ? resolve(values.out) : dirname(file);
-  writeReports(withSavedConv(withSavedMapping(saved, dirname(file)), dirname(file)), dir, { json: false });
+  writeReports(withSaved(saved, dirname(file)), dir, { json: false });
   process.exit(0);
 }
 
@@ -164,10 +187,18 @@ const preset: MnistPreset = {
 if (values.conv === 'no') delete preset.conv;
 else if (values.conv !== undefined && !preset.conv) preset.conv = MNIST_PRESETS.full.conv!;
 const convOnly = values.conv === 'only';
-if (convOnly) delete preset.mapping;
 if (values.mapping === 'no') delete preset.mapping;
 else if (values.mapping !== undefined && !preset.mapping) preset.mapping = MNIST_PRESETS.full.mapping!;
 const mappingOnly = values.mapping === 'only';
+if (values['conv-mapping'] === 'no' || mappingOnly || convOnly) delete preset.convMapping;
+else if (values['conv-mapping'] !== undefined && !preset.convMapping)
+  preset.convMapping = MNIST_PRESETS.full.convMapping!;
+const convMappingOnly = values['conv-mapping'] === 'only';
+if (convMappingOnly) {
+  delete preset.mapping;
+  delete preset.conv;
+}
+if (convOnly) delete preset.mapping;
 const outDir = resolve(values.out ?? join(packageRoot, values.full ? 'reports' : 'reports/quick'));
 
 const tLoad = performance.now();
@@ -193,9 +224,10 @@ const environment = {
   ...(preset.onnxCheck ? { onnxruntime: onnxruntimeVersion } : {}),
 };
 
-const specs =
-  mappingOnly || convOnly ? [] : OPTIMIZERS.flatMap((name) => preset.lrs[name].map((lr) => ({ name, lr })));
+const stageOnly = mappingOnly || convOnly || convMappingOnly;
+const specs = stageOnly ? [] : OPTIMIZERS.flatMap((name) => preset.lrs[name].map((lr) => ({ name, lr })));
 const mapSpecs = preset.mapping ? mappingSpecs(preset.mapping) : [];
+const convMapSpecs = preset.convMapping ? mappingSpecs(preset.convMapping) : [];
 const stepsPer = (count: number, epochs: number) => epochs * Math.ceil(count / preset.batchSize);
 const stepsPerRun = stepsPer(preset.trainCount, preset.epochs);
 const convSpecs = preset.conv
@@ -207,14 +239,17 @@ const total =
     ? stepsPer(convCount, preset.conv.epochs) *
       (convSpecs.length + OPTIMIZERS.length * (seeds.length - 1) + (preset.conv.onnxCheck ? 1 : 0))
     : 0) +
-  (mappingOnly || convOnly
+  (stageOnly
     ? 0
     : stepsPerRun *
       (specs.length +
         OPTIMIZERS.length * (seeds.length - 1) +
         (preset.cpuCheck ? 1 : 0) +
         (preset.onnxCheck ? 1 : 0))) +
-  (preset.mapping ? mapSpecs.length * stepsPer(preset.mapping.trainCount, preset.mapping.epochs) : 0);
+  (preset.mapping ? mapSpecs.length * stepsPer(preset.mapping.trainCount, preset.mapping.epochs) : 0) +
+  (preset.convMapping
+    ? convMapSpecs.length * stepsPer(preset.convMapping.trainCount, preset.convMapping.epochs)
+    : 0);
 const bar = new cliProgress.SingleBar(
   {
     stream: process.stderr,
@@ -287,6 +322,42 @@ if (preset.mapping) {
     writeFileSync(join(outDir, MAPPING_FILE), `${JSON.stringify(saved, null, 1)}\n`);
     process.stdout.write(
       `\n${ruleText(mapping.analysis).replace(/\*\*/g, '')}\nSaved: ${join(relative(process.cwd(), outDir) || '.', MAPPING_FILE)}\n`,
+    );
+    process.exit(0);
+  }
+}
+
+let convMapping: MnistResult['convMapping'];
+if (preset.convMapping) {
+  const m = preset.convMapping;
+  const t = performance.now();
+  const mapTrain = firstExamples(train, Math.min(m.trainCount, train.count));
+  const mapRuns: RunResult[] = [];
+  for (const spec of convMapSpecs)
+    mapRuns.push(
+      await run(spec, seeds[0]!, { trainSplit: mapTrain, epochs: m.epochs, test: false, conv: true }),
+    );
+  convMapping = {
+    runs: mapRuns,
+    analysis: analyzeMapping(mapRuns),
+    seconds: (performance.now() - t) / 1000,
+  };
+  if (convMappingOnly) {
+    bar.stop();
+    mkdirSync(outDir, { recursive: true });
+    const command = `npm run ${values.full ? 'report:mnist' : 'mnist'} -w @accsgd/evidence -- ${process.argv
+      .slice(2)
+      .filter((a) => a !== '--full')
+      .join(' ')}`;
+    const saved: SavedMapping = {
+      mapping: { runs: convMapping.runs, analysis: convMapping.analysis },
+      preset,
+      seconds: convMapping.seconds,
+      command,
+    };
+    writeFileSync(join(outDir, CONV_MAPPING_FILE), `${JSON.stringify(saved, null, 1)}\n`);
+    process.stdout.write(
+      `\n${convMappingTerminal({ ...convMapping, command }, m).join('\n')}\nSaved: ${join(relative(process.cwd(), outDir) || '.', CONV_MAPPING_FILE)}\n`,
     );
     process.exit(0);
   }
@@ -437,6 +508,7 @@ const result: MnistResult = {
   ...(onnx ? { onnx } : {}),
   ...(mapping ? { mapping } : {}),
   ...(conv ? { conv } : {}),
+  ...(convMapping ? { convMapping } : {}),
   seconds: {
     load: loadSeconds,
     sweep: sweepSeconds,
@@ -450,7 +522,7 @@ const result: MnistResult = {
   command: `npm run ${values.full ? 'report:mnist' : 'mnist'} -w @accsgd/evidence${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`,
 };
 
-writeReports(withSavedConv(withSavedMapping(result, outDir), outDir), outDir, { json: true });
+writeReports(withSaved(result, outDir), outDir, { json: true });
 
 /** Writes mnist.svg, mnist.md (mnist-mapping.svg, mnist.json) to `dir` and prints the summary. */
 function writeReports(result: MnistResult, dir: string, o: { json: boolean }): void {
@@ -491,9 +563,24 @@ function writeReports(result: MnistResult, dir: string, o: { json: boolean }): v
       ),
     );
   }
+  let convMapName: string | undefined;
+  if (result.convMapping) {
+    convMapName = 'mnist-conv-mapping.svg';
+    writeFileSync(
+      join(dir, convMapName),
+      mappingPlot(
+        result.convMapping.runs,
+        result.convMapping.analysis,
+        'From heavy ball to AccSGD on the MNIST conv net: validation accuracy by steady-state step',
+      ),
+    );
+  }
   const command =
     result.command ?? `npm run ${preset.name === 'full' ? 'report:mnist' : 'mnist'} -w @accsgd/evidence`;
-  writeFileSync(join(dir, 'mnist.md'), mnistMarkdown(result, plotName, command, mapName, convName));
+  writeFileSync(
+    join(dir, 'mnist.md'),
+    mnistMarkdown(result, plotName, command, mapName, convName, convMapName),
+  );
   if (o.json) writeFileSync(join(dir, 'mnist.json'), `${JSON.stringify(result, null, 1)}\n`);
 
   const rel = relative(process.cwd(), dir) || '.';
@@ -522,6 +609,8 @@ function writeReports(result: MnistResult, dir: string, o: { json: boolean }): v
       `Conv net: not in this run (${preset.name === 'quick' ? 'the quick preset leaves it out to stay near two minutes; ' : ''}\`--conv yes\` adds about half an hour).\n`,
     );
   if (result.mapping) process.stdout.write(`  ${ruleText(result.mapping.analysis).replace(/\*\*/g, '')}\n`);
+  if (result.convMapping && preset.convMapping)
+    process.stdout.write(`${convMappingTerminal(result.convMapping, preset.convMapping).join('\n')}\n`);
   process.stdout.write('  Caveats:\n');
   for (const c of caveats(preset)) process.stdout.write(`  - ${c}\n`);
   if (result.conv) for (const c of convCaveats(result.conv)) process.stdout.write(`  - ${c}\n`);

@@ -70,6 +70,20 @@ describe('conv report', () => {
     const lines = convTerminal(result());
     expect(lines.find((l) => l.includes('Adam'))).toContain('test 97.00% ± 1.00 (96.00–98.00)');
     expect(lines.at(-1)).toContain('test 95.50% against 96.00% on tfjs wasm');
-    expect(convCaveats(result())[0]).toContain('10,000 training images for 1 epoch and 3 learning rates');
+    expect(convCaveats(result())[0]).toContain(
+      '10,000 training images for 1 epoch and 3 to 4 learning rates',
+    );
+  });
+
+  it('names the optimizers whose chosen rate is an edge of their grid', () => {
+    expect(convSection(result()).join('\n')).toContain('Every chosen rate lies inside its grid');
+    const r = result();
+    // Heavy ball's grid is {0.01, 0.03, 0.1, 0.3}: choose its top rate, 0.3 (index 3 of its four runs).
+    const top = r.runs.findIndex((x) => x.spec.name === 'Momentum' && x.spec.lr === 0.3);
+    r.best.Momentum = top;
+    r.seedRuns.Momentum = [r.runs[top]!, run('Momentum', 0.3, 2, 0.9, 0.97)];
+    expect(convSection(r).join('\n')).toContain(
+      'Chosen at an edge of its grid: heavy ball (momentum 0.9) (lr 0.3); the best rate may lie beyond it',
+    );
   });
 });

@@ -29,10 +29,17 @@ const finalOf = (r: RunResult) => r.epochs[r.epochs.length - 1]!;
 
 export const CONV_NAME = `LeNet-style conv net (conv 5x5x${CONV_SHAPE.c1}, ReLU, max pool 2, conv 5x5x${CONV_SHAPE.c2}, ReLU, max pool 2, dense 10)`;
 
+/** "3" or "3 or 4": how many learning rates the optimizers' grids hold. */
+function lrCounts(p: ConvPreset): string {
+  const n = OPTIMIZERS.map((o) => p.lrs[o].length);
+  const [lo, hi] = [Math.min(...n), Math.max(...n)];
+  return lo === hi ? `${lo}` : `${lo} to ${hi}`;
+}
+
 /** The caveats of the conv comparison, for the report and the terminal. */
 export function convCaveats(c: ConvResult): string[] {
   return [
-    `Conv net: ${c.preset.trainCount.toLocaleString('en-US')} training images for ${c.preset.epochs} epoch${c.preset.epochs === 1 ? '' : 's'} and ${Math.max(...OPTIMIZERS.map((n) => c.preset.lrs[n].length))} learning rates per optimizer (CPU time on a shared 2-core machine), so its accuracies are those of a short run, well below what this net reaches when trained longer.`,
+    `Conv net: ${c.preset.trainCount.toLocaleString('en-US')} training images for ${c.preset.epochs} epoch${c.preset.epochs === 1 ? '' : 's'} and ${lrCounts(c.preset)} learning rates per optimizer (CPU time on a shared 2-core machine), so its accuracies are those of a short run, well below what this net reaches when trained longer.`,
   ];
 }
 
@@ -69,7 +76,7 @@ export function convSection(c: ConvResult, plotFile?: string): string[] {
   );
   L.push('');
   L.push(
-    `Sizes: ${convParameterCount().toLocaleString('en-US')} parameters (Glorot-uniform kernels with Keras's conv fans, zero biases, seeded as the MLP's); the first ${p.trainCount.toLocaleString('en-US')} of the MLP's training images, ${p.epochs} epoch${p.epochs === 1 ? '' : 's'}, batches of ${c.batchSize}, the same validation split (learning rates chosen on it, seed ${c.seeds[0]}) and seeds ${c.seeds.join(', ')}. Smaller than the MLP's run so that the 25 conv runs fit in about half an hour on a shared 2-core machine (its scoring of 10,000 validation images per epoch costs as much as the training); three learning rates per optimizer, the MLP's chosen rate and its neighbours about 3x apart. Wall time: sweep ${c.seconds.sweep.toFixed(1)} s, other seeds ${c.seconds.seeds.toFixed(1)} s${c.seconds.onnx !== undefined ? `, ONNX Runtime run ${c.seconds.onnx.toFixed(1)} s` : ''}.`,
+    `Sizes: ${convParameterCount().toLocaleString('en-US')} parameters (Glorot-uniform kernels with Keras's conv fans, zero biases, seeded as the MLP's); the first ${p.trainCount.toLocaleString('en-US')} of the MLP's training images, ${p.epochs} epoch${p.epochs === 1 ? '' : 's'}, batches of ${c.batchSize}, the same validation split (learning rates chosen on it, seed ${c.seeds[0]}) and seeds ${c.seeds.join(', ')}. Smaller than the MLP's run so that the ${c.runs.length + OPTIMIZERS.length * (c.seeds.length - 1)} conv runs fit in well under an hour on a shared 2-core machine (a step takes about 0.4 s on tfjs wasm with a core to itself). Learning rates: ${OPTIMIZERS.map((n) => `${OPTIMIZER_LABELS[n]} {${p.lrs[n].join(', ')}}`).join(', ')}: the MLP's chosen rate and its neighbours about 3x apart, and for heavy ball, Nesterov and Adam one more above, since they chose the top of three in the first (one-epoch) run. Wall time: sweep ${c.seconds.sweep.toFixed(1)} s, other seeds ${c.seconds.seeds.toFixed(1)} s${c.seconds.onnx !== undefined ? `, ONNX Runtime run ${c.seconds.onnx.toFixed(1)} s` : ''}.`,
   );
   L.push('');
   if (plotFile) {
@@ -94,6 +101,17 @@ export function convSection(c: ConvResult, plotFile?: string): string[] {
       `| ${OPTIMIZER_LABELS[name]} | ${describe(rs[0]!.spec)}${edge ? ' (grid edge)' : ''}${a.diverged > 0 ? ` (${a.diverged} seed(s) diverged)` : ''} | ${loss(last.trainLoss.mean)} ± ${loss(last.trainLoss.std)} | ${pctSpread(last.validationAccuracy)} | ${pctSpread(a.testAccuracy)} | ${train.toFixed(1)} |`,
     );
   }
+  L.push('');
+  const edges = OPTIMIZERS.filter((n) => {
+    const grid = p.lrs[n];
+    const lr = c.seedRuns[n][0]!.spec.lr;
+    return grid.length > 1 && (lr === Math.min(...grid) || lr === Math.max(...grid));
+  });
+  L.push(
+    edges.length > 0
+      ? `Chosen at an edge of its grid: ${edges.map((n) => `${OPTIMIZER_LABELS[n]} (lr ${c.seedRuns[n][0]!.spec.lr})`).join(', ')}; the best rate may lie beyond it, so read that optimizer's row as a lower bound.`
+      : 'Every chosen rate lies inside its grid (a better one beyond the grid is unlikely, though the grid is coarse: steps of about 3x).',
+  );
   L.push('');
   L.push(`Every setting of the conv sweep (seed ${c.seeds[0]}, validation split):`);
   L.push('');

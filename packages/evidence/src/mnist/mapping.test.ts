@@ -1,6 +1,6 @@
 import { AccSGD } from '@accsgd/core';
 import { describe, expect, it } from 'vitest';
-import { accsgdStep, analyzeMapping, mappingSpecs, momentumStep } from './mapping.js';
+import { accsgdStep, analyzeMapping, checkRule, mappingSpecs, momentumStep } from './mapping.js';
 import type { OptimizerSpec } from './optimizers.js';
 import type { RunResult } from './train.js';
 
@@ -70,5 +70,44 @@ describe('momentum to AccSGD mapping', () => {
       run({ name: 'AccSGD', lr: 1 }, 0.9),
     ]);
     expect(a.momentum.lr).toBe(0.1);
+  });
+});
+
+describe('checkRule', () => {
+  const runs = [
+    run({ name: 'Momentum', lr: 0.03 }, 0.9),
+    run({ name: 'Momentum', lr: 0.1 }, 0.95),
+    run({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.93),
+    run({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, 0.952),
+    run({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 10 }, 0.5),
+    run({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.955),
+  ];
+
+  it("lands the rule on the nearest lr of the sweep and scores it against the sweep's best", () => {
+    // Heavy ball's best lr 0.1 (step 1); ratio 1.36 at xi 10: lr = 1.36 / (0.7 * 11 / 1.7) = 0.30026.
+    const c = checkRule(runs, analyzeMapping(runs), 1.36);
+    expect(c.suggestedLr).toBeCloseTo((1.36 * 1.7) / 7.7, 12);
+    expect(c.nearestLr).toBe(0.3);
+    expect(c.accuracy).toBe(0.952);
+    expect(c.bestAccuracy).toBe(0.955);
+    expect(c.holds).toBe(true); // 0.952 >= 0.955 - 0.005
+    expect(checkRule(runs, analyzeMapping(runs), 1.36, 1000, 10, 0.002).holds).toBe(false);
+  });
+
+  it('a rule that lands on a poor lr does not hold; a log-scale tie goes to the smaller lr', () => {
+    // Ratio 4.53 at xi 10 gives lr 1.0003: the diverging-ish run at lr 1.
+    const far = checkRule(runs, analyzeMapping(runs), 4.53);
+    expect(far.nearestLr).toBe(1);
+    expect(far.holds).toBe(false);
+    // sqrt(0.1 * 0.3) = 0.1732 sits halfway between 0.1 and 0.3 on a log scale.
+    const mid = checkRule(runs, analyzeMapping(runs), (Math.sqrt(0.03) * 7.7) / 1.7);
+    expect(mid.suggestedLr).toBeCloseTo(Math.sqrt(0.03), 12);
+    expect(mid.nearestLr).toBe(0.1);
+  });
+
+  it('refuses a (kappa, xi) the sweep did not run', () => {
+    expect(() => checkRule(runs, analyzeMapping(runs), 1.36, 10_000, 10)).toThrow(
+      'no AccSGD run at kappa 10000, xi 10',
+    );
   });
 });

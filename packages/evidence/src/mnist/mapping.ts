@@ -88,3 +88,62 @@ export function analyzeMapping(runs: readonly RunResult[], tolerance = 0.002): M
   const good = rows.filter((r) => r.validationAccuracy >= best.validationAccuracy - tolerance);
   return { momentum, rows, best, good, tolerance };
 }
+
+/** How a mapping rule measured elsewhere (the MLP's) fares on a sweep: `checkRule`. */
+export interface RuleCheck {
+  /** The rule's AccSGD lr at (kappa, xi), from the sweep's best heavy-ball lr. */
+  suggestedLr: number;
+  kappa: number;
+  xi: number;
+  /** The sweep's AccSGD lr nearest the suggestion on a log scale (a tie goes to the smaller). */
+  nearestLr: number;
+  /** Final validation accuracy of that run (-Infinity when it diverged). */
+  accuracy: number;
+  /** The sweep's best AccSGD accuracy, over every (kappa, xi). */
+  bestAccuracy: number;
+  /** Whether the rule's run came within `tolerance` of the best AccSGD run. */
+  holds: boolean;
+  tolerance: number;
+}
+
+/**
+ * Applies a step-ratio rule (AccSGD's steady-state step = `stepRatio` x heavy ball's at its best lr)
+ * to a sweep and scores the run it lands on. The rule holds when that run is within `tolerance` of
+ * the sweep's best AccSGD run, so a rule is judged by what a user following it would get.
+ */
+export function checkRule(
+  runs: readonly RunResult[],
+  analysis: MappingAnalysis,
+  stepRatio: number,
+  kappa: number = ACCSGD_SETTINGS.kappa,
+  xi: number = ACCSGD_SETTINGS.xi,
+  tolerance = 0.005,
+): RuleCheck {
+  const suggestedLr = (stepRatio * momentumStep(analysis.momentum.lr)) / accsgdStep(1, xi);
+  const at = runs.filter(
+    (r) =>
+      r.spec.name === 'AccSGD' &&
+      (r.spec.kappa ?? ACCSGD_SETTINGS.kappa) === kappa &&
+      (r.spec.xi ?? ACCSGD_SETTINGS.xi) === xi,
+  );
+  if (at.length === 0) throw new RangeError(`no AccSGD run at kappa ${kappa}, xi ${xi}`);
+  const distance = (r: RunResult) => Math.abs(Math.log(r.spec.lr / suggestedLr));
+  const nearest = at.reduce((a, b) =>
+    distance(b) < distance(a) - 1e-12 ||
+    (Math.abs(distance(b) - distance(a)) <= 1e-12 && b.spec.lr < a.spec.lr)
+      ? b
+      : a,
+  );
+  const accuracy = finalAccuracy(nearest);
+  const bestAccuracy = analysis.best.validationAccuracy;
+  return {
+    suggestedLr,
+    kappa,
+    xi,
+    nearestLr: nearest.spec.lr,
+    accuracy,
+    bestAccuracy,
+    holds: accuracy >= bestAccuracy - tolerance,
+    tolerance,
+  };
+}

@@ -32,8 +32,10 @@ export interface MnistPreset {
    * OnnxTrainer on onnxruntime-node cpu), from the same weights and batches.
    */
   onnxCheck?: boolean;
-  /** The momentum-to-AccSGD sweep (absent: not run). */
+  /** The momentum-to-AccSGD sweep on the MLP (absent: not run). */
   mapping?: MappingPreset;
+  /** The same sweep on the conv net (absent: not run). */
+  convMapping?: MappingPreset;
   /** The LeNet-style conv net's comparison (absent: not run). */
   conv?: ConvPreset;
 }
@@ -80,21 +82,31 @@ export const MNIST_PRESETS: Record<'quick' | 'full', MnistPreset> = {
       momentumLrs: [0.003, 0.01, 0.03, 0.1, 0.3],
       accsgd: { lrs: [0.03, 0.1, 0.3, 1, 3], kappas: [100, 1000, 10_000], xis: [1, 10] },
     },
-    // About 0.25 s per step of 100 and 6 s per 10,000 images scored on tfjs wasm on the shared
-    // 2-core machine (3x the MLP's): one epoch of 10,000 images and three rates each (the MLP's
-    // chosen rate and its neighbours) keep the 25 runs near half an hour (32 min measured). The quick preset leaves it
-    // out (`--conv yes` adds it).
+    // About 0.4 s per step of 100 on tfjs wasm with a core to itself (0.7 s on the loaded shared
+    // 2-core machine); scoring 10,000 images takes about a second. Two epochs of 10,000 images keep
+    // the 28 runs near 40 minutes on a free core. Heavy ball, Nesterov and Adam chose the top of
+    // three rates after one epoch, so their grids gained one above (about 3x). The quick preset
+    // leaves the conv net out (`--conv yes` adds it).
     conv: {
       trainCount: 10_000,
-      epochs: 1,
+      epochs: 2,
       lrs: {
         AccSGD: [0.1, 0.3, 1],
         SGD: [0.1, 0.3, 1],
-        Momentum: [0.01, 0.03, 0.1],
-        Nesterov: [0.01, 0.03, 0.1],
-        Adam: [0.001, 0.003, 0.01],
+        Momentum: [0.01, 0.03, 0.1, 0.3],
+        Nesterov: [0.01, 0.03, 0.1, 0.3],
+        Adam: [0.001, 0.003, 0.01, 0.03],
       },
       onnxCheck: true,
+    },
+    // The MLP's mapping sweep on the conv net, on the comparison's 10,000 images for one epoch (half
+    // its length, so that the 28 runs take about 20 minutes on a free core); AccSGD's lr goes to 3
+    // so that xi = 1, whose step is 5.5x shorter than xi = 10's at the same lr, has room.
+    convMapping: {
+      trainCount: 10_000,
+      epochs: 1,
+      momentumLrs: [0.01, 0.03, 0.1, 0.3],
+      accsgd: { lrs: [0.1, 0.3, 1, 3], kappas: [100, 1000, 10_000], xis: [1, 10] },
     },
   },
 };

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { OptimizerName } from './optimizers.js';
-import { bestRun, divergence, withoutUnchosenTests } from './report.js';
+import { analyzeMapping, type MappingPreset } from './mapping.js';
+import type { OptimizerName, OptimizerSpec } from './optimizers.js';
+import { bestRun, convMappingSection, convRuleVerdict, divergence, withoutUnchosenTests } from './report.js';
 import type { RunResult } from './train.js';
 
 function run(name: OptimizerName, lr: number, finals: [number, number][], diverged?: string): RunResult {
@@ -72,5 +73,68 @@ describe('best setting', () => {
     expect(kept.map((r) => r.testAccuracy)).toEqual([undefined, 0.97, 0.9999]);
     expect('testAccuracy' in kept[0]!).toBe(false);
     expect(kept[0]!.epochs).toBe(runs[0]!.epochs); // nothing else changes
+  });
+});
+
+describe("the MLP's momentum rule checked on the conv net's sweep", () => {
+  const final = (spec: OptimizerSpec, accuracy: number, diverged?: string): RunResult => ({
+    spec,
+    backend: 'wasm',
+    seed: 1,
+    seconds: 1,
+    epochs: [
+      { epoch: 0, trainLoss: 2.3, validationAccuracy: 0.1, trainSeconds: 0, evalSeconds: 0 },
+      { epoch: 1, trainLoss: 0.3, validationAccuracy: accuracy, trainSeconds: 1, evalSeconds: 0 },
+    ],
+    ...(diverged ? { diverged } : {}),
+  });
+  const m: MappingPreset = {
+    trainCount: 10_000,
+    epochs: 1,
+    momentumLrs: [0.03, 0.1, 0.3],
+    accsgd: { lrs: [0.1, 0.3, 1], kappas: [1000], xis: [1, 10] },
+  };
+  const sweep = (at03: number) => {
+    const runs = [
+      final({ name: 'Momentum', lr: 0.03 }, 0.9),
+      final({ name: 'Momentum', lr: 0.1 }, 0.94),
+      final({ name: 'Momentum', lr: 0.3 }, 0.92),
+      final({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.92),
+      final({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, at03),
+      final({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 10 }, 0.1, 'step 9: loss NaN'),
+      final({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 1 }, 0.9),
+      final({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 1 }, 0.945),
+    ];
+    return { runs, analysis: analyzeMapping(runs), seconds: 12 };
+  };
+
+  it('holds when the rule lands within half a point of the best AccSGD run', () => {
+    // Heavy ball's best 0.1 -> fromMomentum's lr 0.300 at kappa 1000, xi 10: the run at 0.3 (94.2%).
+    const v = convRuleVerdict(sweep(0.942), m);
+    expect(v).toContain("maps the conv net's best heavy-ball lr 0.1 to AccSGD lr 0.300");
+    expect(v).toContain('reached 94.20% on the validation split, against 94.50% (kappa 1000, xi 1, lr 1)');
+    expect(v).toContain('**It holds**');
+    expect(v).toContain("Caution: AccSGD's best lr 1 is an edge of its grid");
+    expect(v).toContain('One seed, 1 epoch(s) and grids about 3× apart');
+  });
+
+  it('does not hold when it lands further below, and warns of a best lr at the grid edge', () => {
+    const v = convRuleVerdict(sweep(0.93), m);
+    expect(v).toContain('**It does not hold**');
+    expect(v).toContain('more than 0.5 points below the best AccSGD setting');
+    // Heavy ball's best at the top of its grid is flagged too.
+    const top = sweep(0.93);
+    top.runs[2] = final({ name: 'Momentum', lr: 0.3 }, 0.95);
+    expect(convRuleVerdict({ ...top, analysis: analyzeMapping(top.runs) }, m)).toContain(
+      "heavy ball's best lr 0.3 is an edge of its grid; AccSGD's best lr 1 is an edge of its grid",
+    );
+  });
+
+  it('tables every run, the diverged ones marked', () => {
+    const md = convMappingSection(sweep(0.942), m, 1).join('\n');
+    expect(md).toContain('| AccSGD kappa 1000, xi 10 | 92.00% | 94.20% | diverged |');
+    expect(md).toContain('| AccSGD kappa 1000, xi 1 | - | 90.00% | 94.50% |');
+    expect(md).toContain('Heavy ball: lr 0.03 90.00%, lr 0.1 94.00%, lr 0.3 92.00%.');
+    expect(md).toContain('| 1000 | 1 | 1 (grid edge) | 94.50% (best) | 10.0 | 0.824 |');
   });
 });

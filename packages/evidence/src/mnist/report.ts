@@ -1,5 +1,6 @@
+import { MOMENTUM_STEP_RATIO } from '@accsgd/core';
 import { type ConvResult, convCaveats, convSection } from './conv-report.js';
-import { accsgdStep, type MappingAnalysis, momentumStep } from './mapping.js';
+import { accsgdStep, checkRule, type MappingAnalysis, type MappingPreset, momentumStep } from './mapping.js';
 import {
   ACCSGD_SETTINGS,
   describe,
@@ -28,6 +29,8 @@ export interface MnistResult {
   mapping?: { runs: RunResult[]; analysis: MappingAnalysis };
   /** The LeNet-style conv net's comparison (`--conv yes|only`; the full preset runs it). */
   conv?: ConvResult;
+  /** The momentum-to-AccSGD sweep on the conv net (`--conv-mapping yes|only`), with its time and command. */
+  convMapping?: { runs: RunResult[]; analysis: MappingAnalysis; seconds: number; command?: string };
   seconds: {
     load: number;
     sweep: number;
@@ -120,6 +123,7 @@ export function mnistMarkdown(
   command: string,
   mappingPlot?: string,
   convPlot?: string,
+  convMappingPlot?: string,
 ): string {
   const { preset, runs } = result;
   const lines: string[] = [];
@@ -263,10 +267,27 @@ export function mnistMarkdown(
   if (result.mapping && preset.mapping)
     push(
       '',
-      ...mappingSection(result.mapping, preset, mappingPlot, {
-        momentum: runs[result.best.Momentum]!.spec.lr,
-        accsgd: runs[result.best.AccSGD]!.spec.lr,
-      }),
+      ...mappingSection(
+        result.mapping,
+        preset,
+        mappingPlot,
+        {
+          momentum: runs[result.best.Momentum]!.spec.lr,
+          accsgd: runs[result.best.AccSGD]!.spec.lr,
+        },
+        result.convMapping !== undefined,
+      ),
+    );
+  if (result.convMapping && preset.convMapping)
+    push(
+      '',
+      ...convMappingSection(
+        result.convMapping,
+        preset.convMapping,
+        preset.seeds[0]!,
+        convMappingPlot,
+        result.conv,
+      ),
     );
   return `${lines.join('\n')}\n`;
 }
@@ -277,6 +298,7 @@ export function mappingSection(
   preset: MnistPreset,
   plotFile?: string,
   chosen?: { momentum: number; accsgd: number },
+  convToo = false,
 ): string[] {
   const m = preset.mapping!;
   const a = mapping.analysis;
@@ -311,13 +333,124 @@ export function mappingSection(
       '',
     );
   L.push(
-    "Rests on: one model (this MLP), one seed and a short run per setting, and grids in steps of about 3×, so the ratios are known to within that factor; take the rule as a starting point for a search, not a replacement for one. The mapping sweep ran on the MLP only; the conv net's learning rates were chosen on its own small grid.",
+    `Rests on: one model (this MLP), one seed and a short run per setting, and grids in steps of about 3×, so the ratios are known to within that factor; take the rule as a starting point for a search, not a replacement for one. ${convToo ? 'The same sweep on the conv net follows.' : "The mapping sweep ran on the MLP only; the conv net's learning rates were chosen on its own small grid."}`,
   );
   return L;
 }
 
+/** Whether `lr` is the smallest or largest of a grid of more than one. */
+const atEdge = (grid: readonly number[], lr: number) =>
+  grid.length > 1 && (lr === Math.min(...grid) || lr === Math.max(...grid));
+
+/** The MLP's rule (`fromMomentum`'s step ratio) applied to the conv net's sweep, in words. */
+export function convRuleVerdict(
+  convMapping: NonNullable<MnistResult['convMapping']>,
+  m: MappingPreset,
+): string {
+  const a = convMapping.analysis;
+  const c = checkRule(convMapping.runs, a, MOMENTUM_STEP_RATIO);
+  const at = `kappa ${c.kappa}, xi ${c.xi}`;
+  const best = `${pct(c.bestAccuracy)} (kappa ${a.best.kappa}, xi ${a.best.xi}, lr ${a.best.bestLr})`;
+  const edges: string[] = [];
+  if (atEdge(m.momentumLrs, a.momentum.lr))
+    edges.push(`heavy ball's best lr ${a.momentum.lr} is an edge of its grid`);
+  if (atEdge(m.accsgd.lrs, a.best.bestLr))
+    edges.push(`AccSGD's best lr ${a.best.bestLr} is an edge of its grid`);
+  return [
+    `**Does the MLP's rule hold on the conv net?** \`fromMomentum\` (AccSGD's steady-state step ${MOMENTUM_STEP_RATIO} × heavy ball's, ${at}) maps the conv net's best heavy-ball lr ${a.momentum.lr} to AccSGD lr ${c.suggestedLr.toPrecision(3)}; the sweep's nearest lr at ${at}, ${c.nearestLr}, reached ${Number.isFinite(c.accuracy) ? pct(c.accuracy) : 'nothing (diverged)'} on the validation split, against ${best} for the best AccSGD setting and ${pct(a.momentum.validationAccuracy)} for heavy ball.`,
+    c.holds
+      ? `**It holds** on this net: the rule's setting is within ${(100 * c.tolerance).toFixed(1)} points of the best AccSGD setting of the sweep.`
+      : `**It does not hold** on this net: the rule's setting is more than ${(100 * c.tolerance).toFixed(1)} points below the best AccSGD setting of the sweep.`,
+    edges.length > 0 ? `Caution: ${edges.join('; ')}, so the best may lie beyond it.` : '',
+    `One seed, ${m.epochs} epoch(s) and grids about 3× apart: a difference under about a point is within the conv net's seed-to-seed spread.`,
+  ]
+    .filter((x) => x !== '')
+    .join(' ');
+}
+
+/** The momentum-to-AccSGD sweep on the conv net: set-up, table, the rule measured there, the MLP's rule checked. */
+export function convMappingSection(
+  convMapping: NonNullable<MnistResult['convMapping']>,
+  m: MappingPreset,
+  seed: number,
+  plotFile?: string,
+  conv?: ConvResult,
+): string[] {
+  const a = convMapping.analysis;
+  const L: string[] = [];
+  L.push('## From a momentum setting to AccSGD, on the conv net');
+  L.push('');
+  L.push(
+    `The MLP's sweep repeated on the conv net: heavy ball (momentum ${MOMENTUM}) with lr ∈ {${m.momentumLrs.join(', ')}} and AccSGD with lr ∈ {${m.accsgd.lrs.join(', ')}} × kappa ∈ {${m.accsgd.kappas.join(', ')}} × xi ∈ {${m.accsgd.xis.join(', ')}} (smallConst ${ACCSGD_SETTINGS.smallConst}), each trained once (seed ${seed}) on the conv comparison's first ${m.trainCount.toLocaleString('en-US')} training images for ${m.epochs} epoch(s) on tfjs wasm and scored on the validation split; the same steady-state-step yardstick.${convMapping.command ? ` Generated by \`${convMapping.command}\`` : ' Wall time'}: ${sec(convMapping.seconds)} s.`,
+  );
+  L.push('');
+  if (plotFile) {
+    L.push(`![conv net: validation accuracy against the steady-state step](${plotFile})`);
+    L.push('');
+  }
+  L.push(
+    `Best heavy-ball lr: ${a.momentum.lr} (validation accuracy ${pct(a.momentum.validationAccuracy)}, steady-state step ${momentumStep(a.momentum.lr).toPrecision(3)}). Best AccSGD lr per (kappa, xi):`,
+  );
+  L.push('');
+  L.push('| kappa | xi | best lr | validation accuracy | lr / momentum lr | step / momentum step |');
+  L.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of [...a.rows].sort((x, y) => x.kappa - y.kappa || x.xi - y.xi))
+    L.push(
+      `| ${r.kappa} | ${r.xi} | ${r.bestLr}${atEdge(m.accsgd.lrs, r.bestLr) ? ' (grid edge)' : ''} | ${pct(r.validationAccuracy)}${r === a.best ? ' (best)' : ''} | ${r.lrRatio.toPrecision(3)} | ${r.stepRatio.toPrecision(3)} |`,
+    );
+  L.push('');
+  L.push('Every run of the sweep (final validation accuracy):');
+  L.push('');
+  const accLrs = m.accsgd.lrs;
+  L.push(`| setting | ${accLrs.map((lr) => `lr ${lr}`).join(' | ')} |`);
+  L.push(`| --- | ${accLrs.map(() => '---:').join(' | ')} |`);
+  const cell = (r: RunResult | undefined) =>
+    r === undefined ? '-' : r.diverged ? 'diverged' : pct(finalOf(r).validationAccuracy);
+  for (const kappa of m.accsgd.kappas)
+    for (const xi of m.accsgd.xis) {
+      const row = accLrs.map((lr) =>
+        cell(
+          convMapping.runs.find(
+            (r) => r.spec.name === 'AccSGD' && r.spec.lr === lr && r.spec.kappa === kappa && r.spec.xi === xi,
+          ),
+        ),
+      );
+      if (row.every((x) => x === '-')) continue;
+      L.push(`| AccSGD kappa ${kappa}, xi ${xi} | ${row.join(' | ')} |`);
+    }
+  L.push('');
+  L.push(
+    `Heavy ball: ${m.momentumLrs.map((lr) => `lr ${lr} ${cell(convMapping.runs.find((r) => r.spec.name === 'Momentum' && r.spec.lr === lr))}`).join(', ')}.`,
+  );
+  L.push('');
+  L.push(ruleText(a, 'the conv net', false));
+  L.push('');
+  L.push(convRuleVerdict(convMapping, m));
+  if (conv) {
+    const hb = conv.seedRuns.Momentum[0]!.spec.lr;
+    const acc = conv.seedRuns.AccSGD[0]!.spec.lr;
+    L.push('');
+    L.push(
+      `Cross-check with the conv comparison above (${conv.preset.epochs} epoch(s), kappa 1000 and xi 10): heavy ball's chosen lr was ${hb} and AccSGD's ${acc}, a ratio of ${(acc / hb).toPrecision(2)}.`,
+    );
+  }
+  return L;
+}
+
+/** Terminal lines of the conv net's mapping sweep. */
+export function convMappingTerminal(
+  convMapping: NonNullable<MnistResult['convMapping']>,
+  m: MappingPreset,
+): string[] {
+  return [
+    `  Conv net, momentum to AccSGD (${convMapping.runs.length} runs, ${sec(convMapping.seconds)} s):`,
+    `  ${ruleText(convMapping.analysis, 'the conv net', false).replace(/\*\*/g, '')}`,
+    `  ${convRuleVerdict(convMapping, m).replace(/\*\*/g, '')}`,
+  ];
+}
+
 /** The rule in words, from the analysis. */
-export function ruleText(a: MappingAnalysis): string {
+export function ruleText(a: MappingAnalysis, model = 'this MLP', rule = true): string {
   const ratios = a.good.map((r) => r.stepRatio);
   const lo = Math.min(...ratios);
   const hi = Math.max(...ratios);
@@ -325,7 +458,7 @@ export function ruleText(a: MappingAnalysis): string {
   const perLr = (ratio: number) =>
     (ratio / (1 - MOMENTUM) / accsgdStep(1, ACCSGD_SETTINGS.xi)).toPrecision(2);
   const parts = [
-    `**Measured (this MLP, validation split):** heavy ball's best lr was ${a.momentum.lr} (${pct(a.momentum.validationAccuracy)}); AccSGD's best setting was kappa ${a.best.kappa}, xi ${a.best.xi}, lr ${a.best.bestLr} (${pct(a.best.validationAccuracy)}), ${a.best.lrRatio.toPrecision(3)} × heavy ball's lr, a steady-state step ${a.best.stepRatio.toPrecision(3)} × heavy ball's.`,
+    `**Measured (${model}, validation split):** heavy ball's best lr was ${a.momentum.lr} (${pct(a.momentum.validationAccuracy)}); AccSGD's best setting was kappa ${a.best.kappa}, xi ${a.best.xi}, lr ${a.best.bestLr} (${pct(a.best.validationAccuracy)}), ${a.best.lrRatio.toPrecision(3)} × heavy ball's lr, a steady-state step ${a.best.stepRatio.toPrecision(3)} × heavy ball's.`,
     `The ${a.good.length} (kappa, xi) pair(s) within ${(100 * a.tolerance).toFixed(1)} points of it had step ratios ${lo.toPrecision(2)}–${hi.toPrecision(2)}.`,
   ];
   if (advised)
@@ -333,9 +466,10 @@ export function ruleText(a: MappingAnalysis): string {
       `At the advised kappa ${advised.kappa}, xi ${advised.xi}: best lr ${advised.bestLr} (${pct(advised.validationAccuracy)}), step ratio ${advised.stepRatio.toPrecision(3)}, i.e. AccSGD lr ≈ ${perLr(advised.stepRatio)} × a momentum-0.9 lr.`,
     );
   const ratio = (advised ?? a.best).stepRatio.toPrecision(3);
-  parts.push(
-    `**Rule:** from \`momentum(lr_m, m)\`, start AccSGD at kappa 1000, xi 10 and the lr whose steady-state step is the measured ${ratio} × momentum's: lr = ${ratio} × lr_m/(1 − m) × (1 + smallConst)/(smallConst · (1 + xi)); \`fromMomentum\` in \`@accsgd/core\` returns it. Not \`lr = lr_m\`: at xi = 10 that gives AccSGD less than half of momentum 0.9's step.`,
-  );
+  if (rule)
+    parts.push(
+      `**Rule:** from \`momentum(lr_m, m)\`, start AccSGD at kappa 1000, xi 10 and the lr whose steady-state step is the measured ${ratio} × momentum's: lr = ${ratio} × lr_m/(1 − m) × (1 + smallConst)/(smallConst · (1 + xi)); \`fromMomentum\` in \`@accsgd/core\` returns it. Not \`lr = lr_m\`: at xi = 10 that gives AccSGD less than half of momentum 0.9's step.`,
+    );
   return parts.join(' ');
 }
 
