@@ -445,7 +445,17 @@ export class ParameterRegistry {
    * value (length or shape, dtype, finiteness), applies the update, and commits.
    */
   planStep<G>(grads: KeyedGradients<G>): StepPlan<G> {
-    const entries: [number, unknown][] = [];
+    const work: StepWork<G>[] = [];
+    const add = (index: number, grad: unknown) => {
+      if (grad == null) return;
+      work.push({
+        index,
+        name: this.names[index]!,
+        group: this.groupIndex[index]!,
+        grad: grad as G,
+        first: this.present[index] === 0,
+      });
+    };
     try {
       if (Array.isArray(grads)) {
         if (grads.length !== this.names.length) {
@@ -454,7 +464,7 @@ export class ParameterRegistry {
             `expected ${this.names.length} gradients (one per parameter, null for none), got ${grads.length}`,
           );
         }
-        for (let i = 0; i < this.names.length; i++) entries.push([i, grads[i]]);
+        for (let i = 0; i < this.names.length; i++) add(i, grads[i]);
       } else if (isPlainObject(grads)) {
         for (const name of Object.keys(grads)) {
           const index = this.byName.get(name);
@@ -463,7 +473,7 @@ export class ParameterRegistry {
               name,
               `no parameter has this name (parameters: ${listNames(this.names)})`,
             );
-          entries.push([index, (grads as Record<string, unknown>)[name]]);
+          add(index, (grads as Record<string, unknown>)[name]);
         }
       } else {
         throw new AccSGDGradientError(
@@ -474,18 +484,6 @@ export class ParameterRegistry {
     } catch (error) {
       if (error instanceof AccSGDError) throw error;
       throw new AccSGDGradientError(undefined, `the gradients could not be read (${describeError(error)})`);
-    }
-    const work: StepWork<G>[] = [];
-    for (const [index, grad] of entries) {
-      if (grad == null) continue;
-      const group = this.groupIndex[index]!;
-      work.push({
-        index,
-        name: this.names[index]!,
-        group,
-        grad: grad as G,
-        first: this.present[index] === 0,
-      });
     }
     // A step count past 2^53 - 1 is no longer exact, and no state file could record it: refuse
     // the step that would take a group there, before the adapter changes anything.

@@ -136,6 +136,49 @@ describe("HeapKernel (in place on another module's memory)", () => {
   });
 });
 
+describe('HeapKernel.updateAll (one call over a step of tensors)', () => {
+  for (const initialise of [true, false]) {
+    it(`updates every tensor as update() would, tails included (${initialise ? 'first step' : 'later step'})`, () => {
+      const memory = new WebAssembly.Memory({ initial: 4 });
+      const heap = HeapKernel.create(memory)!;
+      const lengths = [0, 1, 7, 16, 1_001, 4_096];
+      const c = fusedCoefficients(resolveHyperparams({ lr: 0.03, kappa: 800, xi: 5 }));
+      // p, g and buf of each tensor side by side, 4-byte (not 16-byte) aligned
+      let at = 4;
+      const tensors = lengths.map((n, k) => {
+        const [p, g, b] = [at, at + n * 4 + 4, at + n * 8 + 8];
+        at += n * 12 + 12;
+        new Float32Array(memory.buffer, p, n).set(random(n, 30 + k));
+        new Float32Array(memory.buffer, g, n).set(random(n, 60 + k, 1e-2));
+        new Float32Array(memory.buffer, b, n).set(random(n, 90 + k));
+        return { p, g, b, n };
+      });
+      const view = (off: number, n: number) => new Float32Array(memory.buffer, off, n);
+      const expected = tensors.map(({ p, g, b, n }) => {
+        const [p2, b2] = [view(p, n).slice(), view(b, n).slice()];
+        fusedUpdateFloat32(p2, view(g, n), b2, c, initialise);
+        return [p2, b2] as const;
+      });
+      heap.updateAll(
+        tensors.map((t) => t.p),
+        tensors.map((t) => t.g),
+        tensors.map((t) => t.b),
+        lengths,
+        c,
+        initialise,
+      );
+      tensors.forEach(({ p, b, n }, k) => {
+        expect(
+          Buffer.compare(Buffer.from(view(p, n).slice().buffer), Buffer.from(expected[k]![0].buffer)),
+        ).toBe(0);
+        expect(
+          Buffer.compare(Buffer.from(view(b, n).slice().buffer), Buffer.from(expected[k]![1].buffer)),
+        ).toBe(0);
+      });
+      expect(view(tensors[5]!.p, 1)[0]).not.toBe(random(1, 35)[0]); // it did move
+    });
+  }
+});
 describe('HeapKernel writing to fresh outputs', () => {
   for (const initialise of [true, false]) {
     it(`leaves the inputs untouched and writes the in-place result elsewhere (${initialise ? 'first step' : 'later step'})`, () => {

@@ -284,6 +284,35 @@ export class HeapKernel {
     fusedUpdateFloat32(param, tail(gradOffset), buffer, c, initialiseBuffer);
   }
 
+  /**
+   * update() in place over many tensors with the same coefficients: the multipliers are rounded
+   * once, and each tensor is one call with no per-call allocation, so that a step over a thousand
+   * small tensors is not bound by the calls. Tensor i is `lengths[i]` float32 values at
+   * `params[i]`, `grads[i]`, `buffers[i]` (byte offsets).
+   */
+  updateAll(
+    params: ArrayLike<number>,
+    grads: ArrayLike<number>,
+    buffers: ArrayLike<number>,
+    lengths: ArrayLike<number>,
+    c: FusedCoefficients,
+    initialiseBuffer: boolean,
+  ): void {
+    const [k0, k1, k2, k3, k4, k5] = float32Multipliers(c, initialiseBuffer);
+    const init = initialiseBuffer ? 1 : 0;
+    const { update } = this.exports;
+    for (let i = 0; i < lengths.length; i++) {
+      const n = lengths[i]!;
+      const vectorised = n & ~3;
+      const [p, g, b] = [params[i]!, grads[i]!, buffers[i]!];
+      update(p, g, b, p, b, vectorised, init, k0, k1, k2, k3, k4, k5);
+      if (vectorised === n) continue;
+      const tail = (offset: number) =>
+        new Float32Array(this.memory.buffer, offset + vectorised * 4, n - vectorised);
+      fusedUpdateFloat32(tail(p), tail(g), tail(b), c, initialiseBuffer);
+    }
+  }
+
   /** Index of the first NaN or infinity among n float32 values at `offset`, or -1. */
   firstNonFinite(offset: number, n: number): number {
     const vectorised = n & ~3;
