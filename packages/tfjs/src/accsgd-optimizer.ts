@@ -10,8 +10,10 @@ import {
   type NonFinitePolicy,
   OrderedCalls,
   ParameterRegistry,
+  type StepPlan as RegistryPlan,
   rejectNonFinite,
   type StepResult,
+  type StepWork,
   validateHyperparams,
 } from '@accsgd/core';
 import {
@@ -39,7 +41,7 @@ import {
   registerAccSGDKernels,
   scanLayout,
 } from './kernels/index.js';
-import { wasmUpdateInPlace } from './kernels/wasm.js';
+import { wasmUpdateAllInPlace } from './kernels/wasm.js';
 import {
   canReadBackSync,
   checksOnDevice,
@@ -443,7 +445,8 @@ export class AccSGDOptimizer extends Optimizer {
     });
     const plan = this.registry.planStep(aligned);
     const fused = this.fused && hasFusedKernel(engine().backendName);
-    for (const { index, grad: k, group } of plan.work) {
+    const direct = fused && !guard && engine().backendName === 'wasm';
+    for (const { index, grad: k, group } of direct ? this.updateOnWasmHeap(plan, work) : plan.work) {
       const { variable, grad } = work[k]!;
       this.update(index, variable, grad, coefficientArray(plan.coefficients[group]!), fused, guard);
     }
@@ -457,6 +460,41 @@ export class AccSGDOptimizer extends Optimizer {
     };
   }
 
+  /**
+   * wasm: the parameters of a step that have a buffer, updated in place on the heap, one call per
+   * group without the engine's per-kernel work (see wasmUpdateAllInPlace). Returns the work left
+   * for update().
+   */
+  private updateOnWasmHeap(
+    plan: RegistryPlan<number>,
+    work: readonly GradientWork[],
+  ): readonly StepWork<number>[] {
+    const left: StepWork<number>[] = [];
+    const byGroup = new Map<number, typeof left>();
+    for (const w of plan.work) {
+      if (this.table.bufferAt(w.index) === null) left.push(w);
+      else {
+        const members = byGroup.get(w.group) ?? [];
+        members.push(w);
+        byGroup.set(w.group, members);
+      }
+    }
+    for (const [group, members] of byGroup) {
+      const items = members.map((w) => ({
+        param: work[w.grad]!.variable,
+        grad: work[w.grad]!.grad,
+        buffer: this.table.bufferAt(w.index)!,
+      }));
+      const notDone = wasmUpdateAllInPlace(
+        engine().backend,
+        items,
+        coefficientArray(plan.coefficients[group]!),
+      );
+      for (const k of notDone) left.push(members[k]!);
+    }
+    return left;
+  }
+
   private update(
     index: number,
     variable: Variable,
@@ -466,10 +504,6 @@ export class AccSGDOptimizer extends Optimizer {
     guard: DeviceGuard | null,
   ): void {
     const own = this.table.bufferAt(index);
-    // wasm: the kernel's in-place update without the engine's per-call work (see wasmUpdateInPlace).
-    if (fused && !guard && own && engine().backendName === 'wasm') {
-      if (wasmUpdateInPlace(engine().backend, variable, grad, own, coefficients)) return;
-    }
     const buffer = own ?? variable;
     let newParam: Tensor;
     let newBuffer: Tensor;

@@ -164,44 +164,57 @@ export const wasmUpdateKernel: KernelConfig = {
 };
 
 /**
- * The wasm kernel's in-place update of one parameter that has a buffer, called directly rather than
- * through engine().runKernel: the same HeapKernel call and the same cache invalidation as the
+ * The wasm kernel's in-place update of parameters that have a buffer, called directly rather than
+ * through engine().runKernel: the same HeapKernel update and the same cache invalidation as the
  * kernel's in-place branch, without the engine's per-call work (kernel lookup, scope, output
- * tensors made and disposed), which over 1024 small tensors cost a quarter of the step. Only
- * where that branch would run: this package's kernel registered for wasm, the SIMD kernel and both
- * backend calls available, every tensor on the heap, and no other tensor sharing param's or
- * buffer's storage. false when it did nothing; the caller then runs the kernel.
+ * tensors made and disposed), which over 1024 small tensors cost a quarter of the step. What does
+ * not depend on the tensor (the registered kernel, the heap kernel, the backend calls) is checked
+ * once per step, and the tensors go to the heap kernel in one call. Only where that branch would
+ * run: this package's kernel registered for wasm, the SIMD kernel and both backend calls
+ * available, every tensor on the heap, and no other tensor sharing param's or buffer's storage.
+ * Returns the positions in `items` it did not update; the caller runs the kernel for those.
  */
-export function wasmUpdateInPlace(
+export function wasmUpdateAllInPlace(
   backend: object,
-  param: TensorInfo,
-  grad: TensorInfo,
-  buffer: TensorInfo,
+  items: readonly { param: TensorInfo; grad: TensorInfo; buffer: TensorInfo }[],
   coefficients: CoefficientArray,
-): boolean {
+): number[] {
   const wasm = backend as WasmBackend;
-  if (getKernel(ACCSGD_UPDATE, 'wasm')?.kernelFunc !== wasmUpdateKernel.kernelFunc) return false;
-  if (param.dataId === buffer.dataId || !wasm.dataIdMap || typeof wasm.refCount !== 'function') return false;
-  const paramIn = wasm.dataIdMap.get(param.dataId);
-  const gradIn = wasm.dataIdMap.get(grad.dataId);
-  const bufferIn = wasm.dataIdMap.get(buffer.dataId);
-  if (!paramIn || !gradIn || !bufferIn) return false;
-  if (wasm.refCount(param.dataId) !== 1 || wasm.refCount(buffer.dataId) !== 1) return false;
-  const n = sizeOf(param.shape);
-  const heap = n > 0 ? heapKernelOf(wasm) : null;
+  const all = items.map((_, k) => k);
+  if (getKernel(ACCSGD_UPDATE, 'wasm')?.kernelFunc !== wasmUpdateKernel.kernelFunc) return all;
+  if (!wasm.dataIdMap || typeof wasm.refCount !== 'function') return all;
+  const heap = heapKernelOf(wasm);
   const invalidate = heap ? cacheInvalidator(wasm) : null;
-  if (!heap || !invalidate) return false;
-  heap.update(
-    paramIn.memoryOffset,
-    gradIn.memoryOffset,
-    bufferIn.memoryOffset,
-    n,
-    fusedCoefficientsOf(coefficients),
-    false,
-  );
-  invalidate(paramIn, n);
-  invalidate(bufferIn, n);
-  return true;
+  if (!heap || !invalidate) return all;
+  const left: number[] = [];
+  const offsets: [number[], number[], number[], number[]] = [[], [], [], []];
+  const invalidated: { id: number; memoryOffset: number }[] = [];
+  items.forEach(({ param, grad, buffer }, k) => {
+    const n = sizeOf(param.shape);
+    const paramIn = wasm.dataIdMap.get(param.dataId);
+    const gradIn = wasm.dataIdMap.get(grad.dataId);
+    const bufferIn = wasm.dataIdMap.get(buffer.dataId);
+    if (
+      n === 0 ||
+      param.dataId === buffer.dataId ||
+      !paramIn ||
+      !gradIn ||
+      !bufferIn ||
+      wasm.refCount(param.dataId) !== 1 ||
+      wasm.refCount(buffer.dataId) !== 1
+    ) {
+      left.push(k);
+      return;
+    }
+    offsets[0].push(paramIn.memoryOffset);
+    offsets[1].push(gradIn.memoryOffset);
+    offsets[2].push(bufferIn.memoryOffset);
+    offsets[3].push(n);
+    invalidated.push(paramIn, bufferIn);
+  });
+  heap.updateAll(...offsets, fusedCoefficientsOf(coefficients), false);
+  invalidated.forEach((data, j) => invalidate(data, offsets[3][j >> 1]!));
+  return left;
 }
 
 /** Hands an input's storage back as an output: one more tensor will refer to it. */
