@@ -23,7 +23,7 @@ import {
   type FlatUpdateMode,
   flatSegments,
   flatUpdateNames,
-  SPLIT_OUTPUTS,
+  splitWidthAfterRefusal,
 } from './graphs/flat-update-graph.js';
 import { scaledMultiplier } from './graphs/update-graph.js';
 import { buildIdentityModel } from './graphs/utility-graphs.js';
@@ -152,6 +152,8 @@ export class OnnxAccSGD {
   private readonly cpuTensors: (OrtTensor | null)[];
   private readonly sessions = new Map<string, Promise<OrtSession>>();
   private readonly helpers = new Map<string, Promise<OrtSession>>();
+  /** Parameters one Slice + Split run of cut() hands out, once known (see splitWidth()). */
+  private splitWidthFound: Promise<number> | null = null;
   private disposed = false;
   /**
    * Tensors this optimizer has disposed (replaced by a step, freed by dispose): a handle kept from
@@ -658,8 +660,53 @@ export class OnnxAccSGD {
   }
 
   /**
+   * Parameters one Slice + Split run of cut() may hand out. On WebGPU a shader binds its input and
+   * every output as a storage buffer, and ORT refuses a Split past the adapter's
+   * maxStorageBuffersPerShaderStage (WebGPU guarantees 8; SwiftShader has 12, GPUs more), which ORT
+   * does not expose: one probe run of a wide Split finds it, from ORT's refusal ("Max is N"), once
+   * per optimizer. Every run a step saves is a dispatch: 5,000 parameters took 715 runs at 7. On
+   * the CPU providers there is no such limit.
+   */
+  private splitWidth(): Promise<number> {
+    if (this.executionProvider !== 'webgpu') return Promise.resolve(CPU_SPLIT_OUTPUTS);
+    this.splitWidthFound ??= this.probeSplitWidth();
+    return this.splitWidthFound;
+  }
+
+  private async probeSplitWidth(): Promise<number> {
+    const names = Array.from({ length: PROBE_SPLIT_OUTPUTS }, (_, k) => `y${k}`);
+    let session: OrtSession | undefined;
+    try {
+      session = await this.ort.InferenceSession.create(buildSliceSplitModel(PROBE_SPLIT_OUTPUTS), {
+        ...sessionOptions({
+          executionProvider: this.executionProvider,
+          strictPlacement: this.strictPlacement,
+          base: this.baseSessionOptions,
+          gpuOutputs: names,
+        }),
+        // The refusal is expected: not logged as an error.
+        logSeverityLevel: 4,
+      });
+      const int64 = (values: readonly number[]) =>
+        new this.ort.Tensor('int64', BigInt64Array.from(values, BigInt), [values.length]);
+      const outputs = await session.run({
+        x: new this.ort.Tensor('float32', new Float32Array(PROBE_SPLIT_OUTPUTS), [PROBE_SPLIT_OUTPUTS]),
+        start: int64([0]),
+        end: int64([PROBE_SPLIT_OUTPUTS]),
+        lengths: int64(names.map(() => 1)),
+      });
+      for (const t of Object.values(outputs)) t.dispose();
+      return PROBE_SPLIT_OUTPUTS;
+    } catch (error) {
+      return splitWidthAfterRefusal(error, PROBE_SPLIT_OUTPUTS);
+    } finally {
+      await session?.release().catch(() => undefined);
+    }
+  }
+
+  /**
    * Each member's own tensor, cut from group g's flat parameter tensor: the flat tensor itself for
-   * a group of one, else Slice + Split runs of up to SPLIT_OUTPUTS parameters each (ORT's GPU
+   * a group of one, else Slice + Split runs of up to splitWidth() parameters each (ORT's GPU
    * tensors have no views at an offset). All or nothing.
    */
   private async cut(g: number, flat: OrtTensor): Promise<OrtTensor[]> {
@@ -669,8 +716,9 @@ export class OnnxAccSGD {
     const int64 = (values: readonly number[]) =>
       new this.ort.Tensor('int64', BigInt64Array.from(values, BigInt), [values.length]);
     try {
-      for (let from = 0; from < members.length; from += SPLIT_OUTPUTS) {
-        const batch = members.slice(from, from + SPLIT_OUTPUTS);
+      const width = await this.splitWidth();
+      for (let from = 0; from < members.length; from += width) {
+        const batch = members.slice(from, from + width);
         const count = batch.length;
         const names = batch.map((_, k) => `y${k}`);
         const session = await this.helper(`slice-split-${count}`, () => buildSliceSplitModel(count), names);
@@ -711,6 +759,10 @@ export class OnnxAccSGD {
     tensor.dispose();
   }
 }
+
+/** The widest Split a WebGPU probe tries (outputs), and the width of a cut on the CPU providers. */
+const PROBE_SPLIT_OUTPUTS = 255;
+const CPU_SPLIT_OUTPUTS = 1_024;
 
 /** The registry of the groups, and each parameter's initial values as float32. */
 function readGroups(

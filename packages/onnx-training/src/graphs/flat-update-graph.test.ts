@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { buildFlatUpdateGraph, flatSegments } from './flat-update-graph.js';
+import {
+  buildFlatUpdateGraph,
+  flatSegments,
+  SPLIT_OUTPUTS,
+  splitWidthAfterRefusal,
+} from './flat-update-graph.js';
 
 describe('flatSegments', () => {
   it('keeps each group whole while it fits, never mixes groups, and gives an oversized parameter its own segment', () => {
@@ -43,5 +48,23 @@ describe('buildFlatUpdateGraph', () => {
       'p',
       'present',
     ]);
+  });
+});
+
+describe('splitWidthAfterRefusal', () => {
+  // ORT 1.30's refusal on SwiftShader (maxStorageBuffersPerShaderStage 12), as a session.run error.
+  const refusal = new Error(
+    "Non-zero status code returned while running Split node. Name:'y0' Status Message: /onnxruntime_src/onnxruntime/core/providers/webgpu/shader_helper.cc:306 onnxruntime::webgpu::ShaderVariableHelper& onnxruntime::webgpu::ShaderHelper::AddVariableImpl(bool, const std::string&, onnxruntime::webgpu::ShaderUsage, const onnxruntime::TensorShape&, uint32_t) numbers_storage_buffers_ <= limits_.maxStorageBuffersPerShaderStage was false. Too many storage buffers in shader. Current: 256, Max is 12",
+  );
+  it("reads the adapter's limit less the input's buffer", () => {
+    expect(splitWidthAfterRefusal(refusal, 255)).toBe(11);
+    expect(splitWidthAfterRefusal(String(refusal).replace('Max is 12', 'Max is 1000000'), 255)).toBe(255);
+  });
+  it('falls back to the width WebGPU guarantees on any other error', () => {
+    expect(SPLIT_OUTPUTS).toBe(7);
+    expect(splitWidthAfterRefusal(new Error('device lost'), 255)).toBe(7);
+    expect(splitWidthAfterRefusal(String(refusal).replace('Max is 12', 'Max is 8'), 255)).toBe(7);
+    expect(splitWidthAfterRefusal(String(refusal).replace('Max is 12', 'Max is x'), 255)).toBe(7);
+    expect(splitWidthAfterRefusal(undefined, 255)).toBe(7);
   });
 });

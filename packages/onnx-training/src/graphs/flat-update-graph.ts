@@ -144,6 +144,18 @@ export function flatSegments(
 export const SPLIT_OUTPUTS = 7;
 
 /**
+ * The widest Split an adapter runs, from ORT's refusal of a wider one ("... Too many storage
+ * buffers in shader. Current: 13, Max is 12"): the limit less the input's buffer, at most
+ * `probed`. Any other error, or a message worded otherwise: SPLIT_OUTPUTS, which WebGPU guarantees.
+ */
+export function splitWidthAfterRefusal(error: unknown, probed: number): number {
+  const limit = Number(
+    /Too many storage buffers in shader\. Current: \d+, Max is (\d+)/.exec(String(error))?.[1],
+  );
+  return Number.isInteger(limit) && limit - 1 > SPLIT_OUTPUTS ? Math.min(limit - 1, probed) : SPLIT_OUTPUTS;
+}
+
+/**
  * Elements [start, end) of a flat tensor cut into `count` consecutive parts of the int64
  * `lengths` (y0, y1, ...): up to SPLIT_OUTPUTS parameters' own tensors per run, from one session
  * per count whatever the group.
