@@ -28,7 +28,7 @@ import {
   trainStepSummary,
 } from './report.js';
 import { crossTargets } from './targets.js';
-import { LAYOUTS, RESULT_MARKER, type SectionResult } from './types.js';
+import { LAYOUTS, MANY, RESULT_MARKER, type SectionResult } from './types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const packageRoot = resolve(here, '..', '..');
@@ -37,6 +37,7 @@ const ALL = [
   'torch:1',
   'torch:2',
   'onnx',
+  'many',
   'tfjs:cpu',
   'tfjs:wasm',
   'tfjs:webgpu',
@@ -158,7 +159,7 @@ const out = process.stdout;
 out.write(
   `\nOne optimizer step over 16,777,216 float32 parameters: median of ${env.repeats} (first step not timed), wall ${wallSeconds.toFixed(0)} s, load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} -> ${loadAfter.map((x) => x.toFixed(2)).join(' ')} on ${env.cpus}\n`,
 );
-for (const layout of LAYOUTS) {
+for (const layout of [...LAYOUTS, MANY]) {
   const table = new Table({ head: ['layout', ...COLUMNS], style: { head: [], border: [] } });
   for (const r of rows.filter((x) => x.layout === layout.label)) table.push([r.layout, ...cells(r)]);
   out.write(`${table.toString()}\n`);

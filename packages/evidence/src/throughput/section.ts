@@ -3,7 +3,7 @@
  * that the frameworks' memory and threads do not meet: prints the section's result as one JSON line
  * after RESULT_MARKER.
  *
- *   tsx src/throughput/section.ts core|tfjs:cpu|tfjs:wasm|tfjs:webgpu|webgpu-kernel|onnx|torch:1|torch:2|train-step|conv-train-step [repeats]
+ *   tsx src/throughput/section.ts core|tfjs:cpu|tfjs:wasm|tfjs:webgpu|webgpu-kernel|onnx|many|torch:1|torch:2|train-step|conv-train-step [repeats]
  */
 import { RESULT_MARKER, type SectionResult } from './types.js';
 
@@ -18,6 +18,7 @@ async function run(): Promise<SectionResult> {
     return (await import('./section-tfjs.js')).runTfjs(section!.slice('tfjs:'.length), repeats);
   if (section === 'webgpu-kernel') return (await import('./section-webgpu.js')).runWebGPU(repeats);
   if (section === 'onnx') return (await import('./section-onnx.js')).runOnnx(repeats);
+  if (section === 'many') return (await import('./section-many.js')).runMany(repeats);
   if (section === 'train-step') return (await import('./train-step.js')).runTrainStep(repeats);
   if (section === 'conv-train-step') return (await import('./conv-train-step.js')).runConvTrainStep(repeats);
   if (section!.startsWith('torch:'))

@@ -5,7 +5,9 @@ export const LAYOUTS = [
   { label: '1 x 16,777,216', tensors: 1, size: TOTAL },
   { label: '1024 x 16,384', tensors: 1024, size: TOTAL / 1024 },
 ] as const;
-export type LayoutLabel = (typeof LAYOUTS)[number]['label'];
+/** The many-parameters section's layout: ONNX's item-3 target, a step over 5,000 parameters against one of the same total. */
+export const MANY = { label: '5,000 x ~210 (1,048,576 in all)', tensors: 5_000, total: 1_048_576 } as const;
+export type LayoutLabel = (typeof LAYOUTS)[number]['label'] | typeof MANY.label;
 
 /** One measured optimizer beside its framework's own baseline, measured in the same process. */
 export interface Row {
