@@ -9,9 +9,8 @@
  * the parameters in place) and with updateGraph: true (one session.run of the flat Mul/Add update
  * graph), each vs core AccSGD.step on ordinary arrays in the same process, with nonFinite 'error'
  * and then 'allow'; target ratio <= 1.5x.
- * many parameters (--params 5000, total --many-size elements): create + first step, and a later
- * step, of --params parameters vs one parameter of the same total size, on the same runtime;
- * target ratio < 2x.
+ * Many parameters against one of the same total size (the < 2x target) are measured by
+ * `npm run bench -- --sections many` at the repository root (packages/evidence/src/throughput).
  * webgpu (--webgpu; set VK_ICD_FILENAMES to SwiftShader when there is no GPU): OnnxAccSGD.step
  * with parameters resident on the GPU, beside an Identity session copying the same tensor to a new
  * GPU buffer; each timing ends with a 1-element read-back (a Slice session) so queued GPU work is
@@ -31,8 +30,6 @@ const { values: args } = parseArgs({
     size: { type: 'string', default: '16777216' },
     repeats: { type: 'string', default: '9' },
     webgpu: { type: 'boolean', default: false },
-    params: { type: 'string', default: '5000' },
-    'many-size': { type: 'string', default: '1048576' },
   },
 });
 const n = Number(args.size);
@@ -102,49 +99,6 @@ for (const nonFinite of ['error', 'allow'] as const) {
   );
 }
 
-/**
- * An optimizer over `count` parameters splitting `total` elements (nonFinite 'error'), created and
- * given its first step (timed), and a function that takes one more step.
- */
-async function manyParams(
-  count: number,
-  total: number,
-  options: Parameters<typeof OnnxAccSGD.create>[2],
-): Promise<{ createMs: number; step: () => Promise<void>; dispose: () => Promise<void> }> {
-  // On webgpu a run returns before the GPU is done: each timing ends with a 1-element read-back
-  // of the last parameter, which waits for every queued step and cut.
-  const sync =
-    options?.executionProvider === 'webgpu'
-      ? await ort.InferenceSession.create(firstElement, { executionProviders: ['webgpu'] })
-      : null;
-  const lengths = Array.from({ length: count }, (_, i) =>
-    i < total % count ? Math.floor(total / count) + 1 : Math.floor(total / count),
-  );
-  const data = lengths.map((n, i) => new Float32Array(n).fill(0.5 + i * 1e-6));
-  const grads = Object.fromEntries(lengths.map((n, i) => [`p${i}`, new Float32Array(n).fill(0.01)]));
-  const t0 = performance.now();
-  const opt = await OnnxAccSGD.create(
-    [{ params: data.map((d, i) => ({ name: `p${i}`, data: d })) }],
-    { lr: 0.01 },
-    options,
-  );
-  const step = async () => {
-    await opt.step(grads);
-    if (sync) await sync.run({ x: opt.paramTensor(`p${count - 1}`) as ort.Tensor });
-  };
-  await step();
-  const createMs = performance.now() - t0;
-  await step();
-  return {
-    createMs,
-    step,
-    dispose: async () => {
-      await opt.dispose();
-      await sync?.release();
-    },
-  };
-}
-
 const firstElement = encodeModel({
   name: 'first_element',
   nodes: [node('Slice', ['x', 'starts', 'ends'], ['y'])],
@@ -152,57 +106,6 @@ const firstElement = encodeModel({
   outputs: [tensorInfo('y', [1])],
   initializers: [int64Initializer('starts', [0]), int64Initializer('ends', [1])],
 });
-const manyCount = Number(args.params);
-const manySize = Number(args['many-size']);
-const manyRuntimes: [string, Parameters<typeof OnnxAccSGD.create>[2]][] = [
-  ['onnxruntime-node cpu', { ort, executionProvider: 'cpu' }],
-  ['onnxruntime-web wasm', { ort: ortWeb, executionProvider: 'wasm' }],
-  ['onnxruntime-node cpu, updateGraph', { ort, executionProvider: 'cpu', updateGraph: true }],
-  ...(args.webgpu ? [['onnxruntime-node webgpu', { ort, executionProvider: 'webgpu' }] as const] : []),
-];
-{
-  // core's own AccSGD on ordinary arrays, for comparison: its per-tensor work is in its step too.
-  const coreStep = async (count: number) => {
-    const lengths = Array.from({ length: count }, (_, i) =>
-      i < manySize % count ? Math.floor(manySize / count) + 1 : Math.floor(manySize / count),
-    );
-    const core = new AccSGD(
-      lengths.map((len) => new Float32Array(len).fill(0.5)),
-      { lr: 0.01 },
-    );
-    const grads = lengths.map((len) => new Float32Array(len).fill(0.01));
-    return time(() => core.step(grads));
-  };
-  const one = await coreStep(1);
-  const many = await coreStep(manyCount);
-  console.log(
-    `${manyCount.toLocaleString('en')} parameters vs 1 of ${manySize.toLocaleString('en')} elements, core AccSGD: step ${many.toFixed(2)} vs ${one.toFixed(2)} ms (${(many / one).toFixed(2)}x)`,
-  );
-}
-for (const [title, options] of manyRuntimes) {
-  const one = await manyParams(1, manySize, options);
-  const many = await manyParams(manyCount, manySize, options);
-  // Steps alternate between the two, so that load on a shared machine falls on both alike.
-  const oneMs: number[] = [];
-  const manyMs: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    for (const [which, times] of [
-      [one, oneMs],
-      [many, manyMs],
-    ] as const) {
-      const t0 = performance.now();
-      await which.step();
-      times.push(performance.now() - t0);
-    }
-  }
-  await one.dispose();
-  await many.dispose();
-  const [oneStep, manyStep] = [median(oneMs), median(manyMs)];
-  console.log(
-    `${manyCount.toLocaleString('en')} parameters vs 1 of ${manySize.toLocaleString('en')} elements, ${title}: create + first step ${many.createMs.toFixed(1)} vs ${one.createMs.toFixed(1)} ms (${(many.createMs / one.createMs).toFixed(2)}x), step ${manyStep.toFixed(2)} vs ${oneStep.toFixed(2)} ms (${(manyStep / oneStep).toFixed(2)}x); target < 2x`,
-  );
-}
-
 if (args.webgpu) {
   const slice = firstElement;
   const options = { executionProviders: ['webgpu'] };
