@@ -157,7 +157,7 @@ if (values.render !== undefined) {
   const file = resolve(values.render);
   const saved = JSON.parse(readFileSync(file, 'utf8')) as MnistResult;
   const dir = values.out ? resolve(values.out) : dirname(file);
-  writeReports(withSaved(saved, dirname(file)), dir, { json: false });
+  writeReports(withSaved(saved, dirname(file)), dir);
   process.exit(0);
 }
 
@@ -522,10 +522,14 @@ const result: MnistResult = {
   command: `npm run ${values.full ? 'report:mnist' : 'mnist'} -w @accsgd/evidence${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`,
 };
 
-writeReports(withSaved(result, outDir), outDir, { json: true });
+// mnist.json holds this run's own results only: a stage saved on its own stays in its own file, so
+// that --render (and the next run) merges the newest of each rather than a copy from this run.
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, 'mnist.json'), `${JSON.stringify(result, null, 1)}\n`);
+writeReports(withSaved(result, outDir), outDir);
 
-/** Writes mnist.svg, mnist.md (mnist-mapping.svg, mnist.json) to `dir` and prints the summary. */
-function writeReports(result: MnistResult, dir: string, o: { json: boolean }): void {
+/** Writes mnist.svg, mnist.md (and the conv and mapping plots) to `dir` and prints the summary. */
+function writeReports(result: MnistResult, dir: string): void {
   const { preset, cpu, onnx, seedRuns } = result;
   mkdirSync(dir, { recursive: true });
   const plotName = 'mnist.svg';
@@ -581,7 +585,6 @@ function writeReports(result: MnistResult, dir: string, o: { json: boolean }): v
     join(dir, 'mnist.md'),
     mnistMarkdown(result, plotName, command, mapName, convName, convMapName),
   );
-  if (o.json) writeFileSync(join(dir, 'mnist.json'), `${JSON.stringify(result, null, 1)}\n`);
 
   const rel = relative(process.cwd(), dir) || '.';
   process.stdout.write(

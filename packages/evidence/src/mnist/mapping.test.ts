@@ -1,6 +1,6 @@
 import { AccSGD } from '@accsgd/core';
 import { describe, expect, it } from 'vitest';
-import { accsgdStep, analyzeMapping, checkRule, mappingSpecs, momentumStep } from './mapping.js';
+import { accsgdStep, analyzeMapping, checkRule, failedFrom, mappingSpecs, momentumStep } from './mapping.js';
 import type { OptimizerSpec } from './optimizers.js';
 import type { RunResult } from './train.js';
 
@@ -109,5 +109,22 @@ describe('checkRule', () => {
     expect(() => checkRule(runs, analyzeMapping(runs), 1.36, 10_000, 10)).toThrow(
       'no AccSGD run at kappa 10000, xi 10',
     );
+  });
+});
+
+describe('failedFrom', () => {
+  it('is the smallest lr from which every run failed, whatever kappa and xi', () => {
+    const runs = [
+      run({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 1 }, 0.92),
+      run({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 10 }, 0.11), // failed, but 0.3 also trained
+      run({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.1119),
+      { ...run({ name: 'AccSGD', lr: 1, kappa: 100, xi: 10 }, 0.5), diverged: 'step 4: loss NaN' },
+      run({ name: 'AccSGD', lr: 3, kappa: 100, xi: 1 }, 0.1),
+      run({ name: 'Momentum', lr: 0.1 }, 0.94),
+      run({ name: 'Momentum', lr: 0.3 }, 0.2), // not below 0.2: it trained
+    ];
+    expect(failedFrom(runs, 'AccSGD')).toBe(1);
+    expect(failedFrom(runs, 'Momentum')).toBeUndefined();
+    expect(failedFrom([...runs, run({ name: 'Momentum', lr: 1 }, 0.1)], 'Momentum')).toBe(1);
   });
 });

@@ -147,3 +147,21 @@ export function checkRule(
     tolerance,
   };
 }
+
+/** Below this final validation accuracy a run counts as failed: 10 classes, so chance is about 0.1. */
+export const FAILED_BELOW = 0.2;
+
+/**
+ * The smallest lr of the sweep from which every run of `name` failed (diverged, or ended below
+ * FAILED_BELOW), whatever its kappa and xi; undefined when the largest lr had a run that trained.
+ */
+export function failedFrom(runs: readonly RunResult[], name: 'AccSGD' | 'Momentum'): number | undefined {
+  const own = runs.filter((r) => r.spec.name === name);
+  const failed = (r: RunResult) => r.diverged !== undefined || finalAccuracy(r) < FAILED_BELOW;
+  let from: number | undefined;
+  for (const lr of [...new Set(own.map((r) => r.spec.lr))].sort((a, b) => b - a)) {
+    if (!own.filter((r) => r.spec.lr === lr).every(failed)) break;
+    from = lr;
+  }
+  return from;
+}

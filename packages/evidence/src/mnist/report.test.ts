@@ -136,5 +136,15 @@ describe("the MLP's momentum rule checked on the conv net's sweep", () => {
     expect(md).toContain('| AccSGD kappa 1000, xi 1 | - | 90.00% | 94.50% |');
     expect(md).toContain('Heavy ball: lr 0.03 90.00%, lr 0.1 94.00%, lr 0.3 92.00%.');
     expect(md).toContain('| 1000 | 1 | 1 (grid edge) | 94.50% (best) | 10.0 | 0.824 |');
+    expect(md).not.toContain('Every AccSGD run at'); // lr 1 trained at xi 1
+  });
+
+  it('says when every AccSGD run from some lr up failed, though its steady-state step was short', () => {
+    const s = sweep(0.942);
+    s.runs[7] = final({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 1 }, 0.1119);
+    const md = convMappingSection({ ...s, analysis: analyzeMapping(s.runs) }, m, 1).join('\n');
+    expect(md).toContain(
+      "Every AccSGD run at lr ≥ 1 failed (diverged or stayed below 20.00%, chance being about 10%), whatever kappa and xi, although at xi = 1 and lr 1 the steady-state step (0.82) is shorter than heavy ball's at its best lr (1.0).",
+    );
   });
 });

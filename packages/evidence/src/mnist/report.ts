@@ -1,6 +1,14 @@
 import { MOMENTUM_STEP_RATIO } from '@accsgd/core';
 import { type ConvResult, convCaveats, convSection } from './conv-report.js';
-import { accsgdStep, checkRule, type MappingAnalysis, type MappingPreset, momentumStep } from './mapping.js';
+import {
+  accsgdStep,
+  checkRule,
+  FAILED_BELOW,
+  failedFrom,
+  type MappingAnalysis,
+  type MappingPreset,
+  momentumStep,
+} from './mapping.js';
 import {
   ACCSGD_SETTINGS,
   describe,
@@ -423,6 +431,13 @@ export function convMappingSection(
     `Heavy ball: ${m.momentumLrs.map((lr) => `lr ${lr} ${cell(convMapping.runs.find((r) => r.spec.name === 'Momentum' && r.spec.lr === lr))}`).join(', ')}.`,
   );
   L.push('');
+  const accFailed = failedFrom(convMapping.runs, 'AccSGD');
+  const hbFailed = failedFrom(convMapping.runs, 'Momentum');
+  if (accFailed !== undefined)
+    L.push(
+      `Every AccSGD run at lr ≥ ${accFailed} failed (diverged or stayed below ${pct(FAILED_BELOW)}, chance being about 10%), whatever kappa and xi, although at xi = 1 and lr ${accFailed} the steady-state step (${accsgdStep(accFailed, 1).toPrecision(2)}) is ${accsgdStep(accFailed, 1) < momentumStep(a.momentum.lr) ? 'shorter than' : 'about'} heavy ball's at its best lr (${momentumStep(a.momentum.lr).toPrecision(2)})${hbFailed !== undefined ? `; heavy ball failed from lr ${hbFailed} (step ${momentumStep(hbFailed).toPrecision(2)})` : ''}. On this net the short step lr itself bounds AccSGD's lr, not only the steady-state step: search below the rule's lr before above it.`,
+      '',
+    );
   L.push(ruleText(a, 'the conv net', false));
   L.push('');
   L.push(convRuleVerdict(convMapping, m));
