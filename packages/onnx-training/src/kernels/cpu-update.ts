@@ -183,8 +183,6 @@ export class CpuParameterStore {
     let member = 0;
     for (let chunk = start; chunk < end; chunk += STAGE) {
       const chunkEnd = Math.min(end, chunk + STAGE);
-      // The padding between parameters must read as a zero gradient (one parameter has none).
-      if (run.length > 1) stage.fill(0, 0, chunkEnd - chunk);
       while (member < run.length) {
         const { index, grad } = run[member]!;
         const at = this.offsets[index]!;
@@ -195,6 +193,10 @@ export class CpuParameterStore {
             from === at && to === at + grad.length ? grad : grad.subarray(from - at, to - at),
             from - chunk,
           );
+        // The padding after a parameter (to the next whole vector) must read as a zero gradient.
+        const padEnd = Math.min(at + Math.ceil(grad.length / ALIGN) * ALIGN, chunkEnd);
+        const padFrom = Math.max(at + grad.length, chunk);
+        if (padFrom < padEnd) stage.fill(0, padFrom - chunk, padEnd - chunk);
         if (at + grad.length > chunkEnd) break; // continues in the next chunk
         member++;
       }
