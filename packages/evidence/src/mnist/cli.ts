@@ -609,7 +609,7 @@ function writeReports(result: MnistResult, dir: string): void {
   if (result.conv) process.stdout.write(`${convTerminal(result.conv).join('\n')}\n`);
   else
     process.stdout.write(
-      `Conv net: not in this run (${preset.name === 'quick' ? 'the quick preset leaves it out to stay near two minutes; ' : ''}\`--conv yes\` adds about half an hour).\n`,
+      `Conv net: not in this run (${preset.name === 'quick' ? 'the quick preset leaves it out to stay near two minutes; ' : ''}\`--conv yes\` adds about 45 minutes on a free core).\n`,
     );
   if (result.mapping) process.stdout.write(`  ${ruleText(result.mapping.analysis).replace(/\*\*/g, '')}\n`);
   if (result.convMapping && preset.convMapping)
