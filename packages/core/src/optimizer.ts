@@ -57,7 +57,7 @@ export interface AccSGDOptions {
    * Threads that share a step, the calling thread included (default 1). Above 1, the tensors whose
    * parameter, gradient and buffer all live in the `arena` are stepped by that many threads
    * together when the arena is shared (`new ParameterArena(n, { shared: true })`): worker threads
-   * start with the optimizer and run until `dispose()`. Steps of fewer than 524,288 such elements,
+   * start with the optimizer and run until `dispose()`. Steps of fewer than 262,144 such elements,
    * tensors outside the arena, and platforms without shared memory or workers run on the calling
    * thread. Results are bit-identical for every thread count. 'auto': as many as the machine has
    * cores (os.availableParallelism() in Node, navigator.hardwareConcurrency elsewhere), at most 64.
