@@ -1,21 +1,7 @@
 import { AccSGD } from '@accsgd/core';
 import { describe, expect, it } from 'vitest';
 import { accsgdStep, analyzeMapping, checkRule, failedFrom, mappingSpecs, momentumStep } from './mapping.js';
-import type { OptimizerSpec } from './optimizers.js';
-import type { RunResult } from './train.js';
-
-function run(spec: OptimizerSpec, accuracy: number): RunResult {
-  return {
-    spec,
-    backend: 'wasm',
-    seed: 1,
-    seconds: 1,
-    epochs: [
-      { epoch: 0, trainLoss: 2.3, validationAccuracy: 0.1, trainSeconds: 0, evalSeconds: 0 },
-      { epoch: 1, trainLoss: 0.3, validationAccuracy: accuracy, trainSeconds: 1, evalSeconds: 0 },
-    ],
-  };
-}
+import { sweepRun } from './test-support.js';
 
 describe('momentum to AccSGD mapping', () => {
   it("steady-state steps: heavy ball lr/(1-m); AccSGD's matches @accsgd/core on a constant gradient", () => {
@@ -46,12 +32,12 @@ describe('momentum to AccSGD mapping', () => {
 
   it('finds the best momentum lr and, per (kappa, xi), the best AccSGD lr with its ratios', () => {
     const runs = [
-      run({ name: 'Momentum', lr: 0.01 }, 0.95),
-      run({ name: 'Momentum', lr: 0.03 }, 0.97),
-      run({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.96),
-      run({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, 0.975),
-      run({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 1 }, 0.9),
-      run({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.974),
+      sweepRun({ name: 'Momentum', lr: 0.01 }, 0.95),
+      sweepRun({ name: 'Momentum', lr: 0.03 }, 0.97),
+      sweepRun({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.96),
+      sweepRun({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, 0.975),
+      sweepRun({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 1 }, 0.9),
+      sweepRun({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.974),
     ];
     const a = analyzeMapping(runs, 0.002);
     expect(a.momentum).toEqual({ lr: 0.03, validationAccuracy: 0.97 });
@@ -63,11 +49,11 @@ describe('momentum to AccSGD mapping', () => {
   });
 
   it('a diverged run is never the best', () => {
-    const d = { ...run({ name: 'Momentum', lr: 1 }, 0.99), diverged: 'step 3: loss NaN' };
+    const d = { ...sweepRun({ name: 'Momentum', lr: 1 }, 0.99), diverged: 'step 3: loss NaN' };
     const a = analyzeMapping([
       d,
-      run({ name: 'Momentum', lr: 0.1 }, 0.9),
-      run({ name: 'AccSGD', lr: 1 }, 0.9),
+      sweepRun({ name: 'Momentum', lr: 0.1 }, 0.9),
+      sweepRun({ name: 'AccSGD', lr: 1 }, 0.9),
     ]);
     expect(a.momentum.lr).toBe(0.1);
   });
@@ -75,12 +61,12 @@ describe('momentum to AccSGD mapping', () => {
 
 describe('checkRule', () => {
   const runs = [
-    run({ name: 'Momentum', lr: 0.03 }, 0.9),
-    run({ name: 'Momentum', lr: 0.1 }, 0.95),
-    run({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.93),
-    run({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, 0.952),
-    run({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 10 }, 0.5),
-    run({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.955),
+    sweepRun({ name: 'Momentum', lr: 0.03 }, 0.9),
+    sweepRun({ name: 'Momentum', lr: 0.1 }, 0.95),
+    sweepRun({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.93),
+    sweepRun({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, 0.952),
+    sweepRun({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 10 }, 0.5),
+    sweepRun({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.955),
   ];
 
   it("lands the rule on the nearest lr of the sweep and scores it against the sweep's best", () => {
@@ -115,16 +101,16 @@ describe('checkRule', () => {
 describe('failedFrom', () => {
   it('is the smallest lr from which every run failed, whatever kappa and xi', () => {
     const runs = [
-      run({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 1 }, 0.92),
-      run({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 10 }, 0.11), // failed, but 0.3 also trained
-      run({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.1119),
-      { ...run({ name: 'AccSGD', lr: 1, kappa: 100, xi: 10 }, 0.5), diverged: 'step 4: loss NaN' },
-      run({ name: 'AccSGD', lr: 3, kappa: 100, xi: 1 }, 0.1),
-      run({ name: 'Momentum', lr: 0.1 }, 0.94),
-      run({ name: 'Momentum', lr: 0.3 }, 0.2), // not below 0.2: it trained
+      sweepRun({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 1 }, 0.92),
+      sweepRun({ name: 'AccSGD', lr: 0.3, kappa: 100, xi: 10 }, 0.11), // failed, but 0.3 also trained
+      sweepRun({ name: 'AccSGD', lr: 1, kappa: 100, xi: 1 }, 0.1119),
+      { ...sweepRun({ name: 'AccSGD', lr: 1, kappa: 100, xi: 10 }, 0.5), diverged: 'step 4: loss NaN' },
+      sweepRun({ name: 'AccSGD', lr: 3, kappa: 100, xi: 1 }, 0.1),
+      sweepRun({ name: 'Momentum', lr: 0.1 }, 0.94),
+      sweepRun({ name: 'Momentum', lr: 0.3 }, 0.2), // not below 0.2: it trained
     ];
     expect(failedFrom(runs, 'AccSGD')).toBe(1);
     expect(failedFrom(runs, 'Momentum')).toBeUndefined();
-    expect(failedFrom([...runs, run({ name: 'Momentum', lr: 1 }, 0.1)], 'Momentum')).toBe(1);
+    expect(failedFrom([...runs, sweepRun({ name: 'Momentum', lr: 1 }, 0.1)], 'Momentum')).toBe(1);
   });
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { analyzeMapping, type MappingPreset } from './mapping.js';
-import type { OptimizerName, OptimizerSpec } from './optimizers.js';
+import type { OptimizerName } from './optimizers.js';
 import { bestRun, convMappingSection, convRuleVerdict, divergence, withoutUnchosenTests } from './report.js';
+import { sweepRun } from './test-support.js';
 import type { RunResult } from './train.js';
 
 function run(name: OptimizerName, lr: number, finals: [number, number][], diverged?: string): RunResult {
@@ -77,17 +78,6 @@ describe('best setting', () => {
 });
 
 describe("the MLP's momentum rule checked on the conv net's sweep", () => {
-  const final = (spec: OptimizerSpec, accuracy: number, diverged?: string): RunResult => ({
-    spec,
-    backend: 'wasm',
-    seed: 1,
-    seconds: 1,
-    epochs: [
-      { epoch: 0, trainLoss: 2.3, validationAccuracy: 0.1, trainSeconds: 0, evalSeconds: 0 },
-      { epoch: 1, trainLoss: 0.3, validationAccuracy: accuracy, trainSeconds: 1, evalSeconds: 0 },
-    ],
-    ...(diverged ? { diverged } : {}),
-  });
   const m: MappingPreset = {
     trainCount: 10_000,
     epochs: 1,
@@ -96,14 +86,14 @@ describe("the MLP's momentum rule checked on the conv net's sweep", () => {
   };
   const sweep = (at03: number) => {
     const runs = [
-      final({ name: 'Momentum', lr: 0.03 }, 0.9),
-      final({ name: 'Momentum', lr: 0.1 }, 0.94),
-      final({ name: 'Momentum', lr: 0.3 }, 0.92),
-      final({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.92),
-      final({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, at03),
-      final({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 10 }, 0.1, 'step 9: loss NaN'),
-      final({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 1 }, 0.9),
-      final({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 1 }, 0.945),
+      sweepRun({ name: 'Momentum', lr: 0.03 }, 0.9),
+      sweepRun({ name: 'Momentum', lr: 0.1 }, 0.94),
+      sweepRun({ name: 'Momentum', lr: 0.3 }, 0.92),
+      sweepRun({ name: 'AccSGD', lr: 0.1, kappa: 1000, xi: 10 }, 0.92),
+      sweepRun({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 10 }, at03),
+      sweepRun({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 10 }, 0.1, 'step 9: loss NaN'),
+      sweepRun({ name: 'AccSGD', lr: 0.3, kappa: 1000, xi: 1 }, 0.9),
+      sweepRun({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 1 }, 0.945),
     ];
     return { runs, analysis: analyzeMapping(runs), seconds: 12 };
   };
@@ -124,7 +114,7 @@ describe("the MLP's momentum rule checked on the conv net's sweep", () => {
     expect(v).toContain('more than 0.5 points below the best AccSGD setting');
     // Heavy ball's best at the top of its grid is flagged too.
     const top = sweep(0.93);
-    top.runs[2] = final({ name: 'Momentum', lr: 0.3 }, 0.95);
+    top.runs[2] = sweepRun({ name: 'Momentum', lr: 0.3 }, 0.95);
     expect(convRuleVerdict({ ...top, analysis: analyzeMapping(top.runs) }, m)).toContain(
       "heavy ball's best lr 0.3 is an edge of its grid; AccSGD's best lr 1 is an edge of its grid",
     );
@@ -141,7 +131,7 @@ describe("the MLP's momentum rule checked on the conv net's sweep", () => {
 
   it('says when every AccSGD run from some lr up failed, though its steady-state step was short', () => {
     const s = sweep(0.942);
-    s.runs[7] = final({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 1 }, 0.1119);
+    s.runs[7] = sweepRun({ name: 'AccSGD', lr: 1, kappa: 1000, xi: 1 }, 0.1119);
     const md = convMappingSection({ ...s, analysis: analyzeMapping(s.runs) }, m, 1).join('\n');
     expect(md).toContain(
       "Every AccSGD run at lr ≥ 1 failed (diverged or stayed below 20.00%, chance being about 10%), whatever kappa and xi, although at xi = 1 and lr 1 the steady-state step (0.82) is shorter than heavy ball's at its best lr (1.0).",

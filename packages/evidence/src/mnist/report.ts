@@ -300,6 +300,25 @@ export function mnistMarkdown(
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Heavy ball's best lr, then AccSGD's best lr per (kappa, xi) as a table; with `edgeOf` (the lr
+ * grid), a best lr on the grid's edge is marked.
+ */
+function bestLrTable(a: MappingAnalysis, edgeOf?: readonly number[]): string[] {
+  return [
+    `Best heavy-ball lr: ${a.momentum.lr} (validation accuracy ${pct(a.momentum.validationAccuracy)}, steady-state step ${momentumStep(a.momentum.lr).toPrecision(3)}). Best AccSGD lr per (kappa, xi):`,
+    '',
+    '| kappa | xi | best lr | validation accuracy | lr / momentum lr | step / momentum step |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...[...a.rows]
+      .sort((x, y) => x.kappa - y.kappa || x.xi - y.xi)
+      .map(
+        (r) =>
+          `| ${r.kappa} | ${r.xi} | ${r.bestLr}${edgeOf && atEdge(edgeOf, r.bestLr) ? ' (grid edge)' : ''} | ${pct(r.validationAccuracy)}${r === a.best ? ' (best)' : ''} | ${r.lrRatio.toPrecision(3)} | ${r.stepRatio.toPrecision(3)} |`,
+      ),
+  ];
+}
+
 /** The momentum-to-AccSGD section: the rule, its table, and what it rests on. */
 export function mappingSection(
   mapping: NonNullable<MnistResult['mapping']>,
@@ -321,16 +340,7 @@ export function mappingSection(
     L.push(`![validation accuracy against the steady-state step](${plotFile})`);
     L.push('');
   }
-  L.push(
-    `Best heavy-ball lr: ${a.momentum.lr} (validation accuracy ${pct(a.momentum.validationAccuracy)}, steady-state step ${momentumStep(a.momentum.lr).toPrecision(3)}). Best AccSGD lr per (kappa, xi):`,
-  );
-  L.push('');
-  L.push('| kappa | xi | best lr | validation accuracy | lr / momentum lr | step / momentum step |');
-  L.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
-  for (const r of [...a.rows].sort((x, y) => x.kappa - y.kappa || x.xi - y.xi))
-    L.push(
-      `| ${r.kappa} | ${r.xi} | ${r.bestLr} | ${pct(r.validationAccuracy)}${r === a.best ? ' (best)' : ''} | ${r.lrRatio.toPrecision(3)} | ${r.stepRatio.toPrecision(3)} |`,
-    );
+  L.push(...bestLrTable(a));
   L.push('');
   L.push(ruleText(a));
   L.push('');
@@ -396,16 +406,7 @@ export function convMappingSection(
     L.push(`![conv net: validation accuracy against the steady-state step](${plotFile})`);
     L.push('');
   }
-  L.push(
-    `Best heavy-ball lr: ${a.momentum.lr} (validation accuracy ${pct(a.momentum.validationAccuracy)}, steady-state step ${momentumStep(a.momentum.lr).toPrecision(3)}). Best AccSGD lr per (kappa, xi):`,
-  );
-  L.push('');
-  L.push('| kappa | xi | best lr | validation accuracy | lr / momentum lr | step / momentum step |');
-  L.push('| ---: | ---: | ---: | ---: | ---: | ---: |');
-  for (const r of [...a.rows].sort((x, y) => x.kappa - y.kappa || x.xi - y.xi))
-    L.push(
-      `| ${r.kappa} | ${r.xi} | ${r.bestLr}${atEdge(m.accsgd.lrs, r.bestLr) ? ' (grid edge)' : ''} | ${pct(r.validationAccuracy)}${r === a.best ? ' (best)' : ''} | ${r.lrRatio.toPrecision(3)} | ${r.stepRatio.toPrecision(3)} |`,
-    );
+  L.push(...bestLrTable(a, m.accsgd.lrs));
   L.push('');
   L.push('Every run of the sweep (final validation accuracy):');
   L.push('');
