@@ -687,13 +687,11 @@ export class OnnxAccSGD {
         // The refusal is expected: not logged as an error.
         logSeverityLevel: 4,
       });
-      const int64 = (values: readonly number[]) =>
-        new this.ort.Tensor('int64', BigInt64Array.from(values, BigInt), [values.length]);
       const outputs = await session.run({
         x: new this.ort.Tensor('float32', new Float32Array(PROBE_SPLIT_OUTPUTS), [PROBE_SPLIT_OUTPUTS]),
-        start: int64([0]),
-        end: int64([PROBE_SPLIT_OUTPUTS]),
-        lengths: int64(names.map(() => 1)),
+        start: this.int64([0]),
+        end: this.int64([PROBE_SPLIT_OUTPUTS]),
+        lengths: this.int64(names.map(() => 1)),
       });
       for (const t of Object.values(outputs)) t.dispose();
       return PROBE_SPLIT_OUTPUTS;
@@ -713,8 +711,6 @@ export class OnnxAccSGD {
     const members = this.members[g]!;
     if (members.length === 1) return [flat];
     const out: OrtTensor[] = [];
-    const int64 = (values: readonly number[]) =>
-      new this.ort.Tensor('int64', BigInt64Array.from(values, BigInt), [values.length]);
     try {
       const width = await this.splitWidth();
       for (let from = 0; from < members.length; from += width) {
@@ -725,8 +721,12 @@ export class OnnxAccSGD {
         const lengths = batch.map((i) => this.registry.length(i));
         const start = this.offsets[batch[0]!]!;
         const end = start + lengths.reduce((a, b) => a + b, 0);
-        const feeds: Record<string, OrtTensor> = { x: flat, start: int64([start]), end: int64([end]) };
-        if (count > 1) feeds.lengths = int64(lengths);
+        const feeds: Record<string, OrtTensor> = {
+          x: flat,
+          start: this.int64([start]),
+          end: this.int64([end]),
+        };
+        if (count > 1) feeds.lengths = this.int64(lengths);
         const result = await session.run(feeds);
         for (const name of names) out.push(result[name]!);
       }
@@ -735,6 +735,11 @@ export class OnnxAccSGD {
       throw error;
     }
     return out;
+  }
+
+  /** A 1-D int64 tensor (Slice and Split's index inputs). */
+  private int64(values: readonly number[]): OrtTensor {
+    return new this.ort.Tensor('int64', BigInt64Array.from(values, BigInt), [values.length]);
   }
 
   private groupLength(members: readonly number[]): number {

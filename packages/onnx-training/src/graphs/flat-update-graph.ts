@@ -1,5 +1,6 @@
 import { TensorProto_DataType } from 'onnx-buf';
 import { encodeModel, node, tensorInfo } from './onnx-proto.js';
+import { productNodes } from './update-graph.js';
 
 /**
  * Which elements of a group's flat tensors a step updates, and how:
@@ -47,14 +48,7 @@ export function buildFlatUpdateGraph(mode: FlatUpdateMode, options: { scaled?: b
   const scaled = options.scaled === true;
   const nodes: ReturnType<typeof node>[] = [];
   const inputs = [tensorInfo(n.param, ['n']), tensorInfo(n.grad, ['n'])];
-  const product = (coefficient: string, scale: string, x: string, out: string) => {
-    if (!scaled) {
-      nodes.push(node('Mul', [coefficient, x], [out]));
-      return;
-    }
-    nodes.push(node('Mul', [coefficient, x], [`${out}_unscaled`]));
-    nodes.push(node('Mul', [`${out}_unscaled`, scale], [out]));
-  };
+  const product = productNodes(nodes, scaled);
   const scalarInput = (name: string, scale: string) => {
     inputs.push(tensorInfo(name, []));
     if (scaled) inputs.push(tensorInfo(scale, []));

@@ -43,6 +43,25 @@ export function scaledMultiplier(value: number): [number, number] {
 export const UPDATE_GRAPH_OPS = ['Mul', 'Add'] as const;
 
 /**
+ * A function appending the nodes of out = coefficient * x to `nodes`. `scaled`: as
+ * (coefficient * x) * scale, with scale an input (scaledMultiplier), for multipliers that are
+ * subnormal in float32 on a device that flushes them.
+ */
+export function productNodes(
+  nodes: ReturnType<typeof node>[],
+  scaled: boolean,
+): (coefficient: string, scale: string, x: string, out: string) => void {
+  return (coefficient, scale, x, out) => {
+    if (!scaled) {
+      nodes.push(node('Mul', [coefficient, x], [out]));
+      return;
+    }
+    nodes.push(node('Mul', [coefficient, x], [`${out}_unscaled`]));
+    nodes.push(node('Mul', [`${out}_unscaled`, scale], [out]));
+  };
+}
+
+/**
  * The ONNX model of one AccSGD step over `params`, in float32, with the fused form of SPEC §2.1 in
  * the same operation order as @accsgd/core's float32 fusedUpdate:
  *
@@ -64,16 +83,7 @@ export function buildUpdateGraph(
   const nodes: ReturnType<typeof node>[] = [];
   const inputs = [];
   const outputs = [];
-  // scaled: each product c * x is (c * x) * s, with s a scale input (scaledMultiplier), for
-  // multipliers that are subnormal in float32 on a device that flushes them.
-  const product = (coefficient: string, scale: string, x: string, out: string) => {
-    if (!scaled) {
-      nodes.push(node('Mul', [coefficient, x], [out]));
-      return;
-    }
-    nodes.push(node('Mul', [coefficient, x], [`${out}_unscaled`]));
-    nodes.push(node('Mul', [`${out}_unscaled`, scale], [out]));
-  };
+  const product = productNodes(nodes, scaled);
   const groups = new Map<number, { first: boolean; later: boolean }>();
   for (const p of params) {
     const use = groups.get(p.group) ?? { first: false, later: false };
