@@ -12,12 +12,14 @@ export function rowLabel(r: Row): string {
   const backend = r.backend
     .replace(/^torch [^,]*, /, '')
     .replace(/^onnxruntime-node \S* /, '')
-    .replace(/ \(.*\)$/, '')
+    .replace(/ \([^)]*\)/, '')
     .replace('wasm SIMD, ', '')
     .replace('ParameterArena', 'arena')
     .replace('Float32Array', 'arrays');
   const variant = r.variant
     .replace(/^arena: /, '')
+    // The backend already says "arena" and "2 threads".
+    .replace(/^(arena, )?\d+ threads: /, '')
     .replace(/^(OnnxAccSGD|WebGPUAccSGD)\.step, /, '')
     .replace(/^AccSGD( fused)?, /, '')
     .replace(/, \d+ dispatch\(es\)$/, '')
@@ -45,7 +47,7 @@ interface Panel {
 }
 
 /**
- * Milliseconds per step as bars on a log axis (from 10 ms), one panel per layout, each row's
+ * Milliseconds per step as bars on a log axis (from 10 ms, or the power of ten below a faster row), one panel per layout, each row's
  * baseline as a black tick on its bar, as a standalone SVG; below it, when the train-step section
  * ran, its steps per second (trainStepPanel).
  */
@@ -73,8 +75,11 @@ export function throughputPlot(rows: readonly Row[], trainSteps: readonly TrainS
 function optimizerStepPanel(document: PlotDocument, rows: readonly Row[], frameworks: string[]): Panel {
   const data = rows.map((r) => ({ ...r, label: rowLabel(r) }));
   const labels = [...new Set(data.map((d) => d.label))];
-  const FROM = 10;
-  const top = Math.max(...data.flatMap((d) => [d.ms, d.baselineMs]).filter(Number.isFinite));
+  const times = data.flatMap((d) => [d.ms, d.baselineMs]).filter(Number.isFinite);
+  const top = Math.max(...times);
+  // Bars start at the power of ten at or below the fastest time (at most 10 ms), so that no bar
+  // runs left of the axis into the labels.
+  const FROM = Math.min(10, 10 ** Math.floor(Math.log10(Math.min(...times))));
   const height = 60 + 2 * 18 * labels.length;
   const svg = Plot.plot({
     document: document as unknown as Document,
