@@ -293,32 +293,33 @@ export class OnnxAccSGD {
   ): Promise<StepResult> {
     return this.queue(async () => {
       const plan = this.registry.planStep<unknown>(grads);
-      const work: { index: number; group: number; first: boolean; grad: Float32Array }[] = [];
-      for (const { index, name, group, first, grad } of plan.work) {
-        if (!(grad instanceof Float32Array || grad instanceof Float64Array))
+      const cpu = this.cpu;
+      const work: CpuStepWork[] = [];
+      for (const item of plan.work) {
+        const { index, grad } = item;
+        const isFloat32 = grad instanceof Float32Array;
+        if (!(isFloat32 || grad instanceof Float64Array))
           throw new AccSGDGradientError(
-            name,
+            item.name,
             `expected a Float32Array or Float64Array, got ${Object.prototype.toString.call(grad)}`,
           );
         const size = this.registry.length(index);
         if (grad.length !== size)
-          throw new AccSGDGradientError(name, `has ${grad.length} elements; the parameter has ${size}`);
-        // A float64 gradient is rounded to float32 first (1e39 is finite but overflows); a float32
-        // one is fed as it is (ORT never writes to its inputs).
+          throw new AccSGDGradientError(item.name, `has ${grad.length} elements; the parameter has ${size}`);
+        // The common case, a float32 gradient the CPU store reads as it is: the plan's own entry
+        // serves (it has every CpuStepWork field), so thousands of parameters allocate nothing here.
+        if (isFloat32 && cpu && !cpu.owns(grad)) {
+          work.push(item as CpuStepWork);
+          continue;
+        }
+        // A float64 gradient is rounded to float32 first (1e39 is finite but overflows). A float32
+        // one viewing the store's memory is copied, as the store writes that memory while it reads
+        // gradients; ORT's Tensor (the graph path) takes no SharedArrayBuffer view.
         work.push({
           index,
-          group,
-          first,
-          // Core's kernel copies a gradient into its own memory (any buffer will do) unless the
-          // gradient is that memory; ORT's Tensor takes no SharedArrayBuffer view.
-          grad:
-            grad instanceof Float32Array
-              ? this.cpu
-                ? this.cpu.owns(grad)
-                  ? grad.slice()
-                  : grad
-                : unshared(grad)
-              : new Float32Array(grad),
+          group: item.group,
+          first: item.first,
+          grad: isFloat32 ? (cpu ? grad.slice() : unshared(grad)) : new Float32Array(grad),
         });
       }
       // On the CPU store, one SIMD scan over staged gradients says whether any fails; only then
@@ -337,7 +338,7 @@ export class OnnxAccSGD {
         return { applied: true };
       }
       if (this.cpu) {
-        this.cpu.update(work as CpuStepWork[], plan.coefficients);
+        this.cpu.update(work, plan.coefficients);
         for (const { index } of work) {
           const tensor = this.cpuTensors[index];
           if (tensor) this.retire(tensor);
