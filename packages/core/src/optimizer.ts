@@ -29,7 +29,7 @@ import {
 } from './registry.js';
 import type { SafetensorsLimits } from './safetensors.js';
 import { decodeState, encodeState, type OptimizerState } from './state-file.js';
-import { RING } from './threads/protocol.js';
+import { EXTERNAL_STAGE_ELEMENTS, RING } from './threads/protocol.js';
 import {
   CHUNK_ELEMENTS,
   MAX_THREADS,
@@ -63,6 +63,13 @@ export interface AccSGDOptions {
    * cores (os.availableParallelism() in Node, navigator.hardwareConcurrency elsewhere), at most 64.
    */
   threads?: number | 'auto';
+}
+
+/** Tensors a step hands to the threads, and how to describe them to the threads as one job. */
+interface ThreadJob {
+  members: ReadonlySet<number>;
+  /** Writes the job's pieces into the shared tables (each run needs them there afresh). */
+  describe(): void;
 }
 
 /** Workers of optimizers that were collected without dispose(): they must not outlive them. */
@@ -114,7 +121,14 @@ export class AccSGD {
     memory: number;
     param: Float32Array[];
     grad: Float32Array[];
+    /**
+     * Each thread's staging for parameters over a SharedArrayBuffer, which the threads copy in
+     * and out themselves (see protocol's runExternalPiece); null when no parameter is one.
+     */
+    external: Float32Array | null;
   } | null = null;
+  /** Changes every step: which step last used each gradient buffer handed to the workers. */
+  private stepCount = 0;
 
   constructor(
     params: FloatArray[] | ParamGroupInput[],
@@ -235,16 +249,31 @@ export class AccSGD {
       (p): p is Float32Array => p instanceof Float32Array && ParameterArena.of(p) === undefined,
     );
     const plainTotal = plain.reduce((sum, p) => sum + p.length, 0);
+    // Parameters over SharedArrayBuffers: every thread can copy them, so they need not stream
+    // through this thread. Their buffers go to the workers at start.
+    const externals = [
+      ...new Set(
+        plain
+          .map((p) => p.buffer)
+          .filter(
+            (b): b is SharedArrayBuffer =>
+              typeof SharedArrayBuffer !== 'undefined' && b instanceof SharedArrayBuffer,
+          ),
+      ),
+    ];
     if (plainTotal >= MIN_THREADED_ELEMENTS) {
-      const arena = new ParameterArena(plainTotal + 4 * plain.length + 2 * RING * STAGE_ELEMENTS, {
-        shared: true,
-      });
+      const externalStage = externals.length > 0 ? 2 * threads * EXTERNAL_STAGE_ELEMENTS : 0;
+      const arena = new ParameterArena(
+        plainTotal + 4 * plain.length + 2 * RING * STAGE_ELEMENTS + externalStage + 4,
+        { shared: true },
+      );
       if (arena.shared && arena.kernel) {
         this.stream = {
           arena,
           memory: memories.length,
           param: Array.from({ length: RING }, () => arena.float32(STAGE_ELEMENTS)),
           grad: Array.from({ length: RING }, () => arena.float32(STAGE_ELEMENTS)),
+          external: externalStage > 0 ? arena.float32(externalStage) : null,
         };
         memories.push({ memory: arena.memory, kernel: arena.kernel });
       }
@@ -253,7 +282,9 @@ export class AccSGD {
       (sum, p) => sum + (p instanceof Float32Array ? Math.max(1, Math.ceil(p.length / CHUNK_ELEMENTS)) : 0),
       0,
     );
-    this.stepThreads = StepThreads.create(memories, threads, maxPieces, 2 * groupCount);
+    this.stepThreads = StepThreads.create(memories, threads, maxPieces, 2 * groupCount, {
+      externals: this.stream?.external ? externals : [],
+    });
     if (this.stepThreads) orphanedThreads.register(this, this.stepThreads, this);
     else this.stream = null;
   }
@@ -346,12 +377,19 @@ export class AccSGD {
       });
     }
     const threaded = this.threadedPart(work);
-    const streamed = this.streamedPart(work);
+    const external = this.externalPart(work);
+    const streamed = this.streamedPart(work, external?.members);
+    const onThreads = (index: number) => threaded?.members.has(index) || external?.members.has(index);
     if (this.nonFinite !== 'allow') {
-      // With threads, the arena's gradients are scanned by all threads first; only when one fails
-      // does the loop below look through every gradient, to report the first bad one.
-      const allFinite = threaded === null || this.stepThreads!.scan();
-      const rest = allFinite && threaded ? work.filter((w) => !threaded.has(w.index)) : work;
+      // With threads, the gradients they take are scanned by all threads first; only when one
+      // fails does the loop below look through every gradient, to report the first bad one.
+      const scan = (job: ThreadJob | null) => {
+        if (job === null) return true;
+        job.describe();
+        return this.stepThreads!.scan();
+      };
+      const allFinite = scan(threaded) && scan(external);
+      const rest = allFinite ? work.filter((w) => !onThreads(w.index)) : work;
       const restFinite =
         allFinite &&
         allFiniteAs(
@@ -359,7 +397,7 @@ export class AccSGD {
           rest.map((w) => precisionOf(this.params[w.index]!)),
         );
       for (const { index, name, grad } of restFinite ? [] : work) {
-        if (allFinite && threaded?.has(index)) continue;
+        if (allFinite && onThreads(index)) continue;
         // A float64 gradient for a float32 parameter is rounded to float32 first, so it must be
         // finite after rounding too (1e39 is finite but rounds to infinity). new Float32Array(typed
         // array) copies through the internal slots, calling no user code (Float32Array.from would
@@ -368,12 +406,16 @@ export class AccSGD {
         if (bad) return rejectNonFinite(this.nonFinite, name, bad.element, bad.value);
       }
     }
-    if (threaded) this.stepThreads!.update();
+    for (const job of [threaded, external]) {
+      if (!job) continue;
+      job.describe();
+      this.stepThreads!.update();
+    }
     if (streamed) this.runStream(streamed);
     // The rest by kind of update (group, first step or not), so that small tensors are packed.
     const kinds = new Map<number, [FloatArray[], FloatArray[], FloatArray[]]>();
     for (const { index, group, grad, first } of work) {
-      if (threaded?.has(index) || streamed?.has(index)) continue;
+      if (onThreads(index) || streamed?.has(index)) continue;
       const key = 2 * group + (first ? 1 : 0);
       const lists = kinds.get(key) ?? [[], [], []];
       kinds.set(key, lists);
@@ -391,7 +433,7 @@ export class AccSGD {
    * shared arena), described to the threads as one job; null when the step runs on this thread
    * (no threads, or fewer than MIN_THREADED_ELEMENTS such elements).
    */
-  private threadedPart(work: readonly StepWork<FloatArray>[]): Set<number> | null {
+  private threadedPart(work: readonly StepWork<FloatArray>[]): ThreadJob | null {
     const threads = this.stepThreads;
     if (!threads || this.arenaMemory < 0) return null;
     const arena = this.arena!;
@@ -402,28 +444,87 @@ export class AccSGD {
     );
     if (members.reduce((sum, w) => sum + this.registry.length(w.index), 0) < MIN_THREADED_ELEMENTS)
       return null;
-    threads.begin(this.arenaMemory);
-    for (const { index, group, grad, first } of members) {
-      threads.add(
-        this.params[index]!.byteOffset,
-        grad.byteOffset,
-        this.storage[index]!.byteOffset,
-        this.registry.length(index),
-        2 * group + (first ? 1 : 0),
-      );
+    return {
+      members: new Set(members.map((w) => w.index)),
+      describe: () => {
+        threads.begin(this.arenaMemory);
+        for (const { index, group, grad, first } of members) {
+          threads.add(
+            this.params[index]!.byteOffset,
+            grad.byteOffset,
+            this.storage[index]!.byteOffset,
+            this.registry.length(index),
+            2 * group + (first ? 1 : 0),
+          );
+        }
+      },
+    };
+  }
+
+  /**
+   * The tensors of this step whose parameter and float32 gradient are ordinary arrays over
+   * SharedArrayBuffers (buffers in the optimizer's shared memory): every thread copies its pieces
+   * of them in and out itself, so unlike streamed arrays they do not queue behind this thread's
+   * copies. null below MIN_THREADED_ELEMENTS. A gradient whose buffer the workers cannot take (see
+   * StepThreads.adopt) is streamed instead.
+   */
+  private externalPart(work: readonly StepWork<FloatArray>[]): ThreadJob | null {
+    const threads = this.stepThreads;
+    const stream = this.stream;
+    if (!threads || !stream?.external) return null;
+    const stamp = ++this.stepCount;
+    const members: { w: StepWork<FloatArray>; paramSource: number; gradSource: number }[] = [];
+    let total = 0;
+    for (const w of work) {
+      const param = this.params[w.index]!;
+      const grad = w.grad;
+      if (
+        !(grad instanceof Float32Array) ||
+        !(param.buffer instanceof SharedArrayBuffer) ||
+        !(grad.buffer instanceof SharedArrayBuffer) ||
+        this.storage[w.index]!.buffer !== stream.arena.memory.buffer ||
+        ParameterArena.of(param) !== undefined
+      )
+        continue;
+      const paramSource = threads.adopt(param.buffer, stamp);
+      const gradSource = paramSource === null ? null : threads.adopt(grad.buffer, stamp);
+      if (paramSource === null || gradSource === null) continue;
+      members.push({ w, paramSource, gradSource });
+      total += this.registry.length(w.index);
     }
-    return new Set(members.map((w) => w.index));
+    if (total < MIN_THREADED_ELEMENTS) return null;
+    return {
+      members: new Set(members.map((m) => m.w.index)),
+      describe: () => {
+        threads.begin(stream.memory, stream.external!.byteOffset);
+        for (const { w, paramSource, gradSource } of members) {
+          threads.add(
+            this.params[w.index]!.byteOffset / 4,
+            (w.grad as Float32Array).byteOffset / 4,
+            this.storage[w.index]!.byteOffset,
+            this.registry.length(w.index),
+            2 * w.group + (w.first ? 1 : 0),
+            paramSource,
+            gradSource,
+          );
+        }
+      },
+    };
   }
 
   /**
    * The tensors of this step streamed through the optimizer's shared memory: ordinary float32
    * parameters with a float32 gradient and a buffer there; null below MIN_THREADED_ELEMENTS.
    */
-  private streamedPart(work: readonly StepWork<FloatArray>[]): Map<number, StepWork<FloatArray>> | null {
+  private streamedPart(
+    work: readonly StepWork<FloatArray>[],
+    external: ReadonlySet<number> | undefined,
+  ): Map<number, StepWork<FloatArray>> | null {
     const stream = this.stream;
     if (!stream || !this.stepThreads) return null;
     const members = work.filter(
       ({ index, grad }) =>
+        !external?.has(index) &&
         grad instanceof Float32Array &&
         this.storage[index]!.buffer === stream.arena.memory.buffer &&
         ParameterArena.of(this.params[index]!) === undefined,
@@ -498,6 +599,13 @@ export class AccSGD {
     }
   }
 
+  /** The staging memory of threads, which a gradient must not overlap (it is written while read). */
+  private stagingSlots(): Float32Array[] {
+    const stream = this.stream;
+    if (!stream) return [];
+    return [...stream.param, ...stream.grad, ...(stream.external ? [stream.external] : [])];
+  }
+
   /**
    * AccSGDGradientError if a gradient's memory overlaps any parameter's or momentum buffer's
    * (those of `fresh` included): the fused update would read gradient values it has already
@@ -508,7 +616,7 @@ export class AccSGD {
     // with a parameter, a buffer or a staging slot, nothing can overlap, and the sort below (with
     // its labels, per parameter per step) is skipped.
     this.ownedResources ??= new Set(
-      [...this.params, ...this.storage, ...(this.stream?.param ?? []), ...(this.stream?.grad ?? [])]
+      [...this.params, ...this.storage, ...this.stagingSlots()]
         .filter((a) => a !== null)
         .map((a) => memoryOf(a).buffer),
     );
@@ -527,7 +635,7 @@ export class AccSGD {
     });
     // The staging slots that ordinary arrays stream through with threads (in the memory that the
     // buffers' views expose): a gradient there would be overwritten while it is copied in.
-    for (const slot of [...(this.stream?.param ?? []), ...(this.stream?.grad ?? [])]) {
+    for (const slot of this.stagingSlots()) {
       owned.push(rangeOf(slot));
       labels.push("the optimizer's staging memory for threads");
     }

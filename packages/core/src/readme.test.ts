@@ -23,7 +23,7 @@ describe('README.md of @accsgd/core', () => {
   const runnable = blocks.filter((b) => !b.excerpt);
 
   it('has only runnable blocks and excerpts, and this test knows every runnable one', () => {
-    expect(runnable.map((b) => b.lang)).toEqual(['js', 'js', 'js']);
+    expect(runnable.map((b) => b.lang)).toEqual(['js', 'js', 'js', 'js']);
   });
 
   it('runs the first example: one step, state file written, the buffer and advice printed', async () => {
@@ -40,6 +40,11 @@ describe('README.md of @accsgd/core', () => {
   it('runs the threads example: two threads, the step applied, the process exits by itself', async () => {
     const { stdout } = await runModule(project, 'core-readme-3.mjs', runnable[2]!.code);
     // The first step from p = 0 with g = 0.5 at the default kappa and xi, in float32.
+    expect(lines(stdout)).toEqual(['2 -0.05208539962768555']);
+  });
+
+  it('runs the SharedArrayBuffer example: the same first step, with two threads', async () => {
+    const { stdout } = await runModule(project, 'core-readme-4.mjs', runnable[3]!.code);
     expect(lines(stdout)).toEqual(['2 -0.05208539962768555']);
   });
 });

@@ -225,7 +225,8 @@ function decode(base64: string): Uint8Array<ArrayBuffer> {
  */
 export class HeapKernel {
   private constructor(
-    private readonly memory: WasmMemory,
+    /** The memory it runs on (threads stage external arrays into it). */
+    readonly memory: WasmMemory,
     private readonly exports: Omit<Exports, 'memory'>,
   ) {}
 

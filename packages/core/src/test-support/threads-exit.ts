@@ -14,9 +14,17 @@ async function stepOnce(): Promise<{ opt: AccSGD; threads: StepThreads }> {
   const p = arena.float32(n);
   const g = arena.float32(n);
   g.fill(0.5);
-  const opt = new AccSGD([p], { lr: 0.1 }, { arena, threads: 3 });
+  // And a parameter over a SharedArrayBuffer, whose gradient's buffer is handed to the workers
+  // through a channel each: neither may keep the process alive.
+  const q = new Float32Array(new SharedArrayBuffer(4 * n));
+  const gq = new Float32Array(new SharedArrayBuffer(4 * n)).fill(0.25);
+  const opt = new AccSGD([p, q], { lr: 0.1 }, { arena, threads: 3 });
   await opt.threadsReady();
-  opt.step([g]);
+  opt.step([g, gq]);
+  const expected = new Float32Array(n);
+  new AccSGD([expected], { lr: 0.1 }).step([gq.slice()]);
+  if (q.some((v, i) => v !== expected[i]) || q[0] === 0)
+    throw new Error(`the shared parameter was not stepped as on one thread: ${q[0]}, not ${expected[0]}`);
   console.log(`stepped with ${opt.threads} threads`);
   return { opt, threads: (opt as unknown as { stepThreads: StepThreads }).stepThreads };
 }

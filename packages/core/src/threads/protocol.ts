@@ -30,6 +30,8 @@ export const Slot = {
   Kind: 4,
   /** Set to 1 by a scan that found a NaN or infinity. */
   NonFinite: 5,
+  /** Shared buffers handed to the workers so far (ExternalMemories.adopt): a piece may name any below it. */
+  Externals: 6,
   /** Chunks finished by workers (not the caller), over all jobs: how tests see that workers worked. */
   WorkerChunks: 7,
   /** Index of the memory (and kernel) the job runs on. */
@@ -38,6 +40,8 @@ export const Slot = {
   Published: 9,
   /** Published's value when the current stream job began. */
   StreamBase: 10,
+  /** Byte offset, in the job's memory, of thread 0's staging for external pieces (see runPiece). */
+  StageBase: 11,
 } as const;
 
 export const JobKind = { Update: 0, Scan: 1, Exit: 2, Stream: 3 } as const;
@@ -46,8 +50,18 @@ export const JobKind = { Update: 0, Scan: 1, Exit: 2, Stream: 3 } as const;
 export const RING = 4;
 
 export const HEADER_WORDS = 12;
-/** Fields per piece in the piece table: p, g and buf byte offsets, element count, coefficient slot. */
-export const PIECE_WORDS = 5;
+/**
+ * Fields per piece in the piece table: p, g and buf byte offsets, element count, coefficient slot,
+ * and where p and g are: IN_MEMORY (the job's memory) or the index of an external shared buffer.
+ */
+export const PIECE_WORDS = 7;
+export const IN_MEMORY = -1;
+/**
+ * Elements a thread stages at a time from an external buffer: its p and g (256 KiB) stay in L2
+ * between the copy in, the update and the copy out. Each thread has its own staging, at
+ * StageBase + thread * 2 * EXTERNAL_STAGE_ELEMENTS * 4 bytes: p, then g.
+ */
+export const EXTERNAL_STAGE_ELEMENTS = 32_768;
 /** Coefficients per slot (float64): a group's six, for a first step (initialise) or a later one. */
 export const SLOT_COEFFICIENTS = 7;
 const INDEX_BITS = 20;
@@ -107,14 +121,16 @@ export function drainJob(
   views: ControlViews,
   kernels: readonly HeapKernel[],
   generation: number,
-  worker: boolean,
+  thread: ThreadContext,
 ): void {
   const { control } = views;
   const kernel = kernels[Atomics.load(control, Slot.Memory)]!;
+  const worker = thread.index > 0;
   if (Atomics.load(control, Slot.Kind) === JobKind.Stream) {
     while (claimStreamPiece(views, kernel, generation, worker, true)) {}
     return;
   }
+  thread.sync(Atomics.load(control, Slot.Externals));
   const tag = claimTag(generation);
   for (;;) {
     const word = Atomics.load(control, Slot.Claim);
@@ -126,7 +142,7 @@ export function drainJob(
     // and its Count cannot change until this chunk is counted Done.
     const count = Atomics.load(control, Slot.Count);
     if (chunk >= count) return;
-    runChunk(views, kernel, chunk, Atomics.load(control, Slot.Kind));
+    runChunk(views, kernel, chunk, Atomics.load(control, Slot.Kind), thread);
     if (worker) Atomics.add(control, Slot.WorkerChunks, 1);
     if (Atomics.add(control, Slot.Done, 1) + 1 === count) Atomics.notify(control, Slot.Done);
   }
@@ -161,7 +177,7 @@ export function claimStreamPiece(
     if (Atomics.compareExchange(control, Slot.Claim, word, word + 1) !== word) continue;
     const slot = piece % RING;
     const at = slot * PIECE_WORDS;
-    runPiece(views, kernel, ring, at, JobKind.Update);
+    runPiece(views, kernel, ring, at, JobKind.Update, null);
     if (worker) Atomics.add(control, Slot.WorkerChunks, 1);
     Atomics.store(ringDone, slot, (base + piece + 1) | 0);
     Atomics.notify(ringDone, slot);
@@ -169,13 +185,31 @@ export function claimStreamPiece(
   }
 }
 
-function runChunk(views: ControlViews, kernel: HeapKernel, chunk: number, kind: number): void {
+function runChunk(
+  views: ControlViews,
+  kernel: HeapKernel,
+  chunk: number,
+  kind: number,
+  thread: ThreadContext,
+): void {
   const { chunkStart, pieces, control } = views;
   for (let piece = chunkStart[chunk]!; piece < chunkStart[chunk + 1]!; piece++) {
     // A later chunk need not be scanned once any gradient failed: the step will not be applied.
     if (kind === JobKind.Scan && Atomics.load(control, Slot.NonFinite) !== 0) return;
-    runPiece(views, kernel, pieces, piece * PIECE_WORDS, kind);
+    runPiece(views, kernel, pieces, piece * PIECE_WORDS, kind, thread);
   }
+}
+
+/**
+ * What a thread brings to a job besides the shared tables: its index (0 is the calling thread,
+ * which picks its staging for external pieces) and the external shared buffers it can see.
+ */
+export interface ThreadContext {
+  readonly index: number;
+  /** A float32 view of the whole external buffer `source`. */
+  external(source: number): Float32Array;
+  /** Takes in every buffer handed to the workers up to `count` (Slot.Externals) before a job runs. */
+  sync(count: number): void;
 }
 
 function runPiece(
@@ -184,26 +218,92 @@ function runPiece(
   pieces: Int32Array,
   at: number,
   kind: number,
+  thread: ThreadContext | null,
 ): void {
   const { coefficients, control } = views;
   const param = pieces[at]!;
   const grad = pieces[at + 1]!;
   const buffer = pieces[at + 2]!;
   const n = pieces[at + 3]!;
+  const paramSource = pieces[at + 5]!;
+  const gradSource = pieces[at + 6]!;
+  if (thread && (paramSource !== IN_MEMORY || gradSource !== IN_MEMORY)) {
+    runExternalPiece(views, kernel, thread, pieces, at, kind);
+    return;
+  }
   if (kind === JobKind.Scan) {
     if (kernel.firstNonFinite(grad, n) >= 0) Atomics.store(control, Slot.NonFinite, 1);
     return;
   }
-  const s = pieces[at + 4]! * SLOT_COEFFICIENTS;
-  const c: FusedCoefficients = {
-    bufFromBuf: coefficients[s]!,
-    bufFromParam: coefficients[s + 1]!,
-    bufFromGrad: coefficients[s + 2]!,
-    paramFromParam: coefficients[s + 3]!,
-    paramFromGrad: coefficients[s + 4]!,
-    paramFromBuf: coefficients[s + 5]!,
+  kernel.update(
+    param,
+    grad,
+    buffer,
+    n,
+    coefficientsAt(coefficients, pieces[at + 4]!),
+    coefficients[pieces[at + 4]! * SLOT_COEFFICIENTS + 6] === 1,
+  );
+}
+
+function coefficientsAt(table: Float64Array, slot: number): FusedCoefficients {
+  const s = slot * SLOT_COEFFICIENTS;
+  return {
+    bufFromBuf: table[s]!,
+    bufFromParam: table[s + 1]!,
+    bufFromGrad: table[s + 2]!,
+    paramFromParam: table[s + 3]!,
+    paramFromGrad: table[s + 4]!,
+    paramFromBuf: table[s + 5]!,
   };
-  kernel.update(param, grad, buffer, n, c, coefficients[s + 6] === 1);
+}
+
+/**
+ * A piece whose p or g lives in an external shared buffer (a caller's Float32Array over a
+ * SharedArrayBuffer, which the kernel cannot address): this thread copies it into its own staging
+ * in the job's memory a stage at a time, runs the same kernel there (so every bit is the in-memory
+ * path's), and copies p back. The copies run on every thread at once, which is the point: only
+ * the calling thread can copy an ordinary array. External offsets are element offsets, so buffers
+ * up to 8 GiB fit an Int32.
+ */
+function runExternalPiece(
+  views: ControlViews,
+  kernel: HeapKernel,
+  thread: ThreadContext,
+  pieces: Int32Array,
+  at: number,
+  kind: number,
+): void {
+  const { coefficients, control } = views;
+  const n = pieces[at + 3]!;
+  const slot = pieces[at + 4]!;
+  const paramSource = pieces[at + 5]!;
+  const gradSource = pieces[at + 6]!;
+  const stageP = Atomics.load(control, Slot.StageBase) + thread.index * 2 * EXTERNAL_STAGE_ELEMENTS * 4;
+  const stageG = stageP + EXTERNAL_STAGE_ELEMENTS * 4;
+  const memory = kernel.memory.buffer;
+  const staged = (offset: number) => new Float32Array(memory, offset, EXTERNAL_STAGE_ELEMENTS);
+  const [pStage, gStage] = [staged(stageP), staged(stageG)];
+  const pSource = paramSource === IN_MEMORY ? null : thread.external(paramSource);
+  const gSource = gradSource === IN_MEMORY ? null : thread.external(gradSource);
+  const c = kind === JobKind.Scan ? null : coefficientsAt(coefficients, slot);
+  const first = coefficients[slot * SLOT_COEFFICIENTS + 6] === 1;
+  for (let done = 0; done < n; done += EXTERNAL_STAGE_ELEMENTS) {
+    const m = Math.min(EXTERNAL_STAGE_ELEMENTS, n - done);
+    const g = gSource ? pieces[at + 1]! + done : 0;
+    if (gSource) gStage.set(gSource.subarray(g, g + m));
+    const gradAt = gSource ? stageG : pieces[at + 1]! + 4 * done;
+    if (!c) {
+      if (kernel.firstNonFinite(gradAt, m) >= 0) {
+        Atomics.store(control, Slot.NonFinite, 1);
+        return;
+      }
+      continue;
+    }
+    const p = pSource ? pieces[at]! + done : 0;
+    if (pSource) pStage.set(pSource.subarray(p, p + m));
+    kernel.update(pSource ? stageP : pieces[at]! + 4 * done, gradAt, pieces[at + 2]! + 4 * done, m, c, first);
+    if (pSource) pSource.set(pStage.subarray(0, m), p);
+  }
 }
 
 /**

@@ -55,6 +55,26 @@ try {
   out.unchanged = two.params.every((p, t) => same(p, before[t]));
   two.opt.dispose();
   out.afterDispose = two.opt.threads;
+  // Parameters and gradients side by side on one SharedArrayBuffer (every thread copies its own
+  // pieces), but for one gradient on a buffer of its own, which Web Workers cannot be handed
+  // mid-step: that one streams through this thread. Both as one thread would.
+  const memory = new SharedArrayBuffer(4 * 2 * total);
+  let used = 0;
+  const place = (n) => { const v = new Float32Array(memory, 4 * used, n); used += n; return v; };
+  const sharedParams = sizes.map((n, t) => place(n).fill(0.5 + t));
+  const sharedGrads = sizes.map((n, t) => (t === 2 ? new Float32Array(new SharedArrayBuffer(4 * n)) : place(n)));
+  const plainParams = sharedParams.map((p) => p.slice());
+  const threaded = new AccSGD(sharedParams, { lr: 0.05 }, { threads: 2 });
+  const alone = new AccSGD(plainParams, { lr: 0.05 });
+  await threaded.threadsReady();
+  for (let k = 0; k < 2; k++) {
+    sharedGrads.forEach((g, t) => { for (let i = 0; i < g.length; i++) g[i] = Math.cos(i * 0.3 + k + t) * 0.1; });
+    threaded.step(sharedGrads);
+    alone.step(sharedGrads.map((g) => g.slice()));
+  }
+  out.sharedIdentical = sharedParams.every((p, t) => same(p, plainParams[t]) && same(threaded.buffer(t), alone.buffer(t)));
+  out.sharedThreads = threaded.threads;
+  threaded.dispose();
   // Workers alone (the page's thread claims nothing): their chunks, their results.
   const n = 200003;
   const arena = new ParameterArena(6 * n + 64, { shared: true });
@@ -133,6 +153,8 @@ describe.skipIf(reason !== undefined && !required)('threads in a cross-origin is
           'gradient for parameter "2": element 249999 is NaN (non-finite gradients are rejected; see the nonFinite option)',
         unchanged: true,
         afterDispose: 1,
+        sharedIdentical: true,
+        sharedThreads: 2,
         workersScan: true,
         workerChunks: 2 * 4, // 200,003 elements: 4 chunks, scanned then updated
         workersIdentical: true,

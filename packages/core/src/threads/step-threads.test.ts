@@ -8,7 +8,8 @@ import { AccSGDConfigError, AccSGDGradientError, AccSGDStateError } from '../err
 import { fusedUpdateFloat32 } from '../fused-update.js';
 import { resolveHyperparams } from '../hyperparams.js';
 import { AccSGD, type ParamGroupInput } from '../optimizer.js';
-import { CHUNK_ELEMENTS, MIN_THREADED_ELEMENTS, StepThreads } from './step-threads.js';
+import { EXTERNAL_STAGE_ELEMENTS } from './protocol.js';
+import { ADOPTED_BUFFERS, CHUNK_ELEMENTS, MIN_THREADED_ELEMENTS, StepThreads } from './step-threads.js';
 
 function pattern(n: number, seed: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -20,15 +21,29 @@ function pattern(n: number, seed: number, scale = 1): Float32Array {
 const SIZES = [1, 7, 3 * CHUNK_ELEMENTS + 5, 300_001, 1_027, 200_000, 65_536];
 const TOTAL = SIZES.reduce((a, b) => a + b, 0);
 
-/** Two groups with different hyperparameters, over arrays in `arena` (or ordinary ones without). */
-function model(arena: ParameterArena | undefined) {
-  const alloc = (n: number) => (arena ? arena.float32(n) : new Float32Array(n));
+type Memory = 'arena' | 'plain' | 'shared';
+
+/**
+ * Two groups with different hyperparameters, over arrays in `arena`, ordinary ones without, or
+ * ('shared') parameters side by side on one SharedArrayBuffer and each gradient on one of its own.
+ */
+function model(arena: ParameterArena | undefined, memory: Memory = arena ? 'arena' : 'plain') {
+  const paramMemory = memory === 'shared' ? new SharedArrayBuffer(4 * (TOTAL + 4 * SIZES.length)) : null;
+  let used = 0;
+  const alloc = (n: number, forParam: boolean) => {
+    if (arena) return arena.float32(n);
+    if (memory !== 'shared') return new Float32Array(n);
+    if (!forParam) return new Float32Array(new SharedArrayBuffer(4 * n));
+    const at = used;
+    used += n;
+    return new Float32Array(paramMemory!, 4 * at, n);
+  };
   const params = SIZES.map((n, t) => {
-    const p = alloc(n);
+    const p = alloc(n, true);
     p.set(pattern(n, t));
     return p;
   });
-  const grads = SIZES.map((n) => alloc(n));
+  const grads = SIZES.map((n) => alloc(n, false));
   const groups: ParamGroupInput[] = [
     { params: params.slice(0, 4), lr: 0.05, weightDecay: 1e-3 },
     { params: params.slice(4), lr: 0.01, kappa: 100, xi: 5 },
@@ -47,23 +62,39 @@ function expectSameBits(actual: Float32Array, expected: Float32Array): void {
 
 describe('AccSGD threads', () => {
   it.each([
-    ['in a shared ParameterArena', true],
-    ['on ordinary Float32Arrays (streamed)', false],
-  ])(
+    ['in a shared ParameterArena', 'arena'],
+    ['on ordinary Float32Arrays (streamed)', 'plain'],
+    ['on Float32Arrays over SharedArrayBuffers (every thread copies)', 'shared'],
+  ] as const)(
     'give bit-identical parameters and buffers for 1, 2, 3 and 4 threads, %s',
-    async (_label, inArena) => {
+    async (_label, memory) => {
       expect(TOTAL).toBeGreaterThan(MIN_THREADED_ELEMENTS);
+      const inArena = memory === 'arena';
       const reference = model(undefined);
       const single = new AccSGD(reference.groups, { lr: 0.1 });
       const runs = [1, 2, 3, 4].map((threads) => {
         const arena = inArena
           ? new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })
           : undefined;
-        const m = model(arena);
+        const m = model(arena, memory);
         return { threads, ...m, opt: new AccSGD(m.groups, { lr: 0.1 }, { arena, threads }) };
       });
       expect(runs.map((r) => r.opt.threads)).toEqual([1, 2, 3, 4]);
       await Promise.all(runs.map((r) => r.opt.threadsReady()));
+      // Which way each run's steps went: ordinary arrays stream through this thread's copies;
+      // arrays over SharedArrayBuffers never do (every thread copies its own pieces).
+      const streamed = runs.map((r) => {
+        const threads = (r.opt as unknown as { stepThreads: StepThreads | null }).stepThreads;
+        const calls = { count: 0 };
+        if (threads) {
+          const stream = threads.stream.bind(threads);
+          threads.stream = (...args) => {
+            calls.count++;
+            stream(...args);
+          };
+        }
+        return calls;
+      });
       for (let k = 0; k < 4; k++) {
         // Step 2 leaves out tensor 3 (its buffer must stay as it was); step 3 brings it back.
         const present = SIZES.map((_, t) => k !== 2 || t !== 3);
@@ -74,6 +105,9 @@ describe('AccSGD threads', () => {
           expect(r.opt.step(grads.map((g, t) => (g ? r.grads[t]! : null)))).toEqual({ applied: true });
         }
       }
+      expect(streamed.map((c) => c.count)).toEqual(
+        runs.map((r) => (memory === 'plain' && r.threads > 1 ? 4 : 0)),
+      );
       for (const r of runs) {
         // With threads, the buffers of ordinary arrays live in the optimizer's shared memory.
         expect((r.opt.buffer(2) as Float32Array).buffer instanceof SharedArrayBuffer).toBe(
@@ -127,17 +161,83 @@ describe('AccSGD threads', () => {
     await threads.exited;
   }, 60_000);
 
+  it('workers alone copy external pieces in and out of their own staging, bit for bit', async () => {
+    const n = 3 * CHUNK_ELEMENTS + 5; // pieces of whole stages, a partial one and a 1-element tail
+    const threadCount = 3;
+    const arena = new ParameterArena(2 * n + 2 * threadCount * EXTERNAL_STAGE_ELEMENTS + 64, {
+      shared: true,
+    });
+    const buffer = arena.float32(n);
+    const staging = arena.float32(2 * threadCount * EXTERNAL_STAGE_ELEMENTS);
+    const paramMemory = new SharedArrayBuffer(4 * (n + 3));
+    const param = new Float32Array(paramMemory, 12, n); // not on a vector boundary
+    const grads = [1, 2].map((k) => new Float32Array(new SharedArrayBuffer(4 * n)).fill(0.01 * k));
+    buffer.set(pattern(n, 3));
+    param.set(pattern(n, 4));
+    const expectedParam = param.slice();
+    const expectedBuffer = buffer.slice();
+    const c = fusedCoefficients(resolveHyperparams({ lr: 0.02 }));
+    const threads = StepThreads.create([{ memory: arena.memory, kernel: arena.kernel! }], threadCount, 8, 2, {
+      callerWorks: false,
+      externals: [paramMemory],
+    })!;
+    await threads.ready();
+    threads.setCoefficients(0, c, false);
+    for (const [step, grad] of grads.entries()) {
+      // The parameters' buffer was given at start; each gradient's is handed over now.
+      expect(threads.adopt(paramMemory, step)).toBe(0);
+      const gradSource = threads.adopt(grad.buffer as SharedArrayBuffer, step);
+      expect(gradSource).toBe(1 + step);
+      threads.begin(0, staging.byteOffset);
+      threads.add(param.byteOffset / 4, grad.byteOffset / 4, buffer.byteOffset, n, 0, 0, gradSource!);
+      expect(threads.scan()).toBe(true);
+      threads.update();
+      fusedUpdateFloat32(expectedParam, grad, expectedBuffer, c, false);
+      expectSameBits(param, expectedParam);
+      expectSameBits(buffer, expectedBuffer);
+    }
+    expect(threads.workerChunks).toBe(2 * 2 * 4); // 4 chunks a step, scanned then updated, twice
+    grads[1]![n - 1] = Number.NaN;
+    threads.begin(0, staging.byteOffset);
+    threads.add(param.byteOffset / 4, grads[1]!.byteOffset / 4, buffer.byteOffset, n, 0, 0, 2);
+    expect(threads.scan()).toBe(false);
+    threads.dispose();
+    await threads.exited;
+  }, 60_000);
+
+  it('keeps at most ADOPTED_BUFFERS gradient buffers, recycling the least recently used', async () => {
+    const arena = new ParameterArena(64, { shared: true });
+    const pinned = new SharedArrayBuffer(16);
+    const threads = StepThreads.create([{ memory: arena.memory, kernel: arena.kernel! }], 2, 4, 2, {
+      externals: [pinned],
+    })!;
+    const buffers = Array.from({ length: ADOPTED_BUFFERS + 1 }, () => new SharedArrayBuffer(16));
+    // Step 1 adopts ADOPTED_BUFFERS buffers; one more in the same step has no slot left.
+    expect(buffers.slice(0, ADOPTED_BUFFERS).map((b) => threads.adopt(b, 1))).toEqual(
+      Array.from({ length: ADOPTED_BUFFERS }, (_, k) => 1 + k),
+    );
+    expect(threads.adopt(buffers[ADOPTED_BUFFERS]!, 1)).toBeNull();
+    expect(threads.adopt(pinned, 1)).toBe(0);
+    // Step 2 uses the second one again, so the new one takes the first one's slot.
+    expect(threads.adopt(buffers[1]!, 2)).toBe(2);
+    expect(threads.adopt(buffers[ADOPTED_BUFFERS]!, 2)).toBe(1);
+    expect(threads.adopt(buffers[0]!, 3)).toBe(3);
+    threads.dispose();
+  });
+
   it.each([
-    ['in a shared ParameterArena', true],
-    ['on ordinary Float32Arrays', false],
-  ])(
+    ['in a shared ParameterArena', 'arena'],
+    ['on ordinary Float32Arrays', 'plain'],
+    ['on Float32Arrays over SharedArrayBuffers', 'shared'],
+  ] as const)(
     'change nothing when any gradient fails the policy, %s',
-    async (_label, inArena) => {
+    async (_label, memory) => {
       for (const threads of [2, 4]) {
-        const arena = inArena
-          ? new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })
-          : undefined;
-        const m = model(arena);
+        const arena =
+          memory === 'arena'
+            ? new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })
+            : undefined;
+        const m = model(arena, memory);
         const opt = new AccSGD(m.groups, { lr: 0.1 }, { arena, threads });
         const skipping = new AccSGD(
           model(new ParameterArena(3 * TOTAL + 16 * SIZES.length, { shared: true })).groups,

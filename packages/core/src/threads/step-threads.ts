@@ -9,6 +9,7 @@ import {
   controlBytes,
   controlViews,
   drainJob,
+  IN_MEMORY,
   JobKind,
   MAX_CHUNKS,
   PIECE_WORDS,
@@ -16,6 +17,7 @@ import {
   SLOT_COEFFICIENTS,
   Slot,
   spinWhile,
+  type ThreadContext,
 } from './protocol.js';
 import type { StepWorkerInit } from './step-worker.js';
 
@@ -50,8 +52,21 @@ const STALL_MS = 30_000;
 /** The most threads (the calling thread included) a step may use. */
 export const MAX_THREADS = 64;
 
+/**
+ * Gradient buffers (SharedArrayBuffers met in steps) the workers hold at once. A training loop
+ * reuses its gradient arrays, so a few suffice; one that allocates new ones every step recycles
+ * the least recently used slot, so the workers never keep more than this many alive.
+ */
+export const ADOPTED_BUFFERS = 8;
+
 interface WorkerHandle {
   terminate(): unknown;
+}
+
+/** The end of a channel to one worker over which external buffers are handed (Node only). */
+interface BufferPort {
+  postMessage(message: { index: number; buffer: SharedArrayBuffer }): void;
+  close(): void;
 }
 
 const canBlock = (() => {
@@ -94,19 +109,41 @@ export class StepThreads {
     threads: number,
     maxPieces: number,
     slots: number,
-    options: { callerWorks?: boolean; stallMs?: number } = {},
+    options: {
+      callerWorks?: boolean;
+      stallMs?: number;
+      /** External buffers every worker gets at start (the parameters'), indices 0, 1, ... */
+      externals?: readonly SharedArrayBuffer[];
+    } = {},
   ): StepThreads | null {
     if (threads < 2 || typeof SharedArrayBuffer === 'undefined' || memories.length === 0) return null;
     if (!memories.every((m) => m.memory.buffer instanceof SharedArrayBuffer)) return null;
     const spawn = workerSpawner();
     if (!spawn) return null;
-    const pool = new StepThreads(memories, threads - 1, maxPieces, slots, spawn, options.callerWorks ?? true);
+    const pool = new StepThreads(
+      memories,
+      threads - 1,
+      maxPieces,
+      slots,
+      spawn,
+      options.callerWorks ?? true,
+      options.externals ?? [],
+    );
     if (options.stallMs !== undefined) pool.stallMs = options.stallMs;
     return pool;
   }
 
   private readonly kernels: HeapKernel[];
   private stallMs = STALL_MS;
+  private stageBase = 0;
+  /** Float32 views of the external buffers by index: the pinned ones, then the adopted slots. */
+  private readonly externalViews: Float32Array[];
+  private readonly pinned = new Map<SharedArrayBuffer, number>();
+  private readonly adopted = new Map<SharedArrayBuffer, number>();
+  /** Per adopted slot: the step (adopt()'s stamp) that last used it. */
+  private readonly lastUsed: number[] = [];
+  private readonly ports: BufferPort[] = [];
+  private readonly callerThread: ThreadContext;
 
   private constructor(
     memories: readonly { memory: WasmMemory; kernel: HeapKernel }[],
@@ -115,24 +152,32 @@ export class StepThreads {
     slots: number,
     spawn: Spawner,
     private readonly callerWorks: boolean,
+    externals: readonly SharedArrayBuffer[],
   ) {
     const maxChunks = Math.min(maxPieces, MAX_CHUNKS);
     const control = new SharedArrayBuffer(controlBytes(maxPieces, maxChunks, slots));
     this.views = controlViews(control, maxPieces, maxChunks, slots);
     Atomics.store(this.views.control, Slot.Claim, CLOSED);
     this.kernels = memories.map((m) => m.kernel);
+    this.externalViews = externals.map((b) => new Float32Array(b));
+    externals.forEach((b, i) => this.pinned.set(b, i));
+    const views = this.externalViews;
+    this.callerThread = { index: 0, external: (source) => views[source]!, sync: () => {} };
     const init: StepWorkerInit = {
       memories: memories.map((m) => m.memory),
       control,
       maxPieces,
       maxChunks,
       slots,
+      thread: 0,
+      externals: [...externals],
     };
     const started: Promise<void>[] = [];
     const exits: Promise<void>[] = [];
     for (let w = 0; w < workerCount; w++) {
-      const { worker, online, exited } = spawn(init);
+      const { worker, online, exited, port } = spawn({ ...init, thread: w + 1 });
       this.workers.push(worker);
+      if (port) this.ports.push(port);
       started.push(online);
       exits.push(exited);
     }
@@ -161,8 +206,9 @@ export class StepThreads {
    * Starts describing a job on memory `memory` (an index into create()'s list): pieces and
    * coefficients are added, then scan() or update() runs it.
    */
-  begin(memory: number): void {
+  begin(memory: number, stageBase = 0): void {
     this.memoryIndex = memory;
+    this.stageBase = stageBase;
     this.pieceCount = 0;
     this.chunkCount = 0;
     this.chunkElements = 0;
@@ -181,19 +227,36 @@ export class StepThreads {
     table[at + 6] = initialiseBuffer ? 1 : 0;
   }
 
-  /** One tensor (byte offsets of 16-byte-aligned float32 arrays in the shared memory). */
-  add(param: number, grad: number, buffer: number, n: number, slot: number): void {
+  /**
+   * One tensor: byte offsets of 16-byte-aligned float32 arrays in the job's memory, except that p
+   * or g may live in an external buffer (`paramSource`, `gradSource`: an index from the pinned
+   * list or adopt()), where its offset is an element offset. Jobs with external pieces need
+   * begin()'s stageBase: one staging pair per thread (see EXTERNAL_STAGE_ELEMENTS).
+   */
+  add(
+    param: number,
+    grad: number,
+    buffer: number,
+    n: number,
+    slot: number,
+    paramSource = IN_MEMORY,
+    gradSource = IN_MEMORY,
+  ): void {
+    const pStep = paramSource === IN_MEMORY ? 4 : 1;
+    const gStep = gradSource === IN_MEMORY ? 4 : 1;
     for (let start = 0; start < n; start += CHUNK_ELEMENTS) {
       if (this.pieceCount === this.maxPieces)
         throw new AccSGDConfigError('threads', 'this step', `at most ${this.maxPieces} pieces`);
       const count = Math.min(CHUNK_ELEMENTS, n - start);
       const at = this.pieceCount++ * PIECE_WORDS;
       const pieces = this.views.pieces;
-      pieces[at] = param + start * 4;
-      pieces[at + 1] = grad + start * 4;
+      pieces[at] = param + start * pStep;
+      pieces[at + 1] = grad + start * gStep;
       pieces[at + 2] = buffer + start * 4;
       pieces[at + 3] = count;
       pieces[at + 4] = slot;
+      pieces[at + 5] = paramSource;
+      pieces[at + 6] = gradSource;
       this.chunkElements += count;
       if (this.chunkElements >= CHUNK_ELEMENTS) this.closeChunk();
     }
@@ -225,6 +288,42 @@ export class StepThreads {
     ring[at + 2] = buffer;
     ring[at + 3] = n;
     ring[at + 4] = coefficientSlot;
+    ring[at + 5] = IN_MEMORY;
+    ring[at + 6] = IN_MEMORY;
+  }
+
+  /**
+   * The external index under which the workers see `buffer` (a SharedArrayBuffer a gradient lives
+   * on), handing it to them first if it is new; null where they cannot take it: no channel to
+   * them (Web Workers block in Atomics.wait and cannot receive a message mid-step; only the
+   * parameters' buffers, given at start, are theirs), or all ADOPTED_BUFFERS slots already serve
+   * this step (`stamp`, a number that changes every step).
+   */
+  adopt(buffer: SharedArrayBuffer, stamp: number): number | null {
+    const pinned = this.pinned.get(buffer);
+    if (pinned !== undefined) return pinned;
+    const known = this.adopted.get(buffer);
+    if (known !== undefined) {
+      this.lastUsed[known - this.pinned.size] = stamp;
+      return known;
+    }
+    if (this.ports.length !== this.workers.length || this.workers.length === 0) return null;
+    let slot = this.lastUsed.length;
+    if (slot === ADOPTED_BUFFERS) {
+      slot = this.lastUsed.indexOf(Math.min(...this.lastUsed));
+      if (this.lastUsed[slot] === stamp) return null;
+    }
+    const index = this.pinned.size + slot;
+    const previous = this.externalViews[index];
+    if (previous) this.adopted.delete(previous.buffer as SharedArrayBuffer);
+    this.adopted.set(buffer, index);
+    this.externalViews[index] = new Float32Array(buffer);
+    this.lastUsed[slot] = stamp;
+    // Each port queues the message at once; a worker takes it in (receiveMessageOnPort) before
+    // its next job, once it sees Externals count it.
+    for (const port of this.ports) port.postMessage({ index, buffer });
+    Atomics.add(this.views.control, Slot.Externals, 1);
+    return index;
   }
 
   /**
@@ -288,7 +387,10 @@ export class StepThreads {
     Atomics.store(control, Slot.Generation, ++this.generation);
     Atomics.notify(control, Slot.Generation);
     for (const worker of this.workers) worker.terminate();
+    for (const port of this.ports) port.close();
     this.workers.length = 0;
+    this.ports.length = 0;
+    this.adopted.clear();
   }
 
   get isDisposed(): boolean {
@@ -334,11 +436,12 @@ export class StepThreads {
     Atomics.store(control, Slot.NonFinite, 0);
     Atomics.store(control, Slot.Count, count);
     Atomics.store(control, Slot.Done, 0);
+    Atomics.store(control, Slot.StageBase, this.stageBase);
     const generation = ++this.generation;
     Atomics.store(control, Slot.Claim, claimTag(generation));
     Atomics.store(control, Slot.Generation, generation);
     Atomics.notify(control, Slot.Generation);
-    if (this.callerWorks) drainJob(this.views, this.kernels, generation, false);
+    if (this.callerWorks) drainJob(this.views, this.kernels, generation, this.callerThread);
     const watch = this.stallWatch();
     for (;;) {
       const done = Atomics.load(control, Slot.Done);
@@ -355,6 +458,7 @@ type Spawner = (init: StepWorkerInit) => {
   worker: WorkerHandle;
   online: Promise<void>;
   exited: Promise<void>;
+  port?: BufferPort;
 };
 
 interface NodeWorker extends WorkerHandle {
@@ -366,8 +470,9 @@ interface NodeWorker extends WorkerHandle {
 function workerSpawner(): Spawner | null {
   const nodeProcess = (globalThis as { process?: NodeProcessLike }).process;
   if (typeof nodeProcess?.versions?.node === 'string' && nodeProcess.getBuiltinModule) {
-    const { Worker } = nodeProcess.getBuiltinModule('node:worker_threads') as {
+    const { Worker, MessageChannel } = nodeProcess.getBuiltinModule('node:worker_threads') as {
       Worker: new (entry: URL | string, options: object) => NodeWorker;
+      MessageChannel: new () => { port1: BufferPort & { unref(): void }; port2: unknown };
     };
     const { existsSync } = nodeProcess.getBuiltinModule('node:fs') as { existsSync(url: URL): boolean };
     let entry: URL | string = new URL('./step-worker.js', import.meta.url);
@@ -387,7 +492,14 @@ function workerSpawner(): Spawner | null {
       evaluate = true;
     }
     return (init) => {
-      const worker = new Worker(entry, { eval: evaluate, workerData: init });
+      const { port1, port2 } = new MessageChannel();
+      // Nobody listens on this end; it must not keep the process alive either.
+      port1.unref();
+      const worker = new Worker(entry, {
+        eval: evaluate,
+        workerData: { ...init, port: port2 },
+        transferList: [port2],
+      });
       // An idle optimizer must not keep the process alive; the worker only ever waits on memory.
       worker.unref();
       const online = new Promise<void>((resolve, reject) => {
@@ -398,7 +510,7 @@ function workerSpawner(): Spawner | null {
         worker.once('exit', () => reject(new Error('a step worker exited before it started')));
       });
       const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-      return { worker, online, exited };
+      return { worker, online, exited, port: port1 };
     };
   }
   const scope = globalThis as {

@@ -10,8 +10,8 @@ export const THREADS = 2;
 /**
  * @accsgd/core's AccSGD on ordinary Float32Arrays and in a ParameterArena, nonFinite 'error' (the
  * default) and 'allow', on one thread and with `threads: THREADS` (a shared arena; ordinary arrays
- * streamed through the optimizer's own shared memory), beside the floor pass over the same element
- * count, interleaved in one process.
+ * streamed through the optimizer's own shared memory; Float32Arrays over SharedArrayBuffers copied
+ * by every thread), beside the floor pass over the same element count, interleaved in one process.
  */
 export async function runCore(repeats: number): Promise<SectionResult> {
   const rows: Row[] = [];
@@ -20,11 +20,25 @@ export async function runCore(repeats: number): Promise<SectionResult> {
     const floor = await floorBench(tensors, size);
     const params = Array.from({ length: tensors }, (_, t) => filled(size, t));
     const grads = Array.from({ length: tensors }, (_, t) => filled(size, t + 0.5, 1e-3));
+    // The same values on SharedArrayBuffers (parameters side by side on one, each gradient on its
+    // own, as a model whose tensors live in shared memory would have them): every thread can copy these.
+    const onShared = (arrays: Float32Array[]) => {
+      const memory = new SharedArrayBuffer(4 * tensors * size);
+      return arrays.map((a, t) => {
+        const view = new Float32Array(memory, 4 * t * size, size);
+        view.set(a);
+        return view;
+      });
+    };
+    const sharedParams = onShared(params);
+    const sharedGrads = grads.map((g) => onShared([g])[0]!);
     const plain = {
       error: new AccSGD(params, { lr: LR }, { nonFinite: 'error' }),
       allow: new AccSGD(params, { lr: LR }, { nonFinite: 'allow' }),
       threadsError: new AccSGD(params, { lr: LR }, { nonFinite: 'error', threads: THREADS }),
       threadsAllow: new AccSGD(params, { lr: LR }, { nonFinite: 'allow', threads: THREADS }),
+      sharedError: new AccSGD(sharedParams, { lr: LR }, { nonFinite: 'error', threads: THREADS }),
+      sharedAllow: new AccSGD(sharedParams, { lr: LR }, { nonFinite: 'allow', threads: THREADS }),
     };
     await Promise.all(Object.values(plain).map((o) => o.threadsReady()));
     const ms = await timeInterleaved(
@@ -34,6 +48,8 @@ export async function runCore(repeats: number): Promise<SectionResult> {
         allow: () => plain.allow.step(grads),
         threadsError: () => plain.threadsError.step(grads),
         threadsAllow: () => plain.threadsAllow.step(grads),
+        sharedError: () => plain.sharedError.step(sharedGrads),
+        sharedAllow: () => plain.sharedAllow.step(sharedGrads),
       },
       repeats,
     );
@@ -53,6 +69,21 @@ export async function runCore(repeats: number): Promise<SectionResult> {
     add("AccSGD, nonFinite 'allow'", ms.allow, ms.floor);
     add(`${THREADS} threads: AccSGD, nonFinite 'error' (default)`, ms.threadsError, ms.floor);
     add(`${THREADS} threads: AccSGD, nonFinite 'allow'`, ms.threadsAllow, ms.floor);
+    for (const [policy, stepMs] of [
+      ["'error' (default)", ms.sharedError],
+      ["'allow'", ms.sharedAllow],
+    ] as const) {
+      rows.push({
+        framework: '@accsgd/core',
+        backend: `Float32Array over SharedArrayBuffer, ${THREADS} threads`,
+        layout: layout.label,
+        variant: `${THREADS} threads, shared arrays: AccSGD, nonFinite ${policy}`,
+        ms: stepMs,
+        baseline: FLOOR,
+        baselineMs: ms.floor,
+        ratio: stepMs / ms.floor,
+      });
+    }
     // One arena per policy: parameters, gradients and (allocated by the optimizer) buffers.
     const arenas = (
       [

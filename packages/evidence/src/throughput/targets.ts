@@ -13,6 +13,9 @@ export interface CrossTarget {
   note?: string;
 }
 
+/** The default check's bytes over the floor pass's: it reads g (4 bytes) besides the step's 20. */
+const CHECKED_FLOOR = 1.2;
+
 const find = (rows: readonly Row[], layout: string, framework: string, backend: RegExp, variant: RegExp) =>
   rows.find(
     (r) =>
@@ -34,6 +37,13 @@ export function crossTargets(rows: readonly Row[], layouts: readonly LayoutLabel
     // At 2 threads core runs with `threads: 2` where the report has such rows (older ones do not).
     const arena2 = find(rows, layout, '@accsgd/core', /Arena.*, 2 threads/, /'error'/) ?? arena;
     const plain2 = find(rows, layout, '@accsgd/core', /^Float32Array, 2 threads/, /'error'/) ?? plain;
+    const shared2 = find(
+      rows,
+      layout,
+      '@accsgd/core',
+      /^Float32Array over SharedArrayBuffer, 2 threads/,
+      /'error'/,
+    );
     const threaded = find(rows, layout, 'physical floor', /threads/, /./);
     const torch = (threads: number) =>
       find(rows, layout, 'PyTorch', new RegExp(`, ${threads} threads?$`), /reference/);
@@ -43,11 +53,13 @@ export function crossTargets(rows: readonly Row[], layouts: readonly LayoutLabel
       torchRow: Row | undefined,
       coreRow: Row | undefined,
       target: Target,
+      explain?: (torchMs: number, coreRow: Row) => string,
     ) => {
       const r = ratio(torchRow?.ms, coreRow?.ms);
       const v = verdict(r, target);
       let note: string | undefined;
-      if (v === 'missed' && coreRow) {
+      if (v === 'missed' && coreRow && explain && torchRow) note = explain(torchRow.ms, coreRow);
+      else if (v === 'missed' && coreRow) {
         const one = ratio(torchRow?.ms, coreRow.baselineMs);
         const many = ratio(torchRow?.ms, threaded?.ms);
         const manyText = Number.isFinite(many) ? ` (${threaded!.backend}: ${many.toFixed(2)}x)` : '';
@@ -72,6 +84,16 @@ export function crossTargets(rows: readonly Row[], layouts: readonly LayoutLabel
       torch(1),
       arena,
       { op: '>=', limit: 3 },
+      // The default check must read every gradient before anything is written (a step is atomic):
+      // 4 more bytes per element on the floor's 20, so its own floor is 1.2x the floor pass.
+      (torchMs, row) => {
+        const checked = torchMs / (CHECKED_FLOOR * row.baselineMs);
+        const allow = find(rows, layout, '@accsgd/core', /^ParameterArena \(wasm SIMD\)$/, /'allow'/);
+        const allowText = allow
+          ? `; with nonFinite 'allow' the arena path is ${(torchMs / allow.ms).toFixed(2)}x`
+          : '';
+        return `the floor pass plus the one read of the gradients that the default check needs before it may write (${CHECKED_FLOOR}x the floor's bytes) reaches ${checked.toFixed(2)}x${checked < 3 ? ': out of reach on one thread here with the check' : ''}${allowText}`;
+      },
     );
     add(
       'core arena path ≥ 2x faster than the torch reference at 2 threads',
@@ -86,7 +108,22 @@ export function crossTargets(rows: readonly Row[], layouts: readonly LayoutLabel
       torch(2),
       plain2,
       { op: '>', limit: 1 },
+      // Ordinary ArrayBuffers can be read by the calling thread only: it copies every p and g in
+      // and every p out, whatever the workers do, so a second core cannot speed those copies up.
+      () =>
+        'ordinary (non-shared) arrays can only be copied in and out by the calling thread, which bounds this path at any thread count' +
+        (shared2
+          ? '; on Float32Arrays over SharedArrayBuffers every thread copies its own pieces (next row)'
+          : ''),
     );
+    if (shared2)
+      add(
+        'core on Float32Arrays over SharedArrayBuffers faster than the torch reference at 2 threads',
+        'torch reference (2 threads) ms / core AccSGD, threads: 2, parameters and gradients on SharedArrayBuffers (nonFinite error) ms',
+        torch(2),
+        shared2,
+        { op: '>', limit: 1 },
+      );
   }
   return out;
 }
