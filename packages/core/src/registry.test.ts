@@ -433,6 +433,32 @@ describe('ParameterRegistry: steps', () => {
     expect([r.step(0), r.step(1), r.hasBuffer(0)]).toEqual([0, 0, false]);
   });
 
+  it('plans an object in key order whatever order its keys take, and names an unknown key after known ones', () => {
+    // Five parameters, named out of alphabetical order, so that key order, parameter order and
+    // the guess of "the parameter after the last one found" each differ somewhere.
+    const names = ['e', 'b', 'd', 'a', 'c'];
+    const r = new ParameterRegistry([
+      { hyperparams: h(0.1), params: names.slice(0, 3).map((name) => ({ name, length: 1 })) },
+      { hyperparams: h(0.2), params: names.slice(3).map((name) => ({ name, length: 1 })) },
+    ]);
+    const indices = (grads: Record<string, string | null>) => r.planStep(grads).work.map((w) => w.index);
+    expect(indices({ e: 'g', b: 'g', d: 'g', a: 'g', c: 'g' })).toEqual([0, 1, 2, 3, 4]); // parameter order
+    expect(indices({ c: 'g', a: 'g', d: 'g', b: 'g', e: 'g' })).toEqual([4, 3, 2, 1, 0]); // reversed
+    expect(indices({ b: 'g', a: 'g', c: 'g', e: 'g' })).toEqual([1, 3, 4, 0]); // gaps, and back to the start
+    expect(indices({ e: 'g', b: null, d: 'g', c: 'g' })).toEqual([0, 2, 4]); // null: no gradient
+    expect(r.planStep({ d: 'gd', a: 'ga' }).work).toEqual([
+      { index: 2, name: 'd', group: 0, grad: 'gd', first: true },
+      { index: 3, name: 'a', group: 1, grad: 'ga', first: true },
+    ]);
+    expect(() => r.planStep({ e: 'g', b: 'g', x: 'g', d: 'g' })).toThrow(
+      'gradient for parameter "x": no parameter has this name (parameters: e, b, d, a, c)',
+    );
+    // The last parameter found is the last one: the next guess is past the end.
+    expect(() => r.planStep({ c: 'g', y: 'g' })).toThrow(
+      'gradient for parameter "y": no parameter has this name',
+    );
+  });
+
   it('commit marks buffers present and counts a step for each touched group only', () => {
     const r = twoGroups();
     r.commitStep(r.planStep(['g', null, null]));

@@ -466,13 +466,17 @@ export class ParameterRegistry {
         }
         for (let i = 0; i < this.names.length; i++) add(i, grads[i]);
       } else if (isPlainObject(grads)) {
+        // Keys usually come in parameter order: the parameter after the last one found is tried
+        // before the name map (names are unique, so a match is the index the map would give).
+        let next = 0;
         for (const name of Object.keys(grads)) {
-          const index = this.byName.get(name);
+          const index = this.names[next] === name ? next : this.byName.get(name);
           if (index === undefined)
             throw new AccSGDGradientError(
               name,
               `no parameter has this name (parameters: ${listNames(this.names)})`,
             );
+          next = index + 1;
           add(index, (grads as Record<string, unknown>)[name]);
         }
       } else {
