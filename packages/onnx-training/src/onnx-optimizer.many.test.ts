@@ -24,7 +24,19 @@ function gradsAt(t: number): (Float32Array | null)[] {
   return names.map((_, i) => (t === 1 && i % 3 === 0 ? null : seeded(lengthOf(i), 10_000 * (t + 1) + i)));
 }
 
-async function compareWithCore(options: OnnxAccSGDOptions): Promise<{ created: number }> {
+/** An array of gradients as a record keyed by name; a null entry is kept on odd parameters, dropped on even ones. */
+function asRecord(grads: readonly (Float32Array | null)[]): Record<string, Float32Array | null> {
+  const record: Record<string, Float32Array | null> = {};
+  grads.forEach((g, i) => {
+    if (g || i % 2 === 1) record[names[i]!] = g;
+  });
+  return record;
+}
+
+async function compareWithCore(
+  options: OnnxAccSGDOptions,
+  form: 'array' | 'record' = 'array',
+): Promise<{ created: number }> {
   const counting = countingOrt(options.ort!);
   const opt = await OnnxAccSGD.create(
     [
@@ -52,7 +64,7 @@ async function compareWithCore(options: OnnxAccSGDOptions): Promise<{ created: n
     // the others' later ones ('masked' on the graph path).
     const grads =
       t === 3 ? names.map((_, i) => (i % 3 === 0 ? seeded(lengthOf(i), 7 + i) : null)) : gradsAt(t);
-    await opt.step(grads);
+    await opt.step(form === 'record' ? asRecord(grads) : grads);
     core.step(grads);
   }
   const { params, buffers } = await opt.read();
@@ -78,6 +90,57 @@ describe(`OnnxAccSGD with ${COUNT.toLocaleString('en')} parameters`, () => {
   it("matches core's float32 AccSGD bit for bit on onnxruntime-web wasm (core's kernel, no session)", async () => {
     expect((await compareWithCore({ ort: ortWeb, executionProvider: 'wasm' })).created).toBe(0);
   });
+
+  it("matches core's float32 AccSGD bit for bit on onnxruntime-node cpu with gradients keyed by name", async () => {
+    expect((await compareWithCore({ ort: ortNode, executionProvider: 'cpu' }, 'record')).created).toBe(0);
+  });
+
+  it.each([
+    ['onnxruntime-node cpu', { ort: ortNode, executionProvider: 'cpu' }],
+    ['onnxruntime-web wasm', { ort: ortWeb, executionProvider: 'wasm' }],
+  ] as const)(
+    'rejects a NaN among the middle parameters on %s, naming it, and changes nothing',
+    async (_, options) => {
+      const opt = await OnnxAccSGD.create(
+        [{ params: names.map((name, i) => ({ name, data: initial[i]! })) }],
+        { lr: 0.1 },
+        options,
+      );
+      await opt.step(gradsAt(0));
+      const before = await opt.read();
+      // Later steps everywhere but on the parameters step 1 leaves out (first steps there).
+      const grads = gradsAt(1).map((g, i) => g ?? (i % 6 === 0 ? seeded(lengthOf(i), i) : null));
+      const bad = 1717; // 1 + 1717 % 7 = 3 elements
+      grads[bad]![2] = Number.NaN;
+      await expect(opt.step(grads)).rejects.toThrow(
+        `gradient for parameter "layer${bad}": element 2 is NaN (non-finite gradients are rejected`,
+      );
+      grads[bad]![2] = 0;
+      grads[bad + 1]![0] = Number.POSITIVE_INFINITY;
+      await expect(opt.step(asRecord(grads))).rejects.toThrow(
+        `gradient for parameter "layer${bad + 1}": element 0 is Infinity`,
+      );
+      const after = await opt.read();
+      let changed = 0;
+      names.forEach((name) => {
+        if (!sameBits(after.params.get(name)!, before.params.get(name)!)) changed++;
+        const [b0, b1] = [before.buffers.get(name), after.buffers.get(name)];
+        if (b0 === null ? b1 !== null : !sameBits(b1!, b0!)) changed++;
+      });
+      expect(changed).toBe(0);
+      expect(opt.groups[0]!.step).toBe(1);
+      // The next good step still matches core's (nothing half-staged is left behind).
+      grads[bad + 1]![0] = 0;
+      await opt.step(grads);
+      const twins = initial.map((a) => a.slice());
+      const core = new AccSGD([{ params: twins }], { lr: 0.1 });
+      core.step(gradsAt(0));
+      core.step(grads);
+      const { params } = await opt.read();
+      expect(names.filter((name, i) => !sameBits(params.get(name)!, twins[i]!))).toEqual([]);
+      await opt.dispose();
+    },
+  );
 
   it("matches core's float32 AccSGD bit for bit with the update graph on cpu, from a handful of sessions", async () => {
     const { created } = await compareWithCore({ ort: ortNode, executionProvider: 'cpu', updateGraph: true });
@@ -108,6 +171,48 @@ describe(`OnnxAccSGD with ${COUNT.toLocaleString('en')} parameters`, () => {
     const { params } = await opt.read();
     expect(sameBits(params.get('a')!, a)).toBe(true);
     expect(sameBits(params.get('b')!, b)).toBe(true);
+    // Each parameter's own data as its own gradient, every parameter at once.
+    await opt.step(['a', 'b'].map((name) => opt.paramTensor(name).data as Float32Array));
+    core.step([a.slice(), b.slice()]);
+    const own = await opt.read();
+    expect(sameBits(own.params.get('a')!, a)).toBe(true);
+    expect(sameBits(own.params.get('b')!, b)).toBe(true);
+    expect(sameBits(own.buffers.get('b')!, core.buffer(1) as Float32Array)).toBe(true);
+    await opt.dispose();
+  });
+
+  it("takes a gradient that views the store's gradient region on cpu (read as it was when step() was called)", async () => {
+    // Two parameters of 4: params at elements [0, 8) of the store's memory, buffers at [8, 16),
+    // gradients at [16, 24) (CpuParameterStore's layout). b's gradient views where a's gradient
+    // is copied to: it must read what was there when step() was called (a's last gradient), not
+    // a's new one.
+    const opt = await OnnxAccSGD.create(
+      [
+        {
+          params: [
+            { name: 'a', data: seeded(4, 1) },
+            { name: 'b', data: seeded(4, 2) },
+          ],
+        },
+      ],
+      { lr: 0.1 },
+      { ort: ortNode },
+    );
+    const twins = [seeded(4, 1), seeded(4, 2)];
+    const core = new AccSGD(twins, { lr: 0.1 });
+    const first = [seeded(4, 3), seeded(4, 4)];
+    await opt.step(first);
+    core.step(first);
+    const memory = opt.paramTensor('a').data as Float32Array;
+    const region = new Float32Array(memory.buffer, memory.byteOffset + 16 * 4, 4);
+    expect(sameBits(region, first[0]!)).toBe(true); // the layout this test assumes
+    const second = seeded(4, 5);
+    await opt.step({ a: second, b: region });
+    core.step([second, first[0]!.slice()]);
+    const { params, buffers } = await opt.read();
+    expect(sameBits(params.get('a')!, twins[0]!)).toBe(true);
+    expect(sameBits(params.get('b')!, twins[1]!)).toBe(true);
+    expect(sameBits(buffers.get('b')!, core.buffer(1) as Float32Array)).toBe(true);
     await opt.dispose();
   });
 });
