@@ -88,7 +88,12 @@ export async function runMany(repeats: number): Promise<SectionResult> {
   for (const [backend, options] of runtimes) {
     const made: Record<
       'many' | 'one',
-      { createMs: number[]; step: () => Promise<void>; dispose: () => Promise<void> }
+      {
+        createMs: number[];
+        step: () => Promise<void>;
+        stepArray: () => Promise<void>;
+        dispose: () => Promise<void>;
+      }
     > = {
       many: await manyParams(shapes.many, options),
       one: await manyParams(shapes.one, options),
@@ -109,8 +114,18 @@ export async function runMany(repeats: number): Promise<SectionResult> {
       median(made.one.createMs),
     );
     const isGpu = options?.executionProvider === 'webgpu';
-    const ms = await timeInterleaved({ many: made.many.step, one: made.one.step }, isGpu ? repeats : steps);
-    add('@accsgd/onnx-training', backend, 'OnnxAccSGD.step', ms.many, ms.one);
+    const ms = await timeInterleaved(
+      { many: made.many.step, manyArray: made.many.stepArray, one: made.one.step },
+      isGpu ? repeats : steps,
+    );
+    add('@accsgd/onnx-training', backend, 'OnnxAccSGD.step, gradients keyed by name', ms.many, ms.one);
+    add(
+      '@accsgd/onnx-training',
+      backend,
+      'OnnxAccSGD.step, gradients in parameter order (an array)',
+      ms.manyArray,
+      ms.one,
+    );
     await made.many.dispose();
     await made.one.dispose();
   }
@@ -120,28 +135,44 @@ export async function runMany(repeats: number): Promise<SectionResult> {
 async function manyParams(
   lengths: readonly number[],
   options: Options,
-): Promise<{ createMs: number[]; step: () => Promise<void>; dispose: () => Promise<void> }> {
+): Promise<{
+  createMs: number[];
+  step: () => Promise<void>;
+  stepArray: () => Promise<void>;
+  dispose: () => Promise<void>;
+}> {
   const sync =
     options?.executionProvider === 'webgpu'
       ? await ort.InferenceSession.create(FIRST_ELEMENT, { executionProviders: ['webgpu'] })
       : null;
   const names = lengths.map((_, i) => `p${i}`);
-  const grads = Object.fromEntries(lengths.map((n, i) => [names[i]!, filled(n, i + 2, 1e-2)]));
+  const gradList = lengths.map((n, i) => filled(n, i + 2, 1e-2));
+  const grads = Object.fromEntries(gradList.map((g, i) => [names[i]!, g]));
   const t0 = performance.now();
   const opt = await OnnxAccSGD.create(
     [{ params: lengths.map((n, i) => ({ name: names[i]!, data: filled(n, i + 1, 0.5) })) }],
     { lr: LR },
     options,
   );
+  const settle = async () => {
+    if (sync) await sync.run({ x: opt.paramTensor(names[names.length - 1]!) as ort.Tensor });
+  };
   const step = async () => {
     await opt.step(grads);
-    if (sync) await sync.run({ x: opt.paramTensor(names[names.length - 1]!) as ort.Tensor });
+    await settle();
+  };
+  // The same gradients aligned with the parameters, as PyTorch users hand over p.grad in order:
+  // no 5,000-key object to enumerate.
+  const stepArray = async () => {
+    await opt.step(gradList);
+    await settle();
   };
   await step();
   const createMs = performance.now() - t0;
   return {
     createMs: [createMs],
     step,
+    stepArray,
     dispose: async () => {
       await opt.dispose();
       await sync?.release();
