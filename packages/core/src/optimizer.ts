@@ -284,6 +284,9 @@ export class AccSGD {
     );
     this.stepThreads = StepThreads.create(memories, threads, maxPieces, 2 * groupCount, {
       externals: this.stream?.external ? externals : [],
+      // Gradient buffers as large as the parameters twice over: a model's own gradients all fit,
+      // with room for one step's worth of fresh ones.
+      adoptBytes: 2 * 4 * plainTotal,
     });
     if (this.stepThreads) orphanedThreads.register(this, this.stepThreads, this);
     else this.stream = null;

@@ -205,25 +205,55 @@ describe('AccSGD threads', () => {
     await threads.exited;
   }, 60_000);
 
-  it('keeps at most ADOPTED_BUFFERS gradient buffers, recycling the least recently used', async () => {
+  it('keeps ADOPTED_BUFFERS gradient buffers of any size, more within adoptBytes, recycling the least recently used', async () => {
     const arena = new ParameterArena(64, { shared: true });
     const pinned = new SharedArrayBuffer(16);
     const threads = StepThreads.create([{ memory: arena.memory, kernel: arena.kernel! }], 2, 4, 2, {
       externals: [pinned],
+      adoptBytes: 10 * 16,
     })!;
-    const buffers = Array.from({ length: ADOPTED_BUFFERS + 1 }, () => new SharedArrayBuffer(16));
-    // Step 1 adopts ADOPTED_BUFFERS buffers; one more in the same step has no slot left.
-    expect(buffers.slice(0, ADOPTED_BUFFERS).map((b) => threads.adopt(b, 1))).toEqual(
-      Array.from({ length: ADOPTED_BUFFERS }, (_, k) => 1 + k),
-    );
-    expect(threads.adopt(buffers[ADOPTED_BUFFERS]!, 1)).toBeNull();
+    await threads.ready();
+    expect(ADOPTED_BUFFERS).toBe(8); // the indices below assume it
+    const buffers = Array.from({ length: 12 }, () => new SharedArrayBuffer(16));
+    // Step 1: ten buffers of 16 bytes fit (the first ADOPTED_BUFFERS whatever their size, then the
+    // budget); an eleventh would mean letting go of one that this step uses.
+    expect(buffers.slice(0, 10).map((b) => threads.adopt(b, 1))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(threads.adopt(buffers[10]!, 1)).toBeNull();
     expect(threads.adopt(pinned, 1)).toBe(0);
-    // Step 2 uses the second one again, so the new one takes the first one's slot.
-    expect(threads.adopt(buffers[1]!, 2)).toBe(2);
-    expect(threads.adopt(buffers[ADOPTED_BUFFERS]!, 2)).toBe(1);
-    expect(threads.adopt(buffers[0]!, 3)).toBe(3);
+    // Step 2 uses all but the first again, so the new one takes the first one's index.
+    for (const b of buffers.slice(1, 10)) threads.adopt(b, 2);
+    expect(threads.adopt(buffers[10]!, 2)).toBe(1);
+    expect(threads.adopt(buffers[0]!, 3)).toBe(2); // the least recently used since step 2 goes
+    // A buffer larger than the whole budget: the least recently used go (buffers 2, 3 and 4, at
+    // indices 3, 4 and 5) until fewer than ADOPTED_BUFFERS are held; the last freed index is reused.
+    expect(threads.adopt(new SharedArrayBuffer(1024), 4)).toBe(5);
     threads.dispose();
   });
+
+  it('steps bit for bit when every step brings gradients on fresh SharedArrayBuffers', async () => {
+    // 7 tensors: each step hands the workers 7 new buffers, so old ones are let go of (the budget
+    // is twice the parameters' bytes) while the workers keep up with every hand-over.
+    const reference = model(undefined);
+    const single = new AccSGD(reference.groups, { lr: 0.1 });
+    const m = model(undefined, 'shared');
+    const opt = new AccSGD(m.groups, { lr: 0.1 }, { threads: 2 });
+    await opt.threadsReady();
+    for (let k = 0; k < 5; k++) {
+      const grads = SIZES.map((n, t) => pattern(n, 300 + 10 * k + t, 0.1));
+      single.step(grads);
+      const fresh = grads.map((g) => {
+        const copy = new Float32Array(new SharedArrayBuffer(4 * g.length));
+        copy.set(g);
+        return copy;
+      });
+      opt.step(fresh);
+    }
+    m.params.forEach((p, t) => expectSameBits(p, reference.params[t]!));
+    const threads = (opt as unknown as { stepThreads: StepThreads }).stepThreads;
+    const held = (threads as unknown as { adopted: Map<SharedArrayBuffer, unknown> }).adopted;
+    expect(held.size).toBeLessThanOrEqual(2 * SIZES.length);
+    opt.dispose();
+  }, 60_000);
 
   it.each([
     ['in a shared ParameterArena', 'arena'],

@@ -53,9 +53,11 @@ const STALL_MS = 30_000;
 export const MAX_THREADS = 64;
 
 /**
- * Gradient buffers (SharedArrayBuffers met in steps) the workers hold at once. A training loop
- * reuses its gradient arrays, so a few suffice; one that allocates new ones every step recycles
- * the least recently used slot, so the workers never keep more than this many alive.
+ * Gradient buffers (SharedArrayBuffers met in steps) the workers may hold whatever their size.
+ * Beyond this many, they hold more only while all of them together stay within create()'s
+ * `adoptBytes`: a training loop reuses its gradient arrays, so the workers keep them all (one
+ * buffer per tensor included), while one that allocates new buffers every step recycles the least
+ * recently used, so stale buffers kept alive by the workers stay within that budget.
  */
 export const ADOPTED_BUFFERS = 8;
 
@@ -64,8 +66,10 @@ interface WorkerHandle {
 }
 
 /** The end of a channel to one worker over which external buffers are handed (Node only). */
+const EMPTY = new Float32Array(0);
+
 interface BufferPort {
-  postMessage(message: { index: number; buffer: SharedArrayBuffer }): void;
+  postMessage(message: { index: number; buffer: SharedArrayBuffer | null }): void;
   close(): void;
 }
 
@@ -114,6 +118,8 @@ export class StepThreads {
       stallMs?: number;
       /** External buffers every worker gets at start (the parameters'), indices 0, 1, ... */
       externals?: readonly SharedArrayBuffer[];
+      /** Bytes of gradient buffers the workers may hold beyond ADOPTED_BUFFERS of them (see there). */
+      adoptBytes?: number;
     } = {},
   ): StepThreads | null {
     if (threads < 2 || typeof SharedArrayBuffer === 'undefined' || memories.length === 0) return null;
@@ -130,6 +136,7 @@ export class StepThreads {
       options.externals ?? [],
     );
     if (options.stallMs !== undefined) pool.stallMs = options.stallMs;
+    pool.adoptBytes = options.adoptBytes ?? 0;
     return pool;
   }
 
@@ -139,9 +146,12 @@ export class StepThreads {
   /** Float32 views of the external buffers by index: the pinned ones, then the adopted slots. */
   private readonly externalViews: Float32Array[];
   private readonly pinned = new Map<SharedArrayBuffer, number>();
-  private readonly adopted = new Map<SharedArrayBuffer, number>();
-  /** Per adopted slot: the step (adopt()'s stamp) that last used it. */
-  private readonly lastUsed: number[] = [];
+  /** Adopted gradient buffers: their external index (pinned ones first) and the step that last used it. */
+  private readonly adopted = new Map<SharedArrayBuffer, { index: number; lastUsed: number }>();
+  /** External indices of recycled slots, for reuse. */
+  private readonly freeIndices: number[] = [];
+  private adoptedBytes = 0;
+  private adoptBytes = 0;
   private readonly ports: BufferPort[] = [];
   private readonly callerThread: ThreadContext;
 
@@ -296,34 +306,44 @@ export class StepThreads {
    * The external index under which the workers see `buffer` (a SharedArrayBuffer a gradient lives
    * on), handing it to them first if it is new; null where they cannot take it: no channel to
    * them (Web Workers block in Atomics.wait and cannot receive a message mid-step; only the
-   * parameters' buffers, given at start, are theirs), or all ADOPTED_BUFFERS slots already serve
-   * this step (`stamp`, a number that changes every step).
+   * parameters' buffers, given at start, are theirs), or no room (see ADOPTED_BUFFERS) without
+   * letting go of a buffer this step uses (`stamp`, a number that changes every step).
    */
   adopt(buffer: SharedArrayBuffer, stamp: number): number | null {
     const pinned = this.pinned.get(buffer);
     if (pinned !== undefined) return pinned;
     const known = this.adopted.get(buffer);
     if (known !== undefined) {
-      this.lastUsed[known - this.pinned.size] = stamp;
-      return known;
+      known.lastUsed = stamp;
+      return known.index;
     }
     if (this.ports.length !== this.workers.length || this.workers.length === 0) return null;
-    let slot = this.lastUsed.length;
-    if (slot === ADOPTED_BUFFERS) {
-      slot = this.lastUsed.indexOf(Math.min(...this.lastUsed));
-      if (this.lastUsed[slot] === stamp) return null;
+    const full = () =>
+      this.adopted.size >= ADOPTED_BUFFERS && this.adoptedBytes + buffer.byteLength > this.adoptBytes;
+    while (full()) {
+      // The least recently used goes (a Map iterates in insertion order; ties are rare and harmless).
+      let oldest: [SharedArrayBuffer, { index: number; lastUsed: number }] | null = null;
+      for (const entry of this.adopted) if (!oldest || entry[1].lastUsed < oldest[1].lastUsed) oldest = entry;
+      if (!oldest || oldest[1].lastUsed === stamp) return null;
+      this.adopted.delete(oldest[0]);
+      this.adoptedBytes -= oldest[0].byteLength;
+      this.freeIndices.push(oldest[1].index);
+      this.handOver(oldest[1].index, null);
     }
-    const index = this.pinned.size + slot;
-    const previous = this.externalViews[index];
-    if (previous) this.adopted.delete(previous.buffer as SharedArrayBuffer);
-    this.adopted.set(buffer, index);
-    this.externalViews[index] = new Float32Array(buffer);
-    this.lastUsed[slot] = stamp;
+    const index = this.freeIndices.pop() ?? this.externalViews.length;
+    this.adopted.set(buffer, { index, lastUsed: stamp });
+    this.adoptedBytes += buffer.byteLength;
+    this.handOver(index, buffer);
+    return index;
+  }
+
+  /** Gives the workers `buffer` under external index `index` (null: they let go of what it held). */
+  private handOver(index: number, buffer: SharedArrayBuffer | null): void {
+    this.externalViews[index] = buffer ? new Float32Array(buffer) : EMPTY;
     // Each port queues the message at once; a worker takes it in (receiveMessageOnPort) before
     // its next job, once it sees Externals count it.
     for (const port of this.ports) port.postMessage({ index, buffer });
     Atomics.add(this.views.control, Slot.Externals, 1);
-    return index;
   }
 
   /**

@@ -21,10 +21,10 @@ export interface StepWorkerInit {
 
 type ReceiveMessage = (
   port: unknown,
-) => { message: { index: number; buffer: SharedArrayBuffer } } | undefined;
+) => { message: { index: number; buffer: SharedArrayBuffer | null } } | undefined;
 
 function threadContext(init: StepWorkerInit, receive: ReceiveMessage | null): ThreadContext {
-  const views = init.externals.map((b) => new Float32Array(b));
+  const views: Float32Array[] = init.externals.map((b) => new Float32Array(b));
   let received = 0;
   return {
     index: init.thread,
@@ -35,7 +35,9 @@ function threadContext(init: StepWorkerInit, receive: ReceiveMessage | null): Th
       while (received < count && receive && init.port) {
         const taken = receive(init.port);
         if (!taken) continue;
-        views[taken.message.index] = new Float32Array(taken.message.buffer);
+        // null: the caller let go of that buffer (its slot is free for another one).
+        const { index, buffer } = taken.message;
+        views[index] = buffer ? new Float32Array(buffer) : new Float32Array(0);
         received++;
       }
     },
