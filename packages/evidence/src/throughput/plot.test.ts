@@ -69,6 +69,16 @@ describe('optimizer-step chart', () => {
     expect(
       rowLabel(step('@accsgd/core', 'ParameterArena (wasm SIMD)', "arena: AccSGD, nonFinite 'allow'", 17)),
     ).toBe("core arena · 'allow'");
+    expect(
+      rowLabel(
+        step(
+          '@accsgd/core',
+          'Float32Array over SharedArrayBuffer, 2 threads',
+          "2 threads, shared arrays: AccSGD, nonFinite 'error' (default)",
+          23,
+        ),
+      ),
+    ).toBe('core shared arrays, 2 threads · default');
   });
 
   it('starts the axis at the power of ten below the fastest row, so no bar runs into the labels', () => {

@@ -15,11 +15,12 @@ export function rowLabel(r: Row): string {
     .replace(/ \([^)]*\)/, '')
     .replace('wasm SIMD, ', '')
     .replace('ParameterArena', 'arena')
+    .replace('Float32Array over SharedArrayBuffer', 'shared arrays')
     .replace('Float32Array', 'arrays');
   const variant = r.variant
     .replace(/^arena: /, '')
     // The backend already says "arena" and "2 threads".
-    .replace(/^(arena, )?\d+ threads: /, '')
+    .replace(/^(arena, )?\d+ threads(, shared arrays)?: /, '')
     .replace(/^(OnnxAccSGD|WebGPUAccSGD)\.step, /, '')
     .replace(/^AccSGD( fused)?, /, '')
     .replace(/, \d+ dispatch\(es\)$/, '')

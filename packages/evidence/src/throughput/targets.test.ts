@@ -67,6 +67,16 @@ describe('crossTargets', () => {
     );
   });
 
+  it('explains a missed shared-array target by the copies every thread makes', () => {
+    const slow = ROWS.map((r) => (r.backend.includes('SharedArrayBuffer') ? { ...r, ms: 30 } : r));
+    const target = crossTargets(slow, [LAYOUT]).find((t) => t.name.includes('SharedArrayBuffers'))!;
+    expect([Number(target.ratio.toFixed(2)), target.verdict]).toEqual([0.8, 'missed']);
+    // 24 / 9 = 2.67: the 2-thread floor row.
+    expect(target.note).toBe(
+      "every thread copies its pieces of p and g into its staging and p back out (12 more bytes per element, copied in and out of shared memory), on top of the step's 20; the in-place floor split over the threads would reach 2.67x, a ParameterArena with threads (the arena rows) comes nearest it",
+    );
+  });
+
   it('leaves the shared-array target out of reports that have no such row', () => {
     const older = crossTargets(
       ROWS.filter((r) => !r.backend.includes('SharedArrayBuffer')),

@@ -123,6 +123,10 @@ export function crossTargets(rows: readonly Row[], layouts: readonly LayoutLabel
         torch(2),
         shared2,
         { op: '>', limit: 1 },
+        // The kernel cannot address a SharedArrayBuffer: p and g are copied in and p out besides
+        // the step's 20 bytes, so the in-place floor split over the threads is out of its reach.
+        (torchMs) =>
+          `every thread copies its pieces of p and g into its staging and p back out (12 more bytes per element, copied in and out of shared memory), on top of the step's 20; the in-place floor split over the threads would reach ${threaded ? (torchMs / threaded.ms).toFixed(2) : '?'}x, a ParameterArena with threads (the arena rows) comes nearest it`,
       );
   }
   return out;
