@@ -2,7 +2,7 @@
 // browser). It shares the arena's memory and the control block with the thread that steps, and
 // runs the same chunk loop as that thread; it never posts results, it writes them in place.
 import { HeapKernel, type WasmMemory } from '../kernels/wasm-kernel.js';
-import { controlViews, drainJob, JobKind, Slot, spinWhile, type ThreadContext } from './protocol.js';
+import { controlViews, drainJob, JobKind, Slot, type ThreadContext } from './protocol.js';
 
 export interface StepWorkerInit {
   /** The shared memories jobs run on (a shared arena's, the optimizer's own staging memory). */
@@ -61,9 +61,7 @@ function serve(
   let seen = Atomics.load(control, Slot.Generation);
   announce('online');
   for (;;) {
-    // A step's scan job is followed at once by its update job: spinning a moment first catches
-    // it without a futex sleep, whose wake-up (an idle virtual CPU halted) can cost more than a chunk.
-    if (spinWhile(control, Slot.Generation, seen)) Atomics.wait(control, Slot.Generation, seen);
+    Atomics.wait(control, Slot.Generation, seen);
     const generation = Atomics.load(control, Slot.Generation);
     if (generation === seen) continue;
     seen = generation;
