@@ -482,11 +482,9 @@ export class AccSGD {
       const param = this.params[w.index]!;
       const grad = w.grad;
       if (
-        !(grad instanceof Float32Array) ||
+        !this.streamable(w.index, grad) ||
         !(param.buffer instanceof SharedArrayBuffer) ||
-        !(grad.buffer instanceof SharedArrayBuffer) ||
-        this.storage[w.index]!.buffer !== stream.arena.memory.buffer ||
-        ParameterArena.of(param) !== undefined
+        !(grad.buffer instanceof SharedArrayBuffer)
       )
         continue;
       const paramSource = threads.adopt(param.buffer, stamp);
@@ -516,6 +514,19 @@ export class AccSGD {
   }
 
   /**
+   * Whether parameter `index` with gradient `grad` can go through the optimizer's shared memory
+   * (streamed, or copied by every thread): a float32 gradient, and an ordinary float32 parameter
+   * whose buffer lives there.
+   */
+  private streamable(index: number, grad: FloatArray): grad is Float32Array {
+    return (
+      grad instanceof Float32Array &&
+      this.storage[index]!.buffer === this.stream?.arena.memory.buffer &&
+      ParameterArena.of(this.params[index]!) === undefined
+    );
+  }
+
+  /**
    * The tensors of this step streamed through the optimizer's shared memory: ordinary float32
    * parameters with a float32 gradient and a buffer there; null below MIN_THREADED_ELEMENTS.
    */
@@ -523,15 +534,8 @@ export class AccSGD {
     work: readonly StepWork<FloatArray>[],
     external: ReadonlySet<number> | undefined,
   ): Map<number, StepWork<FloatArray>> | null {
-    const stream = this.stream;
-    if (!stream || !this.stepThreads) return null;
-    const members = work.filter(
-      ({ index, grad }) =>
-        !external?.has(index) &&
-        grad instanceof Float32Array &&
-        this.storage[index]!.buffer === stream.arena.memory.buffer &&
-        ParameterArena.of(this.params[index]!) === undefined,
-    );
+    if (!this.stream || !this.stepThreads) return null;
+    const members = work.filter(({ index, grad }) => !external?.has(index) && this.streamable(index, grad));
     if (members.reduce((sum, w) => sum + this.registry.length(w.index), 0) < MIN_THREADED_ELEMENTS)
       return null;
     return new Map(members.map((w) => [w.index, w]));

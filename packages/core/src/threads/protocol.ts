@@ -235,19 +235,14 @@ function runPiece(
     if (kernel.firstNonFinite(grad, n) >= 0) Atomics.store(control, Slot.NonFinite, 1);
     return;
   }
-  kernel.update(
-    param,
-    grad,
-    buffer,
-    n,
-    coefficientsAt(coefficients, pieces[at + 4]!),
-    coefficients[pieces[at + 4]! * SLOT_COEFFICIENTS + 6] === 1,
-  );
+  const [c, first] = coefficientsAt(coefficients, pieces[at + 4]!);
+  kernel.update(param, grad, buffer, n, c, first);
 }
 
-function coefficientsAt(table: Float64Array, slot: number): FusedCoefficients {
+/** Coefficient slot `slot` of the table: the six coefficients, and whether it is a first step. */
+function coefficientsAt(table: Float64Array, slot: number): [FusedCoefficients, boolean] {
   const s = slot * SLOT_COEFFICIENTS;
-  return {
+  const c = {
     bufFromBuf: table[s]!,
     bufFromParam: table[s + 1]!,
     bufFromGrad: table[s + 2]!,
@@ -255,6 +250,7 @@ function coefficientsAt(table: Float64Array, slot: number): FusedCoefficients {
     paramFromGrad: table[s + 4]!,
     paramFromBuf: table[s + 5]!,
   };
+  return [c, table[s + 6] === 1];
 }
 
 /**
@@ -275,7 +271,6 @@ function runExternalPiece(
 ): void {
   const { coefficients, control } = views;
   const n = pieces[at + 3]!;
-  const slot = pieces[at + 4]!;
   const paramSource = pieces[at + 5]!;
   const gradSource = pieces[at + 6]!;
   const stageP = Atomics.load(control, Slot.StageBase) + thread.index * 2 * EXTERNAL_STAGE_ELEMENTS * 4;
@@ -285,14 +280,14 @@ function runExternalPiece(
   const [pStage, gStage] = [staged(stageP), staged(stageG)];
   const pSource = paramSource === IN_MEMORY ? null : thread.external(paramSource);
   const gSource = gradSource === IN_MEMORY ? null : thread.external(gradSource);
-  const c = kind === JobKind.Scan ? null : coefficientsAt(coefficients, slot);
-  const first = coefficients[slot * SLOT_COEFFICIENTS + 6] === 1;
+  const [c, first] = coefficientsAt(coefficients, pieces[at + 4]!);
+  const scan = kind === JobKind.Scan;
   for (let done = 0; done < n; done += EXTERNAL_STAGE_ELEMENTS) {
     const m = Math.min(EXTERNAL_STAGE_ELEMENTS, n - done);
     const g = gSource ? pieces[at + 1]! + done : 0;
     if (gSource) gStage.set(gSource.subarray(g, g + m));
     const gradAt = gSource ? stageG : pieces[at + 1]! + 4 * done;
-    if (!c) {
+    if (scan) {
       if (kernel.firstNonFinite(gradAt, m) >= 0) {
         Atomics.store(control, Slot.NonFinite, 1);
         return;

@@ -65,9 +65,10 @@ interface WorkerHandle {
   terminate(): unknown;
 }
 
-/** The end of a channel to one worker over which external buffers are handed (Node only). */
+/** What a released external index holds until it is handed out again. */
 const EMPTY = new Float32Array(0);
 
+/** The end of a channel to one worker over which external buffers are handed (Node only). */
 interface BufferPort {
   postMessage(message: { index: number; buffer: SharedArrayBuffer | null }): void;
   close(): void;
