@@ -150,8 +150,6 @@ export class OnnxAccSGD {
    */
   private readonly cpu: CpuParameterStore | null;
   private readonly cpuTensors: (OrtTensor | null)[];
-  /** How many of cpuTensors are not null: a step over thousands of parameters skips them at 0. */
-  private cpuTensorCount = 0;
   private readonly sessions = new Map<string, Promise<OrtSession>>();
   private readonly helpers = new Map<string, Promise<OrtSession>>();
   /** Parameters one Slice + Split run of cut() hands out, once known (see splitWidth()). */
@@ -274,7 +272,6 @@ export class OnnxAccSGD {
       const view = this.cpu.param(index);
       tensor = new this.ort.Tensor('float32', view, [view.length]);
       this.cpuTensors[index] = tensor;
-      this.cpuTensorCount++;
     }
     return tensor;
   }
@@ -342,14 +339,12 @@ export class OnnxAccSGD {
       }
       if (this.cpu) {
         this.cpu.update(work, plan.coefficients);
-        if (this.cpuTensorCount > 0)
-          for (const { index } of work) {
-            const tensor = this.cpuTensors[index];
-            if (!tensor) continue;
-            this.retire(tensor);
-            this.cpuTensors[index] = null;
-            this.cpuTensorCount--;
-          }
+        for (const { index } of work) {
+          const tensor = this.cpuTensors[index];
+          if (!tensor) continue;
+          this.retire(tensor);
+          this.cpuTensors[index] = null;
+        }
         this.registry.commitStep(plan);
         return { applied: true };
       }
@@ -559,7 +554,6 @@ export class OnnxAccSGD {
     const tensors = new Set([...this.params, ...this.flatParams, ...this.flatBuffers, ...this.cpuTensors]);
     for (const t of tensors) if (t) this.retire(t);
     this.cpuTensors.fill(null);
-    this.cpuTensorCount = 0;
     this.params.length = 0;
     this.flatParams.length = 0;
     this.flatBuffers.length = 0;
