@@ -310,6 +310,26 @@ describe('AccSGD threads', () => {
     opt.dispose();
   });
 
+  it("refuses a gradient over the threads' own staging for shared arrays, changing nothing", async () => {
+    const n = MIN_THREADED_ELEMENTS;
+    const param = new Float32Array(new SharedArrayBuffer(4 * n)).fill(0.5);
+    const opt = new AccSGD([param], { lr: 0.1 }, { threads: 2 });
+    await opt.threadsReady();
+    opt.step([new Float32Array(new SharedArrayBuffer(4 * n)).fill(0.25)]);
+    const before = param.slice();
+    const buffer = (opt.buffer(0) as Float32Array).slice();
+    // The optimizer's shared memory holds the ring's slots, then each thread's staging for shared
+    // arrays (see startThreads): a gradient there would be overwritten while it is read.
+    const external = (opt as unknown as { stream: { external: Float32Array } }).stream.external;
+    const staged = new Float32Array(external.buffer, external.byteOffset, n);
+    expect(() => opt.step([staged])).toThrow(
+      'gradient for parameter "0": its memory overlaps the optimizer\'s staging memory for threads',
+    );
+    expectSameBits(param, before);
+    expectSameBits(opt.buffer(0) as Float32Array, buffer);
+    opt.dispose();
+  });
+
   it('runs a small step on the calling thread alone', async () => {
     const n = MIN_THREADED_ELEMENTS / 2;
     const arena = new ParameterArena(3 * n + 16, { shared: true });
